@@ -1,0 +1,53 @@
+"""The chat-model Protocol shared by the SLM runtime, the planner and the router."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, TypedDict, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+
+class Message(TypedDict):
+    """One chat message, as in the OpenAI API."""
+
+    role: str
+    content: str
+
+
+class Completion(BaseModel):
+    """What one model call returned, with its accounting."""
+
+    text: str = Field(description="the raw text the model produced")
+    model: str = Field(description="the model's name")
+    prompt_tokens: int = Field(0, description="tokens in the whole prompt")
+    completion_tokens: int = Field(0, description="tokens generated")
+    prompt_tokens_evaluated: int | None = Field(
+        None, description="prompt tokens actually evaluated (fewer when a prefix was reused)"
+    )
+    run_ms: float = Field(0.0, description="wall time of the call")
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """A model that completes chats, optionally constrained to a JSON schema."""
+
+    @property
+    def name(self) -> str:
+        """The model's name, as recorded in step results."""
+        ...
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> Completion:
+        """Complete the chat; with `schema`, the text is JSON that conforms to it."""
+        ...
+
+    def score(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
+        """The log-probability of each continuation as the start of the reply."""
+        ...

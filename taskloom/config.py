@@ -1,0 +1,72 @@
+"""Settings, defaults and Redis key names: every tunable lives here.
+
+Settings come from the environment (`TASKLOOM_*`, `OPENAI_*`) and may be overridden by
+CLI flags or by passing a `Settings` explicitly. Nothing reads the environment after
+`Settings.from_env()`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+DEFAULT_QUEUE = "slm"
+RUNS_QUEUE = "runs"
+MAX_STEPS = 64
+KEY_PREFIX = "taskloom"
+
+
+class Settings(BaseModel):
+    """Everything configurable, with the defaults a local run needs."""
+
+    redis_url: str | None = Field(None, description="Redis URL; None starts the embedded server")
+    model: str | None = Field(None, description="GGUF model path; None uses the default model")
+    secret: str | None = Field(None, description="HMAC key for job payloads")
+    openai_base_url: str | None = Field(None, description="OpenAI-compatible endpoint")
+    openai_api_key: str | None = Field(None, description="API key for the endpoint")
+    planner_model: str = Field("gpt-4o-mini", description="model name the planner asks for")
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".local" / "share" / "taskloom",
+        description="where local run state (SQLite checkpoints) is kept",
+    )
+    max_steps: int = Field(MAX_STEPS, description="the most steps a plan may have")
+    max_attempts: int = Field(3, description="attempts per step before it fails")
+    retry_backoff_s: float = Field(0.2, description="first retry delay; doubles each time")
+    output_retries: int = Field(2, description="re-asks when a model output fails validation")
+    lease_s: float = Field(5.0, description="seconds before a silent worker's job is re-queued")
+    max_concurrency: int = Field(64, description="steps of one run in flight at once")
+    slm_usd_per_mtok: float = Field(0.02, description="SLM price per million tokens")
+    record_ttl_s: int = Field(7 * 24 * 3600, description="how long run records are kept")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Read settings from the environment (`TASKLOOM_*`, `OPENAI_*`)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        names = {
+            "TASKLOOM_REDIS_URL": "redis_url",
+            "TASKLOOM_MODEL": "model",
+            "TASKLOOM_SECRET": "secret",
+            "OPENAI_BASE_URL": "openai_base_url",
+            "OPENAI_API_KEY": "openai_api_key",
+            "TASKLOOM_PLANNER_MODEL": "planner_model",
+            "TASKLOOM_HOME": "home",
+            "TASKLOOM_LEASE_S": "lease_s",
+            "TASKLOOM_MAX_ATTEMPTS": "max_attempts",
+        }
+        for var, field in names.items():
+            if env.get(var):
+                values[field] = env[var]
+        return cls.model_validate(values)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The SQLite file that holds local runs' checkpoints."""
+        return self.home / "checkpoints.sqlite"
+
+
+def key(*parts: str) -> str:
+    """A Redis key under taskloom's prefix, e.g. `key("result", run_id, step_id)`."""
+    return ":".join((KEY_PREFIX, *parts))

@@ -1,0 +1,171 @@
+"""Every error taskloom raises, in one tree.
+
+```
+TaskloomError                      base; carries run_id / step_id when known
+├── UserError                      the developer's or user's mistake: exit code 2
+│   ├── PlanValidationError        a plan breaks the wire format; .problems lists each
+│   ├── InputError                 --input or run inputs that are not usable
+│   ├── TargetError                a run target (plan file, workflow) that can't be loaded
+│   ├── ModelFileError             a GGUF model path that is missing or corrupt
+│   ├── ToolError                  a Python tool that is not registered or badly called
+│   ├── TaskInputError             an SLM step's inputs that its kind can't use
+│   ├── SchemaError                an output schema the grammar compiler can't handle
+│   ├── ConfigError                a bad setting (queue name, URL, secret)
+│   └── RunNotFoundError           a run id that never existed or has expired
+├── InfrastructureError            something outside us is down: exit code 3
+│   ├── RedisUnavailableError      Redis can't be reached (names the URL)
+│   └── EndpointUnavailableError   the OpenAI-compatible endpoint can't be reached
+├── RunFailedError                 a run ended without its output: exit code 1
+│   ├── StepFailedError            a step failed after its retries
+│   └── RunCancelledError          the run was cancelled
+└── JobRejectedError               a job payload a worker refuses (bad signature, unknown kind)
+```
+
+`OutputValidationError` is raised inside a step when the model's output does not
+match its schema; the runtime retries it and then wraps it in `StepFailedError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TaskloomWarning(UserWarning):
+    """A warning from taskloom (e.g. text truncated to fit the context window)."""
+
+
+class TaskloomError(Exception):
+    """The root of every taskloom error.
+
+    Args:
+        message: one line that says what is wrong and what to do next.
+        run_id: the run it concerns, when known.
+        step_id: the step it concerns, when known.
+    """
+
+    exit_code: int = 1
+
+    def __init__(
+        self, message: str, *, run_id: str | None = None, step_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.run_id = run_id
+        self.step_id = step_id
+
+    def __str__(self) -> str:
+        where = f"step {self.step_id!r}: " if self.step_id else ""
+        return f"{where}{self.message}"
+
+
+class UserError(TaskloomError):
+    """The caller's mistake; fixing the input fixes it."""
+
+    exit_code = 2
+
+
+class PlanValidationError(UserError):
+    """A plan that breaks the wire format. `problems` holds every reason at once."""
+
+    def __init__(self, problems: list[str], *, source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        where = f"{source}: " if source else ""
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"{where}invalid plan, {count}: " + "; ".join(problems))
+
+
+class InputError(UserError):
+    """Run inputs that are not usable (not JSON, not an object, missing a field)."""
+
+
+class TargetError(UserError):
+    """A run target that cannot be loaded (no such file, module or attribute)."""
+
+
+class ModelFileError(UserError):
+    """A GGUF model file that is missing, unreadable or corrupt."""
+
+
+class ToolError(UserError):
+    """A Python tool that is not registered, or called with the wrong arguments."""
+
+
+class TaskInputError(UserError):
+    """Inputs an SLM kind cannot use (e.g. an empty passage list)."""
+
+
+class SchemaError(UserError):
+    """An output schema that is not valid JSON Schema or cannot become a grammar."""
+
+
+class ConfigError(UserError):
+    """A setting that cannot be used (a queue name, a URL, a secret)."""
+
+
+class RunNotFoundError(UserError):
+    """A run id that never existed, or whose record has expired."""
+
+
+class InfrastructureError(TaskloomError):
+    """A service we depend on is unavailable; retry once it is back."""
+
+    exit_code = 3
+
+
+class RedisUnavailableError(InfrastructureError):
+    """Redis (or the embedded server) cannot be reached."""
+
+
+class EndpointUnavailableError(InfrastructureError):
+    """The OpenAI-compatible endpoint cannot be reached or keeps failing."""
+
+
+class RunFailedError(TaskloomError):
+    """A run ended without producing its output."""
+
+    exit_code = 1
+
+
+class StepFailedError(RunFailedError):
+    """A step failed after all its attempts.
+
+    Args:
+        raw_output: the model's last raw output, when the failure was a bad output.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str | None = None,
+        step_id: str | None = None,
+        raw_output: str | None = None,
+    ) -> None:
+        super().__init__(message, run_id=run_id, step_id=step_id)
+        self.raw_output = raw_output
+
+
+class RunCancelledError(RunFailedError):
+    """The run was cancelled before it finished."""
+
+
+class JobRejectedError(TaskloomError):
+    """A job payload that a worker refuses to run (bad signature, unknown kind, corrupt)."""
+
+
+class OutputValidationError(TaskloomError):
+    """A model output that does not match the step's schema (retried, then a step failure)."""
+
+    def __init__(self, message: str, *, raw_output: str, step_id: str | None = None) -> None:
+        super().__init__(message, step_id=step_id)
+        self.raw_output = raw_output
+
+
+def describe(exc: BaseException) -> dict[str, Any]:
+    """A JSON-safe summary of an error, for run records."""
+    out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    raw = getattr(exc, "raw_output", None)
+    if raw is not None:
+        out["raw_output"] = raw
+    return out

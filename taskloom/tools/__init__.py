@@ -1,0 +1,50 @@
+"""The SLM task kinds, one module each, and the registry of plain Python tools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskloom.chat import ChatModel
+from taskloom.errors import TaskInputError
+from taskloom.plan import StepKind
+from taskloom.tools import classify, extract, fill_slots, filter, generate
+from taskloom.tools.base import Kind, Outcome, Usage, run_kind
+from taskloom.tools.registry import Tool, ToolRegistry, tool
+
+KINDS: dict[str, Kind] = {
+    StepKind.EXTRACT: extract,
+    StepKind.FILL_SLOTS: fill_slots,
+    StepKind.FILTER: filter,
+    StepKind.CLASSIFY: classify,
+    StepKind.GENERATE: generate,
+}
+
+
+def run_task(
+    kind: str,
+    inputs: dict[str, Any],
+    *,
+    output: dict[str, Any] | None = None,
+    model: ChatModel | None = None,
+    tools: ToolRegistry | None = None,
+    tool_name: str | None = None,
+    output_retries: int = 2,
+) -> Outcome:
+    """Run one step of any kind: an SLM kind on `model`, or a registered Python tool.
+
+    Raises:
+        TaskInputError, ToolError, SchemaError: the step can't run as written.
+        OutputValidationError: the model's output kept failing validation.
+    """
+    if kind == StepKind.TOOL:
+        registry = tools if tools is not None else ToolRegistry()
+        found = registry.get(tool_name or "")
+        return Outcome(value=found.invoke(inputs), usage=Usage(model=f"tool:{found.name}"))
+    if kind not in KINDS:
+        raise TaskInputError(f"kind {kind!r} can't run here (SLM kinds: {', '.join(KINDS)})")
+    if model is None:
+        raise TaskInputError(f"kind {kind!r} needs a model, and none was given")
+    return run_kind(KINDS[kind], kind, inputs, output=output, model=model, output_retries=output_retries)
+
+
+__all__ = ["KINDS", "Outcome", "Tool", "ToolRegistry", "Usage", "run_task", "tool"]

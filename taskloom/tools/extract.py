@@ -1,0 +1,46 @@
+"""`extract`: pull the fields of a JSON schema out of a text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from taskloom.chat import ChatModel, Message
+from taskloom.errors import TaskInputError
+from taskloom.tools.base import KindInputs
+
+
+class Inputs(KindInputs):
+    text: str = Field(description="the text to extract from")
+    copy_spans: bool = Field(
+        False, alias="copy", description="string values must be verbatim spans of the text"
+    )
+
+
+def schema(inputs: Inputs, output: dict[str, Any] | None) -> dict[str, Any]:
+    if output is None:
+        raise TaskInputError("extract needs an 'output' JSON schema naming the fields")
+    return output
+
+
+def instruction(inputs: Inputs) -> str:
+    rule = " Copy each value exactly as written in the text." if inputs.copy_spans else ""
+    return (
+        "Extract the fields described by the schema from the text."
+        " Use null for a field the text does not give." + rule
+    )
+
+
+def render(inputs: Inputs) -> str:
+    return f"Text:\n{inputs.text}"
+
+
+def answer(output: Any) -> Any:
+    return output
+
+
+def finish(value: Any, inputs: Inputs, model: ChatModel, messages: list[Message]) -> Any:
+    if inputs.copy_spans and isinstance(value, dict):
+        return {k: (v if not isinstance(v, str) or v in inputs.text else None) for k, v in value.items()}
+    return value

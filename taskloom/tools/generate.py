@@ -1,0 +1,37 @@
+"""`generate`: a short text that follows an instruction, given some context."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import Field
+
+from taskloom.chat import ChatModel, Message
+from taskloom.tools.base import KindInputs
+
+
+class Inputs(KindInputs):
+    instruction: str = Field(description="what to write")
+    context: Any = Field(None, description="any JSON the text should draw on")
+
+
+def schema(inputs: Inputs, output: dict[str, Any] | None) -> dict[str, Any]:
+    return {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+
+
+def instruction(inputs: Inputs) -> str:
+    return "Write what the instruction asks for, briefly, using the context."
+
+
+def render(inputs: Inputs) -> str:
+    context = "" if inputs.context is None else "\nContext:\n" + json.dumps(inputs.context)
+    return f"Instruction: {inputs.instruction}{context}"
+
+
+def answer(output: Any) -> Any:
+    return output
+
+
+def finish(value: Any, inputs: Inputs, model: ChatModel, messages: list[Message]) -> Any:
+    return {"text": value["text"]}

@@ -1,0 +1,86 @@
+"""Run one StepJob where the model lives: the code shared by every dispatcher."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+
+from taskloom.chat import ChatModel
+from taskloom.config import Settings
+from taskloom.errors import TaskloomError, UserError, describe
+from taskloom.plan import SLM_KINDS
+from taskloom.tools import ToolRegistry, run_task
+from taskloom.workers.job import StepJob, StepResult, StepStatus
+
+log = structlog.get_logger(__name__)
+
+
+def execute(
+    job: StepJob,
+    *,
+    model: Callable[[], ChatModel],
+    tools: ToolRegistry,
+    settings: Settings,
+    worker: str,
+) -> StepResult:
+    """Run one attempt of a job and describe what happened; never raises for step errors.
+
+    A failure is marked retryable unless it is the input's fault or the model's output
+    (whose re-asks already happened inside the kind).
+    """
+    started = time.time()
+    queue_ms = max(0.0, (started - job.enqueued_at) * 1000)
+    base = {
+        "run_id": job.run_id,
+        "step_id": job.step_id,
+        "attempts": job.attempt,
+        "worker": worker,
+        "queue_ms": queue_ms,
+        "started_at": started,
+    }
+    try:
+        outcome = run_task(
+            job.kind,
+            job.inputs,
+            output=job.output,
+            model=model() if job.kind in SLM_KINDS else None,
+            tools=tools,
+            tool_name=job.tool,
+            output_retries=settings.output_retries,
+        )
+    except Exception as e:
+        finished = time.time()
+        is_retryable = not isinstance(e, UserError) and not (
+            isinstance(e, TaskloomError) and getattr(e, "raw_output", None) is not None
+        )
+        log.warning("step_attempt_failed", error=str(e), is_retryable=is_retryable, **_ids(job))
+        return StepResult(
+            **base,
+            status=StepStatus.FAILED,
+            error=describe(e),
+            is_retryable=is_retryable,
+            run_ms=(finished - started) * 1000,
+            finished_at=finished,
+        )
+    finished = time.time()
+    u = outcome.usage
+    tokens = u.prompt_tokens + u.completion_tokens
+    price = settings.slm_usd_per_mtok if job.kind in SLM_KINDS else 0.0
+    return StepResult(
+        **base,
+        status=StepStatus.DONE,
+        value=outcome.value,
+        model=u.model,
+        run_ms=(finished - started) * 1000,
+        prompt_tokens=u.prompt_tokens,
+        prompt_tokens_evaluated=u.prompt_tokens_evaluated,
+        completion_tokens=u.completion_tokens,
+        cost_usd=tokens * price / 1e6,
+        finished_at=finished,
+    )
+
+
+def _ids(job: StepJob) -> dict[str, str]:
+    return {"run_id": job.run_id, "step_id": job.step_id}
