@@ -62,9 +62,9 @@ class Settings(BaseModel):
         return cls.model_validate(values)
 
     @property
-    def checkpoint_path(self) -> Path:
-        """The SQLite file that holds local runs' checkpoints."""
-        return self.home / "checkpoints.sqlite"
+    def state_path(self) -> Path:
+        """The SQLite file that holds local runs: LangGraph checkpoints and run records."""
+        return self.home / "runs.sqlite"
 
 
 def key(*parts: str) -> str:

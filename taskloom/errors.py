@@ -17,6 +17,7 @@ TaskloomError                      base; carries run_id / step_id when known
 │   └── EndpointUnavailableError   the OpenAI-compatible endpoint can't be reached
 ├── RunFailedError                 a run ended without its output: exit code 1
 │   ├── StepFailedError            a step failed after its retries
+│   │   └── StepSkippedError       a step not run because a dependency failed
 │   └── RunCancelledError          the run was cancelled
 └── JobRejectedError               a job payload a worker refuses (bad signature, unknown kind)
 ```
@@ -144,6 +145,10 @@ class StepFailedError(RunFailedError):
     ) -> None:
         super().__init__(message, run_id=run_id, step_id=step_id)
         self.raw_output = raw_output
+
+
+class StepSkippedError(StepFailedError):
+    """A step that did not run because a step it depends on failed."""
 
 
 class RunCancelledError(RunFailedError):

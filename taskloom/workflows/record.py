@@ -1,0 +1,115 @@
+"""The run record: everything known about one run, as the CLI's `--json` prints it."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from taskloom.workers.job import StepResult, StepStatus
+
+
+class RunStatus(StrEnum):
+    """Where a run is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepRecord(BaseModel):
+    """One step of a run, as recorded."""
+
+    id: str
+    kind: str
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    worker: str = ""
+    model: str = ""
+    queue_ms: float = 0.0
+    run_ms: float = 0.0
+    prompt_tokens: int = 0
+    prompt_tokens_evaluated: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    value: Any = None
+    error: dict[str, Any] | None = None
+
+    def merge(self, result: StepResult) -> None:
+        """Take a step's final result (accounting, value, error)."""
+        for name in (
+            "status",
+            "attempts",
+            "worker",
+            "model",
+            "queue_ms",
+            "run_ms",
+            "prompt_tokens",
+            "prompt_tokens_evaluated",
+            "completion_tokens",
+            "cost_usd",
+            "value",
+            "error",
+        ):
+            setattr(self, name, getattr(result, name))
+        self.started_at = result.started_at or self.started_at
+        self.finished_at = result.finished_at or time.time()
+
+
+class Totals(BaseModel):
+    """Sums over a run's steps."""
+
+    steps: int = 0
+    done: int = 0
+    failed: int = 0
+    attempts: int = 0
+    queue_ms: float = 0.0
+    run_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class RunRecord(BaseModel):
+    """One execution of a plan or workflow with its inputs."""
+
+    run_id: str
+    status: RunStatus = RunStatus.PENDING
+    target: str = Field("", description="what was run: a plan file, file.py:name or module:name")
+    plan: dict[str, Any] | None = Field(None, description="the plan, when the target is one")
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    output: Any = None
+    error: dict[str, Any] | None = None
+    steps: list[StepRecord] = Field(default_factory=list)
+    totals: Totals = Field(default_factory=Totals)
+    created_at: float = Field(default_factory=time.time)
+    finished_at: float | None = None
+
+    def step(self, step_id: str, kind: str = "") -> StepRecord:
+        """The record of a step, created (in order of first sight) if new."""
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        s = StepRecord(id=step_id, kind=kind)
+        self.steps.append(s)
+        return s
+
+    def tally(self) -> None:
+        """Recompute the totals from the steps."""
+        t = Totals(steps=len(self.steps))
+        for s in self.steps:
+            t.done += s.status == StepStatus.DONE
+            t.failed += s.status == StepStatus.FAILED
+            t.attempts += s.attempts
+            t.queue_ms += s.queue_ms
+            t.run_ms += s.run_ms
+            t.prompt_tokens += s.prompt_tokens
+            t.completion_tokens += s.completion_tokens
+            t.cost_usd += s.cost_usd
+        self.totals = t

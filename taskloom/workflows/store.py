@@ -1,0 +1,61 @@
+"""Where run records are kept: the RunStore Protocol and its SQLite implementation."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Protocol
+
+from taskloom.errors import RunNotFoundError
+from taskloom.workflows.record import RunRecord
+
+
+class RunStore(Protocol):
+    """Saves and loads run records by run id."""
+
+    def save(self, record: RunRecord) -> None:
+        """Write the record, replacing any earlier version."""
+        ...
+
+    def load(self, run_id: str) -> RunRecord:
+        """The record of a run; raises RunNotFoundError if there is none."""
+        ...
+
+
+class SqliteRunStore:
+    """Run records in a local SQLite file, next to the LangGraph checkpoints."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        with self._lock, self._db:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS taskloom_runs (run_id TEXT PRIMARY KEY, record TEXT)"
+            )
+
+    def save(self, record: RunRecord) -> None:
+        data = record.model_dump_json()
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO taskloom_runs (run_id, record) VALUES (?, ?)",
+                (record.run_id, data),
+            )
+
+    def load(self, run_id: str) -> RunRecord:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT record FROM taskloom_runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        if row is None:
+            raise RunNotFoundError(
+                f"no run {run_id!r} in this machine's local runs; "
+                "check the id, or pass --redis-url for runs submitted to Redis",
+                run_id=run_id,
+            )
+        return RunRecord.model_validate_json(row[0])
+
+    def close(self) -> None:
+        self._db.close()

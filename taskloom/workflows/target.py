@@ -1,0 +1,135 @@
+"""Loading what to run: a plan file, `file.py:name`, or `module:name`; and tool modules."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from taskloom.errors import InputError, TargetError
+from taskloom.plan import Plan, load_plan
+from taskloom.tools import Tool, ToolRegistry
+from taskloom.workflows.workflow import Workflow
+
+
+def read_json(text: str, *, what: str) -> Any:
+    """Decode JSON text, or `@FILE` to read it from a file.
+
+    Raises:
+        InputError: unreadable file or invalid JSON, with line and column.
+    """
+    source = what
+    if text.startswith("@"):
+        path = Path(text[1:])
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise InputError(f"{what}: can't read {path}: {e.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"{source} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+            "pass a JSON object or @FILE"
+        ) from None
+
+
+def read_plan(path: Path, *, max_steps: int, inputs: dict[str, Any] | None = None) -> Plan:
+    """Load and validate a plan file.
+
+    Raises:
+        TargetError: the file can't be read or is not JSON.
+        PlanValidationError: every problem with the plan.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise TargetError(f"can't read plan {path}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TargetError(
+            f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
+        ) from None
+    return load_plan(data, source=str(path), max_steps=max_steps, inputs=inputs)
+
+
+def load_module(spec: str) -> ModuleType:
+    """Import `path/to/file.py` or `package.module`.
+
+    Raises:
+        TargetError: no such file or module, or it fails to import.
+    """
+    if spec.endswith(".py"):
+        path = Path(spec)
+        if not path.is_file():
+            raise TargetError(f"no such file {spec}; give file.py:name or module:name")
+        name = f"taskloom_target_{path.stem}"
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise TargetError(f"can't import {spec}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as e:
+            raise TargetError(f"importing {spec} failed: {type(e).__name__}: {e}") from e
+        return module
+    try:
+        return importlib.import_module(spec)
+    except ImportError as e:
+        raise TargetError(f"can't import module {spec!r}: {e}") from None
+
+
+def load_workflow(spec: str) -> Workflow:
+    """The Workflow named by `file.py:name` or `module:name`.
+
+    Raises:
+        TargetError: the file, module or attribute does not exist, or is not a workflow.
+    """
+    module_part, _, attr = spec.rpartition(":")
+    if not module_part or not attr:
+        raise TargetError(f"{spec!r} is not a target; use plan.json, file.py:name or module:name")
+    module = load_module(module_part)
+    found = getattr(module, attr, None)
+    if found is None:
+        raise TargetError(f"{module_part} has no {attr!r}; check the name after the colon")
+    if not isinstance(found, Workflow):
+        raise TargetError(
+            f"{spec} is a {type(found).__name__}, not a workflow; decorate it with @workflow"
+        )
+    return found
+
+
+def load_tools(specs: list[str]) -> ToolRegistry:
+    """Collect the tools defined in modules or files (`module`, `file.py`, `x:registry`)."""
+    registry = ToolRegistry()
+    for spec in specs:
+        module_part, _, attr = spec.rpartition(":") if spec.count(":") else (spec, "", "")
+        module = load_module(module_part or spec)
+        values = [getattr(module, attr)] if attr else list(vars(module).values())
+        for value in values:
+            if isinstance(value, ToolRegistry):
+                for t in value:
+                    registry.add(t)
+            elif isinstance(value, Tool):
+                registry.add(value)
+    return registry
+
+
+def load_target(
+    spec: str, *, max_steps: int, inputs: dict[str, Any] | None, tools: ToolRegistry
+) -> Workflow:
+    """A plan file or a Python workflow, ready to compile."""
+    if spec.endswith(".json"):
+        plan = read_plan(Path(spec), max_steps=max_steps, inputs=inputs)
+        return Workflow.from_plan(plan, tools=tools)
+    workflow = load_workflow(spec)
+    for t in tools:
+        workflow.tools.add(t)
+    return workflow
