@@ -114,6 +114,7 @@ def emit_record(record: RunRecord, *, as_json: bool) -> None:
 @click.option("--workers", default=1, show_default=True, help="Local workers to start.")
 @click.option("--model", metavar="PATH", help="GGUF model for SLM steps (TASKLOOM_MODEL).")
 @click.option("--run-id", metavar="ID", help="Use this run id instead of a fresh one.")
+@click.option("--inline", is_flag=True, help="Run steps in this process, without Redis.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
 def run(
     target: str,
@@ -123,6 +124,7 @@ def run(
     workers: int,
     model: str | None,
     run_id: str | None,
+    inline: bool,
     as_json: bool,
 ) -> None:
     """Run TARGET: a plan file (*.json), file.py:name or module:name."""
