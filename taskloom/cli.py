@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         cli.main(args=argv, prog_name="taskloom", standalone_mode=False)
+        sys.exit(0)
     except TaskloomError as e:
         if debug:
             traceback.print_exc()
