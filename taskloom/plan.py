@@ -122,7 +122,11 @@ class Ref(BaseModel):
     path: tuple[str | int, ...] = ()
 
     def __str__(self) -> str:
-        return "$" + self.root + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.path)
+        return (
+            "$"
+            + self.root
+            + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in self.path)
+        )
 
 
 def _parse_path(text: str) -> tuple[str | int, ...]:
@@ -301,9 +305,7 @@ def validate(
     return problems
 
 
-def _check_ref(
-    ref: Ref, where: str, ids: set[str], inputs: Mapping[str, Any] | None
-) -> list[str]:
+def _check_ref(ref: Ref, where: str, ids: set[str], inputs: Mapping[str, Any] | None) -> list[str]:
     if ref.root == "input":
         if inputs is None or not ref.path:
             return []

@@ -24,6 +24,7 @@ class Progress:
         self.total = total
         self.started = time.monotonic()
         self._live: Live | None = None
+        self._drawn = 0.0
         self.enabled = self.console.is_terminal
 
     def __enter__(self) -> Progress:
@@ -43,8 +44,10 @@ class Progress:
 
     def update(self, event: dict[str, Any], record: RunRecord) -> None:
         """Redraw from the record after an event."""
-        if self._live is None:
+        if self._live is None or time.monotonic() - self._drawn < 0.1:
             return
+        self._drawn = time.monotonic()
+        record.tally()
         done = sum(s.status in _FINAL for s in record.steps)
         total = max(self.total or 0, len(record.steps))
         running = [s.id for s in record.steps if s.status == StepStatus.RUNNING]

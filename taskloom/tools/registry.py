@@ -20,6 +20,7 @@ class Tool:
     fn: Callable[..., Any]
     arguments: type[BaseModel]
     description: str = ""
+    parameters: tuple[str, ...] = ()  # read once: pydantic's model_fields is not thread-safe
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -38,10 +39,10 @@ class Tool:
             where = ".".join(str(p) for p in first["loc"]) or "arguments"
             raise ToolError(
                 f"tool {self.name!r}: {where}: {first['msg'].lower()}; "
-                f"expected arguments {sorted(self.arguments.model_fields)}",
+                f"expected arguments {sorted(self.parameters)}",
                 step_id=step_id,
             ) from None
-        return self.fn(**{name: getattr(parsed, name) for name in self.arguments.model_fields})
+        return self.fn(**{name: getattr(parsed, name) for name in self.parameters})
 
 
 def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
@@ -61,6 +62,7 @@ def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> An
             fn=f,
             arguments=model,
             description=inspect.getdoc(f) or "",
+            parameters=tuple(fields),
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -260,14 +260,8 @@ class _StepCall:
         emit({"event": "step_started", **ids, "kind": step.kind, "at": time.time()})
         log.debug("step_started", kind=step.kind, **ids)
         result = flow.dispatcher.dispatch(job)
-        emit(
-            {
-                "event": "step_finished",
-                **ids,
-                "kind": step.kind,
-                "result": result.model_dump(mode="json"),
-            }
-        )
+        dumped = result.model_dump(mode="json")
+        emit({"event": "step_finished", **ids, "kind": step.kind, "result": dumped})
         log.info("step_finished", status=result.status.value, run_ms=round(result.run_ms, 2), **ids)
         if result.status != StepStatus.DONE:
             error = result.error or {}
@@ -276,7 +270,7 @@ class _StepCall:
                 raw_output=error.get("raw_output"),
                 **ids,
             )
-        return result.model_dump(mode="json")
+        return dumped
 
     def _end(self, emit: Callable[[dict[str, Any]], None], status: StepStatus, why: str) -> None:
         result = StepResult(

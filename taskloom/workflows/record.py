@@ -6,7 +6,7 @@ import time
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from taskloom.workers.job import StepResult, StepStatus
 
@@ -90,14 +90,17 @@ class RunRecord(BaseModel):
     totals: Totals = Field(default_factory=Totals)
     created_at: float = Field(default_factory=time.time)
     finished_at: float | None = None
+    _index: dict[str, StepRecord] = PrivateAttr(default_factory=dict)
 
     def step(self, step_id: str, kind: str = "") -> StepRecord:
         """The record of a step, created (in order of first sight) if new."""
-        for s in self.steps:
-            if s.id == step_id:
-                return s
+        if len(self._index) != len(self.steps):
+            self._index = {s.id: s for s in self.steps}
+        if (found := self._index.get(step_id)) is not None:
+            return found
         s = StepRecord(id=step_id, kind=kind)
         self.steps.append(s)
+        self._index[step_id] = s
         return s
 
     def tally(self) -> None:

@@ -153,7 +153,6 @@ def _apply(record: RunRecord, event: Event) -> None:
     elif kind == "step_finished":
         step = record.step(event["step_id"], event.get("kind", ""))
         step.merge(StepResult.model_validate(event["result"]))
-    record.tally()
 
 
 def _last_value(graph: Any, config: Any) -> dict[str, Any] | None:

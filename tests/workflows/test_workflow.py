@@ -57,8 +57,13 @@ def test_python_workflow_merges_each_step_once_and_resolves_output() -> None:
         reply = flow.generate(f"Write to {contact['name']} about {intent['label']}", context=contact)
         return {"who": contact["name"], "reply": reply["text"], "label": intent["label"]}
 
-    replies = [{"name": "Ada", "order_id": None}, {"label": "refund"}, {"text": "Dear Ada"}]
-    model = ScriptedChatModel(respond=lambda msgs, schema: replies.pop(0) if replies else "{}")
+    def respond(messages: Any, schema: dict[str, Any] | None) -> Any:
+        fields = set((schema or {}).get("properties", {}))  # steps run concurrently
+        if "label" in fields:
+            return {"label": "refund"}
+        return {"name": "Ada", "order_id": None} if "name" in fields else {"text": "Dear Ada"}
+
+    model = ScriptedChatModel(respond=respond)
     record = run_inline(triage, {"email": "I am Ada, refund please"}, model)
 
     assert record.status == RunStatus.DONE
