@@ -39,6 +39,16 @@ class Settings(BaseModel):
     max_concurrency: int = Field(64, description="steps of one run in flight at once")
     slm_usd_per_mtok: float = Field(0.02, description="SLM price per million tokens")
     record_ttl_s: int = Field(7 * 24 * 3600, description="how long run records are kept")
+    n_ctx: int = Field(4096, ge=256, description="the model host's context window, in tokens")
+    n_threads: int | None = Field(None, description="CPU threads for the model; None: all cores")
+    n_gpu_layers: int | None = Field(
+        None, description="layers offloaded to the GPU; None: all when `gpu` is set, else none"
+    )
+    gpu: int | None = Field(None, description="the GPU index the model runs on; None: CPU")
+    model_usd_per_mtok: dict[str, float] = Field(
+        default_factory=dict,
+        description="price per million tokens by model name; others cost slm_usd_per_mtok",
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -55,6 +65,10 @@ class Settings(BaseModel):
             "TASKLOOM_HOME": "home",
             "TASKLOOM_LEASE_S": "lease_s",
             "TASKLOOM_MAX_ATTEMPTS": "max_attempts",
+            "TASKLOOM_N_CTX": "n_ctx",
+            "TASKLOOM_N_THREADS": "n_threads",
+            "TASKLOOM_N_GPU_LAYERS": "n_gpu_layers",
+            "TASKLOOM_GPU": "gpu",
         }
         for var, field in names.items():
             if env.get(var):

@@ -1,23 +1,58 @@
 """What every SLM kind shares: inputs, few-shot examples, prompts and the run loop.
 
-A kind module defines `Inputs` (a pydantic model), `schema(inputs, output)` (the JSON
-schema the model is constrained to), `instruction(inputs)` (the fixed task text) and
-`finish(value, inputs, model, messages)` (turn the model's JSON into the kind's output)
-and `answer(output)` (an example's output as the model should write it).
-`run_kind` does the rest: prompt layout, constrained call, validation and re-asks.
+A kind module defines:
+- `Inputs` (a pydantic model of the step's inputs);
+- `schema(inputs, output)`: the JSON schema the model's answer is constrained to;
+- `instruction(inputs)`: the fixed task text, placed first so the prefix is shared;
+- `render(inputs)`: the variable part (the text), placed last;
+- `answer(output)`: an example's output as the model should write it;
+- `finish(value, inputs, model, messages)`: the kind's output from the model's JSON.
+
+Optional: `SHOW_SCHEMA = False` to leave the schema out of the prompt, `copy_text(inputs)`
+for copy-constrained strings, `DEFAULT_EXAMPLES` used when a step gives none, and
+`decide(inputs, model, messages, usage)` for kinds decided by scoring alone (no
+generation). `run_kind` does the rest: prompt layout, constrained call, validation
+and re-asks.
+
+The prompt is a few-shot document that reads well to base and chat models alike:
+```
+<instruction>                      ┐
+<fields or schema>                 │ shared prefix: the same for every step
+                                   │ with the same instruction and examples
+<example input>                    │
+Answer: <example output as JSON>   ┘
+<input>                            ┐ variable
+Answer:                            ┘
+```
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskloom.chat import ChatModel, Completion, Message
 from taskloom.errors import OutputValidationError, SchemaError, TaskInputError
+
+ANSWER_CUE = "Answer:"
+
+COPY_KEYWORD = "x-copy-from"
+"""A schema keyword (top level) holding the text that free-form strings must be spans of.
+
+Chat models that can constrain decoding (the model host) honour it; others ignore it,
+and `finish` still drops any value that is not in the text.
+"""
+
+
+def with_copy(schema: dict[str, Any], text: str) -> dict[str, Any]:
+    """`schema` with its free-form strings constrained to verbatim spans of `text`."""
+    return {**schema, COPY_KEYWORD: text}
 
 
 class Example(BaseModel):
@@ -48,13 +83,15 @@ class Usage:
     raw_outputs: list[str] = field(default_factory=list)
 
     def add(self, c: Completion) -> None:
+        """Count one model call."""
         self.model = c.model
         self.prompt_tokens += c.prompt_tokens
         self.completion_tokens += c.completion_tokens
         evaluated = c.prompt_tokens_evaluated
         self.prompt_tokens_evaluated += c.prompt_tokens if evaluated is None else evaluated
         self.calls += 1
-        self.raw_outputs.append(c.text)
+        if c.text:
+            self.raw_outputs.append(c.text)
 
 
 @dataclass(frozen=True)
@@ -68,7 +105,8 @@ class Outcome:
 class Kind(Protocol):
     """The module interface of an SLM kind (see the module docstring)."""
 
-    Inputs: type[KindInputs]
+    @property
+    def Inputs(self) -> type[KindInputs]: ...  # a class; read-only so subclasses fit
 
     def schema(self, inputs: Any, output: dict[str, Any] | None) -> dict[str, Any]: ...
 
@@ -78,9 +116,16 @@ class Kind(Protocol):
 
     def answer(self, output: Any) -> Any: ...
 
-    def finish(
-        self, value: Any, inputs: Any, model: ChatModel, messages: list[Message]
-    ) -> Any: ...
+    def finish(self, value: Any, inputs: Any, model: ChatModel, messages: list[Message]) -> Any: ...
+
+
+@runtime_checkable
+class ScoresWithUsage(Protocol):
+    """A chat model whose scoring also reports the tokens it spent (the model host)."""
+
+    def score_usage(
+        self, messages: Sequence[Message], continuations: Sequence[str]
+    ) -> tuple[list[float], Completion]: ...
 
 
 def parse_inputs(kind: Kind, name: str, raw: dict[str, Any]) -> Any:
@@ -100,27 +145,88 @@ def parse_inputs(kind: Kind, name: str, raw: dict[str, Any]) -> Any:
         ) from None
 
 
-def check_schema(schema: dict[str, Any]) -> None:
+def check_schema(schema: dict[str, Any], name: str) -> None:
     """Raise SchemaError unless `schema` is valid JSON Schema."""
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as e:
-        raise SchemaError(f"output schema is not valid JSON Schema: {e.message}") from None
+        raise SchemaError(f"{name} output schema is not valid JSON Schema: {e.message}") from None
+
+
+def describe_schema(schema: dict[str, Any]) -> str:
+    """The schema as the model should read it: one line per field when it is flat."""
+    props = schema.get("properties")
+    if schema.get("type", "object") != "object" or not isinstance(props, dict):
+        return "Answer with JSON matching this schema: " + json.dumps(schema)
+    lines = ["Fields:"]
+    for prop, sub in props.items():
+        what = sub.get("description", "") if isinstance(sub, dict) else ""
+        lines.append(f"- {prop}: {what}" if what else f"- {prop}")
+    return "\n".join(lines)
+
+
+def examples_of(kind: Kind, inputs: Any) -> list[Example]:
+    """The step's examples, or the kind's defaults when it gives none."""
+    if inputs.examples:
+        return list(inputs.examples)
+    return [Example.model_validate(e) for e in getattr(kind, "DEFAULT_EXAMPLES", [])]
 
 
 def build_messages(kind: Kind, inputs: Any, schema: dict[str, Any]) -> list[Message]:
     """Instruction, schema and examples first (a shared prefix); the variable text last."""
-    parts = [
-        kind.instruction(inputs),
-        "Answer with JSON matching this schema:\n" + json.dumps(schema, separators=(",", ":")),
-    ]
-    for ex in inputs.examples:
-        shown = kind.render(kind.Inputs.model_validate(ex.input))
-        parts.append(f"Example input:\n{shown}\nExample answer:\n{json.dumps(kind.answer(ex.output))}")
+    head = kind.instruction(inputs)
+    if getattr(kind, "SHOW_SCHEMA", True):
+        head += "\n" + describe_schema(schema)
+    parts = [head]
+    # An example's input inherits the step's other inputs (slots, labels, query...).
+    base = inputs.model_dump(by_alias=True, exclude={"examples"})
+    for ex in examples_of(kind, inputs):
+        shown = kind.render(kind.Inputs.model_validate({**base, **ex.input}))
+        answer = json.dumps(kind.answer(ex.output), ensure_ascii=False)
+        parts.append(f"{shown}\n{ANSWER_CUE} {answer}")
     return [
         {"role": "system", "content": "\n\n".join(parts)},
-        {"role": "user", "content": kind.render(inputs)},
+        {"role": "user", "content": f"{kind.render(inputs)}\n{ANSWER_CUE}"},
     ]
+
+
+def score(
+    model: ChatModel, messages: Sequence[Message], continuations: Sequence[str], usage: Usage
+) -> list[float]:
+    """`model.score`, counting its tokens in `usage` when the model reports them."""
+    if isinstance(model, ScoresWithUsage):
+        scores, spent = model.score_usage(messages, continuations)
+        usage.add(spent)
+        return scores
+    usage.model = usage.model or model.name
+    return model.score(messages, continuations)
+
+
+def softmax(logprobs: Sequence[float]) -> list[float]:
+    """Normalise log-probabilities into probabilities that sum to 1."""
+    top = max(logprobs)
+    weights = [math.exp(lp - top) for lp in logprobs]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def _call(
+    model: ChatModel,
+    name: str,
+    messages: list[Message],
+    *,
+    schema: dict[str, Any],
+    max_tokens: int,
+    temperature: float,
+) -> Completion:
+    try:
+        return model.complete(
+            messages, schema=schema, max_tokens=max_tokens, temperature=temperature
+        )
+    except SchemaError as e:
+        raise SchemaError(f"{name} output schema: {e.message}") from e
+    except TaskInputError as e:
+        raise TaskInputError(f"{name}: {e.message}") from e
 
 
 def run_kind(
@@ -135,20 +241,30 @@ def run_kind(
     """Run one SLM step: validate inputs, call the model constrained, check the output.
 
     Raises:
-        TaskInputError: the inputs don't fit the kind.
-        SchemaError: the output schema is not valid.
+        TaskInputError: the inputs don't fit the kind, or the prompt doesn't fit the
+            model's context window.
+        SchemaError: the output schema is not valid, or the grammar compiler can't
+            handle it.
         OutputValidationError: every attempt produced output that fails validation.
     """
     inputs = parse_inputs(kind, name, raw_inputs)
     schema = kind.schema(inputs, output)
-    check_schema(schema)
+    check_schema(schema, name)
     messages = build_messages(kind, inputs, schema)
     usage = Usage()
+    decide = getattr(kind, "decide", None)
+    if decide is not None:
+        return Outcome(value=decide(inputs, model, messages, usage), usage=usage)
+    copy_text = getattr(kind, "copy_text", None)
+    text = copy_text(inputs) if copy_text is not None else None
+    constraint = with_copy(schema, text) if text is not None else schema
     problem = ""
     for attempt in range(output_retries + 1):
-        completion = model.complete(
+        completion = _call(
+            model,
+            name,
             messages,
-            schema=schema,
+            schema=constraint,
             max_tokens=inputs.max_tokens,
             temperature=0.0 if attempt == 0 else 0.7,
         )

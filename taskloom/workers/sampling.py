@@ -1,0 +1,309 @@
+"""The decode loop: prefix reuse, grammar-checked sampling and continuation scoring.
+
+Grammar sampling follows llama.cpp's `grammar_first=false` path (`common_sampler_sample`
+in `common/sampling.cpp`): sample from the raw logits first, then ask the grammar about
+that one token. Only when it is rejected are more candidates masked: first the top
+`TOP_K` by logit (for greedy decoding this yields exactly the token a full mask would),
+and the whole vocabulary only when none of those is allowed. Gemma's vocabulary has
+262k tokens, so masking all of it every step is what makes stock grammar sampling slow.
+
+Prefix reuse: the context keeps the tokens of the previous call in its KV cache. A new
+prompt evaluates only what follows the longest common prefix.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import llama_cpp
+import numpy as np
+import numpy.typing as npt
+
+TOP_K = 64
+"""Candidates tried after a rejected sample, before masking the whole vocabulary."""
+
+_TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What one generation produced."""
+
+    tokens: list[int]
+    text: str
+    prompt_tokens_evaluated: int
+    rejected: int
+    full_masks: int
+
+
+class _Candidates:
+    """A `llama_token_data_array` over a reusable numpy buffer."""
+
+    def __init__(self, capacity: int) -> None:
+        self.data = np.zeros(capacity, dtype=_TOKEN_DATA)
+        self.array = llama_cpp.llama_token_data_array(
+            data=self.data.ctypes.data_as(llama_cpp.llama_token_data_p),
+            size=0,
+            selected=-1,
+            sorted=False,
+        )
+
+    def apply(self, sampler: Any, ids: npt.NDArray[np.intc], logits: npt.NDArray[np.single]) -> Any:
+        """Let `sampler` mask these candidates; returns the masked logits (a view)."""
+        n = len(ids)
+        self.data["id"][:n] = ids
+        self.data["logit"][:n] = logits
+        self.data["p"][:n] = 0.0
+        self.array.size = n
+        self.array.selected = -1
+        self.array.sorted = False
+        llama_cpp.llama_sampler_apply(sampler, ctypes.byref(self.array))
+        # Samplers may shrink the array but this one only sets logits to -inf in place.
+        return self.data["logit"][: self.array.size]
+
+
+class Decoder:
+    """Evaluates prompts and generates tokens on one llama.cpp context (not thread-safe).
+
+    Args:
+        model: the `llama_model` pointer.
+        ctx: the `llama_context` pointer (sequence 0 is used).
+        n_batch: the most tokens decoded in one `llama_decode`.
+    """
+
+    def __init__(self, model: Any, ctx: Any, *, n_batch: int) -> None:
+        self._ctx = ctx
+        self._vocab = llama_cpp.llama_model_get_vocab(model)
+        self._mem = llama_cpp.llama_get_memory(ctx)
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self.n_ctx = int(llama_cpp.llama_n_ctx(ctx))
+        self._n_batch = n_batch
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self._pieces: dict[int, bytes] = {}
+        self._all = _Candidates(self.n_vocab)
+        self._all_ids = np.arange(self.n_vocab, dtype=np.intc)
+        ends = {llama_cpp.llama_vocab_eos(self._vocab), llama_cpp.llama_vocab_eot(self._vocab)}
+        # End tokens join the top-K retry so that a finished grammar never needs a full mask.
+        self._ends = np.array(sorted(t for t in ends if t >= 0), dtype=np.intc)
+        self._top = _Candidates(TOP_K + len(self._ends))
+        self.tokens: list[int] = []
+        """The tokens whose keys and values are in the cache, in order."""
+
+    def close(self) -> None:
+        """Free the batch (the context and model belong to the host)."""
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+
+    # --- tokens -----------------------------------------------------------------
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]:
+        """Token ids of `text`; `special` parses control tokens such as `<start_of_turn>`."""
+        raw = text.encode("utf-8")
+        cap = len(raw) + 16
+        buf = (llama_cpp.llama_token * cap)()
+        n = llama_cpp.llama_tokenize(self._vocab, raw, len(raw), buf, cap, False, special)
+        if n < 0:
+            cap = -n
+            buf = (llama_cpp.llama_token * cap)()
+            n = llama_cpp.llama_tokenize(self._vocab, raw, len(raw), buf, cap, False, special)
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token stands for (control tokens give b"")."""
+        found = self._pieces.get(token)
+        if found is None:
+            buf = ctypes.create_string_buffer(64)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
+            found = buf.raw[: max(n, 0)]
+            self._pieces[token] = found
+        return found
+
+    def piece_special(self, token: int) -> str:
+        """The text of a control token, such as `<bos>`."""
+        buf = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, 64, 0, True)
+        return buf.raw[: max(n, 0)].decode("utf-8", errors="replace")
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    # --- evaluation ----------------------------------------------------------------
+
+    def _decode(self, tokens: Sequence[int], *, all_logits: bool = False) -> None:
+        """Append `tokens` to the cache; logits for the last (or every) token."""
+        batch = self._batch
+        for start in range(0, len(tokens), self._n_batch):
+            chunk = tokens[start : start + self._n_batch]
+            n_past = len(self.tokens)
+            for i, tok in enumerate(chunk):
+                batch.token[i] = tok
+                batch.pos[i] = n_past + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = all_logits
+            batch.logits[len(chunk) - 1] = True
+            batch.n_tokens = len(chunk)
+            rc = llama_cpp.llama_decode(self._ctx, batch)
+            if rc != 0:
+                self.reset()
+                raise RuntimeError(f"llama_decode returned {rc}")
+            self.tokens.extend(chunk)
+
+    def reset(self) -> None:
+        """Forget the cache (after an error, or to measure a cold prompt)."""
+        llama_cpp.llama_memory_clear(self._mem, True)
+        self.tokens = []
+
+    def _truncate(self, n: int) -> None:
+        if n < len(self.tokens):
+            if not llama_cpp.llama_memory_seq_rm(self._mem, 0, n, -1):
+                self.reset()
+                return
+            del self.tokens[n:]
+
+    def evaluate(self, prompt: Sequence[int]) -> int:
+        """Make the cache hold exactly `prompt`, reusing the common prefix.
+
+        Returns:
+            How many prompt tokens were evaluated (at least one, for fresh logits).
+        """
+        n = 0
+        limit = min(len(self.tokens), len(prompt))
+        while n < limit and self.tokens[n] == prompt[n]:
+            n += 1
+        n = min(n, len(prompt) - 1)
+        self._truncate(n)
+        self._decode(prompt[len(self.tokens) :])
+        return len(prompt) - n
+
+    def logits(self, i: int = -1) -> npt.NDArray[np.single]:
+        """Logits of output `i` of the last decode (a view; copy before decoding again)."""
+        ptr = llama_cpp.llama_get_logits_ith(self._ctx, i)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    # --- generation ------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        grammar: Any = None,
+        is_done: Callable[[bytes], bool] | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Generated:
+        """Generate after `prompt` until an end-of-generation token or `max_tokens`.
+
+        Args:
+            grammar: a llama.cpp grammar sampler (owned by the caller), or None.
+            is_done: stop early once this returns True for the bytes so far.
+        """
+        evaluated = self.evaluate(prompt)
+        rng = rng if rng is not None else np.random.default_rng(0)
+        out: list[int] = []
+        text = b""
+        rejected = full_masks = 0
+        budget = min(max_tokens, self.n_ctx - len(self.tokens))
+        for _ in range(budget):
+            logits = self.logits()
+            token = self._pick(logits, temperature, rng)
+            if grammar is not None:
+                allowed = self._top.apply(
+                    grammar, np.array([token], dtype=np.intc), logits[token : token + 1]
+                )
+                if not np.isfinite(allowed[0]):
+                    rejected += 1
+                    token, is_full = self._pick_allowed(grammar, logits, temperature, rng)
+                    full_masks += is_full
+                llama_cpp.llama_sampler_accept(grammar, token)
+            if self.is_eog(token):
+                break
+            out.append(token)
+            text += self.piece(token)
+            if is_done is not None and is_done(text):
+                break
+            self._decode([token])
+        return Generated(
+            tokens=out,
+            text=text.decode("utf-8", errors="replace"),
+            prompt_tokens_evaluated=evaluated,
+            rejected=rejected,
+            full_masks=full_masks,
+        )
+
+    def _pick(
+        self, logits: npt.NDArray[np.single], temperature: float, rng: np.random.Generator
+    ) -> int:
+        if temperature <= 0:
+            return int(np.argmax(logits))
+        # Sampling from the top candidates only keeps this cheap on a 262k vocabulary.
+        top = np.argpartition(logits, -TOP_K)[-TOP_K:]
+        return int(top[_sample(logits[top], temperature, rng)])
+
+    def _pick_allowed(
+        self,
+        grammar: Any,
+        logits: npt.NDArray[np.single],
+        temperature: float,
+        rng: np.random.Generator,
+    ) -> tuple[int, bool]:
+        """The best (or a sampled) token the grammar allows: top-K first, then all."""
+        top = np.argpartition(logits, -TOP_K)[-TOP_K:].astype(np.intc)
+        top = np.concatenate([top, self._ends[~np.isin(self._ends, top)]])
+        masked = self._top.apply(grammar, top, logits[top])
+        ids, is_full = top, False
+        if not np.isfinite(masked).any():
+            masked = self._all.apply(grammar, self._all_ids, logits)
+            ids, is_full = self._all_ids, True
+            if not np.isfinite(masked).any():
+                raise RuntimeError("the grammar allows no token here")
+        if temperature <= 0:
+            return int(ids[int(np.argmax(masked))]), is_full
+        return int(ids[_sample(masked, temperature, rng)]), is_full
+
+    # --- scoring ---------------------------------------------------------------------
+
+    def score(
+        self, prompt: Sequence[int], continuations: Sequence[Sequence[int]]
+    ) -> tuple[list[float], int]:
+        """Log-probability of each token sequence as the continuation of `prompt`.
+
+        Returns:
+            The scores, and how many tokens were evaluated for them.
+        """
+        evaluated = self.evaluate(prompt)
+        first = _log_softmax(self.logits())
+        n0 = len(prompt)
+        scores = []
+        for cont in continuations:
+            if not cont:
+                scores.append(0.0)
+                continue
+            total = float(first[cont[0]])
+            if len(cont) > 1:
+                self._truncate(n0)
+                self._decode(cont[:-1], all_logits=True)
+                evaluated += len(cont) - 1
+                for j in range(1, len(cont)):
+                    total += float(_log_softmax(self.logits(j - 1))[cont[j]])
+            scores.append(total)
+        return scores, evaluated
+
+
+def _log_softmax(x: npt.NDArray[np.single]) -> npt.NDArray[np.float64]:
+    x64 = x.astype(np.float64)
+    top = x64.max()
+    out: npt.NDArray[np.float64] = x64 - (top + np.log(np.exp(x64 - top).sum()))
+    return out
+
+
+def _sample(logits: npt.NDArray[np.single], temperature: float, rng: np.random.Generator) -> int:
+    z = logits.astype(np.float64) / temperature
+    z -= z[np.isfinite(z)].max()
+    p = np.where(np.isfinite(z), np.exp(z), 0.0)
+    return int(rng.choice(len(p), p=p / p.sum()))
