@@ -19,17 +19,22 @@ from typing import Annotated, Any, TypedDict
 from langgraph.func import entrypoint, task
 from langgraph.graph import END, START, StateGraph
 
-from taskloom.cli import configure_logging
 from taskloom import InlineDispatcher, Plan, Settings, Workflow, load_plan, run, tool
+from taskloom.cli import configure_logging
 from taskloom.tools import ToolRegistry
 from taskloom.workflows import sqlite_checkpointer
 
 # id → (seconds, dependencies): three branches of different shapes
 DAG: dict[str, tuple[float, list[str]]] = {
-    "a1": (0.30, []), "a2": (0.30, ["a1"]),
-    "b1": (0.05, []), "b2": (0.05, ["b1"]), "b3": (0.05, ["b2"]), "b4": (0.05, ["b3"]),
+    "a1": (0.30, []),
+    "a2": (0.30, ["a1"]),
+    "b1": (0.05, []),
+    "b2": (0.05, ["b1"]),
+    "b3": (0.05, ["b2"]),
+    "b4": (0.05, ["b3"]),
     "b5": (0.40, ["b4"]),
-    "c1": (0.10, []), "c2": (0.45, ["c1"]),
+    "c1": (0.10, []),
+    "c2": (0.45, ["c1"]),
     "join": (0.05, ["a2", "b5", "c2"]),
 }
 

@@ -33,7 +33,7 @@ def triage(flow: Flow, email: str, kb: list[str]) -> dict[str, Any]:
     order = flow.call(lookup_order, order_id=contact["order_id"], id="order")
     docs = flow.filter(intent["label"], kb, top_k=2, id="docs")
     if intent["label"].result() == "refund":  # control flow waits for just this value
-        ask = f"Confirm to {contact['name']} that the refund for order {contact['order_id']} is on its way."
+        ask = f"Tell {contact['name']} the refund for order {contact['order_id']} is on its way."
     else:
         ask = f"Answer {contact['name']}'s question briefly."
     reply = flow.generate(ask, context={"order": order, "policy": docs["kept"]}, id="reply")

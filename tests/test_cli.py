@@ -81,7 +81,11 @@ def test_bad_plans_exit_2_with_one_line(
     ],
 )
 def test_bad_input_exits_2(
-    input_arg: str, expected: str, tmp_path: Path, taskloom_home: Path, capsys: pytest.CaptureFixture[str]
+    input_arg: str,
+    expected: str,
+    tmp_path: Path,
+    taskloom_home: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     plan = write(tmp_path, "p.json", tool_plan(work("a")))
     code, _, err = cli(capsys, "run", plan, "--tools", TOOLS, "--inline", "--input", input_arg)
@@ -118,20 +122,39 @@ def test_validate_ok_and_missing_input_reference(
 
 
 def test_run_json_record_failure_exit_1_and_nothing_lost(
-    tmp_path: Path, taskloom_home: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    taskloom_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("TASKLOOM_TEST_COUNTS", str(tmp_path / "counts"))
     good = write(tmp_path, "good.json", tool_plan(work("a"), work("b"), output="$b.name"))
-    code, out, _ = cli(capsys, "run", good, "--tools", TOOLS, "--inline", "--json", "--run-id", "r1")
+    code, out, _ = cli(
+        capsys, "run", good, "--tools", TOOLS, "--inline", "--json", "--run-id", "r1"
+    )
     record = json.loads(out)
     assert code == 0 and record["status"] == "done" and record["output"] == "b"
-    step_keys = {"id", "kind", "status", "attempts", "worker", "model", "queue_ms", "run_ms",
-                 "prompt_tokens", "completion_tokens", "cost_usd"}
+    step_keys = {
+        "id",
+        "kind",
+        "status",
+        "attempts",
+        "worker",
+        "model",
+        "queue_ms",
+        "run_ms",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+    }
     assert step_keys <= set(record["steps"][0]) and record["totals"]["steps"] == 2
 
-    failing = tool_plan(work("a"), {"id": "b", "kind": "tool", "tool": "unregistered", "inputs": {}})
-    code, _, err = cli(capsys, "run", write(tmp_path, "bad.json", failing), "--tools", TOOLS, "--inline")
+    failing = tool_plan(
+        work("a"), {"id": "b", "kind": "tool", "tool": "unregistered", "inputs": {}}
+    )
+    code, _, err = cli(
+        capsys, "run", write(tmp_path, "bad.json", failing), "--tools", TOOLS, "--inline"
+    )
     assert code == 1
     assert "tool 'unregistered' is not registered (registered: crash_once, work)" in err
     assert "Traceback" not in err
@@ -153,11 +176,17 @@ def test_no_traceback_from_a_real_process(tmp_path: Path) -> None:
     bad = write(tmp_path, "cycle.json", BAD_PLANS["cycle"][0])
     proc = subprocess.run(
         [sys.executable, "-m", "taskloom.cli", "validate", bad],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"taskloom: error: {bad}: invalid plan, 1 problem: step 'a': cycle a → b → a"]
+    assert proc.stderr.strip().splitlines() == [
+        f"taskloom: error: {bad}: invalid plan, 1 problem: step 'a': cycle a → b → a"
+    ]
     help_proc = subprocess.run(
         [sys.executable, "-m", "taskloom.cli", "--help"], capture_output=True, text=True, timeout=60
     )
-    assert help_proc.returncode == 0 and "run" in help_proc.stdout and "validate" in help_proc.stdout
+    assert (
+        help_proc.returncode == 0 and "run" in help_proc.stdout and "validate" in help_proc.stdout
+    )

@@ -110,9 +110,7 @@ def test_missing_input_reference_is_checked_when_inputs_are_given() -> None:
     data = copy.deepcopy(EXAMPLE)
     load_plan(data)  # without inputs, $input paths can't be checked
     problems = problems_of(data, inputs={"email": "hi"})
-    assert problems == [
-        "step 'docs': $input.kb is not in the run's inputs; pass it with --input"
-    ]
+    assert problems == ["step 'docs': $input.kb is not in the run's inputs; pass it with --input"]
 
 
 def test_shape_errors_name_the_step_and_field() -> None:

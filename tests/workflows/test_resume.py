@@ -15,7 +15,10 @@ HERE = Path(__file__).parent
 def taskloom(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "taskloom.cli", *args],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
 
 
@@ -24,20 +27,33 @@ def test_resume_after_a_crash_runs_only_unfinished_steps(tmp_path: Path) -> None
     plan = {
         "version": 1,
         "steps": [
-            *({"id": f"fan{i}", "kind": "tool", "tool": "work", "inputs": {"name": f"fan{i}"}}
-              for i in range(4)),
-            {"id": "boom", "kind": "tool", "tool": "crash_once", "inputs": {"name": "boom"},
-             "after": ["fan0", "fan1", "fan2", "fan3"]},
+            *(
+                {"id": f"fan{i}", "kind": "tool", "tool": "work", "inputs": {"name": f"fan{i}"}}
+                for i in range(4)
+            ),
+            {
+                "id": "boom",
+                "kind": "tool",
+                "tool": "crash_once",
+                "inputs": {"name": "boom"},
+                "after": ["fan0", "fan1", "fan2", "fan3"],
+            },
             {"id": "last", "kind": "tool", "tool": "work", "inputs": {"name": "last-${boom.name}"}},
         ],
         "output": "$last.name",
     }
     (tmp_path / "plan.json").write_text(json.dumps(plan))
-    env = {**os.environ, "TASKLOOM_HOME": str(tmp_path / "home"),
-           "TASKLOOM_TEST_COUNTS": str(counts), "PYTHONPATH": str(HERE)}
+    env = {
+        **os.environ,
+        "TASKLOOM_HOME": str(tmp_path / "home"),
+        "TASKLOOM_TEST_COUNTS": str(counts),
+        "PYTHONPATH": str(HERE),
+    }
     env.pop("TASKLOOM_REDIS_URL", None)
     tools = "--tools=crashy_tools"
-    first = taskloom("run", str(tmp_path / "plan.json"), tools, "--inline", "--run-id", "crashy", env=env)
+    first = taskloom(
+        "run", str(tmp_path / "plan.json"), tools, "--inline", "--run-id", "crashy", env=env
+    )
     assert first.returncode == 9, first.stderr  # the process died in the middle of the run
     assert Counter(counts.read_text().split()) == Counter(
         {"fan0": 1, "fan1": 1, "fan2": 1, "fan3": 1, "boom": 1}

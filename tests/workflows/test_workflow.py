@@ -54,7 +54,9 @@ def test_python_workflow_merges_each_step_once_and_resolves_output() -> None:
     def triage(flow: Flow, email: str) -> dict[str, Any]:
         contact = flow.extract(email, output=Contact)
         intent = flow.classify(email, labels=["refund", "other"])
-        reply = flow.generate(f"Write to {contact['name']} about {intent['label']}", context=contact)
+        reply = flow.generate(
+            f"Write to {contact['name']} about {intent['label']}", context=contact
+        )
         return {"who": contact["name"], "reply": reply["text"], "label": intent["label"]}
 
     def respond(messages: Any, schema: dict[str, Any] | None) -> Any:
@@ -77,14 +79,26 @@ def test_python_workflow_merges_each_step_once_and_resolves_output() -> None:
 
 
 def test_plan_runs_through_the_same_path() -> None:
-    plan = load_plan({
-        "version": 1,
-        "steps": [
-            {"id": "a", "kind": "tool", "tool": "pause", "inputs": {"seconds": 0, "tag": "$input.t"}},
-            {"id": "b", "kind": "tool", "tool": "pause", "inputs": {"seconds": 0, "tag": "${a.tag}!"}},
-        ],
-        "output": {"final": "$b.tag", "price": "$$5"},
-    })
+    plan = load_plan(
+        {
+            "version": 1,
+            "steps": [
+                {
+                    "id": "a",
+                    "kind": "tool",
+                    "tool": "pause",
+                    "inputs": {"seconds": 0, "tag": "$input.t"},
+                },
+                {
+                    "id": "b",
+                    "kind": "tool",
+                    "tool": "pause",
+                    "inputs": {"seconds": 0, "tag": "${a.tag}!"},
+                },
+            ],
+            "output": {"final": "$b.tag", "price": "$$5"},
+        }
+    )
     wf = Workflow.from_plan(plan, tools=Workflow(lambda f: None, tools=[pause]).tools)
     record = run_inline(wf, {"t": "hi"})
     assert record.output == {"final": "hi!", "price": "$5"}
@@ -171,7 +185,12 @@ def test_compiles_to_a_langgraph_graph_with_invoke_stream_and_checkpointer() -> 
     value = graph.invoke({"tag": "x"}, config)
     assert value["output"] == "x" and len(value["steps"]) == 2
     assert graph.get_state(config).values["output"] == "x"
-    events = [e["event"] for e in graph.stream({"tag": "y"}, {"configurable": {"thread_id": "t2"}}, stream_mode="custom")]
+    events = [
+        e["event"]
+        for e in graph.stream(
+            {"tag": "y"}, {"configurable": {"thread_id": "t2"}}, stream_mode="custom"
+        )
+    ]
     assert events == ["step_started", "step_finished", "step_started", "step_finished"]
 
 
