@@ -243,7 +243,8 @@ def load_plan(
 
 
 def _shape_problems(error: ValidationError, data: dict[str, Any]) -> list[str]:
-    steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    raw_steps = data.get("steps")
+    steps: list[Any] = raw_steps if isinstance(raw_steps, list) else []
     problems = []
     for err in error.errors():
         loc = list(err["loc"])

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from langgraph.config import get_stream_writer
@@ -265,8 +265,9 @@ class _StepCall:
         log.info("step_finished", status=result.status.value, run_ms=round(result.run_ms, 2), **ids)
         if result.status != StepStatus.DONE:
             error = result.error or {}
+            why = error.get("message", "unknown error")
             raise StepFailedError(
-                f"failed after {result.attempts} attempt(s): {error.get('message', 'unknown error')}",
+                f"failed after {result.attempts} attempt(s): {why}",
                 raw_output=error.get("raw_output"),
                 **ids,
             )
@@ -292,6 +293,11 @@ class _StepCall:
         )
 
 
-@task(name="taskloom_step")
-def _run_step(call: _StepCall) -> dict[str, Any]:
+def _step_body(call: _StepCall) -> dict[str, Any]:
     return call.run(get_stream_writer())
+
+
+# Every step is the same LangGraph task; its id comes from the order steps are added in.
+_run_step = cast(
+    "Callable[[_StepCall], Future[dict[str, Any]]]", task(name="taskloom_step")(_step_body)
+)

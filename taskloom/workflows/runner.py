@@ -115,7 +115,7 @@ def _drive(
     final: dict[str, Any] | None = None
     try:
         for mode, chunk in graph.stream(inputs, config, stream_mode=["custom", "values"]):
-            if mode == "values":
+            if mode == "values" and isinstance(chunk, dict):
                 final = chunk
             elif isinstance(chunk, dict):
                 _apply(record, chunk)

@@ -70,7 +70,7 @@ class Workflow:
                 flow.add(step)
             return _Wire(plan.output)
 
-        return cls(run_plan, name=plan.goal or "plan", tools=tools, plan=plan)
+        return cls(run_plan, name="plan", tools=tools or ToolRegistry(), plan=plan)
 
     def check_inputs(self, inputs: dict[str, Any]) -> None:
         """Raise InputError unless the inputs fit the workflow's parameters."""
@@ -123,7 +123,8 @@ class Workflow:
             get_stream_writer()({"event": "run_failed", "error": str(failure)})
             raise failure
 
-        return entrypoint(checkpointer=checkpointer, name=self.name)(body)
+        body.__name__ = self.name  # the graph's name
+        return entrypoint(checkpointer=checkpointer)(body)
 
     def __call__(self, flow: Flow, **inputs: Any) -> Any:
         """Call the body directly, e.g. as a sub-workflow inside another workflow."""
