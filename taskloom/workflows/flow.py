@@ -299,5 +299,6 @@ def _step_body(call: _StepCall) -> dict[str, Any]:
 
 # Every step is the same LangGraph task; its id comes from the order steps are added in.
 _run_step = cast(
-    "Callable[[_StepCall], Future[dict[str, Any]]]", task(name="taskloom_step")(_step_body)
+    "Callable[[_StepCall], Future[dict[str, Any]]]",
+    task(name="taskloom_step")(_step_body),  # type: ignore[arg-type]  # LangGraph stub: ParamSpec
 )
