@@ -1,0 +1,332 @@
+"""The broker: taskloom's jobs in Redis, laid out the way RQ lays out its own.
+
+Every state transition of a job is one Lua script (see `scripts.py`). The dispatcher
+and the worker both talk to Redis only through this class, and every Redis failure
+becomes `RedisUnavailableError`, naming the URL (password hidden).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import structlog
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from taskloom.config import Settings, key
+from taskloom.errors import ConfigError, RedisUnavailableError
+from taskloom.workers import scripts
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+RUN_STEP = "_run"  # the step id a submitted run's coordinator job is filed under
+
+
+def rq_time(at: float | None = None) -> str:
+    """A timestamp in RQ's format (UTC, microseconds, trailing Z)."""
+    moment = datetime.fromtimestamp(time.time() if at is None else at, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job a worker took from a queue, with its lease."""
+
+    job_id: str
+    data: bytes
+    queue: str
+    run_id: str
+    step_id: str
+    deliveries: int
+    state: str  # run | cancelled | duplicate
+
+
+class Broker:
+    """Jobs, results, leases and workers in one Redis.
+
+    Args:
+        url: `redis://`, `rediss://` (TLS) or `unix://`, with an optional password.
+        settings: leases, attempts and how long results are kept.
+    """
+
+    def __init__(self, url: str, *, settings: Settings) -> None:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"Redis URL {safe_url(url)!r} must start with redis://, rediss:// or unix://"
+            )
+        self.url = url
+        self.settings = settings
+        self.ttl_s = settings.record_ttl_s
+        retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 3)
+        try:
+            self.redis = redis.Redis.from_url(
+                url, socket_connect_timeout=3.0, retry=retry, health_check_interval=0
+            )
+        except ValueError as e:
+            raise ConfigError(f"Redis URL {safe_url(url)!r} is not valid: {e}") from None
+        self._enqueue = self.redis.register_script(scripts.script(scripts.ENQUEUE))
+        self._claim = self.redis.register_script(scripts.script(scripts.CLAIM))
+        self._finish = self.redis.register_script(scripts.script(scripts.FINISH))
+        self._heartbeat = self.redis.register_script(scripts.script(scripts.HEARTBEAT))
+        self._reject = self.redis.register_script(scripts.script(scripts.REJECT))
+        self._requeue = self.redis.register_script(scripts.script(scripts.REQUEUE))
+        self._cancel = self.redis.register_script(scripts.script(scripts.CANCEL))
+
+    # -- errors -----------------------------------------------------------------------
+
+    @contextmanager
+    def reachable(self) -> Iterator[None]:
+        """Turn a Redis connection failure into RedisUnavailableError."""
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise RedisUnavailableError(
+                f"can't reach Redis at {safe_url(self.url)} ({e}); start it, or set "
+                "TASKLOOM_REDIS_URL / --redis-url, then resume the run"
+            ) from e
+        except redis.AuthenticationError as e:
+            raise RedisUnavailableError(
+                f"Redis at {safe_url(self.url)} refused the password; fix the URL"
+            ) from e
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run one Redis operation with connection failures mapped to our error."""
+        with self.reachable():
+            return fn()
+
+    def ping(self) -> None:
+        """Check that Redis answers."""
+        self.call(self.redis.ping)
+
+    # -- jobs -------------------------------------------------------------------------
+
+    def enqueue(
+        self, *, queue: str, data: str, run_id: str, step_id: str, description: str
+    ) -> tuple[str, str, bytes | None]:
+        """Queue a job unless the step already has a final `done` result.
+
+        Returns:
+            (job_id, state, result): state is `queued`, `done` (result holds the stored
+            StepResult JSON) or `cancelled` (the run was cancelled).
+        """
+        job_id = uuid.uuid4().hex
+        keys = [
+            key("result", run_id, step_id),
+            key("cancel", run_id),
+            f"rq:job:{job_id}",
+            f"rq:queue:{queue}",
+            key("wake", queue),
+            "rq:queues",
+            key("jobs", run_id),
+            key("notify", run_id, step_id),
+        ]
+        args: list[Any] = [job_id, data, rq_time(), queue, step_id, self.ttl_s, description, run_id]
+        state, result = self.call(lambda: self._enqueue(keys=keys, args=args))
+        return job_id, state.decode(), (result or None)
+
+    def wait_notify(self, run_id: str, step_id: str, *, timeout_s: float) -> dict[str, Any] | None:
+        """The next message about a step (`{job_id, final, result}`), or None on timeout."""
+        got = self.call(lambda: self.redis.blpop([key("notify", run_id, step_id)], timeout_s))
+        return None if got is None else dict(json.loads(got[1]))
+
+    def wait_token(self, queues: list[str], *, timeout_s: float) -> int:
+        """Block until a job may be waiting; the 1-based index of its queue, or 0."""
+        wake = [key("wake", q) for q in queues]
+        got: Any = self.call(lambda: self.redis.blpop(wake, timeout_s))
+        return 0 if got is None else wake.index(got[0].decode()) + 1
+
+    def claim(self, queues: list[str], *, worker: str, token: int = 0) -> Claim | None:
+        """Pop the next job from the first non-empty queue and lease it to `worker`."""
+        keys = [key("leases")]
+        for q in queues:
+            keys += [f"rq:queue:{q}", key("wake", q)]
+        deadline_ms = int((time.time() + self.settings.lease_s) * 1000)
+        args: list[Any] = [worker, deadline_ms, rq_time(), token, len(queues), self.ttl_s]
+        got = self.call(lambda: self._claim(keys=keys, args=args))
+        if not got:
+            return None
+        job_id, data, queue, run_id, step_id, deliveries, state = got
+        return Claim(
+            job_id=job_id.decode(),
+            data=data,
+            queue=queue.decode(),
+            run_id=run_id.decode(),
+            step_id=step_id.decode(),
+            deliveries=int(deliveries),
+            state=state.decode(),
+        )
+
+    def finish(
+        self,
+        claim: Claim,
+        *,
+        result_json: str,
+        is_final: bool,
+        job_status: str,
+        dead: dict[str, Any] | None = None,
+    ) -> bool:
+        """Record an attempt's outcome and wake the waiter; a final result is kept once.
+
+        Returns:
+            True if this call wrote the step's result (the first final write wins).
+        """
+        run_id, step_id = claim.run_id, claim.step_id
+        keys = [
+            f"rq:job:{claim.job_id}",
+            key("leases"),
+            key("result", run_id, step_id),
+            key("notify", run_id, step_id),
+            key("merges", run_id),
+            key("dead", run_id),
+            f"rq:failed:{claim.queue}",
+        ]
+        now = time.time()
+        args: list[Any] = [
+            claim.job_id,
+            "1" if is_final else "0",
+            result_json,
+            self.ttl_s,
+            step_id,
+            job_status,
+            rq_time(now),
+            int(now),
+            json.dumps({"job_id": claim.job_id, **dead}) if dead else "",
+        ]
+        return bool(self.call(lambda: self._finish(keys=keys, args=args)))
+
+    def reject(self, job_id: str, *, error: str, message: str) -> None:
+        """Dead-letter a job that must not run; its step (if known) fails with `message`."""
+        keys = [f"rq:job:{job_id}", key("leases")]
+        args: list[Any] = [job_id, error, message, int(time.time()), self.ttl_s]
+        self.call(lambda: self._reject(keys=keys, args=args))
+
+    def requeue(self, job_id: str) -> None:
+        """Put a leased job back at the front of its queue (a worker draining)."""
+        keys = [f"rq:job:{job_id}", key("leases")]
+        self.call(lambda: self._requeue(keys=keys, args=[job_id]))
+
+    def heartbeat(self, worker_key: str, job_ids: list[str]) -> tuple[bool, int, int]:
+        """Extend the leases of running jobs, and re-queue jobs whose lease ran out.
+
+        Returns:
+            (worker still registered, jobs re-queued, jobs dead-lettered).
+        """
+        now = time.time()
+        lease_s = self.settings.lease_s
+        args: list[Any] = [
+            int(now * 1000),
+            int((now + lease_s) * 1000),
+            max(3, int(lease_s * 3)),
+            rq_time(now),
+            self.settings.max_attempts,
+            self.ttl_s,
+            int(now),
+            *job_ids,
+        ]
+        alive, requeued, dead = self.call(
+            lambda: self._heartbeat(keys=[key("leases"), worker_key], args=args)
+        )
+        return bool(alive), int(requeued), int(dead)
+
+    def cancel(self, run_id: str) -> tuple[int, int]:
+        """Cancel a run: drop its queued steps; running ones stop at the next heartbeat.
+
+        Returns:
+            (queued steps cancelled, steps still running).
+        """
+        keys = [key("cancel", run_id), key("jobs", run_id)]
+        queued, running = self.call(lambda: self._cancel(keys=keys, args=[self.ttl_s]))
+        return int(queued), int(running)
+
+    def is_cancelled(self, run_id: str) -> bool:
+        """Whether `cancel` was called for the run."""
+        return bool(self.call(lambda: self.redis.exists(key("cancel", run_id))))
+
+    def uncancel(self, run_id: str) -> None:
+        """Forget a cancellation (before a run is resumed)."""
+        self.call(lambda: self.redis.delete(key("cancel", run_id)))
+
+    def result(self, run_id: str, step_id: str) -> bytes | None:
+        """A step's final StepResult JSON, if it has one."""
+        value: Any = self.call(lambda: self.redis.get(key("result", run_id, step_id)))
+        return None if value is None else bytes(value)
+
+    # -- workers ----------------------------------------------------------------------
+
+    def register_worker(self, name: str, queues: list[str], info: dict[str, Any]) -> str:
+        """Register a worker where RQ looks for workers; returns its key."""
+        worker_key = f"rq:worker:{name}"
+        now = rq_time()
+        fields: dict[Any, Any] = {"birth": now, "last_heartbeat": now, "queues": ",".join(queues)}
+        fields |= {k: str(v) for k, v in info.items()}
+        ttl = max(3, int(self.settings.lease_s * 3))
+
+        def write() -> None:
+            with self.redis.pipeline() as p:
+                p.delete(worker_key)
+                p.hset(worker_key, mapping=fields)
+                p.expire(worker_key, ttl)
+                p.sadd("rq:workers", worker_key)
+                for q in queues:
+                    p.sadd(f"rq:workers:{q}", worker_key)
+                    p.sadd("rq:queues", f"rq:queue:{q}")
+                p.execute()
+
+        self.call(write)
+        return worker_key
+
+    def update_worker(self, worker_key: str, **fields: Any) -> None:
+        """Set fields of a worker's registration (state, current job, counts)."""
+        mapping: dict[Any, Any] = {k: str(v) for k, v in fields.items()}
+        self.call(lambda: self.redis.hset(worker_key, mapping=mapping))
+
+    def deregister_worker(self, worker_key: str, queues: list[str]) -> None:
+        """Remove a worker from RQ's registries (its hash expires soon after)."""
+
+        def write() -> None:
+            with self.redis.pipeline() as p:
+                p.srem("rq:workers", worker_key)
+                for q in queues:
+                    p.srem(f"rq:workers:{q}", worker_key)
+                p.hset(worker_key, mapping={"death": rq_time(), "state": "dead"})
+                p.expire(worker_key, 60)
+                p.execute()
+
+        self.call(write)
+
+    def live_workers(self, queue: str | None = None) -> list[dict[str, str]]:
+        """Registered workers whose registration has not expired (all, or one queue's)."""
+        members: Any = self.call(
+            lambda: self.redis.smembers(f"rq:workers:{queue}" if queue else "rq:workers")
+        )
+        names = sorted(m.decode() for m in members)
+        with self.reachable(), self.redis.pipeline() as p:
+            for name in names:
+                p.hgetall(name)
+            rows = p.execute()
+        workers = []
+        for name, row in zip(names, rows, strict=True):
+            if row and b"death" not in row:
+                data = {k.decode(): v.decode() for k, v in row.items()}
+                workers.append({"name": name.removeprefix("rq:worker:"), **data})
+        return workers

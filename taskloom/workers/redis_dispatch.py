@@ -1,0 +1,116 @@
+"""The redis dispatcher: ready steps go to workers over RQ queues, results come back.
+
+A step is one RQ job on its queue (`slm`, `slm:<model>`, or the step's own). The
+dispatcher then blocks on the step's notify list (BLPOP: no polling), where the worker
+pushes each attempt's outcome. The step's final result is kept once per
+(run_id, step_id), so a step that already has a `done` result is never queued again:
+that is what lets a resumed run skip finished steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+
+from taskloom.config import Settings
+from taskloom.errors import ConfigError, RunCancelledError
+from taskloom.workers import payload
+from taskloom.workers.broker import Broker
+from taskloom.workers.job import StepJob, StepResult, StepStatus
+
+log = structlog.get_logger(__name__)
+
+
+class RedisDispatcher:
+    """Dispatch steps to `taskloom worker` processes through Redis.
+
+    Args:
+        broker: the Redis the workers serve; or pass `url`.
+        url: a Redis URL, when no broker is given.
+        settings: attempts, backoff, secret and leases.
+        health: called about once a second while a step waits; it raises to give up
+            (the embedded cluster uses it to notice that its workers died).
+        wait_s: how long one BLPOP blocks before `health` is called again.
+    """
+
+    def __init__(
+        self,
+        broker: Broker | None = None,
+        *,
+        url: str | None = None,
+        settings: Settings | None = None,
+        health: Callable[[], None] | None = None,
+        wait_s: float = 1.0,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        if broker is None:
+            url = url or self.settings.redis_url
+            if not url:
+                raise ConfigError("no Redis to dispatch to; set TASKLOOM_REDIS_URL or --redis-url")
+            broker = Broker(url, settings=self.settings)
+        self.broker = broker
+        self.health = health
+        self.wait_s = wait_s
+
+    def dispatch(self, job: StepJob) -> StepResult:
+        """Queue the step and wait for its final result, retrying with backoff.
+
+        Raises:
+            ConfigError: the step's queue name is not allowed.
+            RunCancelledError: the run was cancelled.
+            RedisUnavailableError: Redis went away while the step was in flight.
+        """
+        queue = payload.queue_for(job)
+        ids = {"run_id": job.run_id, "step_id": job.step_id}
+        delay_s = self.settings.retry_backoff_s
+        while True:
+            job = job.model_copy(update={"enqueued_at": time.time()})
+            data = payload.encode(
+                "step",
+                job.model_dump(mode="json"),
+                max_attempts=self.settings.max_attempts,
+                secret=self.settings.secret,
+            )
+            job_id, state, stored = self.broker.enqueue(
+                queue=queue,
+                data=data,
+                run_id=job.run_id,
+                step_id=job.step_id,
+                description=f"{job.kind} step {job.step_id} of run {job.run_id}",
+            )
+            if state == "done" and stored is not None:
+                log.debug("step_result_reused", **ids)
+                return StepResult.model_validate_json(stored)
+            if state == "cancelled":
+                raise RunCancelledError("the run was cancelled", **ids)
+            log.debug("step_enqueued", queue=queue, job_id=job_id, attempt=job.attempt, **ids)
+            result, is_final = self._await(job, job_id)
+            if result.status == StepStatus.CANCELLED:
+                raise RunCancelledError("the run was cancelled", **ids)
+            if is_final:
+                return result
+            log.info("step_retrying", attempt=job.attempt, delay_s=delay_s, **ids)
+            time.sleep(delay_s)
+            delay_s *= 2
+            job = job.model_copy(update={"attempt": job.attempt + 1})
+
+    def _await(self, job: StepJob, job_id: str) -> tuple[StepResult, bool]:
+        """The first message that settles this attempt: a final result, or our failure."""
+        while True:
+            msg = self.broker.wait_notify(job.run_id, job.step_id, timeout_s=self.wait_s)
+            if msg is None:
+                if self.health is not None:
+                    self.health()
+                continue
+            result = StepResult.model_validate(msg["result"])
+            is_final = bool(msg.get("final"))
+            # A done result is final for the step whichever job wrote it; anything else
+            # must be about this attempt (older messages are left over from duplicates).
+            if result.status == StepStatus.DONE or msg.get("job_id") == job_id:
+                return result, is_final or result.status == StepStatus.DONE
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.broker.redis.close()

@@ -1,0 +1,212 @@
+"""The Lua scripts behind every Redis state transition of a job.
+
+Each transition is one script, so it is atomic and costs one round trip: a job is
+always either in a queue list or in the lease set, never only in flight on a socket,
+and a result is written once per (run_id, step_id). Keys follow RQ's layout
+(`rq:queue:<name>`, `rq:job:<id>`, `rq:queues`, `rq:failed:<name>`) so that `rq info`
+sees our queues, jobs and workers; taskloom's own keys live under `taskloom:`.
+
+Scripts reach a few keys they read from the job hash (its queue, result and notify
+keys), so they assume a single Redis node, not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from taskloom.config import key
+
+# Dead-lettering is shared by the reaper, rejection and cancellation: mark the job
+# failed, list it in RQ's failed registry and ours, and write the step's final
+# (failed) result once, waking whoever waits for it.
+_PRELUDE = """
+local P = '%(prefix)s'
+local function final_result(job, f, status, etype, message, ttl)
+  -- f: {result_key, notify_key, run_id, step_id, deliveries}
+  if not f[1] or not f[2] then return end
+  local r = cjson.encode({run_id = f[3] or '', step_id = f[4] or '', status = status,
+    error = {type = etype, message = message}, attempts = tonumber(f[5] or '0'),
+    finished_at = tonumber(redis.call('TIME')[1])})
+  if not redis.call('SET', f[1], r, 'NX', 'EX', ttl) then
+    r = redis.call('GET', f[1]) or r
+  end
+  redis.call('RPUSH', f[2], '{"job_id":"' .. job .. '","final":true,"result":' .. r .. '}')
+  redis.call('EXPIRE', f[2], ttl)
+end
+local function dead_letter(id, etype, message, now, ttl)
+  local job = 'rq:job:' .. id
+  local f = redis.call('HMGET', job, 'result_key', 'notify_key', 'run_id', 'step_id',
+                       'deliveries', 'origin')
+  redis.call('HSET', job, 'status', 'failed', 'exc_info', etype .. ': ' .. message)
+  redis.call('ZADD', P .. 'dead', now, id)
+  redis.call('ZADD', 'rq:failed:' .. (f[6] or 'unknown'), now + ttl, id)
+  if f[3] and f[4] then
+    local k = P .. 'dead:' .. f[3]
+    redis.call('HSET', k, f[4], cjson.encode({job_id = id, type = etype, message = message}))
+    redis.call('EXPIRE', k, ttl)
+  end
+  final_result(id, f, 'failed', etype, message, ttl)
+end
+"""
+
+# KEYS: result, cancel, job, queue, wake, rq:queues, run jobs, notify
+# ARGV: job_id, data, now_str, origin, step_id, ttl, description, run_id
+ENQUEUE = """
+local r = redis.call('GET', KEYS[1])
+if r then
+  local ok, v = pcall(cjson.decode, r)
+  if ok and type(v) == 'table' and v['status'] == 'done' then return {'done', r} end
+  redis.call('DEL', KEYS[1], KEYS[8])  -- a failed or cancelled step runs again
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {'cancelled', ''} end
+redis.call('HSET', KEYS[3], 'data', ARGV[2], 'created_at', ARGV[3], 'enqueued_at', ARGV[3],
+  'origin', ARGV[4], 'status', 'queued', 'description', ARGV[7], 'result_ttl', ARGV[6],
+  'run_id', ARGV[8], 'step_id', ARGV[5], 'deliveries', '0', 'result_key', KEYS[1],
+  'notify_key', KEYS[8], 'cancel_key', KEYS[2])
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+redis.call('RPUSH', KEYS[4], ARGV[1])
+redis.call('RPUSH', KEYS[5], '1')
+redis.call('SADD', KEYS[6], KEYS[4])
+redis.call('HSET', KEYS[7], ARGV[5], ARGV[1])
+redis.call('EXPIRE', KEYS[7], ARGV[6])
+return {'queued', ''}
+"""
+
+# KEYS: leases, then (queue, wake) per queue in priority order
+# ARGV: worker, deadline_ms, now_str, token queue index (0: none), queue count, ttl
+# Wake tokens mirror queue lengths so an idle worker can block on them (BLPOP) while
+# the pop of the job itself stays atomic with its lease.
+CLAIM = """
+local owed = tonumber(ARGV[4])
+for i = 1, tonumber(ARGV[5]) do
+  while true do
+    local id = redis.call('LPOP', KEYS[2 * i])
+    if not id then break end
+    if owed == i then owed = 0 else redis.call('LPOP', KEYS[2 * i + 1]) end
+    local job = 'rq:job:' .. id
+    local f = redis.call('HMGET', job, 'data', 'origin', 'run_id', 'step_id', 'deliveries',
+                         'result_key', 'notify_key', 'cancel_key')
+    if f[1] then
+      if owed > 0 then redis.call('RPUSH', KEYS[2 * owed + 1], '1') end
+      local r = f[6] and redis.call('GET', f[6])
+      if r then  -- a duplicate delivery: answer with the merged result, don't run it
+        redis.call('HSET', job, 'status', 'finished', 'ended_at', ARGV[3])
+        redis.call('RPUSH', f[7], '{"job_id":"' .. id .. '","final":true,"result":' .. r .. '}')
+        redis.call('EXPIRE', f[7], ARGV[6])
+        return {id, '', f[2], f[3] or '', f[4] or '', f[5] or '0', 'duplicate'}
+      end
+      local state = 'run'
+      if f[8] and redis.call('EXISTS', f[8]) == 1 then state = 'cancelled' end
+      redis.call('HSET', job, 'status', 'started', 'worker_name', ARGV[1],
+                 'started_at', ARGV[3], 'last_heartbeat', ARGV[3])
+      redis.call('ZADD', KEYS[1], ARGV[2], id)
+      return {id, f[1], f[2], f[3] or '', f[4] or '', f[5] or '0', state}
+    end
+  end
+end
+return false
+"""
+
+# KEYS: job, leases, result, notify, merges, run dead-letters, rq failed registry
+# ARGV: job_id, final (1/0), result json, ttl, step_id, job status, now_str, now, dead json
+FINISH = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[1], 'status', ARGV[6], 'ended_at', ARGV[7])
+local value, won = ARGV[3], 0
+if ARGV[2] == '1' then
+  if redis.call('SET', KEYS[3], ARGV[3], 'NX', 'EX', ARGV[4]) then
+    won = 1
+    redis.call('HINCRBY', KEYS[5], ARGV[5], 1)
+    redis.call('EXPIRE', KEYS[5], ARGV[4])
+    if ARGV[9] ~= '' then
+      redis.call('ZADD', P .. 'dead', ARGV[8], ARGV[1])
+      redis.call('HSET', KEYS[6], ARGV[5], ARGV[9])
+      redis.call('EXPIRE', KEYS[6], ARGV[4])
+      redis.call('ZADD', KEYS[7], ARGV[8] + ARGV[4], ARGV[1])
+    end
+  else
+    value = redis.call('GET', KEYS[3]) or value
+  end
+end
+local final = 'false'
+if ARGV[2] == '1' then final = 'true' end
+redis.call('RPUSH', KEYS[4], '{"job_id":"' .. ARGV[1] .. '","final":' .. final ..
+  ',"result":' .. value .. '}')
+redis.call('EXPIRE', KEYS[4], ARGV[4])
+return won
+"""
+
+# KEYS: leases, worker
+# ARGV: now_ms, deadline_ms, worker ttl, now_str, max deliveries, ttl, now, job ids...
+HEARTBEAT = """
+for i = 8, #ARGV do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[i]) end
+local alive = redis.call('EXISTS', KEYS[2])
+if alive == 1 then
+  redis.call('HSET', KEYS[2], 'last_heartbeat', ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+local requeued, dead = 0, 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)) do
+  redis.call('ZREM', KEYS[1], id)
+  local job = 'rq:job:' .. id
+  local f = redis.call('HMGET', job, 'status', 'origin')
+  if f[1] == 'started' and f[2] then
+    local d = redis.call('HINCRBY', job, 'deliveries', 1)
+    if d >= tonumber(ARGV[5]) then
+      dead_letter(id, 'WorkerLostError', 'its worker stopped answering ' .. d ..
+        ' times (killed or out of memory?)', tonumber(ARGV[7]), tonumber(ARGV[6]))
+      dead = dead + 1
+    else
+      redis.call('HSET', job, 'status', 'queued', 'worker_name', '')
+      redis.call('LPUSH', 'rq:queue:' .. f[2], id)
+      redis.call('LPUSH', P .. 'wake:' .. f[2], '1')
+      requeued = requeued + 1
+    end
+  end
+end
+return {alive, requeued, dead}
+"""
+
+# KEYS: job, leases. ARGV: job_id, etype, message, now, ttl
+REJECT = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+dead_letter(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
+return 1
+"""
+
+# KEYS: job, leases. ARGV: job_id
+REQUEUE = """
+redis.call('ZREM', KEYS[2], ARGV[1])
+local origin = redis.call('HGET', KEYS[1], 'origin')
+if not origin then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'worker_name', '')
+redis.call('LPUSH', 'rq:queue:' .. origin, ARGV[1])
+redis.call('LPUSH', P .. 'wake:' .. origin, '1')
+return 1
+"""
+
+# KEYS: cancel, run jobs. ARGV: ttl
+CANCEL = """
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+local queued, running = 0, 0
+local entries = redis.call('HGETALL', KEYS[2])
+for i = 1, #entries, 2 do
+  local id = entries[i + 1]
+  local job = 'rq:job:' .. id
+  local f = redis.call('HMGET', job, 'result_key', 'notify_key', 'run_id', 'step_id',
+                       'deliveries', 'origin', 'status')
+  if f[7] == 'queued' then
+    redis.call('LREM', 'rq:queue:' .. f[6], 0, id)
+    redis.call('HSET', job, 'status', 'canceled')
+    final_result(id, f, 'cancelled', 'RunCancelledError', 'the run was cancelled',
+                 tonumber(ARGV[1]))
+    queued = queued + 1
+  elseif f[7] == 'started' then
+    running = running + 1
+  end
+end
+return {queued, running}
+"""
+
+
+def script(body: str) -> str:
+    """A script with the shared prelude, under taskloom's key prefix."""
+    return _PRELUDE % {"prefix": key("")} + body

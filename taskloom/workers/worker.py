@@ -1,0 +1,402 @@
+"""The worker: a long-lived process that keeps one model loaded and runs queued jobs.
+
+Why not RQ's `SimpleWorker`? It does not fork (good: CUDA does not survive `fork()`),
+but a job costs it about a dozen Redis round trips (dequeue, registries, heartbeats,
+result stream), which puts a no-op step at ~5 ms; its leases are measured in minutes,
+and a job popped with BLPOP is lost if the worker dies before it is registered as
+started. This loop keeps RQ's data layout (so `rq info` shows our queues, jobs and
+workers) but moves each job with one Lua script per state transition: claim pops the
+job and leases it atomically, finish writes the result once and wakes the waiter. A
+heartbeat thread extends the leases of running jobs every `lease_s / 3` seconds and
+re-queues the jobs of workers that stopped heartbeating.
+
+Signals: SIGTERM or SIGINT drains (the current job finishes, then the worker exits);
+a second one stops the current job and puts it back on its queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from taskloom.chat import ChatModel
+from taskloom.config import Settings
+from taskloom.errors import JobRejectedError, RedisUnavailableError, describe
+from taskloom.tools import ToolRegistry
+from taskloom.workers import payload
+from taskloom.workers.broker import Broker, Claim
+from taskloom.workers.execute import execute
+from taskloom.workers.job import StepResult, StepStatus
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[payload.Envelope, Claim], StepResult]
+
+
+class _Interrupted(BaseException):
+    """Steers the main thread out of a running job (cancel, or a second SIGTERM).
+
+    A BaseException, like KeyboardInterrupt, so that a step's own `except Exception`
+    can't swallow it; it never leaves this module.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def run_job(envelope: dict[str, Any]) -> None:
+    """The one function our RQ jobs name. It refuses to run under a plain RQ worker.
+
+    A plain `rq worker` would run jobs without checking signatures and without a
+    resident model, so the job is left failed in RQ's registry with this message.
+    """
+    raise JobRejectedError("taskloom jobs run on `taskloom worker`, not on a plain RQ worker")
+
+
+def step_handler(
+    *, model: ChatModel | None, tools: ToolRegistry, settings: Settings, worker: str
+) -> Handler:
+    """The handler for `step` payloads: one attempt of the step on the resident model."""
+
+    def get_model() -> ChatModel:
+        if model is None:
+            raise JobRejectedError("this worker has no model; start it without --queue runs")
+        return model
+
+    def handle(envelope: payload.Envelope, claim: Claim) -> StepResult:
+        job = payload.step_job(envelope)
+        return execute(job, model=get_model, tools=tools, settings=settings, worker=worker)
+
+    return handle
+
+
+def worker_name() -> str:
+    """A unique, readable worker name: host, pid and a short random tag."""
+    return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:4]}"
+
+
+class Worker:
+    """Serve queues until stopped (or, with `burst`, until they are empty).
+
+    Args:
+        broker: the Redis to serve.
+        queues: queue names, in priority order.
+        handlers: a handler per payload kind this worker accepts (`step`, `run`).
+        settings: lease, secret and attempts.
+        name: the registered name (default: host.pid.tag).
+        info: what to register besides the queues (model, GPU).
+        concurrency: jobs at once; 1 runs them on the main thread (and makes `cancel`
+            able to stop a running step); more runs them on threads (coordinators).
+        is_burst: exit once the queues are empty.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        queues: list[str],
+        handlers: dict[str, Handler],
+        settings: Settings,
+        name: str | None = None,
+        info: dict[str, Any] | None = None,
+        concurrency: int = 1,
+        is_burst: bool = False,
+    ) -> None:
+        self.broker = broker
+        self.queues = [payload.check_queue(q) for q in queues]
+        self.handlers = handlers
+        self.settings = settings
+        self.name = name or worker_name()
+        self.info = dict(info or {})
+        self.concurrency = max(1, concurrency)
+        self.is_burst = is_burst
+        self.key = f"rq:worker:{self.name}"
+        self.jobs_done = 0
+        self.jobs_failed = 0
+        self._running: dict[str, Claim] = {}
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(self.concurrency)
+        self._stopping = threading.Event()
+        self._signals = 0
+        self._interruptible = False
+        self._interrupt = ""
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def work(self) -> None:
+        """Register, take jobs until told to stop, then deregister."""
+        self._install_signals()
+        self._register()
+        beat = threading.Thread(target=self._beat, name="taskloom-heartbeat", daemon=True)
+        beat.start()
+        log.info("worker_started", worker=self.name, queues=self.queues, **self.info)
+        try:
+            self._loop()
+        finally:
+            self._stopping.set()
+            self._drain_threads()
+            with contextlib.suppress(RedisUnavailableError):
+                self.broker.deregister_worker(self.key, self.queues)
+            log.info("worker_stopped", worker=self.name, jobs=self.jobs_done)
+
+    def stop(self) -> None:
+        """Ask the worker to stop after the current job."""
+        self._stopping.set()
+
+    def _register(self) -> None:
+        info = {
+            "taskloom": "1",
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "python_version": sys.version.split()[0],
+            "version": "taskloom",
+            "state": "idle",
+            "successful_job_count": 0,
+            "failed_job_count": 0,
+            **self.info,
+        }
+        self.broker.register_worker(self.name, self.queues, info)
+
+    def _loop(self) -> None:
+        backoff_s = 0.1
+        while not self._stopping.is_set():
+            try:
+                claim = self._next()
+                backoff_s = 0.1
+            except RedisUnavailableError as e:
+                log.warning("redis_unavailable", worker=self.name, error=str(e))
+                self._stopping.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+                continue
+            if claim is None:
+                if self.is_burst and not self._running:
+                    return
+                continue
+            if self.concurrency == 1:
+                self._handle(claim)
+            else:
+                threading.Thread(target=self._handle, args=(claim,), daemon=True).start()
+
+    def _next(self) -> Claim | None:
+        """The next job: try to claim at once, else block on the queues' wake tokens."""
+        if self.concurrency > 1 and not self._slots.acquire(timeout=1.0):
+            return None
+        try:
+            claim = self.broker.claim(self.queues, worker=self.name)
+            if claim is None and not self.is_burst:
+                token = self.broker.wait_token(self.queues, timeout_s=1.0)
+                if not self._stopping.is_set():
+                    claim = self.broker.claim(self.queues, worker=self.name, token=token)
+        except BaseException:
+            if self.concurrency > 1:
+                self._slots.release()
+            raise
+        if claim is None and self.concurrency > 1:
+            self._slots.release()
+        return claim
+
+    def _drain_threads(self) -> None:
+        """Put back the jobs still running on threads: their coordinators resume elsewhere."""
+        if self.concurrency == 1:
+            return
+        with self._lock:
+            running = list(self._running.values())
+        for claim in running:
+            try:
+                self.broker.requeue(claim.job_id)
+                log.info("job_requeued", job_id=claim.job_id, run_id=claim.run_id)
+            except RedisUnavailableError:
+                pass
+
+    # -- one job ----------------------------------------------------------------------
+
+    def _handle(self, claim: Claim) -> None:
+        ids = {"run_id": claim.run_id, "step_id": claim.step_id, "job_id": claim.job_id}
+        try:
+            if claim.state == "duplicate":
+                log.info("job_duplicate_skipped", **ids)
+                return
+            try:
+                envelope = payload.decode(claim.data, secret=self.settings.secret)
+                handler = self.handlers.get(envelope.kind)
+                if handler is None:
+                    raise JobRejectedError(
+                        f"a {envelope.kind!r} job reached queue {claim.queue!r}, "
+                        f"which this worker serves for {sorted(self.handlers)} jobs"
+                    )
+            except JobRejectedError as e:
+                reason = str(e)
+                log.warning("job_rejected", reason=reason, **ids)
+                self._retry_redis(
+                    lambda: self.broker.reject(
+                        claim.job_id, error="JobRejectedError", message=reason
+                    )
+                )
+                return
+            if claim.state == "cancelled":
+                self._cancelled(claim, envelope)
+                return
+            self._execute(claim, envelope, handler)
+        finally:
+            if self.concurrency > 1:
+                self._slots.release()
+
+    def _execute(self, claim: Claim, envelope: payload.Envelope, handler: Handler) -> None:
+        with self._lock:
+            self._running[claim.job_id] = claim
+        try:
+            try:
+                self._interruptible = self.concurrency == 1
+                result = handler(envelope, claim)
+            finally:
+                self._interruptible = False
+        except _Interrupted as stop:
+            if stop.reason == "cancel":
+                self._cancelled(claim, envelope)
+            else:
+                self._retry_redis(lambda: self.broker.requeue(claim.job_id))
+                log.info("job_requeued", run_id=claim.run_id, step_id=claim.step_id)
+            return
+        except RedisUnavailableError as e:
+            # Leave the job leased: once Redis is back its lease runs out and it is re-queued.
+            log.warning("job_abandoned", run_id=claim.run_id, step_id=claim.step_id, error=str(e))
+            return
+        except Exception as e:  # a handler bug: fail the job rather than kill the worker
+            log.exception("job_crashed", run_id=claim.run_id, step_id=claim.step_id)
+            result = StepResult(
+                run_id=claim.run_id,
+                step_id=claim.step_id,
+                status=StepStatus.FAILED,
+                error=describe(e),
+                worker=self.name,
+                finished_at=time.time(),
+            )
+        finally:
+            with self._lock:
+                self._running.pop(claim.job_id, None)
+        attempt = int(envelope.body.get("attempt", 1))
+        is_final = (
+            result.status == StepStatus.DONE
+            or not result.is_retryable
+            or attempt >= envelope.max_attempts
+        )
+        dead = result.error if is_final and result.status == StepStatus.FAILED else None
+        if result.status == StepStatus.DONE:
+            self.jobs_done += 1
+        else:
+            self.jobs_failed += 1
+        self._finish(claim, result, is_final=is_final, dead=dead)
+
+    def _cancelled(self, claim: Claim, envelope: payload.Envelope) -> None:
+        result = StepResult(
+            run_id=claim.run_id,
+            step_id=claim.step_id,
+            status=StepStatus.CANCELLED,
+            attempts=int(envelope.body.get("attempt", 1)),
+            worker=self.name,
+            error={"type": "RunCancelledError", "message": "the run was cancelled"},
+            finished_at=time.time(),
+        )
+        log.info("job_cancelled", run_id=claim.run_id, step_id=claim.step_id)
+        self._finish(claim, result, is_final=True, dead=None)
+
+    def _finish(
+        self, claim: Claim, result: StepResult, *, is_final: bool, dead: dict[str, Any] | None
+    ) -> None:
+        status = {StepStatus.DONE: "finished", StepStatus.CANCELLED: "canceled"}
+        won = self._retry_redis(
+            lambda: self.broker.finish(
+                claim,
+                result_json=result.model_dump_json(),
+                is_final=is_final,
+                job_status=status.get(result.status, "failed"),
+                dead=dead,
+            )
+        )
+        log.debug(
+            "job_finished",
+            run_id=claim.run_id,
+            step_id=claim.step_id,
+            status=result.status.value,
+            is_final=is_final,
+            is_merged=bool(won),
+        )
+
+    def _retry_redis(self, fn: Callable[[], Any], *, give_up_s: float = 30.0) -> Any:
+        """Retry a write through a Redis outage; after `give_up_s` the lease takes over."""
+        deadline = time.monotonic() + give_up_s
+        delay_s = 0.1
+        while True:
+            try:
+                return fn()
+            except RedisUnavailableError as e:
+                if time.monotonic() > deadline:
+                    log.error("job_outcome_lost", worker=self.name, error=str(e))
+                    return None
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, 2.0)
+
+    # -- heartbeat and signals --------------------------------------------------------
+
+    def _beat(self) -> None:
+        interval_s = self.settings.lease_s / 3
+        while not self._stopping.wait(interval_s):
+            with self._lock:
+                running = list(self._running.values())
+            try:
+                is_alive, requeued, dead = self.broker.heartbeat(
+                    self.key, [c.job_id for c in running]
+                )
+                if not is_alive:  # our registration expired (e.g. Redis restarted)
+                    self._register()
+                self.broker.update_worker(
+                    self.key,
+                    state="busy" if running else "idle",
+                    current_job=",".join(c.job_id for c in running),
+                    successful_job_count=self.jobs_done,
+                    failed_job_count=self.jobs_failed,
+                )
+                if requeued or dead:
+                    log.warning("leases_expired", requeued=requeued, dead_lettered=dead)
+                for claim in running:
+                    if self.concurrency == 1 and self.broker.is_cancelled(claim.run_id):
+                        self._interrupt_main("cancel")
+            except RedisUnavailableError as e:
+                log.warning("heartbeat_failed", worker=self.name, error=str(e))
+
+    def _interrupt_main(self, reason: str) -> None:
+        self._interrupt = reason
+        main = threading.main_thread().ident
+        if main is not None:
+            signal.pthread_kill(main, signal.SIGUSR1)
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            self._signals += 1
+            self._stopping.set()
+            log.info("worker_draining", worker=self.name, signal=signal.Signals(signum).name)
+            if self._signals > 1 and self._interruptible:
+                raise _Interrupted("drain")
+
+        def on_interrupt(signum: int, frame: FrameType | None) -> None:
+            if self._interruptible:
+                raise _Interrupted(self._interrupt)
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGUSR1, on_interrupt)

@@ -1,0 +1,65 @@
+"""Run records in Redis, for runs submitted to workers (any machine can read them)."""
+
+from __future__ import annotations
+
+import time
+
+import structlog
+
+from taskloom.config import key
+from taskloom.errors import RunNotFoundError
+from taskloom.workers.broker import Broker, safe_url
+from taskloom.workflows.record import RunRecord, RunStatus
+
+log = structlog.get_logger(__name__)
+
+_FINISHED = {RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED}
+
+
+class RedisRunStore:
+    """Run records under `taskloom:run:<run_id>`, kept for `settings.record_ttl_s`.
+
+    Saving a finished record also wakes `wait_finished` callers.
+    """
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def save(self, record: RunRecord) -> None:
+        data = record.model_dump_json()
+        ttl_s = self.broker.ttl_s
+
+        def write() -> None:
+            with self.broker.redis.pipeline() as p:
+                p.set(key("run", record.run_id), data, ex=ttl_s)
+                if record.status in _FINISHED:
+                    p.rpush(key("run_done", record.run_id), "1")
+                    p.expire(key("run_done", record.run_id), 60)
+                p.execute()
+
+        self.broker.call(write)
+
+    def load(self, run_id: str) -> RunRecord:
+        data = self.broker.call(lambda: self.broker.redis.get(key("run", run_id)))
+        if data is None:
+            raise RunNotFoundError(
+                f"no run {run_id!r} in Redis at {safe_url(self.broker.url)}; "
+                "check the id (records expire after a week)",
+                run_id=run_id,
+            )
+        return RunRecord.model_validate_json(data)
+
+    def exists(self, run_id: str) -> bool:
+        """Whether Redis holds a record for the run."""
+        return bool(self.broker.call(lambda: self.broker.redis.exists(key("run", run_id))))
+
+    def wait_finished(self, run_id: str, *, timeout_s: float | None = None) -> RunRecord:
+        """Block until the run is done, failed or cancelled (or the timeout passes)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            record = self.load(run_id)
+            if record.status in _FINISHED:
+                return record
+            if deadline is not None and time.monotonic() >= deadline:
+                return record
+            self.broker.call(lambda: self.broker.redis.blpop([key("run_done", run_id)], 1.0))
