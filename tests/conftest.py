@@ -107,4 +107,14 @@ def default_model_path() -> str:
     return str(path())
 
 
+@pytest.fixture(scope="session")
+def model_host(default_model_path: str) -> Iterator[object]:
+    """One resident ModelHost on the default model, shared by every model test."""
+    from taskloom.workers.host import ModelHost
+
+    host = ModelHost(default_model_path, n_ctx=4096)
+    yield host
+    host.close()
+
+
 os.environ.setdefault("TASKLOOM_TEST", "1")

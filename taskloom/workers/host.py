@@ -202,8 +202,14 @@ class ModelHost:
         schema: dict[str, Any] | None = None,
         max_tokens: int = 256,
         temperature: float = 0.0,
+        grammar_first: bool = False,
     ) -> Completion:
         """Complete the chat; with `schema`, the output is JSON that conforms to it.
+
+        Args:
+            grammar_first: mask the whole vocabulary at every token, as stock grammar
+                sampling does, instead of checking the sampled token first. The greedy
+                output is the same, only slower: for tests and benchmarks.
 
         Raises:
             SchemaError: the schema can't become a grammar.
@@ -221,6 +227,7 @@ class ModelHost:
                     temperature=temperature,
                     grammar=grammar,
                     is_done=_json_done if schema is not None else None,
+                    grammar_first=grammar_first,
                 )
             finally:
                 if grammar is not None:

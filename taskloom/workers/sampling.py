@@ -196,12 +196,15 @@ class Decoder:
         grammar: Any = None,
         is_done: Callable[[bytes], bool] | None = None,
         rng: np.random.Generator | None = None,
+        grammar_first: bool = False,
     ) -> Generated:
         """Generate after `prompt` until an end-of-generation token or `max_tokens`.
 
         Args:
             grammar: a llama.cpp grammar sampler (owned by the caller), or None.
             is_done: stop early once this returns True for the bytes so far.
+            grammar_first: mask the whole vocabulary before every pick, as stock
+                grammar sampling does (slow; for tests and benchmarks).
         """
         evaluated = self.evaluate(prompt)
         rng = rng if rng is not None else np.random.default_rng(0)
@@ -211,8 +214,14 @@ class Decoder:
         budget = min(max_tokens, self.n_ctx - len(self.tokens))
         for _ in range(budget):
             logits = self.logits()
-            token = self._pick(logits, temperature, rng)
-            if grammar is not None:
+            if grammar is not None and grammar_first:
+                masked = self._all.apply(grammar, self._all_ids, logits)
+                token = int(self._all_ids[int(np.argmax(masked))])
+                full_masks += 1
+                llama_cpp.llama_sampler_accept(grammar, token)
+            else:
+                token = self._pick(logits, temperature, rng)
+            if grammar is not None and not grammar_first:
                 allowed = self._top.apply(
                     grammar, np.array([token], dtype=np.intc), logits[token : token + 1]
                 )

@@ -1,0 +1,176 @@
+"""The model host: loading, grammars, sample-first decoding, prefix reuse and scoring.
+
+Tests marked `model` run on the real default GGUF model, loaded once per session
+(the `model_host` fixture). The rest need no model.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from taskloom.chat import ChatModel, Message
+from taskloom.errors import ModelFileError, SchemaError, TaskInputError
+from taskloom.tools import run_task
+from taskloom.tools.base import with_copy
+from taskloom.workers.grammar import schema_to_gbnf, span_rules
+from taskloom.workers.host import ModelHost
+
+CONTACT = {
+    "type": "object",
+    "properties": {
+        "name": {"type": ["string", "null"]},
+        "order_id": {"type": ["string", "null"]},
+        "email": {"type": ["string", "null"]},
+    },
+    "required": ["name", "order_id", "email"],
+}
+SUPPORT = (
+    "Extract the fields from the text as JSON.\n\n"
+    'Text: Tom Baker here, order 5521 is late.\nAnswer: {"name": "Tom Baker", '
+    '"order_id": "5521", "email": null}'
+)
+
+
+def chat(text: str, system: str = SUPPORT) -> list[Message]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": f"Text: {text}"}]
+
+
+# --- no model needed ----------------------------------------------------------------
+
+
+def test_a_missing_model_file_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.gguf"
+    with pytest.raises(ModelFileError, match=f"{missing} does not exist"):
+        ModelHost(missing)
+
+
+def test_a_file_that_is_not_gguf_names_the_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"PK\x03\x04 definitely a zip")
+    with pytest.raises(ModelFileError, match=f"{bad} is not a GGUF file"):
+        ModelHost(bad)
+
+
+def test_a_truncated_gguf_is_a_model_file_error(tmp_path: Path) -> None:
+    bad = tmp_path / "cut.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00")
+    with pytest.raises(ModelFileError, match=f"{bad} could not be loaded"):
+        ModelHost(bad)
+
+
+def test_a_schema_the_converter_cannot_handle_is_a_schema_error() -> None:
+    with pytest.raises(SchemaError, match="the grammar compiler can't handle this schema"):
+        schema_to_gbnf({"not": {"type": "string"}})
+
+
+def test_copy_turns_free_strings_into_spans_and_leaves_enums_alone() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": ["string", "null"]},
+            "kind": {"type": "string", "enum": ["a", "b"]},
+        },
+    }
+    gbnf = schema_to_gbnf(with_copy(schema, "to Paris"))
+    assert "answer-city ::= copy-span | null" in gbnf
+    assert 'answer-kind ::= "\\"a\\"" | "\\"b\\""' in gbnf
+    assert 'copy-s0 ::= "to" (" " copy-s1)?' in gbnf
+
+
+def test_span_rules_escape_json_and_keep_the_texts_own_spacing() -> None:
+    rules = span_rules('say "hi"\nnow')
+    assert rules["copy-s1"] == '"\\\\\\"" (copy-s2)?'  # the quote, JSON-escaped: \"
+    assert rules["copy-s3"] == '"\\\\\\"" ("\\\\n" copy-s4)?'  # newline gap, as JSON \n
+    assert span_rules("") == {"copy-span": '"\\"\\"" space'}
+
+
+# --- the real model ---------------------------------------------------------------
+
+
+@pytest.mark.model
+def test_the_host_is_a_chat_model_and_reports_its_load(model_host: ModelHost) -> None:
+    assert isinstance(model_host, ChatModel)
+    stats = model_host.stats()
+    assert stats["load_s"] > 0 and stats["model_mb"] > 100
+    assert model_host.name == "gemma-3-270m-q4_k_m"
+
+
+@pytest.mark.model
+def test_constrained_output_conforms_and_is_accounted(model_host: ModelHost) -> None:
+    c = model_host.complete(chat("Hi, Ann Lee, order 7710"), schema=CONTACT, max_tokens=64)
+    jsonschema.validate(json.loads(c.text), CONTACT)
+    assert c.model == model_host.name
+    assert c.prompt_tokens > 20 and 5 < c.completion_tokens < 64 and c.run_ms > 0
+
+
+@pytest.mark.model
+def test_sample_first_gives_the_same_greedy_output_as_masking_everything(
+    model_host: ModelHost,
+) -> None:
+    messages = chat("Where is order 123? - Bo Li, bo@li.cn")
+    fast = model_host.complete(messages, schema=CONTACT, max_tokens=48)
+    slow = model_host.complete(messages, schema=CONTACT, max_tokens=48, grammar_first=True)
+    assert fast.text.strip() == slow.text.strip()
+
+
+@pytest.mark.model
+def test_a_shared_prefix_is_evaluated_once(model_host: ModelHost) -> None:
+    model_host.reset_cache()
+    first = model_host.complete(chat("Hi, Ann Lee, order 7710"), schema=CONTACT, max_tokens=48)
+    second = model_host.complete(chat("Order 99 - Cy Ong"), schema=CONTACT, max_tokens=48)
+    assert first.prompt_tokens_evaluated == first.prompt_tokens
+    assert second.prompt_tokens_evaluated is not None
+    assert second.prompt_tokens_evaluated < second.prompt_tokens * 0.3
+
+
+@pytest.mark.model
+def test_copy_constrained_strings_are_spans_of_the_text(model_host: ModelHost) -> None:
+    text = "Hello, this is Dana Scully. Order 4471 never came. dana@fbi.gov"
+    schema = with_copy(CONTACT, text)
+    value = json.loads(model_host.complete(chat(text), schema=schema, max_tokens=64).text)
+    strings = [v for v in value.values() if isinstance(v, str)]
+    assert strings and all(v in text for v in strings)
+
+
+@pytest.mark.model
+def test_score_ranks_a_likely_continuation_first(model_host: ModelHost) -> None:
+    messages: list[Message] = [{"role": "user", "content": "The capital of France is"}]
+    paris, banana = model_host.score(messages, [" Paris", " banana"])
+    assert paris < 0 and banana < paris
+
+
+@pytest.mark.model
+def test_calls_from_threads_are_serialised(model_host: ModelHost) -> None:
+    texts = ["Order 1 - Al Bo", "Order 2 - Cy Di"]
+    alone = [model_host.complete(chat(t), schema=CONTACT, max_tokens=40).text for t in texts]
+    results: dict[int, str] = {}
+
+    def call(i: int) -> None:
+        results[i] = model_host.complete(chat(texts[i]), schema=CONTACT, max_tokens=40).text
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [results[0], results[1]] == alone
+
+
+@pytest.mark.model
+def test_a_text_longer_than_the_context_fails_naming_the_kind(model_host: ModelHost) -> None:
+    text = "word " * (model_host.n_ctx + 100)
+    with pytest.raises(TaskInputError, match=r"extract: the prompt has \d+ tokens .* n_ctx"):
+        run_task("extract", {"text": text}, output=CONTACT, model=model_host)
+
+
+@pytest.mark.model
+def test_an_unsupported_schema_fails_naming_the_kind(model_host: ModelHost) -> None:
+    schema: dict[str, Any] = {"type": "object", "properties": {"x": {"not": {"type": "null"}}}}
+    with pytest.raises(SchemaError, match="extract output schema: the grammar compiler can't"):
+        run_task("extract", {"text": "x"}, output=schema, model=model_host)
