@@ -78,13 +78,48 @@ def settings_from(redis_url: str | None = None, model: str | None = None) -> Set
 
 
 @contextmanager
-def make_dispatcher(settings: Settings, workflow: Workflow) -> Iterator[Dispatcher]:
-    """The dispatcher a local run uses: in-process, the model loaded on first use."""
-    dispatcher = InlineDispatcher(tools=workflow.tools, settings=settings)
-    try:
-        yield dispatcher
-    finally:
-        dispatcher.close()
+def make_dispatcher(
+    settings: Settings,
+    workflow: Workflow,
+    *,
+    is_inline: bool | None = None,
+    workers: int = 1,
+    tool_specs: tuple[str, ...] = (),
+    target: str = "",
+) -> Iterator[Dispatcher]:
+    """The dispatcher a run uses.
+
+    `--inline` (or a caller that doesn't choose, such as resume of a local run): steps
+    run in this process. A Redis URL: steps go to the workers serving it. Otherwise the
+    embedded cluster: a local server and `workers` worker processes, same code path.
+    """
+    from taskloom.workers.embedded import EmbeddedCluster
+    from taskloom.workers.redis_dispatch import RedisDispatcher
+
+    dispatcher: Dispatcher
+    if is_inline or (is_inline is None and not settings.redis_url):
+        dispatcher = InlineDispatcher(tools=workflow.tools, settings=settings)
+        try:
+            yield dispatcher
+        finally:
+            dispatcher.close()
+        return
+    if settings.redis_url:
+        dispatcher = RedisDispatcher(settings=settings)
+        dispatcher.broker.ping()
+        try:
+            yield dispatcher
+        finally:
+            dispatcher.close()
+        return
+    module = target.rpartition(":")[0] if ":" in target and not target.endswith(".json") else ""
+    specs = [*tool_specs, module] if module else list(tool_specs)
+    with EmbeddedCluster(settings, workers=workers, tool_specs=specs) as cluster:
+        dispatcher = RedisDispatcher(settings=cluster.settings, health=cluster.check)
+        try:
+            yield dispatcher
+        finally:
+            dispatcher.close()
 
 
 def emit_record(record: RunRecord, *, as_json: bool) -> None:
@@ -136,7 +171,14 @@ def run(
     total = len(workflow.plan.steps) if workflow.plan else None
     store = SqliteRunStore(settings.state_path)
     with (
-        make_dispatcher(settings, workflow) as dispatcher,
+        make_dispatcher(
+            settings,
+            workflow,
+            is_inline=inline,
+            workers=workers,
+            tool_specs=tool_specs,
+            target=target,
+        ) as dispatcher,
         sqlite_checkpointer(settings.state_path) as checkpointer,
         Progress(total=total) as progress,
     ):
@@ -162,9 +204,18 @@ def run(
 @click.option("--tools", "tool_specs", multiple=True, metavar="MODULE", help="Tools to register.")
 @click.option("--model", metavar="PATH", help="GGUF model for SLM steps (TASKLOOM_MODEL).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
-def resume(run_id: str, tool_specs: tuple[str, ...], model: str | None, as_json: bool) -> None:
+@click.option("--redis-url", metavar="URL", help="Look the run up in Redis (TASKLOOM_REDIS_URL).")
+def resume(
+    run_id: str,
+    tool_specs: tuple[str, ...],
+    model: str | None,
+    as_json: bool,
+    redis_url: str | None = None,
+) -> None:
     """Resume a crashed or failed local run; finished steps are not run again."""
-    settings = settings_from(model=model)
+    settings = settings_from(redis_url, model)
+    if settings.redis_url:
+        resume_redis_run(run_id, settings, tool_specs=tool_specs, as_json=as_json)
     store = SqliteRunStore(settings.state_path)
     record = store.load(run_id)
     tools = load_tools(list(tool_specs))
@@ -206,6 +257,227 @@ def validate(plan_file: str, input_text: str | None) -> None:
     inputs = parse_inputs(input_text) if input_text else None
     plan = read_plan(Path(plan_file), max_steps=settings.max_steps, inputs=inputs)
     click.echo(f"{plan_file}: valid plan, {len(plan.steps)} steps")
+
+
+# -- distributed runs: workers and runs submitted to Redis ------------------------------
+
+
+def redis_broker(settings: Settings) -> Any:
+    """A Broker for the configured Redis, checked to answer."""
+    from taskloom.errors import ConfigError
+    from taskloom.workers.broker import Broker
+
+    if not settings.redis_url:
+        raise ConfigError("this command needs Redis; set TASKLOOM_REDIS_URL or pass --redis-url")
+    broker = Broker(settings.redis_url, settings=settings)
+    broker.ping()
+    return broker
+
+
+def resume_redis_run(
+    run_id: str, settings: Settings, *, tool_specs: tuple[str, ...], as_json: bool
+) -> None:
+    """Resume a run submitted to Redis, here; returns only if Redis has no such run."""
+    from taskloom.workers.redis_dispatch import RedisDispatcher
+    from taskloom.workflows.redis_store import RedisRunStore
+    from taskloom.workflows.remote import collect
+
+    broker = redis_broker(settings)
+    store = RedisRunStore(broker)
+    if not store.exists(run_id):
+        return  # a local run that dispatched over Redis: its checkpoint is in SQLite
+    record = store.load(run_id)
+    tools, workflows = collect(list(tool_specs))
+    if record.plan is not None:
+        from taskloom.plan import load_plan
+
+        workflow = Workflow.from_plan(load_plan(record.plan, max_steps=10**6), tools=tools)
+    else:
+        workflow = workflows.get(record.target.rpartition(":")[2]) or load_workflow(record.target)
+        for t in tools:
+            workflow.tools.add(t)
+    broker.uncancel(run_id)
+    dispatcher = RedisDispatcher(broker, settings=settings)
+    with Progress(total=len(record.steps) or None) as progress:
+        progress.enabled = progress.enabled and not as_json
+        record = run_workflow(
+            workflow,
+            record.inputs,
+            dispatcher=dispatcher,
+            settings=settings,
+            store=store,
+            run_id=run_id,
+            target=record.target,
+            on_event=progress.update,
+        )
+    emit_record(record, as_json=as_json)
+    sys.exit(0 if record.status == RunStatus.DONE else 1)
+
+
+@cli.command()
+@click.option("--queue", "queues", multiple=True, metavar="NAME", help="Queue to serve (repeat).")
+@click.option("--model", metavar="PATH", help="GGUF model, or 'scripted' (TASKLOOM_MODEL).")
+@click.option("--gpu", type=int, metavar="N", help="The GPU the model runs on.")
+@click.option("--n-gpu-layers", type=int, metavar="N", help="Layers to offload (-1: all).")
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+@click.option("--tools", "tool_specs", multiple=True, metavar="MODULE", help="Tools to register.")
+@click.option("--redis-url", metavar="URL", help="Redis to serve (TASKLOOM_REDIS_URL).")
+@click.option("--concurrency", type=int, metavar="N", help="Runs at once (runs queue; 8).")
+@click.option("--name", metavar="NAME", help="Worker name (default host.pid.tag).")
+def worker(
+    queues: tuple[str, ...],
+    model: str | None,
+    gpu: int | None,
+    n_gpu_layers: int | None,
+    burst: bool,
+    tool_specs: tuple[str, ...],
+    redis_url: str | None,
+    concurrency: int | None,
+    name: str | None,
+) -> None:
+    """Serve SLM queues with a resident model, or `--queue runs` to coordinate runs."""
+    from taskloom.config import DEFAULT_QUEUE, RUNS_QUEUE
+    from taskloom.errors import ConfigError
+    from taskloom.workers import payload
+    from taskloom.workers import worker as workers_mod
+    from taskloom.workflows.remote import collect, coordinator
+
+    settings = settings_from(redis_url, model)
+    settings = settings.model_copy(update={"gpu": gpu, "n_gpu_layers": n_gpu_layers})
+    names = [payload.check_queue(q) for q in queues]
+    is_runs = RUNS_QUEUE in names
+    if is_runs and len(set(names)) > 1:
+        raise ConfigError(
+            "--queue runs can't be mixed with SLM queues: a coordinator would block the "
+            "model; start a separate worker for each"
+        )
+    broker = redis_broker(settings)
+    tools, workflows = collect(list(tool_specs))
+    worker_name = name or workers_mod.worker_name()
+    handlers: dict[str, workers_mod.Handler] = {}
+    info: dict[str, Any] = {}
+    if is_runs:
+        handlers["run"] = coordinator(
+            broker, settings=settings, tools=tools, workflows=workflows, worker=worker_name
+        )
+        info["model"] = "-"
+    else:
+        chat = workers_mod.load_model(settings)  # once, before taking any job
+        handlers["step"] = workers_mod.step_handler(
+            model=chat, tools=tools, settings=settings, worker=worker_name
+        )
+        info |= {"model": chat.name, "gpu": "-" if gpu is None else gpu}
+        if not names:
+            names = [DEFAULT_QUEUE]
+            tag = payload.model_tag(chat.name)
+            if payload.QUEUE_NAME.match(f"{DEFAULT_QUEUE}:{tag}"):
+                names.append(f"{DEFAULT_QUEUE}:{tag}")
+    workers_mod.Worker(
+        broker,
+        queues=names,
+        handlers=handlers,
+        settings=settings,
+        name=worker_name,
+        info=info,
+        concurrency=concurrency or (8 if is_runs else 1),
+        is_burst=burst,
+    ).work()
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--input", "input_text", metavar="JSON|@FILE", help="The run's inputs.")
+@click.option("--tools", "tool_specs", multiple=True, metavar="MODULE", help="Tools to register.")
+@click.option("--redis-url", metavar="URL", help="Redis to submit to (TASKLOOM_REDIS_URL).")
+@click.option("--run-id", metavar="ID", help="Use this run id instead of a fresh one.")
+def submit(
+    target: str,
+    input_text: str | None,
+    tool_specs: tuple[str, ...],
+    redis_url: str | None,
+    run_id: str | None,
+) -> None:
+    """Queue TARGET for the `runs` workers and print its run id."""
+    from taskloom.config import RUNS_QUEUE
+    from taskloom.workflows import remote
+
+    settings = settings_from(redis_url)
+    inputs = parse_inputs(input_text)
+    workflow = load_target(
+        target, max_steps=settings.max_steps, inputs=inputs, tools=load_tools(list(tool_specs))
+    )
+    broker = redis_broker(settings)
+    run_id = remote.submit(
+        workflow, inputs, broker=broker, settings=settings, target=target, run_id=run_id
+    )
+    for queue in sorted({RUNS_QUEUE} | remote.step_queues(workflow)):
+        if not broker.live_workers(queue):
+            click.echo(
+                f"taskloom: warning: no live worker serves queue {queue!r}; "
+                f"start one with: taskloom worker --queue {queue}",
+                err=True,
+            )
+    click.echo(run_id)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--redis-url", metavar="URL", help="Redis the run was submitted to.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+def status(run_id: str, redis_url: str | None, as_json: bool) -> None:
+    """Show a submitted run: each step's state, attempts, worker, and dead letters."""
+    from taskloom.workflows import remote
+    from taskloom.workflows.report import format_status
+
+    view = remote.view(redis_broker(settings_from(redis_url)), run_id)
+    if as_json:
+        data = view.record.model_dump(mode="json") | {"jobs": view.jobs, "dead": view.dead}
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(format_status(view))
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--wait", is_flag=True, help="Wait until the run finishes.")
+@click.option("--timeout", "timeout_s", type=float, metavar="S", help="Give up waiting after S.")
+@click.option("--redis-url", metavar="URL", help="Redis the run was submitted to.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
+def result(
+    run_id: str, wait: bool, timeout_s: float | None, redis_url: str | None, as_json: bool
+) -> None:
+    """Print a submitted run's output (exit 1 if it failed or has not finished)."""
+    from taskloom.workflows.redis_store import RedisRunStore
+
+    store = RedisRunStore(redis_broker(settings_from(redis_url)))
+    record = store.wait_finished(run_id, timeout_s=timeout_s) if wait else store.load(run_id)
+    if record.status in (RunStatus.PENDING, RunStatus.RUNNING):
+        click.echo(f"run {run_id} is {record.status.value}; pass --wait to wait for it", err=True)
+        sys.exit(1)
+    emit_record(record, as_json=as_json)
+    sys.exit(0 if record.status == RunStatus.DONE else 1)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--redis-url", metavar="URL", help="Redis the run was submitted to.")
+def cancel(run_id: str, redis_url: str | None) -> None:
+    """Cancel a submitted run: queued steps are dropped, running ones told to stop."""
+    from taskloom.workflows import remote
+
+    queued, running = remote.cancel(redis_broker(settings_from(redis_url)), run_id)
+    click.echo(f"run {run_id}: cancelled {queued} queued job(s); told {running} running to stop")
+
+
+@cli.command()
+@click.option("--redis-url", metavar="URL", help="Redis the workers serve.")
+@click.option("--json", "as_json", is_flag=True, help="Print the workers as JSON.")
+def workers(redis_url: str | None, as_json: bool) -> None:
+    """List live workers: model, GPU, queues, jobs and heartbeat age."""
+    from taskloom.workflows.report import format_workers
+
+    live = redis_broker(settings_from(redis_url)).live_workers()
+    click.echo(json.dumps(live, indent=2) if as_json else format_workers(live))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -82,6 +82,21 @@ def step_handler(
     return handle
 
 
+def load_model(settings: Settings) -> ChatModel:
+    """The resident model: `settings.model` ("scripted" for the shipped fake), or the default.
+
+    Raises:
+        ModelFileError: the GGUF file is missing or corrupt.
+    """
+    if settings.model == "scripted":
+        from taskloom.chat.scripted import ScriptedChatModel
+
+        return ScriptedChatModel()
+    from taskloom.workers.host import default_host  # llama-cpp only where a model is loaded
+
+    return default_host(settings)
+
+
 def worker_name() -> str:
     """A unique, readable worker name: host, pid and a short random tag."""
     return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:4]}"

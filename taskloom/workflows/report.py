@@ -1,0 +1,87 @@
+"""Plain-text tables for `taskloom status` and `taskloom workers`."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from taskloom.workers.broker import RUN_STEP
+from taskloom.workers.job import StepStatus
+from taskloom.workflows.remote import RunView
+
+_FINAL = {StepStatus.DONE, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns, two spaces apart."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def age_s(rq_timestamp: str) -> float | None:
+    """Seconds since an RQ timestamp (`2026-01-01T00:00:00.000000Z`)."""
+    try:
+        moment = datetime.strptime(rq_timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return max(0.0, time.time() - moment.timestamp())
+
+
+def format_status(view: RunView) -> str:
+    """One line for the run, a row per step, then the dead letters."""
+    record = view.record
+    done = sum(s.status == StepStatus.DONE for s in record.steps)
+    ids = [s.id for s in record.steps]
+    ids += [s for s in sorted(view.jobs) if s not in ids and s != RUN_STEP]
+    total = len(record.plan["steps"]) if record.plan else len(ids)
+    seconds = (record.finished_at or time.time()) - record.created_at
+    head = (
+        f"run {record.run_id} {record.status.value}: {done}/{total} steps done, "
+        f"{seconds:.1f}s, target {record.target or '-'}"
+    )
+    rows = []
+    for step_id in ids:
+        job = view.jobs.get(step_id, {})
+        step = next((s for s in record.steps if s.id == step_id), None)
+        if step is not None and step.status in _FINAL:
+            status, worker = step.status.value, step.worker
+            attempts, run_ms = str(step.attempts), f"{step.run_ms:.1f}"
+        else:
+            status = job.get("status") or (step.status.value if step else "pending")
+            worker, attempts, run_ms = job.get("worker_name", ""), "-", "-"
+        rows.append([step_id, step.kind if step else "", status, attempts, worker or "-", run_ms])
+    out = [head]
+    if rows:
+        out.append(table(["STEP", "KIND", "STATUS", "ATTEMPTS", "WORKER", "RUN_MS"], rows))
+    if record.error:
+        out.append(f"error: {record.error.get('message', '')}")
+    if view.dead:
+        out.append("dead letters:")
+        out += [
+            f"  {step_id}: {d.get('type', 'error')}: {d.get('message', '')}"
+            for step_id, d in sorted(view.dead.items())
+        ]
+    return "\n".join(out)
+
+
+def format_workers(workers: list[dict[str, str]]) -> str:
+    """A row per live worker: model, GPU, queues, state, jobs and heartbeat age."""
+    if not workers:
+        return "no live workers; start one with: taskloom worker"
+    rows = []
+    for w in workers:
+        age = age_s(w.get("last_heartbeat", ""))
+        jobs = int(w.get("successful_job_count") or 0) + int(w.get("failed_job_count") or 0)
+        rows.append(
+            [
+                w["name"],
+                w.get("model", "-") or "-",
+                w.get("gpu", "-") or "-",
+                w.get("queues", ""),
+                w.get("state", "?"),
+                str(jobs),
+                "-" if age is None else f"{age:.1f}s ago",
+            ]
+        )
+    return table(["WORKER", "MODEL", "GPU", "QUEUES", "STATE", "JOBS", "HEARTBEAT"], rows)
