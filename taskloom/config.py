@@ -49,6 +49,22 @@ class Settings(BaseModel):
         default_factory=dict,
         description="price per million tokens by model name; others cost slm_usd_per_mtok",
     )
+    planner_timeout_s: float = Field(60.0, gt=0, description="per-request LLM timeout")
+    planner_retries: int = Field(3, ge=0, description="LLM retries on 429/5xx/timeouts")
+    planner_backoff_s: float = Field(0.5, ge=0, description="first LLM retry delay; doubles")
+    plan_repairs: int = Field(2, ge=0, description="times a bad plan goes back to the model")
+    max_replans: int = Field(2, ge=0, description="replans the joiner may ask for")
+    llm_usd_per_mtok: tuple[float, float] | None = Field(
+        None, description="LLM (prompt, completion) price per million tokens; None: by model"
+    )
+    route_threshold: float = Field(
+        0.5, ge=0, le=1, description="complexity above which a request goes to the LLM planner"
+    )
+    escalate_below: float = Field(
+        0.5, ge=0, le=1, description="SLM confidence below which a step is re-run on the LLM"
+    )
+    max_cost_usd: float | None = Field(None, ge=0, description="budget: dollars per run")
+    max_llm_calls: int | None = Field(None, ge=0, description="budget: LLM calls per run")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

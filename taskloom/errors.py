@@ -18,7 +18,8 @@ TaskloomError                      base; carries run_id / step_id when known
 ├── RunFailedError                 a run ended without its output: exit code 1
 │   ├── StepFailedError            a step failed after its retries
 │   │   └── StepSkippedError       a step not run because a dependency failed
-│   └── RunCancelledError          the run was cancelled
+│   ├── RunCancelledError          the run was cancelled
+│   └── BudgetExceededError        a run budget (cost, LLM calls, steps) was reached
 └── JobRejectedError               a job payload a worker refuses (bad signature, unknown kind)
 ```
 
@@ -153,6 +154,22 @@ class StepSkippedError(StepFailedError):
 
 class RunCancelledError(RunFailedError):
     """The run was cancelled before it finished."""
+
+
+class BudgetExceededError(RunFailedError):
+    """A run budget was reached; planning or escalation stopped there.
+
+    Args:
+        budget: which budget: `max_cost_usd`, `max_llm_calls` or `max_steps`.
+        where: what was about to spend it (`planning`, `joining`, `escalation`, a step).
+    """
+
+    def __init__(
+        self, message: str, *, budget: str, where: str, run_id: str | None = None
+    ) -> None:
+        super().__init__(message, run_id=run_id)
+        self.budget = budget
+        self.where = where
 
 
 class JobRejectedError(TaskloomError):
