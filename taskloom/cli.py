@@ -278,38 +278,16 @@ def resume_redis_run(
     run_id: str, settings: Settings, *, tool_specs: tuple[str, ...], as_json: bool
 ) -> None:
     """Resume a run submitted to Redis, here; returns only if Redis has no such run."""
-    from taskloom.workers.redis_dispatch import RedisDispatcher
-    from taskloom.workflows.redis_store import RedisRunStore
-    from taskloom.workflows.remote import collect
+    from taskloom.workflows import remote
 
     broker = redis_broker(settings)
-    store = RedisRunStore(broker)
-    if not store.exists(run_id):
-        return  # a local run that dispatched over Redis: its checkpoint is in SQLite
-    record = store.load(run_id)
-    tools, workflows = collect(list(tool_specs))
-    if record.plan is not None:
-        from taskloom.plan import load_plan
-
-        workflow = Workflow.from_plan(load_plan(record.plan, max_steps=10**6), tools=tools)
-    else:
-        workflow = workflows.get(record.target.rpartition(":")[2]) or load_workflow(record.target)
-        for t in tools:
-            workflow.tools.add(t)
-    broker.uncancel(run_id)
-    dispatcher = RedisDispatcher(broker, settings=settings)
-    with Progress(total=len(record.steps) or None) as progress:
+    with Progress(total=None) as progress:
         progress.enabled = progress.enabled and not as_json
-        record = run_workflow(
-            workflow,
-            record.inputs,
-            dispatcher=dispatcher,
-            settings=settings,
-            store=store,
-            run_id=run_id,
-            target=record.target,
-            on_event=progress.update,
+        record = remote.resume_submitted(
+            broker, run_id, settings=settings, tool_specs=list(tool_specs), on_event=progress.update
         )
+    if record is None:
+        return  # a local run that dispatched over Redis: its checkpoint is in SQLite
     emit_record(record, as_json=as_json)
     sys.exit(0 if record.status == RunStatus.DONE else 1)
 
@@ -336,50 +314,17 @@ def worker(
     name: str | None,
 ) -> None:
     """Serve SLM queues with a resident model, or `--queue runs` to coordinate runs."""
-    from taskloom.config import DEFAULT_QUEUE, RUNS_QUEUE
-    from taskloom.errors import ConfigError
-    from taskloom.workers import payload
-    from taskloom.workers import worker as workers_mod
-    from taskloom.workflows.remote import collect, coordinator
+    from taskloom.workflows import remote
 
     settings = settings_from(redis_url, model)
     settings = settings.model_copy(update={"gpu": gpu, "n_gpu_layers": n_gpu_layers})
-    names = [payload.check_queue(q) for q in queues]
-    is_runs = RUNS_QUEUE in names
-    if is_runs and len(set(names)) > 1:
-        raise ConfigError(
-            "--queue runs can't be mixed with SLM queues: a coordinator would block the "
-            "model; start a separate worker for each"
-        )
-    broker = redis_broker(settings)
-    tools, workflows = collect(list(tool_specs))
-    worker_name = name or workers_mod.worker_name()
-    handlers: dict[str, workers_mod.Handler] = {}
-    info: dict[str, Any] = {}
-    if is_runs:
-        handlers["run"] = coordinator(
-            broker, settings=settings, tools=tools, workflows=workflows, worker=worker_name
-        )
-        info["model"] = "-"
-    else:
-        chat = workers_mod.load_model(settings)  # once, before taking any job
-        handlers["step"] = workers_mod.step_handler(
-            model=chat, tools=tools, settings=settings, worker=worker_name
-        )
-        info |= {"model": chat.name, "gpu": "-" if gpu is None else gpu}
-        if not names:
-            names = [DEFAULT_QUEUE]
-            tag = payload.model_tag(chat.name)
-            if payload.QUEUE_NAME.match(f"{DEFAULT_QUEUE}:{tag}"):
-                names.append(f"{DEFAULT_QUEUE}:{tag}")
-    workers_mod.Worker(
-        broker,
-        queues=names,
-        handlers=handlers,
+    remote.build_worker(
+        redis_broker(settings),
         settings=settings,
-        name=worker_name,
-        info=info,
-        concurrency=concurrency or (8 if is_runs else 1),
+        queues=list(queues),
+        tool_specs=list(tool_specs),
+        name=name,
+        concurrency=concurrency,
         is_burst=burst,
     ).work()
 

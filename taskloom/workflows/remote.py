@@ -16,19 +16,25 @@ from typing import Any
 
 import structlog
 
-from taskloom.config import RUNS_QUEUE, Settings, key
-from taskloom.errors import InfrastructureError, JobRejectedError, TaskloomError, describe
+from taskloom.config import DEFAULT_QUEUE, RUNS_QUEUE, Settings, key
+from taskloom.errors import (
+    ConfigError,
+    InfrastructureError,
+    JobRejectedError,
+    TaskloomError,
+    describe,
+)
 from taskloom.plan import load_plan
 from taskloom.tools import Tool, ToolRegistry
 from taskloom.workers import payload
 from taskloom.workers.broker import RUN_STEP, Broker, Claim
 from taskloom.workers.job import StepResult, StepStatus
 from taskloom.workers.redis_dispatch import RedisDispatcher
-from taskloom.workers.worker import Handler
+from taskloom.workers.worker import Handler, Worker, load_model, step_handler, worker_name
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.redis_store import RedisRunStore
-from taskloom.workflows.runner import new_run_id, run
-from taskloom.workflows.target import load_module
+from taskloom.workflows.runner import OnEvent, new_run_id, run
+from taskloom.workflows.target import load_module, load_workflow
 from taskloom.workflows.workflow import Workflow
 
 log = structlog.get_logger(__name__)
@@ -224,3 +230,92 @@ def cancel(broker: Broker, run_id: str) -> tuple[int, int]:
         store.save(record)
     log.info("run_cancel_requested", run_id=run_id, queued=queued, running=running)
     return queued, running
+
+
+def build_worker(
+    broker: Broker,
+    *,
+    settings: Settings,
+    queues: list[str],
+    tool_specs: list[str],
+    name: str | None = None,
+    concurrency: int | None = None,
+    is_burst: bool = False,
+) -> Worker:
+    """A worker for `taskloom worker`: a resident model for SLM queues, or coordinators.
+
+    With no queues it serves `slm` and `slm:<model>`. The model loads here, once,
+    before the worker takes any job.
+
+    Raises:
+        ConfigError: a bad queue name, or `runs` mixed with SLM queues.
+        ModelFileError: the model can't be loaded.
+    """
+    names = [payload.check_queue(q) for q in queues]
+    is_runs = RUNS_QUEUE in names
+    if is_runs and len(set(names)) > 1:
+        raise ConfigError(
+            "--queue runs can't be mixed with SLM queues: a coordinator would block the "
+            "model; start a separate worker for each"
+        )
+    tools, workflows = collect(tool_specs)
+    name = name or worker_name()
+    handlers: dict[str, Handler] = {}
+    info: dict[str, Any] = {"model": "-", "gpu": "-" if settings.gpu is None else settings.gpu}
+    if is_runs:
+        handlers["run"] = coordinator(
+            broker, settings=settings, tools=tools, workflows=workflows, worker=name
+        )
+    else:
+        chat = load_model(settings)
+        handlers["step"] = step_handler(model=chat, tools=tools, settings=settings, worker=name)
+        info["model"] = chat.name
+        if not names:
+            names = [DEFAULT_QUEUE]
+            by_model = f"{DEFAULT_QUEUE}:{payload.model_tag(chat.name)}"
+            if payload.QUEUE_NAME.match(by_model):
+                names.append(by_model)
+    return Worker(
+        broker,
+        queues=names,
+        handlers=handlers,
+        settings=settings,
+        name=name,
+        info=info,
+        concurrency=concurrency or (8 if is_runs else 1),
+        is_burst=is_burst,
+    )
+
+
+def resume_submitted(
+    broker: Broker,
+    run_id: str,
+    *,
+    settings: Settings,
+    tool_specs: list[str],
+    on_event: OnEvent | None = None,
+) -> RunRecord | None:
+    """Drive a submitted run again, in this process; None if Redis has no such run.
+
+    Steps that already have a `done` result are not queued again.
+    """
+    store = RedisRunStore(broker)
+    if not store.exists(run_id):
+        return None
+    record = store.load(run_id)
+    tools, workflows = collect(tool_specs)
+    body = {"plan": record.plan, "workflow": record.target.rpartition(":")[2]}
+    if record.plan is None and body["workflow"] not in workflows:
+        workflows[str(body["workflow"])] = load_workflow(record.target)
+    workflow = _workflow(body, tools=tools, workflows=workflows)
+    broker.uncancel(run_id)
+    return run(
+        workflow,
+        record.inputs,
+        dispatcher=RedisDispatcher(broker, settings=settings),
+        settings=settings,
+        store=store,
+        run_id=run_id,
+        target=record.target,
+        on_event=on_event,
+    )
