@@ -26,6 +26,8 @@ class StepRecord(BaseModel):
 
     id: str
     kind: str
+    depends_on: list[str] = Field(default_factory=list, description="the steps it waited for")
+    inputs: dict[str, Any] | None = Field(None, description="its inputs, references unresolved")
     status: StepStatus = StepStatus.PENDING
     attempts: int = 0
     worker: str = ""

@@ -147,7 +147,10 @@ def _drive(
 def _apply(record: RunRecord, event: Event) -> None:
     """Merge one streamed event into the record (a step's result is taken once)."""
     kind = event.get("event")
-    if kind == "step_started":
+    if kind == "step_added":
+        step = record.step(event["step_id"], event.get("kind", ""))
+        step.depends_on, step.inputs = event["depends_on"], event["inputs"]
+    elif kind == "step_started":
         step = record.step(event["step_id"], event.get("kind", ""))
         step.status, step.started_at = StepStatus.RUNNING, event.get("at")
     elif kind == "step_finished":

@@ -191,7 +191,13 @@ def test_compiles_to_a_langgraph_graph_with_invoke_stream_and_checkpointer() -> 
             {"tag": "y"}, {"configurable": {"thread_id": "t2"}}, stream_mode="custom"
         )
     ]
-    assert events == ["step_started", "step_finished", "step_started", "step_finished"]
+    assert events.count("step_added") == 2
+    assert [e for e in events if e != "step_added"] == [
+        "step_started",
+        "step_finished",
+        "step_started",
+        "step_finished",
+    ]
 
 
 def test_control_flow_waits_for_values_and_cancel_stops_queued_steps() -> None:
