@@ -92,6 +92,19 @@ class RunRecord(BaseModel):
     totals: Totals = Field(default_factory=Totals)
     created_at: float = Field(default_factory=time.time)
     finished_at: float | None = None
+    route: dict[str, Any] | None = Field(
+        None, description="goal runs: the router's decision (slm or llm), score and reason"
+    )
+    rounds: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="goal runs: each plan-run-join round (plan, status, joiner decision, cost)",
+    )
+    escalations: list[dict[str, Any]] = Field(
+        default_factory=list, description="SLM steps re-run on the LLM: step, reason, cost"
+    )
+    budget: dict[str, Any] | None = Field(
+        None, description="limits, what was spent, and which budget stopped the run and where"
+    )
     _index: dict[str, StepRecord] = PrivateAttr(default_factory=dict)
 
     def step(self, step_id: str, kind: str = "") -> StepRecord:
