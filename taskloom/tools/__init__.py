@@ -44,7 +44,9 @@ def run_task(
         raise TaskInputError(f"kind {kind!r} can't run here (SLM kinds: {', '.join(KINDS)})")
     if model is None:
         raise TaskInputError(f"kind {kind!r} needs a model, and none was given")
-    return run_kind(KINDS[kind], kind, inputs, output=output, model=model, output_retries=output_retries)
+    return run_kind(
+        KINDS[kind], kind, inputs, output=output, model=model, output_retries=output_retries
+    )
 
 
 __all__ = ["KINDS", "Outcome", "Tool", "ToolRegistry", "Usage", "run_task", "tool"]

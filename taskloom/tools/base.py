@@ -210,6 +210,32 @@ def softmax(logprobs: Sequence[float]) -> list[float]:
     return [w / total for w in weights]
 
 
+CONTENT_FREE = ("N/A", "")
+"""Inputs with no content, used to measure a model's prior over the answers."""
+
+
+def calibrated(
+    model: ChatModel,
+    messages: Sequence[Message],
+    content_free: Sequence[Sequence[Message]],
+    continuations: Sequence[str],
+    usage: Usage,
+) -> list[float]:
+    """Probabilities of the continuations, corrected for the model's prior.
+
+    Small models favour some answers whatever the input (the first label, "yes").
+    Contextual calibration (Zhao et al., 2021, "Calibrate Before Use") divides each
+    answer's probability by its average probability on content-free inputs, then
+    renormalises.
+    """
+    probs = softmax(score(model, messages, continuations, usage))
+    priors = [softmax(score(model, cf, continuations, usage)) for cf in content_free]
+    mean = [sum(p[i] for p in priors) / len(priors) for i in range(len(continuations))]
+    ratios = [p / max(m, 1e-9) for p, m in zip(probs, mean, strict=True)]
+    total = sum(ratios)
+    return [r / total for r in ratios]
+
+
 def _call(
     model: ChatModel,
     name: str,

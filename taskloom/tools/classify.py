@@ -1,8 +1,11 @@
 """`classify`: pick one label, with a confidence from the token probabilities.
 
-The label is generated under a grammar that allows only the labels. The confidence is
-the softmax, across the labels, of each label's log-probability as the answer
-(`ChatModel.score`), so it never comes from asking the model how sure it is.
+Each label is scored as the model's answer (`ChatModel.score`, the log-probability of
+`{"label": ...}` after the prompt), so the label set is closed by construction and the
+confidence never comes from asking the model how sure it is. The probabilities are
+calibrated against content-free inputs (see `base.calibrated`), because a small model
+otherwise leans towards one label (often the first) whatever the text. The label is
+the most probable one, and the confidence its calibrated probability.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 from pydantic import Field, StrictStr
 
 from taskloom.chat import ChatModel, Message
-from taskloom.tools.base import KindInputs, Usage, score, softmax
+from taskloom.tools.base import ANSWER_CUE, CONTENT_FREE, KindInputs, Usage, calibrated
 
 
 class Inputs(KindInputs):
@@ -53,8 +56,17 @@ def replies(labels: list[str]) -> list[str]:
     return [" " + json.dumps({"label": label}, ensure_ascii=False) for label in labels]
 
 
+def decide(inputs: Inputs, model: ChatModel, messages: list[Message], usage: Usage) -> Any:
+    """The most probable label, with its calibrated probability as the confidence."""
+    labels = list(dict.fromkeys(inputs.labels))
+    empty = [
+        [messages[0], {"role": "user", "content": f"Text: {cf}\n{ANSWER_CUE}"}]
+        for cf in CONTENT_FREE
+    ]
+    probs = calibrated(model, messages, empty, replies(labels), usage)
+    best = max(range(len(labels)), key=probs.__getitem__)
+    return {"label": labels[best], "confidence": round(probs[best], 4)}
+
+
 def finish(value: Any, inputs: Inputs, model: ChatModel, messages: list[Message]) -> Any:
-    usage = Usage()
-    probs = softmax(score(model, messages, replies(inputs.labels), usage))
-    confidence = probs[inputs.labels.index(value["label"])]
-    return {"label": value["label"], "confidence": round(confidence, 4)}
+    return value

@@ -1,48 +1,32 @@
 """`filter`: keep the passages relevant to a query, each with a relevance score.
 
-Each passage is judged on its own: the prompt holds the instruction, the query and the
-passage, and the score is P(yes) / (P(yes) + P(no)) for the next word, from the token
-probabilities (`ChatModel.score`). A passage is kept when its score reaches
-`threshold`; the kept passages come best first, at most `top_k` of them. Prompts for
-one step share everything up to the passage, so only the passage is evaluated each time.
+Relevance comes from token probabilities, not from asking the model: a passage is
+relevant when reading it makes the query more likely (as in zero-shot reranking by
+query likelihood, Sachan et al., 2022, "Improving Passage Retrieval with Zero-Shot
+Question Generation"). For each passage the model scores the query as the question
+the passage answers, and the same query after content-free passages:
+
+    gain  = (log P(query | passage) - log P(query | no passage)) / words in the query
+    score = sigmoid(2 * (gain - 0.5))
+
+So a score of 0.5 means the passage makes each word of the query e^0.5 (1.65x) more likely.
+Passages whose score reaches `threshold` are kept, best first, at most `top_k`.
+Small models are poorly calibrated when asked "relevant: yes or no?" (they say yes to
+almost anything), while the likelihood gain separates on- and off-topic passages well.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import Field
 
 from taskloom.chat import ChatModel, Message
-from taskloom.tools.base import ANSWER_CUE, KindInputs, Usage, score, softmax
+from taskloom.tools.base import CONTENT_FREE, KindInputs, Usage, score
 
-# Generic demonstrations of the judgement, used when a step gives no examples.
-DEFAULT_EXAMPLES = [
-    {
-        "input": {
-            "query": "how do I reset my password",
-            "passages": ["Open Settings, choose Security, then Reset password."],
-        },
-        "output": "yes",
-    },
-    {
-        "input": {
-            "query": "how do I reset my password",
-            "passages": ["Our office is closed on public holidays."],
-        },
-        "output": "no",
-    },
-    {
-        "input": {
-            "query": "side effects of ibuprofen",
-            "passages": ["Ibuprofen can cause stomach pain and heartburn."],
-        },
-        "output": "yes",
-    },
-]
-
-ANSWERS = [' "yes"', ' "no"']
-"""The two answers as the model writes them after the cue, in JSON."""
+GAIN_MIDPOINT = 0.5
+"""Log-likelihood gain per query word (nats) that scores 0.5."""
 
 
 class Inputs(KindInputs):
@@ -55,18 +39,31 @@ class Inputs(KindInputs):
 
 
 def schema(inputs: Inputs, output: dict[str, Any] | None) -> dict[str, Any]:
-    return {"type": "string", "enum": ["yes", "no"]}
+    return {
+        "type": "object",
+        "properties": {
+            "kept": {"type": "array", "items": {"type": "string"}},
+            "scores": {"type": "array", "items": {"type": "number"}},
+        },
+        "required": ["kept", "scores"],
+    }
 
 
 SHOW_SCHEMA = False
 
 
 def instruction(inputs: Inputs) -> str:
-    return "Say whether the passage helps answer the query: yes or no."
+    head = "Read the passage, then write a question it answers."
+    # A step's examples show passages it kept, each with its query.
+    for ex in inputs.examples:
+        kept = ex.output.get("kept", []) if isinstance(ex.output, dict) else []
+        query = ex.input.get("query", inputs.query)
+        head += "".join(f"\n\nPassage: {p}\nQuestion: {query}" for p in kept)
+    return head
 
 
 def render(inputs: Inputs) -> str:
-    return f"Query: {inputs.query}\nPassage: {inputs.passages[0]}"
+    return f"Passage: {inputs.passages[0]}\nQuestion:"
 
 
 def answer(output: Any) -> Any:
@@ -74,14 +71,20 @@ def answer(output: Any) -> Any:
 
 
 def decide(inputs: Inputs, model: ChatModel, messages: list[Message], usage: Usage) -> Any:
-    """Score every passage, then keep by threshold and top_k."""
-    head = messages[0]
+    """Score every passage by the query likelihood it adds, then keep the best."""
+    head: Message = {"role": "system", "content": instruction(inputs)}
+    query = [" " + inputs.query.strip()]
+    n_tokens = max(len(inputs.query.split()), 1)
+
+    def logprob(passage: str) -> float:
+        user = render(inputs.model_copy(update={"passages": [passage]}))
+        return score(model, [head, {"role": "user", "content": user}], query, usage)[0]
+
+    baseline = sum(logprob(cf) for cf in CONTENT_FREE) / len(CONTENT_FREE)
     scored: list[tuple[float, int]] = []
     for i, passage in enumerate(inputs.passages):
-        one = inputs.model_copy(update={"passages": [passage]})
-        prompt: list[Message] = [head, {"role": "user", "content": f"{render(one)}\n{ANSWER_CUE}"}]
-        p_yes = softmax(score(model, prompt, ANSWERS, usage))[0]
-        scored.append((p_yes, i))
+        gain = (logprob(passage) - baseline) / n_tokens
+        scored.append((1 / (1 + math.exp(-2 * (gain - GAIN_MIDPOINT))), i))
     kept = sorted((s for s in scored if s[0] >= inputs.threshold), key=lambda s: (-s[0], s[1]))
     kept = kept[: inputs.top_k]
     return {

@@ -75,17 +75,39 @@ def test_fill_slots_examples_use_the_flat_answer_shape() -> None:
     assert 'Text: lights on in the hall\nAnswer: {"room": "hall"}' in system
 
 
+class LabelScores(ScriptedChatModel):
+    """Scores each label by the text in the prompt: `table[text][label]` probabilities."""
+
+    def __init__(self, table: dict[str, dict[str, float]]) -> None:
+        super().__init__()
+        self.table = table
+
+    def score(self, messages: Any, continuations: Any) -> list[float]:
+        text = messages[-1]["content"].removeprefix("Text: ").removesuffix("\nAnswer:")
+        probs = self.table.get(text, self.table["*"])
+        return [math.log(next(p for lb, p in probs.items() if lb in c)) for c in continuations]
+
+
 def test_classify_confidence_is_the_softmax_of_label_scores() -> None:
-    logprobs = {"refund": math.log(0.6), "shipping": math.log(0.2)}
-
-    def scores(reply: str) -> float:
-        return next(lp for label, lp in logprobs.items() if label in reply)
-
-    model = ScriptedChatModel([{"label": "refund"}], scores=scores)
+    model = LabelScores(
+        {"money back": {"refund": 0.6, "shipping": 0.2}, "*": {"refund": 0.5, "shipping": 0.5}}
+    )
     out = run_task(
         "classify", {"text": "money back", "labels": ["refund", "shipping"]}, model=model
     )
     assert out.value == {"label": "refund", "confidence": 0.75}
+    assert model.calls == [], "classify decides by scores, without generating"
+
+
+def test_classify_divides_out_the_models_prior_over_labels() -> None:
+    # The model prefers "refund" even for empty text: that preference is not evidence.
+    model = LabelScores(
+        {"late parcel": {"refund": 0.6, "shipping": 0.4}, "*": {"refund": 0.8, "shipping": 0.2}}
+    )
+    out = run_task(
+        "classify", {"text": "late parcel", "labels": ["refund", "shipping"]}, model=model
+    )
+    assert out.value == {"label": "shipping", "confidence": round(2 / 2.75, 4)}
 
 
 def test_classify_rejects_labels_that_are_not_strings() -> None:
@@ -95,28 +117,31 @@ def test_classify_rejects_labels_that_are_not_strings() -> None:
         run_task("classify", {"text": "x", "labels": ["a", 2]}, model=ScriptedChatModel())
 
 
-def test_filter_scores_each_passage_and_keeps_by_threshold_then_top_k() -> None:
-    relevance = {"refunds take 5 days": 0.9, "we love cats": 0.1, "refund form": 0.7}
-
-    def respond(messages: Any, schema: Any) -> str:
-        raise AssertionError("filter decides by scores, without generating")
-
+def test_filter_scores_the_query_likelihood_each_passage_adds() -> None:
+    # log P(query | passage): the baseline (content-free passages) is -10.
+    logprob = {"refunds take 5 days": -4.0, "we love cats": -10.5, "refund form": -8.0}
     prompts: list[str] = []
 
-    class Scoring(ScriptedChatModel):
+    class QueryLikelihood(ScriptedChatModel):
         def score(self, messages: Any, continuations: Any) -> list[float]:
-            prompts.append(messages[1]["content"])
-            passage = messages[1]["content"].split("Passage: ")[1].split("\n")[0]
-            p = relevance[passage]
-            return [math.log(p), math.log(1 - p)]
+            assert continuations == [" refund time"]
+            prompts.append(messages[-1]["content"])
+            passage = messages[-1]["content"].removeprefix("Passage: ").split("\n")[0]
+            return [logprob.get(passage, -10.0)]
 
-    model = Scoring(respond=respond)
-    inputs = {"query": "refund", "passages": list(relevance), "top_k": 1}
+    def expected(lp: float) -> float:
+        gain = (lp + 10.0) / 2  # two words in the query
+        return round(1 / (1 + math.exp(-2 * (gain - 0.5))), 4)
+
+    model = QueryLikelihood()
+    inputs = {"query": "refund time", "passages": list(logprob), "top_k": 1}
     out = run_task("filter", inputs, model=model)
-    assert out.value == {"kept": ["refunds take 5 days"], "scores": [0.9]}
+    assert out.value == {"kept": ["refunds take 5 days"], "scores": [expected(-4.0)]}
     out = run_task("filter", {**inputs, "top_k": None}, model=model)
-    assert out.value == {"kept": ["refunds take 5 days", "refund form"], "scores": [0.9, 0.7]}
-    assert all(p.startswith("Query: refund\nPassage: ") for p in prompts)
+    assert out.value["kept"] == ["refunds take 5 days", "refund form"]
+    assert out.value["scores"] == [expected(-4.0), expected(-8.0)]
+    assert "Passage: N/A\nQuestion:" in prompts and "Passage: \nQuestion:" in prompts
+    assert model.calls == [], "filter decides by scores, without generating"
 
 
 def test_filter_rejects_an_empty_passage_list() -> None:
