@@ -59,7 +59,7 @@ def replies(labels: list[str]) -> list[str]:
 def decide(inputs: Inputs, model: ChatModel, messages: list[Message], usage: Usage) -> Any:
     """The most probable label, with its calibrated probability as the confidence."""
     labels = list(dict.fromkeys(inputs.labels))
-    empty = [
+    empty: list[list[Message]] = [
         [messages[0], {"role": "user", "content": f"Text: {cf}\n{ANSWER_CUE}"}]
         for cf in CONTENT_FREE
     ]
