@@ -1,0 +1,200 @@
+"""A run as one self-contained HTML file: the plan graph and a timeline per worker.
+
+Layout happens here, in Python, and the page is plain SVG with a few lines of script
+for the hover panel: no network fetches, nothing to load, and it renders fast.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from taskloom.views.mermaid import STATUS_STYLES
+from taskloom.workflows.record import RunRecord, StepRecord
+
+NODE_W, NODE_H, GAP_X, GAP_Y = 150, 38, 56, 14
+TIMELINE_W, LANE_H, LABEL_W = 960, 18, 140
+MAX_VALUE_CHARS = 400
+
+
+def _fill(status: str) -> tuple[str, str]:
+    parts = dict(
+        p.split(":") for p in STATUS_STYLES.get(status, STATUS_STYLES["pending"]).split(",")
+    )
+    return parts["fill"], parts["stroke"]
+
+
+def _short(value: Any) -> Any:
+    """A value cut to a readable size, so 500-step pages stay small."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return value if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS] + "…"
+
+
+def _levels(steps: list[StepRecord]) -> dict[str, int]:
+    known = {s.id for s in steps}
+    level: dict[str, int] = {}
+    for s in steps:  # recorded in the order steps were added: dependencies come first
+        level[s.id] = 1 + max((level.get(d, 0) for d in s.depends_on if d in known), default=-1)
+    return level
+
+
+def _graph(steps: list[StepRecord]) -> str:
+    level = _levels(steps)
+    rows: dict[int, int] = {}
+    pos: dict[str, tuple[int, int]] = {}
+    for s in steps:
+        row = rows.get(level[s.id], 0)
+        rows[level[s.id]] = row + 1
+        pos[s.id] = (20 + level[s.id] * (NODE_W + GAP_X), 20 + row * (NODE_H + GAP_Y))
+    width = 40 + (max(level.values(), default=0) + 1) * (NODE_W + GAP_X)
+    height = 40 + max(rows.values(), default=1) * (NODE_H + GAP_Y)
+    out = [f'<svg id="graph" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">']
+    for s in steps:
+        x2, y2 = pos[s.id]
+        for dep in s.depends_on:
+            if dep in pos:
+                x1, y1 = pos[dep][0] + NODE_W, pos[dep][1] + NODE_H // 2
+                mid = (x1 + x2) // 2
+                out.append(
+                    f'<path class="edge" d="M{x1},{y1} C{mid},{y1} {mid},{y2 + NODE_H // 2} '
+                    f'{x2},{y2 + NODE_H // 2}"/>'
+                )
+    for s in steps:
+        x, y = pos[s.id]
+        fill, stroke = _fill(s.status.value)
+        sid = html.escape(s.id)
+        out.append(
+            f'<g class="node" data-step="{sid}" transform="translate({x},{y})">'
+            f"<title>{sid} ({html.escape(s.kind)}): {s.status.value}</title>"
+            f'<rect width="{NODE_W}" height="{NODE_H}" rx="6" fill="{fill}" stroke="{stroke}"/>'
+            f'<text x="8" y="16" class="id">{sid[:22]}</text>'
+            f'<text x="8" y="31" class="kind">{html.escape(s.kind)} · {s.status.value}</text></g>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _timeline(steps: list[StepRecord]) -> str:
+    # (step, queued at, started at, finished at), for the steps that ran
+    spans = [
+        (s, s.started_at - s.queue_ms / 1000, s.started_at, s.finished_at)
+        for s in steps
+        if s.started_at and s.finished_at
+    ]
+    if not spans:
+        return (
+            '<svg id="timeline" width="400" height="30"><text x="4" y="20">no step ran</text></svg>'
+        )
+    start = min(queued for _, queued, _, _ in spans)
+    end = max(finished for _, _, _, finished in spans)
+    scale = TIMELINE_W / max(end - start, 1e-6)
+    lanes: dict[str, list[float]] = {}  # worker → when each of its lanes is free again
+    placed: list[tuple[StepRecord, float, float, float, str, int]] = []
+    for s, queued, started, finished in sorted(spans, key=lambda span: span[2]):
+        worker = s.worker or "?"
+        ends = lanes.setdefault(worker, [])
+        lane = next((i for i, free_at in enumerate(ends) if free_at <= queued), len(ends))
+        if lane == len(ends):
+            ends.append(0.0)
+        ends[lane] = finished
+        placed.append((s, queued, started, finished, worker, lane))
+    offsets, y = {}, 24
+    for worker, ends in lanes.items():
+        offsets[worker] = y
+        y += len(ends) * LANE_H + 10
+    out = [
+        f'<svg id="timeline" width="{LABEL_W + TIMELINE_W + 20}" height="{y + 10}" '
+        'xmlns="http://www.w3.org/2000/svg">',
+        f'<text x="{LABEL_W}" y="14" class="axis">0 s</text>',
+        f'<text x="{LABEL_W + TIMELINE_W - 60}" y="14" class="axis">{end - start:.2f} s</text>',
+    ]
+    for worker, top in offsets.items():
+        out.append(f'<text x="4" y="{top + 13}" class="worker">{html.escape(worker[:20])}</text>')
+    for s, queued, started, finished, worker, lane in placed:
+        top = offsets[worker] + lane * LANE_H
+        queue_x, run_x = LABEL_W + (queued - start) * scale, LABEL_W + (started - start) * scale
+        run_w = max(1.0, (finished - started) * scale)
+        fill, stroke = _fill(s.status.value)
+        sid = html.escape(s.id)
+        tip = f"{sid}: queued {s.queue_ms:.0f} ms, ran {s.run_ms:.0f} ms on {html.escape(worker)}"
+        label = f'<text x="{run_x + 3:.1f}" y="{top + 11}" class="label">{sid}</text>'
+        out.append(
+            f'<g class="bar" data-step="{sid}"><title>{tip}</title>'
+            f'<rect class="queue" x="{queue_x:.1f}" y="{top}" width="{run_x - queue_x:.1f}" '
+            f'height="{LANE_H - 3}"/>'
+            f'<rect x="{run_x:.1f}" y="{top}" width="{run_w:.1f}" height="{LANE_H - 3}" '
+            f'fill="{fill}" stroke="{stroke}"/>{label if run_w > 40 else ""}</g>'
+        )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _details(record: RunRecord) -> str:
+    data = {
+        s.id: {
+            "kind": s.kind,
+            "status": s.status.value,
+            "worker": s.worker,
+            "model": s.model,
+            "attempts": s.attempts,
+            "queue_ms": round(s.queue_ms, 1),
+            "run_ms": round(s.run_ms, 1),
+            "tokens": {"prompt": s.prompt_tokens, "completion": s.completion_tokens},
+            "cost_usd": s.cost_usd,
+            "inputs": _short(s.inputs),
+            "output": _short(s.value),
+            "error": s.error,
+        }
+        for s in record.steps
+    }
+    return json.dumps(data, ensure_ascii=False, default=str).replace("</", "<\\/")
+
+
+STYLE = """
+body{font:14px system-ui,sans-serif;margin:20px;color:#18181b}
+h1{font-size:18px}h2{font-size:15px;margin-top:24px}
+.edge{fill:none;stroke:#a1a1aa;stroke-width:1.5}
+.node text.id{font-weight:600;font-size:12px}.node text.kind{font-size:11px;fill:#52525b}
+.node,.bar{cursor:pointer}.queue{fill:#e4e4e7}
+.axis,.worker{font-size:11px;fill:#52525b}.label{font-size:10px;pointer-events:none}
+#detail{position:fixed;right:16px;top:16px;width:380px;max-height:80vh;overflow:auto;
+background:#fafafa;border:1px solid #d4d4d8;border-radius:6px;padding:8px;font-size:12px;
+white-space:pre-wrap}
+.legend span{display:inline-block;padding:2px 8px;margin-right:6px;border-radius:4px}
+"""
+
+SCRIPT = """
+const steps = JSON.parse(document.getElementById('steps').textContent);
+const detail = document.getElementById('detail');
+document.querySelectorAll('[data-step]').forEach(el => {
+  el.addEventListener('mouseenter', () => {
+    const id = el.getAttribute('data-step');
+    detail.textContent = id + '\\n' + JSON.stringify(steps[id], null, 2);
+  });
+});
+"""
+
+
+def render_html(record: RunRecord) -> str:
+    """The whole page for a run record, with no external resources."""
+    t = record.totals
+    legend = "".join(
+        f'<span style="background:{_fill(st)[0]};border:1px solid {_fill(st)[1]}">{st}</span>'
+        for st in STATUS_STYLES
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>taskloom run {html.escape(record.run_id)}</title>"
+        f"<style>{STYLE}</style></head><body>"
+        f"<h1>run {html.escape(record.run_id)}: {record.status.value}</h1>"
+        f"<p>{html.escape(record.target or 'workflow')} · {t.done}/{t.steps} steps done · "
+        f"{t.prompt_tokens + t.completion_tokens} tokens · ${t.cost_usd:.6f}</p>"
+        f'<p class="legend">{legend}</p>'
+        f"<h2>Plan</h2>{_graph(record.steps)}"
+        "<h2>Timeline (grey: waiting in the queue; colour: running)</h2>"
+        f"{_timeline(record.steps)}"
+        '<pre id="detail">hover a step to see its inputs, output, tokens and cost</pre>'
+        f'<script type="application/json" id="steps">{_details(record)}</script>'
+        f"<script>{SCRIPT}</script></body></html>"
+    )
