@@ -1,0 +1,84 @@
+"""Workers that die, drain or are told to stop: nothing is lost, nothing merged twice."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
+
+from taskloom.config import Settings, key
+from taskloom.workers.job import StepJob, StepResult, StepStatus
+from taskloom.workers.redis_dispatch import RedisDispatcher
+from tests.workers.redis_helpers import Spawn, counts, spawn_worker, wait_for
+
+__all__ = ["spawn_worker"]
+
+
+def work_job(url: str, run_id: str, step_id: str, sleep_s: float) -> StepJob:
+    inputs = {"url": url, "name": step_id, "sleep_s": sleep_s, "value": len(step_id)}
+    return StepJob(run_id=run_id, step_id=step_id, kind="tool", tool="work", inputs=inputs)
+
+
+def test_sigkill_mid_step_requeues_and_merges_each_step_once(
+    redis_url: str, spawn_worker: Spawn
+) -> None:
+    victim = spawn_worker()
+    d = RedisDispatcher(url=redis_url, settings=Settings(redis_url=redis_url))
+    steps = [f"s{i}" for i in range(6)]
+    with ThreadPoolExecutor(len(steps)) as pool:
+        futures = [pool.submit(d.dispatch, work_job(redis_url, "k1", s, 0.4)) for s in steps]
+        wait_for(lambda: counts(redis_url, "test:started"), what="a step to start")
+        victim.send_signal(signal.SIGKILL)  # in the middle of a step, holding its lease
+        victim.wait(timeout=5)
+        spawn_worker()
+        results: list[StepResult] = [f.result(timeout=60) for f in futures]
+    assert all(r.status == StepStatus.DONE for r in results)
+    assert [r.value["value"] for r in results] == [len(s) for s in steps]
+    started = counts(redis_url, "test:started")
+    assert sum(started.values()) > len(steps)  # the killed step ran again elsewhere
+    r = redis.Redis.from_url(redis_url)
+    merges = {k.decode(): int(v) for k, v in r.hgetall(key("merges", "k1")).items()}
+    assert merges == dict.fromkeys(steps, 1)
+    assert r.zcard(key("leases")) == 0
+
+
+def test_sigterm_drains_the_current_step(redis_url: str, spawn_worker: Spawn) -> None:
+    worker = spawn_worker()
+    d = RedisDispatcher(url=redis_url, settings=Settings(redis_url=redis_url))
+    result: list[StepResult] = []
+    t = threading.Thread(
+        target=lambda: result.append(d.dispatch(work_job(redis_url, "k2", "long", 1.0)))
+    )
+    t.start()
+    wait_for(lambda: counts(redis_url, "test:started"), what="the step to start")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0  # it finished the step, then exited
+    t.join(timeout=10)
+    assert result and result[0].status == StepStatus.DONE
+    assert counts(redis_url, "test:executed") == {"long": 1}
+    assert not redis.Redis.from_url(redis_url).sismember(
+        "rq:workers", f"rq:worker:{result[0].worker}"
+    )
+
+
+def test_a_second_sigterm_requeues_the_running_step(redis_url: str, spawn_worker: Spawn) -> None:
+    worker = spawn_worker()
+    d = RedisDispatcher(url=redis_url, settings=Settings(redis_url=redis_url))
+    result: list[StepResult] = []
+    t = threading.Thread(
+        target=lambda: result.append(d.dispatch(work_job(redis_url, "k3", "slow", 3.0)))
+    )
+    t.start()
+    wait_for(lambda: counts(redis_url, "test:started"), what="the step to start")
+    worker.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0
+    assert counts(redis_url, "test:executed") == {}  # stopped, not finished
+    spawn_worker()
+    t.join(timeout=30)
+    assert result and result[0].status == StepStatus.DONE
+    assert counts(redis_url, "test:executed") == {"slow": 1}
