@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
 from taskloom.workers.job import StepResult, StepStatus
 
@@ -131,3 +132,39 @@ class RunRecord(BaseModel):
             t.completion_tokens += s.completion_tokens
             t.cost_usd += s.cost_usd
         self.totals = t
+
+
+def parse_record(data: str | bytes | dict[str, Any]) -> RunRecord:
+    """A run record from JSON, keeping what it can of one from an older or newer version.
+
+    Fields that don't validate (an unknown status, a renamed type) are dropped and take
+    their defaults; a step without an id is dropped. Nothing here raises for content.
+    """
+    raw: Any = json.loads(data) if isinstance(data, str | bytes) else data
+    if not isinstance(raw, dict):
+        raw = {}
+    for _ in range(50):  # each pass drops the fields the last one complained about
+        try:
+            return RunRecord.model_validate(raw)
+        except ValidationError as e:
+            for err in e.errors():
+                _drop(raw, list(err["loc"]))
+    return RunRecord(run_id=str(raw.get("run_id", "?")))
+
+
+def _drop(data: Any, loc: list[str | int]) -> None:
+    """Delete the value at `loc`; a step whose id is bad goes whole."""
+    if loc[:1] == ["steps"] and (len(loc) <= 2 or loc[2] == "id"):
+        loc = loc[:2]
+    parent = data
+    for part in loc[:-1]:
+        try:
+            parent = parent[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(parent, dict):
+        parent.pop(loc[-1], None)
+    elif isinstance(parent, list) and isinstance(loc[-1], int) and loc[-1] < len(parent):
+        del parent[loc[-1]]
+    if loc == ["run_id"] and isinstance(data, dict):
+        data["run_id"] = "?"

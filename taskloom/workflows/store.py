@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from taskloom.errors import RunNotFoundError
-from taskloom.workflows.record import RunRecord
+from taskloom.workflows.record import RunRecord, parse_record
 
 
 class RunStore(Protocol):
@@ -55,7 +55,7 @@ class SqliteRunStore:
                 "check the id, or pass --redis-url for runs submitted to Redis",
                 run_id=run_id,
             )
-        return RunRecord.model_validate_json(row[0])
+        return parse_record(row[0])
 
     def close(self) -> None:
         self._db.close()
