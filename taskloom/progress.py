@@ -56,6 +56,7 @@ class Progress:
             (f"{done}/{total} steps", "bold"),
             f"  {time.monotonic() - self.started:5.1f}s",
             f"  {record.totals.prompt_tokens + record.totals.completion_tokens} tokens",
+            f"  ${record.totals.cost_usd:.6f}",
             (f"  running: {shown}" if running else "", "cyan"),
         )
         self._live.update(line)
