@@ -1,0 +1,246 @@
+"""Escalation: an SLM step that the small model cannot do reliably is re-run on the LLM.
+
+`EscalatingDispatcher` wraps any Dispatcher (inline or Redis). A step escalates when
+its output failed validation after its re-asks, or when its confidence is below
+`escalate_below`, and an LLM is configured and the budget allows. The same kind
+runs on the LLM's ChatModel (`run_task` works with any ChatModel), so the step's
+output keeps its shape. `kind: llm` steps always run on the LLM, here.
+Every escalation (or one the budget refused) is kept in `escalations`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import jsonschema
+import structlog
+
+from taskloom.agents.budget import Budget
+from taskloom.agents.openai_chat import extract_json
+from taskloom.chat import ChatModel, Completion, Message
+from taskloom.config import Settings
+from taskloom.errors import (
+    BudgetExceededError,
+    OutputValidationError,
+    TaskInputError,
+    TaskloomError,
+    describe,
+)
+from taskloom.plan import SLM_KINDS, StepKind
+from taskloom.tools import Outcome, Usage, run_task
+from taskloom.workers.dispatch import Dispatcher
+from taskloom.workers.job import StepJob, StepResult, StepStatus
+
+log = structlog.get_logger(__name__)
+
+
+def run_llm_step(job: StepJob, model: ChatModel, *, output_retries: int = 2) -> Outcome:
+    """Run a `kind: llm` step: `instruction` (or `prompt`) with `context`, optional `output`.
+
+    Raises:
+        TaskInputError: no instruction.
+        OutputValidationError: the reply kept failing the output schema.
+    """
+    instruction = job.inputs.get("instruction", job.inputs.get("prompt"))
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise TaskInputError(
+            "llm input instruction: field required (inputs of llm: instruction, context)",
+            step_id=job.step_id,
+        )
+    context = job.inputs.get("context")
+    system = "Do what the instruction asks, briefly, using the context."
+    if job.output is not None:
+        system += " Reply with JSON matching this schema: " + json.dumps(job.output)
+    user = f"Instruction: {instruction}"
+    if context is not None:
+        user += "\nContext:\n" + json.dumps(context, ensure_ascii=False)
+    messages: list[Message] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": user},
+    ]
+    usage = Usage()
+    problem = ""
+    for _ in range(output_retries + 1):
+        completion = model.complete(messages, schema=job.output, max_tokens=1024)
+        usage.add(completion)
+        if job.output is None:
+            return Outcome(value={"text": completion.text}, usage=usage)
+        try:
+            value = json.loads(extract_json(completion.text))
+            jsonschema.validate(value, job.output)
+        except (json.JSONDecodeError, jsonschema.ValidationError) as e:
+            problem = e.msg if isinstance(e, json.JSONDecodeError) else e.message
+            continue
+        return Outcome(value=value, usage=usage)
+    raise OutputValidationError(
+        f"llm output failed validation after {usage.calls} attempts: {problem}",
+        raw_output=usage.raw_outputs[-1] if usage.raw_outputs else "",
+        step_id=job.step_id,
+    )
+
+
+class EscalatingDispatcher:
+    """Dispatch to `inner`; re-run on `llm` what the SLM could not do reliably.
+
+    Args:
+        inner: where SLM and tool steps run (inline or Redis).
+        llm: the large model; None disables escalation (and `kind: llm` fails clearly).
+        budget: the run's budget: steps, LLM calls and dollars.
+        settings: `escalate_below`, `output_retries`, prices.
+    """
+
+    def __init__(
+        self,
+        inner: Dispatcher,
+        *,
+        llm: ChatModel | None,
+        budget: Budget,
+        settings: Settings,
+    ) -> None:
+        self.inner = inner
+        self.llm = llm
+        self.budget = budget
+        self.settings = settings
+        self.escalations: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def dispatch(self, job: StepJob) -> StepResult:
+        try:
+            self.budget.check_steps(1, f"step {job.step_id}")
+        except BudgetExceededError as e:
+            return _failed(job, e, time.time())
+        if job.kind == StepKind.LLM:
+            return self._on_llm(job, None, reason="kind llm")
+        result = self.inner.dispatch(job)
+        self.budget.record_steps(1, result.cost_usd)
+        reason = self.reason_to_escalate(job, result)
+        if reason is None or self.llm is None:
+            return result
+        try:
+            self.budget.check_llm(f"escalation of step {job.step_id}")
+        except BudgetExceededError as e:
+            self._note(job, result, None, reason=reason, skipped=str(e))
+            return result
+        return self._on_llm(job, result, reason=reason)
+
+    def reason_to_escalate(self, job: StepJob, result: StepResult) -> str | None:
+        """Why this SLM result should go to the LLM, or None when it should stand."""
+        if job.kind not in SLM_KINDS:
+            return None
+        if result.status == StepStatus.FAILED:
+            error = result.error or {}
+            if error.get("type") == OutputValidationError.__name__:
+                return "output failed validation after its retries"
+            return None
+        value = result.value
+        confidence = value.get("confidence") if isinstance(value, dict) else None
+        if isinstance(confidence, int | float) and confidence < self.settings.escalate_below:
+            return f"confidence {confidence:.2f} below {self.settings.escalate_below:.2f}"
+        return None
+
+    def _on_llm(self, job: StepJob, slm: StepResult | None, *, reason: str) -> StepResult:
+        started = time.time()
+        if self.llm is None:
+            e = TaskInputError(
+                "kind 'llm' needs an LLM endpoint; set OPENAI_BASE_URL", step_id=job.step_id
+            )
+            return _failed(job, e, started)
+        log.info("step_escalating", run_id=job.run_id, step_id=job.step_id, reason=reason)
+        try:
+            if slm is None:
+                self.budget.check_llm(f"step {job.step_id}")
+                outcome = run_llm_step(job, self.llm, output_retries=self.settings.output_retries)
+            else:
+                outcome = run_task(
+                    job.kind,
+                    job.inputs,
+                    output=job.output,
+                    model=self.llm,
+                    output_retries=self.settings.output_retries,
+                )
+        except TaskloomError as e:
+            result = _failed(job, e, started)
+            if slm is not None:
+                self._note(job, slm, result, reason=reason)
+            return result
+        u = outcome.usage
+        spent = Completion(
+            text="",
+            model=self.llm.name,
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+        )
+        call = self.budget.record_llm(
+            "escalation" if slm is not None else "llm_step",
+            self.llm,
+            spent,
+            self.settings,
+            where=f"step {job.step_id}",
+            calls=max(1, u.calls),
+        )
+        finished = time.time()
+        result = StepResult(
+            run_id=job.run_id,
+            step_id=job.step_id,
+            status=StepStatus.DONE,
+            value=outcome.value,
+            attempts=job.attempt + (slm.attempts if slm else 0),
+            worker=f"llm{'+' + slm.worker if slm and slm.worker else ''}",
+            model=self.llm.name,
+            run_ms=(finished - started) * 1000 + (slm.run_ms if slm else 0.0),
+            queue_ms=slm.queue_ms if slm else 0.0,
+            prompt_tokens=u.prompt_tokens + (slm.prompt_tokens if slm else 0),
+            completion_tokens=u.completion_tokens + (slm.completion_tokens if slm else 0),
+            cost_usd=call.cost_usd + (slm.cost_usd if slm else 0.0),
+            started_at=slm.started_at if slm else started,
+            finished_at=finished,
+        )
+        if slm is None:
+            self.budget.record_steps(1, 0.0)
+        else:
+            self._note(job, slm, result, reason=reason, llm_cost_usd=call.cost_usd)
+        return result
+
+    def _note(
+        self,
+        job: StepJob,
+        slm: StepResult,
+        llm: StepResult | None,
+        *,
+        reason: str,
+        skipped: str | None = None,
+        llm_cost_usd: float = 0.0,
+    ) -> None:
+        entry = {
+            "step_id": job.step_id,
+            "kind": job.kind,
+            "reason": reason,
+            "slm_model": slm.model,
+            "slm_value": slm.value,
+            "slm_cost_usd": slm.cost_usd,
+            "llm_model": self.llm.name if self.llm else None,
+            "llm_cost_usd": llm_cost_usd,
+            "status": "skipped" if skipped else (llm.status.value if llm else "failed"),
+        }
+        if skipped:
+            entry["skipped"] = skipped
+        with self._lock:
+            self.escalations.append(entry)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _failed(job: StepJob, e: TaskloomError, started: float) -> StepResult:
+    return StepResult(
+        run_id=job.run_id,
+        step_id=job.step_id,
+        status=StepStatus.FAILED,
+        error=describe(e),
+        attempts=job.attempt,
+        started_at=started,
+        finished_at=time.time(),
+    )

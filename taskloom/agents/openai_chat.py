@@ -1,0 +1,365 @@
+"""`OpenAIChatModel`: the ChatModel Protocol over any OpenAI-compatible endpoint.
+
+Works against OpenAI, vLLM, Ollama and llama.cpp's server through the `openai` SDK.
+Structured output degrades step by step, remembered per instance, because servers
+differ in what they accept:
+
+1. `response_format: json_schema` (OpenAI, vLLM, Ollama);
+2. `response_format: json_object` with a `schema` (llama-cpp-python's server, which
+   rejects `json_schema` but turns this schema into a grammar);
+3. plain text, with the JSON parsed out of it (`extract_json`).
+
+Transient failures (429, 5xx, timeouts, refused connections) are retried a bounded
+number of times with exponential backoff, then raise `EndpointUnavailableError`
+naming the endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import openai
+import structlog
+
+from taskloom.chat import Completion, Message
+from taskloom.config import Settings
+from taskloom.errors import ConfigError, EndpointUnavailableError
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+PRICES_USD_PER_MTOK: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "o4-mini": (1.10, 4.40),
+}
+"""(prompt, completion) dollars per million tokens, by model-name prefix (longest wins)."""
+
+UNKNOWN_PRICE_USD_PER_MTOK = (0.50, 1.50)
+"""For models not in the table: a mid-range price, so budgets still mean something."""
+
+_MODES = ("json_schema", "json_object", "text")
+
+
+def price_of(model: str, settings: Settings | None = None) -> tuple[float, float]:
+    """(prompt, completion) dollars per million tokens for `model`."""
+    if settings is not None and settings.llm_usd_per_mtok is not None:
+        return settings.llm_usd_per_mtok
+    matches = [name for name in PRICES_USD_PER_MTOK if model.startswith(name)]
+    return PRICES_USD_PER_MTOK[max(matches, key=len)] if matches else UNKNOWN_PRICE_USD_PER_MTOK
+
+
+def cost_usd(model: str, prompt_tokens: int, completion_tokens: int, settings: Settings) -> float:
+    """What a call with these token counts costs."""
+    prompt_price, completion_price = price_of(model, settings)
+    return (prompt_tokens * prompt_price + completion_tokens * completion_price) / 1e6
+
+
+def extract_json(text: str) -> str:
+    """The first whole JSON object or array in `text` (fences and chatter stripped).
+
+    Returns the text unchanged when none is found, so the caller's parse error is
+    about what the model really said.
+    """
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    if fenced:
+        text = fenced.group(1)
+    decoder = json.JSONDecoder()
+    for i, ch in enumerate(text):
+        if ch in "{[":
+            try:
+                _, end = decoder.raw_decode(text, i)
+            except json.JSONDecodeError:
+                continue
+            return text[i:end]
+    return text.strip()
+
+
+@dataclass
+class StreamedCompletion:
+    """A streamed reply: iterate `chunks` for text deltas; `completion` once exhausted."""
+
+    chunks: Iterator[str]
+    completion: Completion | None = None
+
+
+class OpenAIChatModel:
+    """A chat model behind an OpenAI-compatible endpoint.
+
+    Args:
+        base_url: the endpoint, e.g. `http://127.0.0.1:8080/v1`.
+        api_key: the key (local servers accept any).
+        model: the model name to ask for.
+        settings: timeouts, retries, backoff and prices.
+        sleep: how to wait between retries (tests pass a fast one).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None = None,
+        model: str = "gpt-4o-mini",
+        settings: Settings | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.base_url = base_url
+        self._model = model
+        self._sleep = sleep
+        self._mode = 0  # index into _MODES: how structured output is asked for
+        self._client = openai.OpenAI(
+            base_url=base_url,
+            api_key=api_key or "not-needed",
+            timeout=self.settings.planner_timeout_s,
+            max_retries=0,  # retried here, so the count and the backoff are ours
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAIChatModel | None:
+        """The model `settings` configure, or None when no endpoint is set."""
+        if not settings.openai_base_url:
+            return None
+        return cls(
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key,
+            model=settings.planner_model,
+            settings=settings,
+        )
+
+    @property
+    def name(self) -> str:
+        return self._model
+
+    def cost_usd(self, c: Completion) -> float:
+        """What a completion from this model cost."""
+        return cost_usd(self._model, c.prompt_tokens, c.completion_tokens, self.settings)
+
+    # -- calls ----------------------------------------------------------------------
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> Completion:
+        """Complete the chat; with `schema`, the text is the JSON found in the reply."""
+        started = time.perf_counter()
+        response = self._create(messages, schema, max_tokens, temperature, stream=False)
+        text = response.choices[0].message.content or "" if response.choices else ""
+        if schema is not None:
+            text = extract_json(text)
+        usage = response.usage
+        return Completion(
+            text=text,
+            model=self._model,
+            prompt_tokens=usage.prompt_tokens if usage else _estimate(messages),
+            completion_tokens=usage.completion_tokens if usage else _estimate_text(text),
+            run_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int = 2048,
+        temperature: float = 0.0,
+    ) -> StreamedCompletion:
+        """Stream the reply as text deltas. Connection failures are retried before the
+        first chunk; `completion` holds the accounting once `chunks` is exhausted."""
+        started = time.perf_counter()
+        response = self._create(messages, schema, max_tokens, temperature, stream=True)
+        out = StreamedCompletion(chunks=iter(()))
+
+        def chunks() -> Iterator[str]:
+            parts: list[str] = []
+            prompt_tokens = completion_tokens = 0
+            try:
+                for chunk in response:
+                    if chunk.usage is not None:
+                        prompt_tokens = chunk.usage.prompt_tokens
+                        completion_tokens = chunk.usage.completion_tokens
+                    for choice in chunk.choices:
+                        if delta := choice.delta.content:
+                            parts.append(delta)
+                            yield delta
+            except (openai.APIConnectionError, openai.APIStatusError) as e:
+                raise self._unavailable(e, attempts=1) from e
+            text = "".join(parts)
+            out.completion = Completion(
+                text=text,
+                model=self._model,
+                prompt_tokens=prompt_tokens or _estimate(messages),
+                completion_tokens=completion_tokens or _estimate_text(text),
+                run_ms=(time.perf_counter() - started) * 1000,
+            )
+            log.debug("llm_stream_finished", model=self._model, chars=len(text))
+
+        out.chunks = chunks()
+        return out
+
+    def score(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
+        """Log-probabilities of each continuation, from the endpoint's top logprobs.
+
+        Chat endpoints can't score arbitrary text, so this reads the reply's token
+        logprobs: a continuation matching the reply gets the reply's log-probability;
+        one that diverges gets the alternative's logprob where it diverges. Without
+        logprobs, the continuation the model wrote gets 0.9 of the mass.
+        """
+        response = self._with_retries(
+            lambda: self._client.chat.completions.create(
+                model=self._model,
+                messages=list(messages),  # type: ignore[arg-type]
+                max_tokens=32,
+                temperature=0.0,
+                logprobs=True,
+                top_logprobs=5,
+            )
+        )
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content or "") if choice else ""
+        tokens = choice.logprobs.content if choice and choice.logprobs else None
+        if not tokens:
+            return _fallback_scores(text, continuations)
+        return [_score_one(c, tokens) for c in continuations]
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _create(
+        self,
+        messages: Sequence[Message],
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        temperature: float,
+        *,
+        stream: bool,
+    ) -> Any:
+        while True:
+            extra: dict[str, Any] = {}
+            mode = _MODES[self._mode] if schema is not None else "text"
+            if mode == "json_schema":
+                extra["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "answer", "schema": schema, "strict": False},
+                }
+            elif mode == "json_object":
+                extra["response_format"] = {"type": "json_object", "schema": schema}
+            if stream:
+                extra["stream"] = True
+                extra["stream_options"] = {"include_usage": True}
+            request: dict[str, Any] = {
+                "model": self._model,
+                "messages": list(messages),
+                "max_tokens": max_tokens,
+                "temperature": temperature,
+                **extra,
+            }
+            try:
+                return self._with_retries(
+                    lambda: self._client.chat.completions.create(**request)  # noqa: B023
+                )
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
+                if mode == "text" or schema is None:
+                    raise ConfigError(
+                        f"{self.base_url} rejected the request: {_why(e)}; check the model name"
+                    ) from e
+                self._mode += 1
+                log.info("llm_structured_output_degraded", model=self._model, to=_MODES[self._mode])
+
+    def _with_retries(self, call: Callable[[], T]) -> T:
+        delay_s = self.settings.planner_backoff_s
+        attempts = self.settings.planner_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return call()
+            except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+                raise ConfigError(
+                    f"{self.base_url} refused the API key ({_why(e)}); set OPENAI_API_KEY"
+                ) from e
+            except openai.NotFoundError as e:
+                raise ConfigError(
+                    f"{self.base_url} has no model {self._model!r} ({_why(e)}); "
+                    "set TASKLOOM_PLANNER_MODEL or pass --planner-model"
+                ) from e
+            except (openai.BadRequestError, openai.UnprocessableEntityError):
+                raise
+            except (openai.APIConnectionError, openai.APIStatusError) as e:
+                if attempt == attempts:
+                    raise self._unavailable(e, attempts=attempts) from e
+                log.warning("llm_call_retrying", attempt=attempt, delay_s=delay_s, error=_why(e))
+                self._sleep(delay_s)
+                delay_s *= 2
+        raise AssertionError("unreachable")
+
+    def _unavailable(self, e: Exception, *, attempts: int) -> EndpointUnavailableError:
+        return EndpointUnavailableError(
+            f"LLM endpoint {self.base_url} failed after {attempts} attempt(s): {_why(e)}; "
+            "check that it is up, or set OPENAI_BASE_URL"
+        )
+
+
+def _why(e: Exception) -> str:
+    if isinstance(e, openai.APITimeoutError):
+        return "timed out"
+    if isinstance(e, openai.APIStatusError):
+        return f"HTTP {e.status_code}"
+    if isinstance(e, openai.APIConnectionError):
+        return "connection failed"
+    return type(e).__name__
+
+
+def _estimate(messages: Sequence[Message]) -> int:
+    return sum(_estimate_text(m["content"]) for m in messages)
+
+
+def _estimate_text(text: str) -> int:
+    return max(1, len(text) // 4)  # about four characters a token in English
+
+
+def _fallback_scores(text: str, continuations: Sequence[str]) -> list[float]:
+    said = "".join(text.split())
+    hits = [bool(c.strip()) and "".join(c.split()) == said for c in continuations]
+    if not any(hits):
+        return [math.log(1 / len(continuations))] * len(continuations)
+    rest = max(1, len(continuations) - 1)
+    return [math.log(0.9) if hit else math.log(0.1 / rest) for hit in hits]
+
+
+_FLOOR_LOGPROB = -20.0
+
+
+def _score_one(continuation: str, tokens: Sequence[Any]) -> float:
+    """Walk the reply's tokens along the continuation (whitespace-insensitive)."""
+    want = "".join(continuation.split())
+    total = 0.0
+    for tok in tokens:
+        piece = "".join(tok.token.split())
+        if not want:
+            return total
+        if piece and want.startswith(piece):
+            total += tok.logprob
+            want = want[len(piece) :]
+            continue
+        if not piece:
+            total += tok.logprob
+            continue
+        alts = [
+            a.logprob
+            for a in tok.top_logprobs or []
+            if "".join(a.token.split()) and want.startswith("".join(a.token.split()))
+        ]
+        return total + (max(alts) if alts else _FLOOR_LOGPROB)
+    return total

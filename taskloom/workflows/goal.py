@@ -1,0 +1,316 @@
+"""Goal runs: route, plan (streaming), run, join, and replan, under one budget.
+
+```
+goal ─► router ─┬─► slm: one SLM step ─────────────────────────────► record
+                └─► llm: planner.stream ─► flow.add(step) as each arrives
+                         ─► steps run while the plan is still streaming
+                         ─► joiner: finish (answer) | replan (what is missing) ─┐
+                              ▲───────────────────── bounded replans ◄──────────┘
+```
+
+Streaming dispatch is natural here because `Flow.add` starts a step as soon as its
+own dependencies are done: the workflow body adds each step the moment the streamed
+plan yields it. A streamed plan that turns out invalid at the end is repaired once
+by the planner (non-streaming, with the problems) and run again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from taskloom.agents.budget import Budget
+from taskloom.agents.escalate import EscalatingDispatcher
+from taskloom.agents.joiner import Joiner
+from taskloom.agents.planner import Planner, PlanStream
+from taskloom.agents.router import Route, Router, direct_plan
+from taskloom.chat import ChatModel
+from taskloom.config import Settings
+from taskloom.errors import BudgetExceededError, InputError, PlanValidationError, describe
+from taskloom.plan import Plan
+from taskloom.workers.dispatch import Dispatcher
+from taskloom.workflows.flow import Flow
+from taskloom.workflows.record import RunRecord, RunStatus
+from taskloom.workflows.runner import OnEvent, new_run_id, run
+from taskloom.workflows.store import RunStore
+from taskloom.workflows.workflow import Workflow
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class GoalRun:
+    """What a goal run needs besides the dispatcher.
+
+    Args:
+        planner: turns the goal into plans.
+        joiner: finishes or replans after each round; None takes the plan's output.
+        router: sends simple requests to the SLM alone; None always plans.
+        llm: the large model that escalated and `kind: llm` steps run on; None: none.
+        budget: shared by all of the above.
+        is_streaming: dispatch steps while the plan streams in.
+    """
+
+    planner: Planner
+    joiner: Joiner | None = None
+    router: Router | None = None
+    llm: ChatModel | None = None
+    budget: Budget = field(default_factory=Budget)
+    is_streaming: bool = True
+
+
+def run_goal(
+    goal: str,
+    inputs: dict[str, Any],
+    agents: GoalRun,
+    *,
+    dispatcher: Dispatcher,
+    settings: Settings,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+    store: RunStore | None = None,
+    run_id: str | None = None,
+    on_event: OnEvent | None = None,
+) -> RunRecord:
+    """Route, plan, run and join a goal; return one record for every round.
+
+    Raises:
+        InputError: the goal is empty.
+        PlanValidationError: the first plan stayed invalid after its repairs.
+        EndpointUnavailableError: the LLM endpoint kept failing.
+    """
+    if not goal.strip():
+        raise InputError("the goal is empty; pass --goal with what the run should achieve")
+    run_id = run_id or new_run_id()
+    started = time.time()
+    escalating = EscalatingDispatcher(
+        dispatcher, llm=agents.llm, budget=agents.budget, settings=settings
+    )
+    ctx = _Rounds(goal, inputs, agents, escalating, settings, checkpointer, on_event, run_id)
+    route = agents.router.route(goal, inputs) if agents.router is not None else None
+    if route is not None and route.target == "slm":
+        ctx.run_plan(direct_plan(goal, inputs), source="router")
+    else:
+        ctx.plan_rounds()
+    record = ctx.record(started, route)
+    record.escalations = list(escalating.escalations)
+    record.budget = agents.budget.summary()
+    if store is not None:
+        store.save(record)
+    log.info("goal_finished", run_id=run_id, status=record.status.value, rounds=len(ctx.rounds))
+    return record
+
+
+class _Rounds:
+    """The rounds of one goal run and the records they produced."""
+
+    def __init__(
+        self,
+        goal: str,
+        inputs: dict[str, Any],
+        agents: GoalRun,
+        dispatcher: Dispatcher,
+        settings: Settings,
+        checkpointer: BaseCheckpointSaver[Any] | None,
+        on_event: OnEvent | None,
+        run_id: str,
+    ) -> None:
+        self.goal, self.inputs, self.agents = goal, inputs, agents
+        self.dispatcher, self.settings = dispatcher, settings
+        self.checkpointer, self.on_event, self.run_id = checkpointer, on_event, run_id
+        self.rounds: list[dict[str, Any]] = []
+        self.records: list[RunRecord] = []
+        self.output: Any = None
+        self.stopped: dict[str, Any] | None = None
+
+    def _round_id(self) -> str:
+        n = len(self.records) + 1
+        return self.run_id if n == 1 else f"{self.run_id}-{n}"
+
+    def run_plan(self, plan: Plan, *, source: str, info: dict[str, Any] | None = None) -> RunRecord:
+        """Run a whole plan as one round."""
+        started = time.perf_counter()
+        record = run(
+            Workflow.from_plan(plan, tools=self.agents.planner.tools),
+            self.inputs,
+            dispatcher=self.dispatcher,
+            settings=self.settings,
+            checkpointer=self.checkpointer,
+            run_id=self._round_id(),
+            target=f"goal ({source})",
+            on_event=self.on_event,
+        )
+        self._keep(record, plan, source, (time.perf_counter() - started) * 1000, info or {})
+        return record
+
+    def run_streamed(self, learned: str | None) -> RunRecord:
+        """Plan with a streamed reply, adding each step to the running flow as it arrives."""
+        started = time.perf_counter()
+        stream = self.agents.planner.stream(self.goal, self.inputs, learned=learned)
+        timing: dict[str, float] = {}
+        holder: dict[str, Plan] = {}
+
+        def streamed_plan(flow: Flow, **_: Any) -> Any:
+            for step in stream:
+                timing.setdefault("first_step_ms", (time.perf_counter() - started) * 1000)
+                flow.add(step)
+            plan = stream.finish()
+            timing["plan_ms"] = (time.perf_counter() - started) * 1000
+            holder["plan"] = plan
+            for step in plan.order():
+                if step.id not in flow.steps:
+                    flow.add(step)
+            return flow.resolve(plan.output, is_wire=True)
+
+        try:
+            record = run(
+                Workflow(streamed_plan, name="goal", tools=self.agents.planner.tools),
+                self.inputs,
+                dispatcher=self.dispatcher,
+                settings=self.settings,
+                checkpointer=self.checkpointer,
+                run_id=self._round_id(),
+                target="goal (streamed plan)",
+                on_event=self.on_event,
+            )
+        except PlanValidationError as e:
+            return self._repair(stream, e, learned)
+        plan = holder.get("plan")
+        if plan is None:  # a step failed before the plan finished streaming
+            plan = _best_effort_plan(stream)
+        record.plan = plan.model_dump(mode="json", exclude_none=True)
+        self._keep(
+            record, plan, "planner (streamed)", (time.perf_counter() - started) * 1000, timing
+        )
+        return record
+
+    def _repair(self, stream: PlanStream, e: PlanValidationError, learned: str | None) -> RunRecord:
+        log.info("streamed_plan_invalid", problems=len(e.problems))
+        plan = self.agents.planner.plan(
+            self.goal, self.inputs, learned=learned, repair_of=(stream.text, e.problems)
+        )
+        info = {"streamed_plan_problems": e.problems}
+        return self.run_plan(plan, source="planner (repaired)", info=info)
+
+    def plan_once(self, learned: str | None) -> RunRecord:
+        """One planning round, streamed or not."""
+        if self.agents.is_streaming:
+            return self.run_streamed(learned)
+        planned_at = time.perf_counter()
+        plan = self.agents.planner.plan(self.goal, self.inputs, learned=learned)
+        info = {"plan_ms": (time.perf_counter() - planned_at) * 1000}
+        return self.run_plan(plan, source="planner", info=info)
+
+    def plan_rounds(self) -> None:
+        """Plan, run and join until the joiner finishes, the replans or the budget run out."""
+        learned: str | None = None
+        for n in range(self.settings.max_replans + 1):
+            try:
+                record = self.plan_once(learned)
+            except BudgetExceededError as e:
+                self.stopped = describe(e)
+                self.rounds.append(
+                    {"round": n + 1, "stopped": {"budget": e.budget, "where": e.where}}
+                )
+                return
+            except PlanValidationError as e:
+                if n == 0:
+                    raise
+                self.rounds.append({"round": n + 1, "error": describe(e)})
+                return
+            joiner = self.agents.joiner
+            if joiner is None:
+                return
+            can_replan = n < self.settings.max_replans
+            steps = [s.model_dump(mode="json") for s in record.steps]
+            try:
+                decision = joiner.join(
+                    self.goal, plan_output=record.output, steps=steps, can_replan=can_replan
+                )
+            except BudgetExceededError as e:
+                self.rounds[-1]["join"] = {"stopped": {"budget": e.budget, "where": e.where}}
+                return
+            self.rounds[-1]["join"] = decision.as_record()
+            if decision.action == "finish":
+                if record.status == RunStatus.DONE:
+                    record.output = decision.answer
+                return
+            learned = _learned(decision.reason, record)
+
+    def _keep(
+        self, record: RunRecord, plan: Plan, source: str, wall_ms: float, info: dict[str, Any]
+    ) -> None:
+        record.plan = plan.model_dump(mode="json", exclude_none=True)
+        self.records.append(record)
+        planner = self.agents.planner
+        self.rounds.append(
+            {
+                "round": len(self.records),
+                "run_id": record.run_id,
+                "source": source,
+                "plan": record.plan,
+                "planner_attempts": planner.attempts if source.startswith("planner") else 0,
+                "fallback": planner.last_fallback if source.startswith("planner") else None,
+                "status": record.status.value,
+                "output": record.output,
+                "error": record.error,
+                "steps": len(record.steps),
+                "wall_ms": round(wall_ms, 2),
+                **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in info.items()},
+            }
+        )
+
+    def record(self, started: float, route: Route | None) -> RunRecord:
+        """One record for the whole goal run: the last round's result, every round's steps."""
+        last = self.records[-1] if self.records else None
+        record = RunRecord(
+            run_id=self.run_id,
+            target="goal",
+            inputs=self.inputs,
+            created_at=started,
+            plan=last.plan if last else None,
+        )
+        for n, r in enumerate(self.records, start=1):
+            for s in r.steps:
+                record.steps.append(s if n == 1 else s.model_copy(update={"id": f"r{n}.{s.id}"}))
+        if last is not None:
+            record.status, record.output, record.error = last.status, last.output, last.error
+        else:
+            record.status = RunStatus.FAILED
+            record.error = self.stopped or {"type": "RunFailedError", "message": "no plan ran"}
+        record.route = route.as_record() if route else None
+        record.rounds = self.rounds
+        record.finished_at = time.time()
+        record.tally()
+        return record
+
+
+def _learned(reason: str, record: RunRecord) -> str:
+    """What the next plan is told: the joiner's reason and the last round's results."""
+    lines = [f"The joiner said: {reason}"]
+    for s in record.steps:
+        value = s.value if s.value is not None else s.error
+        lines.append(f"- step {s.id} ({s.kind}, {s.status.value}): {str(value)[:300]}")
+    return "\n".join(lines)
+
+
+def _best_effort_plan(stream: PlanStream) -> Plan:
+    """The steps that were streamed, as a plan (for the record of a round that failed)."""
+    return Plan(goal=stream.goal, steps=list(stream.yielded.values()), output=None)
+
+
+def summarize(record: RunRecord) -> Mapping[str, Any]:
+    """The goal-specific part of a record, for the CLI's summary line."""
+    spent = (record.budget or {}).get("spent", {})
+    return {
+        "route": (record.route or {}).get("target", "llm"),
+        "rounds": len(record.rounds),
+        "escalations": len(record.escalations),
+        "cost_usd": spent.get("cost_usd", record.totals.cost_usd),
+        "llm_calls": spent.get("llm_calls", 0),
+        "stopped": (record.budget or {}).get("stopped"),
+    }
