@@ -101,8 +101,8 @@ class Broker:
             yield
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise RedisUnavailableError(
-                f"can't reach Redis at {safe_url(self.url)} ({e}); start it, or set "
-                "TASKLOOM_REDIS_URL / --redis-url, then resume the run"
+                f"can't reach Redis at {safe_url(self.url)} ({e}); start it, or point "
+                "TASKLOOM_REDIS_URL / --redis-url at one that runs"
             ) from e
         except redis.AuthenticationError as e:
             raise RedisUnavailableError(
@@ -255,7 +255,7 @@ class Broker:
             (queued steps cancelled, steps still running).
         """
         keys = [key("cancel", run_id), key("jobs", run_id)]
-        queued, running = self.call(lambda: self._cancel(keys=keys, args=[self.ttl_s]))
+        queued, running = self.call(lambda: self._cancel(keys=keys, args=[self.ttl_s, RUN_STEP]))
         return int(queued), int(running)
 
     def is_cancelled(self, run_id: str) -> bool:

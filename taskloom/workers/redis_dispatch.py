@@ -15,7 +15,7 @@ from collections.abc import Callable
 import structlog
 
 from taskloom.config import Settings
-from taskloom.errors import ConfigError, RunCancelledError
+from taskloom.errors import ConfigError, RedisUnavailableError, RunCancelledError
 from taskloom.workers import payload
 from taskloom.workers.broker import Broker
 from taskloom.workers.job import StepJob, StepResult, StepStatus
@@ -63,6 +63,15 @@ class RedisDispatcher:
             RedisUnavailableError: Redis went away while the step was in flight.
         """
         queue = payload.queue_for(job)
+        try:
+            return self._dispatch(job, queue)
+        except RedisUnavailableError as e:
+            raise RedisUnavailableError(
+                f"{e.message}; then resume with: taskloom resume {job.run_id}",
+                run_id=job.run_id,
+            ) from e
+
+    def _dispatch(self, job: StepJob, queue: str) -> StepResult:
         ids = {"run_id": job.run_id, "step_id": job.step_id}
         delay_s = self.settings.retry_backoff_s
         while True:

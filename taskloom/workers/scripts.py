@@ -183,7 +183,7 @@ redis.call('LPUSH', P .. 'wake:' .. origin, '1')
 return 1
 """
 
-# KEYS: cancel, run jobs. ARGV: ttl
+# KEYS: cancel, run jobs. ARGV: ttl, the coordinator's step id
 CANCEL = """
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 local queued, running = 0, 0
@@ -199,7 +199,7 @@ for i = 1, #entries, 2 do
     final_result(id, f, 'cancelled', 'RunCancelledError', 'the run was cancelled',
                  tonumber(ARGV[1]))
     queued = queued + 1
-  elseif f[7] == 'started' then
+  elseif f[7] == 'started' and entries[i] ~= ARGV[2] then  -- steps, not the coordinator
     running = running + 1
   end
 end
