@@ -17,7 +17,7 @@ by the planner (non-streaming, with the problems) and run again.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,12 +27,14 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.agents.joiner import Joiner
+from taskloom.agents.openai_chat import OpenAIChatModel
 from taskloom.agents.planner import Planner, PlanStream
 from taskloom.agents.router import Route, Router, direct_plan
 from taskloom.chat import ChatModel
 from taskloom.config import Settings
 from taskloom.errors import BudgetExceededError, InputError, PlanValidationError, describe
 from taskloom.plan import Plan
+from taskloom.tools import ToolRegistry
 from taskloom.workers.dispatch import Dispatcher
 from taskloom.workflows.flow import Flow
 from taskloom.workflows.record import RunRecord, RunStatus
@@ -314,3 +316,59 @@ def summarize(record: RunRecord) -> Mapping[str, Any]:
         "llm_calls": spent.get("llm_calls", 0),
         "stopped": (record.budget or {}).get("stopped"),
     }
+
+
+def goal_agents(
+    settings: Settings,
+    *,
+    tools: ToolRegistry,
+    slm: Callable[[], ChatModel],
+    is_routed: bool = True,
+    is_streaming: bool = True,
+    max_steps: int | None = None,
+) -> GoalRun:
+    """The planner, joiner, router and budget that `settings` configure.
+
+    With an endpoint (`openai_base_url`) the LLM plans, joins, and runs escalated and
+    `kind: llm` steps, and the router (when `is_routed`) may send simple requests to
+    the SLM. Without one, the local SLM plans, with no joiner and no router.
+
+    Args:
+        settings: endpoint, model, prices, thresholds and budgets.
+        tools: the Python tools plans may call.
+        slm: the small model, created on first use (the router and a local planner).
+        is_routed: let the router send simple requests to the SLM alone.
+        is_streaming: dispatch steps while the plan streams in.
+        max_steps: the step budget for the whole run.
+    """
+    budget = Budget(
+        max_cost_usd=settings.max_cost_usd,
+        max_llm_calls=settings.max_llm_calls,
+        max_steps=max_steps,
+    )
+    llm = OpenAIChatModel.from_settings(settings)
+    if llm is None:
+        log.info("planning_locally", reason="no OPENAI_BASE_URL")
+        planner = Planner(
+            slm(),
+            tools=tools,
+            settings=settings,
+            budget=budget,
+            is_local=True,
+            allow_llm_steps=False,
+        )
+        return GoalRun(planner=planner, budget=budget, is_streaming=is_streaming)
+    planner = Planner(llm, tools=tools, settings=settings, budget=budget)
+    router = (
+        Router(slm(), threshold=settings.route_threshold, settings=settings, budget=budget)
+        if is_routed
+        else None
+    )
+    return GoalRun(
+        planner=planner,
+        joiner=Joiner(llm, settings=settings, budget=budget),
+        router=router,
+        llm=llm,
+        budget=budget,
+        is_streaming=is_streaming,
+    )
