@@ -145,12 +145,14 @@ def parse_inputs(kind: Kind, name: str, raw: dict[str, Any]) -> Any:
         ) from None
 
 
-def check_schema(schema: dict[str, Any], name: str) -> None:
-    """Raise SchemaError unless `schema` is valid JSON Schema."""
+def check_schema(schema: dict[str, Any], name: str) -> Any:
+    """A validator for `schema`; SchemaError unless it is valid JSON Schema."""
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
-        jsonschema.Draft202012Validator.check_schema(schema)
+        cls.check_schema(schema)
     except jsonschema.SchemaError as e:
         raise SchemaError(f"{name} output schema is not valid JSON Schema: {e.message}") from None
+    return cls(schema)
 
 
 def describe_schema(schema: dict[str, Any]) -> str:
@@ -275,7 +277,7 @@ def run_kind(
     """
     inputs = parse_inputs(kind, name, raw_inputs)
     schema = kind.schema(inputs, output)
-    check_schema(schema, name)
+    validator = check_schema(schema, name)
     messages = build_messages(kind, inputs, schema)
     usage = Usage()
     decide = getattr(kind, "decide", None)
@@ -297,7 +299,7 @@ def run_kind(
         usage.add(completion)
         try:
             value = json.loads(completion.text)
-            jsonschema.validate(value, schema)
+            validator.validate(value)
         except (json.JSONDecodeError, jsonschema.ValidationError) as e:
             problem = e.msg if isinstance(e, json.JSONDecodeError) else e.message
             continue
