@@ -69,8 +69,13 @@ class Budget:
         """The limits `settings` set (`max_cost_usd`, `max_llm_calls`)."""
         return cls(max_cost_usd=settings.max_cost_usd, max_llm_calls=settings.max_llm_calls)
 
-    def check_llm(self, where: str) -> None:
+    def check_llm(self, where: str, *, is_reserving: bool = False) -> None:
         """Refuse an LLM call once calls or dollars are used up.
+
+        Args:
+            where: what is about to call, for the record.
+            is_reserving: count the call now (a streamed call, whose cost comes later
+                while other calls may start); pass `is_reserved` to `record_llm` then.
 
         Raises:
             BudgetExceededError: naming the budget and `where`; also kept in `stopped`.
@@ -80,6 +85,8 @@ class Budget:
                 self._stop("max_llm_calls", where, f"{self.llm_calls} LLM calls made")
             if self.max_cost_usd is not None and self.cost_usd >= self.max_cost_usd:
                 self._stop("max_cost_usd", where, f"${self.cost_usd:.6f} spent")
+            if is_reserving:
+                self.llm_calls += 1
 
     def check_steps(self, count: int, where: str) -> None:
         """Refuse `count` more steps when they would pass `max_steps`."""
@@ -101,6 +108,7 @@ class Budget:
         *,
         where: str = "",
         calls: int = 1,
+        is_reserved: bool = False,
     ) -> LLMCall:
         """Count one LLM call (or `calls` summed into `completion`) and its cost."""
         call = LLMCall(
@@ -114,7 +122,7 @@ class Budget:
             calls=calls,
         )
         with self._lock:
-            self.llm_calls += calls
+            self.llm_calls += 0 if is_reserved else calls
             self.cost_usd += call.cost_usd
             self.calls.append(call)
         log.debug("llm_call_recorded", role=role, cost_usd=call.cost_usd, where=where)

@@ -227,7 +227,8 @@ class Planner:
             BudgetExceededError, EndpointUnavailableError: as for `plan`.
         """
         max_steps = self._start(goal)
-        self.budget.check_llm("planning")
+        # Counted now: steps (and their LLM calls) start before the stream ends.
+        self.budget.check_llm("planning", is_reserving=True)
         messages = self.messages(goal, inputs, learned)
         schema = plan_schema(self.kinds, max_steps=max_steps)
         stream = getattr(self.model, "stream", None)
@@ -283,7 +284,12 @@ class PlanStream:
             planner = self.planner
             planner.attempts += 1
             planner.budget.record_llm(
-                "planner", planner.model, completion, planner.settings, where="plan (streamed)"
+                "planner",
+                planner.model,
+                completion,
+                planner.settings,
+                where="plan (streamed)",
+                is_reserved=True,
             )
 
     def _accept(self, raw: Any) -> Step | None:
