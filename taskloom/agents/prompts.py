@@ -57,6 +57,19 @@ EXAMPLE_PLAN: dict[str, Any] = {
 }
 
 
+def example_plan(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The example plan, written against this run's own first input.
+
+    Small models copy the example closely; pointing it at an input that exists makes
+    a copied plan one that validates.
+    """
+    name = next((k for k, v in inputs.items() if isinstance(v, str)), next(iter(inputs), None))
+    text = json.dumps(EXAMPLE_PLAN)
+    if name is None:
+        return dict(json.loads(text.replace('"$input.email"', '"the text to work on"')))
+    return dict(json.loads(text.replace("$input.email", f"$input.{name}")))
+
+
 def plan_schema(kinds: Sequence[str], *, max_steps: int) -> dict[str, Any]:
     """The JSON schema a plan reply is constrained to: the Plan format, narrowed.
 
@@ -135,7 +148,7 @@ def planner_messages(
         f"Kinds:\n{kind_lines}\n\nRegistered tools:\n{tool_lines}\n\n"
         '"output" is the run\'s result: any JSON with references.\n'
         f"Use at most {max_steps} steps. Reply with the JSON plan only.\n\n"
-        f"Example:\n{json.dumps(EXAMPLE_PLAN)}"
+        f"Example:\n{json.dumps(example_plan(inputs))}"
     )
     user = f"Goal: {goal}\nInputs:\n{summarize_inputs(inputs)}"
     if learned:

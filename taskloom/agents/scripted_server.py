@@ -119,7 +119,9 @@ class ScriptedServer:
 
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._http.daemon_threads = True
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         log.debug("scripted_server_started", url=self.url)
         return self
@@ -216,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _usage(body: dict[str, Any], reply: Reply) -> dict[str, int]:
-    prompt = sum(len(str(m.get("content", ""))) // 4 for m in body.get("messages", []))
+    prompt = max(1, sum(len(str(m.get("content", ""))) // 4 for m in body.get("messages", [])))
     completion = len(tokens_of(reply.content))
     return {
         "prompt_tokens": prompt,
