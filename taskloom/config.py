@@ -96,6 +96,10 @@ class Settings(BaseModel):
         """The SQLite file that holds local runs: LangGraph checkpoints and run records."""
         return self.home / "runs.sqlite"
 
+    def usd_per_mtok(self, model: str) -> float:
+        """The SLM price per million tokens of `model` (the default when not listed)."""
+        return self.model_usd_per_mtok.get(model, self.slm_usd_per_mtok)
+
 
 def key(*parts: str) -> str:
     """A Redis key under taskloom's prefix, e.g. `key("result", run_id, step_id)`."""

@@ -67,7 +67,7 @@ def execute(
     finished = time.time()
     u = outcome.usage
     tokens = u.prompt_tokens + u.completion_tokens
-    price = settings.slm_usd_per_mtok if job.kind in SLM_KINDS else 0.0
+    price = settings.usd_per_mtok(u.model) if job.kind in SLM_KINDS else 0.0
     return StepResult(
         **base,
         status=StepStatus.DONE,
