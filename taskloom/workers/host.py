@@ -37,6 +37,8 @@ log = structlog.get_logger(__name__)
 
 GGUF_MAGIC = b"GGUF"
 N_BATCH = 512
+NO_REPEAT_NGRAM = 8
+"""Greedy decoding of a small model loops; no run of this many tokens is generated twice."""
 
 
 def default_model_path() -> Path:
@@ -228,6 +230,7 @@ class ModelHost:
                     grammar=grammar,
                     is_done=_json_done if schema is not None else None,
                     grammar_first=grammar_first,
+                    no_repeat_ngram=NO_REPEAT_NGRAM,
                 )
             finally:
                 if grammar is not None:

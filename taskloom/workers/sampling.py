@@ -197,6 +197,7 @@ class Decoder:
         is_done: Callable[[bytes], bool] | None = None,
         rng: np.random.Generator | None = None,
         grammar_first: bool = False,
+        no_repeat_ngram: int = 0,
     ) -> Generated:
         """Generate after `prompt` until an end-of-generation token or `max_tokens`.
 
@@ -205,6 +206,8 @@ class Decoder:
             is_done: stop early once this returns True for the bytes so far.
             grammar_first: mask the whole vocabulary before every pick, as stock
                 grammar sampling does (slow; for tests and benchmarks).
+            no_repeat_ngram: with n > 0, never generate the same n tokens twice (unless
+                the grammar allows nothing else); this stops greedy decoding's loops.
         """
         evaluated = self.evaluate(prompt)
         rng = rng if rng is not None else np.random.default_rng(0)
@@ -212,8 +215,15 @@ class Decoder:
         text = b""
         rejected = full_masks = 0
         budget = min(max_tokens, self.n_ctx - len(self.tokens))
+        followers: dict[tuple[int, ...], set[int]] = {}
+        n = no_repeat_ngram
         for _ in range(budget):
             logits = self.logits()
+            banned = followers.get(tuple(out[-(n - 1) :])) if n and len(out) >= n - 1 else None
+            if banned:
+                ids = np.fromiter(banned, dtype=np.intc)
+                saved = logits[ids].copy()
+                logits[ids] = -np.inf
             if grammar is not None and grammar_first:
                 masked = self._all.apply(grammar, self._all_ids, logits)
                 token = int(self._all_ids[int(np.argmax(masked))])
@@ -227,11 +237,19 @@ class Decoder:
                 )
                 if not np.isfinite(allowed[0]):
                     rejected += 1
-                    token, is_full = self._pick_allowed(grammar, logits, temperature, rng)
+                    try:
+                        token, is_full = self._pick_allowed(grammar, logits, temperature, rng)
+                    except RuntimeError:
+                        if not banned:
+                            raise
+                        logits[ids] = saved  # the grammar allows only a repeat here
+                        token, is_full = self._pick_allowed(grammar, logits, temperature, rng)
                     full_masks += is_full
                 llama_cpp.llama_sampler_accept(grammar, token)
             if self.is_eog(token):
                 break
+            if n and len(out) >= n - 1:
+                followers.setdefault(tuple(out[len(out) - n + 1 :]), set()).add(token)
             out.append(token)
             text += self.piece(token)
             if is_done is not None and is_done(text):
