@@ -140,16 +140,18 @@ def test_a_failed_step_fails_the_run_and_keeps_every_other_result() -> None:
 
 
 def test_output_validation_failure_carries_the_raw_output() -> None:
-    @workflow
-    def pick(flow: Flow) -> Any:
-        return flow.classify("text", labels=["a", "b"])
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
 
-    model = ScriptedChatModel(respond=lambda m, s: '{"label": "c"}')
-    record = run_inline(pick, {}, model)
+    @workflow
+    def count(flow: Flow) -> Any:
+        return flow.extract("three apples", output=schema)
+
+    model = ScriptedChatModel(respond=lambda m, s: '{"n": "three"}')
+    record = run_inline(count, {}, model)
     step = record.steps[0]
     assert record.status == RunStatus.FAILED
     assert step.attempts == 1  # not retried as a crash: the re-asks happened inside the kind
-    assert step.error is not None and step.error["raw_output"] == '{"label": "c"}'
+    assert step.error is not None and step.error["raw_output"] == '{"n": "three"}'
     assert len(model.calls) == 3  # the first ask and two re-asks
 
 
