@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from hashlib import sha1
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,8 +34,10 @@ RUN_STEP = "_run"  # the step id a submitted run's coordinator job is filed unde
 
 def rq_time(at: float | None = None) -> str:
     """A timestamp in RQ's format (UTC, microseconds, trailing Z)."""
-    moment = datetime.fromtimestamp(time.time() if at is None else at, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    at = time.time() if at is None else at
+    whole = int(at)
+    micros = min(999_999, int((at - whole) * 1_000_000))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
 
 
 def safe_url(url: str) -> str:
@@ -84,13 +86,8 @@ class Broker:
             )
         except ValueError as e:
             raise ConfigError(f"Redis URL {safe_url(url)!r} is not valid: {e}") from None
-        self._enqueue = self.redis.register_script(scripts.script(scripts.ENQUEUE))
-        self._claim = self.redis.register_script(scripts.script(scripts.CLAIM))
-        self._finish = self.redis.register_script(scripts.script(scripts.FINISH))
-        self._heartbeat = self.redis.register_script(scripts.script(scripts.HEARTBEAT))
-        self._reject = self.redis.register_script(scripts.script(scripts.REJECT))
-        self._requeue = self.redis.register_script(scripts.script(scripts.REQUEUE))
-        self._cancel = self.redis.register_script(scripts.script(scripts.CANCEL))
+        self._sources = {name: scripts.script(body) for name, body in scripts.ALL.items()}
+        self._shas = {name: sha1(src.encode()).hexdigest() for name, src in self._sources.items()}
 
     # -- errors -----------------------------------------------------------------------
 
@@ -110,9 +107,56 @@ class Broker:
             ) from e
 
     def call(self, fn: Callable[[], T]) -> T:
-        """Run one Redis operation with connection failures mapped to our error."""
+        """Run Redis operations, loading our scripts if the server lost them (a restart)."""
         with self.reachable():
-            return fn()
+            try:
+                return fn()
+            except redis.exceptions.NoScriptError:
+                self._load_scripts()
+                return fn()
+
+    def _load_scripts(self) -> None:
+        with self.redis.pipeline(transaction=False) as p:
+            for source in self._sources.values():
+                p.script_load(source)
+            p.execute()
+
+    def _script(self, client: Any, name: str, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA one of our scripts; on a pipeline, queue it (no SCRIPT EXISTS trip)."""
+        return client.evalsha(self._shas[name], len(keys), *keys, *args)
+
+    def _cmd(self, name: str, args: list[Any]) -> tuple[Any, ...]:
+        """An EVALSHA of one of our key-less hot-path scripts."""
+        return ("EVALSHA", self._shas[name], 0, *args)
+
+    def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send commands in one round trip on a pooled connection; replies in order.
+
+        This skips redis-py's client and pipeline layers, which cost more CPU than the
+        whole Lua script on the hot path. A broken connection is retried twice (an
+        enqueue sent twice is a duplicate delivery, which the exactly-once merge absorbs).
+        """
+        pool = self.redis.connection_pool
+        with self.reachable():
+            for attempt in range(3):
+                conn: Any = pool.get_connection()
+                try:
+                    conn.send_packed_command(conn.pack_commands(commands))
+                    return [conn.read_response() for _ in commands]
+                except redis.exceptions.NoScriptError:
+                    conn.disconnect()  # replies may still be pending on it
+                    self._load_scripts()
+                except (redis.ConnectionError, redis.TimeoutError):
+                    conn.disconnect()
+                    if attempt == 2:
+                        raise
+                    time.sleep(0.05 * 4**attempt)
+                except BaseException:
+                    conn.disconnect()
+                    raise
+                finally:
+                    pool.release(conn)
+            raise redis.ConnectionError("Redis keeps losing our scripts")
 
     def ping(self) -> None:
         """Check that Redis answers."""
@@ -121,60 +165,61 @@ class Broker:
     # -- jobs -------------------------------------------------------------------------
 
     def enqueue(
-        self, *, queue: str, data: str, run_id: str, step_id: str, description: str
-    ) -> tuple[str, str, bytes | None]:
+        self,
+        *,
+        queue: str,
+        data: str,
+        run_id: str,
+        step_id: str,
+        description: str,
+        wait_s: float = 0.0,
+    ) -> tuple[str, str, bytes | None, dict[str, Any] | None]:
         """Queue a job unless the step already has a final `done` result.
 
+        With `wait_s`, a BLPOP on the step's notify list rides in the same round trip,
+        so a fast step's result comes back with the enqueue's reply.
+
         Returns:
-            (job_id, state, result): state is `queued`, `done` (result holds the stored
-            StepResult JSON) or `cancelled` (the run was cancelled).
+            (job_id, state, result, message): state is `queued`, `done` (result holds the
+            stored StepResult JSON) or `cancelled`; message is what the BLPOP got.
         """
         job_id = uuid.uuid4().hex
-        keys = [
-            key("result", run_id, step_id),
-            key("cancel", run_id),
-            f"rq:job:{job_id}",
-            f"rq:queue:{queue}",
-            key("wake", queue),
-            "rq:queues",
-            key("jobs", run_id),
-            key("notify", run_id, step_id),
-        ]
-        args: list[Any] = [job_id, data, rq_time(), queue, step_id, self.ttl_s, description, run_id]
-        state, result = self.call(lambda: self._enqueue(keys=keys, args=args))
-        return job_id, state.decode(), (result or None)
+        args: list[Any] = [job_id, data, rq_time(), queue, run_id, step_id, self.ttl_s, description]
+        notify = key("notify", run_id, step_id)
+
+        commands = [self._cmd("enqueue", args)]
+        if wait_s > 0:
+            commands.append(("BLPOP", notify, wait_s))
+        replies = self._send(commands)
+        state, result = replies[0]
+        got = replies[1] if wait_s > 0 else None
+        message = None if got is None else dict(json.loads(got[1]))
+        return job_id, state.decode(), (result or None), message
 
     def wait_notify(self, run_id: str, step_id: str, *, timeout_s: float) -> dict[str, Any] | None:
         """The next message about a step (`{job_id, final, result}`), or None on timeout."""
         got = self.call(lambda: self.redis.blpop([key("notify", run_id, step_id)], timeout_s))
         return None if got is None else dict(json.loads(got[1]))
 
-    def wait_token(self, queues: list[str], *, timeout_s: float) -> int:
-        """Block until a job may be waiting; the 1-based index of its queue, or 0."""
-        wake = [key("wake", q) for q in queues]
-        got: Any = self.call(lambda: self.redis.blpop(wake, timeout_s))
-        return 0 if got is None else wake.index(got[0].decode()) + 1
-
-    def claim(self, queues: list[str], *, worker: str, token: int = 0) -> Claim | None:
-        """Pop the next job from the first non-empty queue and lease it to `worker`."""
-        keys = [key("leases")]
-        for q in queues:
-            keys += [f"rq:queue:{q}", key("wake", q)]
+    def _claim_args(self, queues: list[str], worker: str) -> list[Any]:
         deadline_ms = int((time.time() + self.settings.lease_s) * 1000)
-        args: list[Any] = [worker, deadline_ms, rq_time(), token, len(queues), self.ttl_s]
-        got = self.call(lambda: self._claim(keys=keys, args=args))
-        if not got:
-            return None
-        job_id, data, queue, run_id, step_id, deliveries, state = got
-        return Claim(
-            job_id=job_id.decode(),
-            data=data,
-            queue=queue.decode(),
-            run_id=run_id.decode(),
-            step_id=step_id.decode(),
-            deliveries=int(deliveries),
-            state=state.decode(),
-        )
+        return [worker, deadline_ms, rq_time(), self.ttl_s, *queues]
+
+    def claim(self, queues: list[str], *, worker: str) -> Claim | None:
+        """Pop the next job from the first non-empty queue and lease it to `worker`."""
+        args = self._claim_args(queues, worker)
+        return _claim(self._send([self._cmd("claim", args)])[0])
+
+    def wait_and_claim(self, queues: list[str], *, worker: str, timeout_s: float) -> Claim | None:
+        """Block until a job may be waiting (a wake token), then claim, in one round trip.
+
+        The claim is pipelined behind the BLPOP, so Redis runs it the moment the token
+        arrives; if the worker dies in between, the job is still leased or queued.
+        """
+        args = self._claim_args(queues, worker)
+        wake = [key("wake", q) for q in queues]
+
+        return _claim(self._send([("BLPOP", *wake, timeout_s), self._cmd("claim", args)])[1])
 
     def finish(
         self,
@@ -184,46 +229,46 @@ class Broker:
         is_final: bool,
         job_status: str,
         dead: dict[str, Any] | None = None,
-    ) -> bool:
+        claim_next: list[str] | None = None,
+        worker: str = "",
+    ) -> tuple[bool, Claim | None]:
         """Record an attempt's outcome and wake the waiter; a final result is kept once.
 
+        With `claim_next` (queues), the worker's next claim rides in the same round trip.
+
         Returns:
-            True if this call wrote the step's result (the first final write wins).
+            (whether this call wrote the step's result, the next claim if asked for).
         """
-        run_id, step_id = claim.run_id, claim.step_id
-        keys = [
-            f"rq:job:{claim.job_id}",
-            key("leases"),
-            key("result", run_id, step_id),
-            key("notify", run_id, step_id),
-            key("merges", run_id),
-            key("dead", run_id),
-            f"rq:failed:{claim.queue}",
-        ]
         now = time.time()
         args: list[Any] = [
             claim.job_id,
             "1" if is_final else "0",
             result_json,
             self.ttl_s,
-            step_id,
+            claim.run_id,
+            claim.step_id,
             job_status,
             rq_time(now),
             int(now),
             json.dumps({"job_id": claim.job_id, **dead}) if dead else "",
+            claim.queue,
         ]
-        return bool(self.call(lambda: self._finish(keys=keys, args=args)))
+        if claim_next is None:
+            return bool(self._send([self._cmd("finish", args)])[0]), None
+        cargs = self._claim_args(claim_next, worker)
+        won, got = self._send([self._cmd("finish", args), self._cmd("claim", cargs)])
+        return bool(won), _claim(got)
 
     def reject(self, job_id: str, *, error: str, message: str) -> None:
         """Dead-letter a job that must not run; its step (if known) fails with `message`."""
         keys = [f"rq:job:{job_id}", key("leases")]
         args: list[Any] = [job_id, error, message, int(time.time()), self.ttl_s]
-        self.call(lambda: self._reject(keys=keys, args=args))
+        self.call(lambda: self._script(self.redis, "reject", keys, args))
 
     def requeue(self, job_id: str) -> None:
         """Put a leased job back at the front of its queue (a worker draining)."""
         keys = [f"rq:job:{job_id}", key("leases")]
-        self.call(lambda: self._requeue(keys=keys, args=[job_id]))
+        self.call(lambda: self._script(self.redis, "requeue", keys, [job_id]))
 
     def heartbeat(self, worker_key: str, job_ids: list[str]) -> tuple[bool, int, int]:
         """Extend the leases of running jobs, and re-queue jobs whose lease ran out.
@@ -244,7 +289,7 @@ class Broker:
             *job_ids,
         ]
         alive, requeued, dead = self.call(
-            lambda: self._heartbeat(keys=[key("leases"), worker_key], args=args)
+            lambda: self._script(self.redis, "heartbeat", [key("leases"), worker_key], args)
         )
         return bool(alive), int(requeued), int(dead)
 
@@ -255,7 +300,9 @@ class Broker:
             (queued steps cancelled, steps still running).
         """
         keys = [key("cancel", run_id), key("jobs", run_id)]
-        queued, running = self.call(lambda: self._cancel(keys=keys, args=[self.ttl_s, RUN_STEP]))
+        queued, running = self.call(
+            lambda: self._script(self.redis, "cancel", keys, [self.ttl_s, RUN_STEP])
+        )
         return int(queued), int(running)
 
     def is_cancelled(self, run_id: str) -> bool:
@@ -330,3 +377,18 @@ class Broker:
                 data = {k.decode(): v.decode() for k, v in row.items()}
                 workers.append({"name": name.removeprefix("rq:worker:"), **data})
         return workers
+
+
+def _claim(got: Any) -> Claim | None:
+    if not got:
+        return None
+    job_id, data, queue, run_id, step_id, deliveries, state = got
+    return Claim(
+        job_id=job_id.decode(),
+        data=data,
+        queue=queue.decode(),
+        run_id=run_id.decode(),
+        step_id=step_id.decode(),
+        deliveries=int(deliveries),
+        state=state.decode(),
+    )

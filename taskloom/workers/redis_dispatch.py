@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -82,12 +83,13 @@ class RedisDispatcher:
                 max_attempts=self.settings.max_attempts,
                 secret=self.settings.secret,
             )
-            job_id, state, stored = self.broker.enqueue(
+            job_id, state, stored, msg = self.broker.enqueue(
                 queue=queue,
                 data=data,
                 run_id=job.run_id,
                 step_id=job.step_id,
                 description=f"{job.kind} step {job.step_id} of run {job.run_id}",
+                wait_s=self.wait_s,
             )
             if state == "done" and stored is not None:
                 log.debug("step_result_reused", **ids)
@@ -95,7 +97,7 @@ class RedisDispatcher:
             if state == "cancelled":
                 raise RunCancelledError("the run was cancelled", **ids)
             log.debug("step_enqueued", queue=queue, job_id=job_id, attempt=job.attempt, **ids)
-            result, is_final = self._await(job, job_id)
+            result, is_final = self._await(job, job_id, msg)
             if result.status == StepStatus.CANCELLED:
                 raise RunCancelledError("the run was cancelled", **ids)
             if is_final:
@@ -105,13 +107,18 @@ class RedisDispatcher:
             delay_s *= 2
             job = job.model_copy(update={"attempt": job.attempt + 1})
 
-    def _await(self, job: StepJob, job_id: str) -> tuple[StepResult, bool]:
+    def _await(
+        self, job: StepJob, job_id: str, msg: dict[str, Any] | None
+    ) -> tuple[StepResult, bool]:
         """The first message that settles this attempt: a final result, or our failure."""
         while True:
-            msg = self.broker.wait_notify(job.run_id, job.step_id, timeout_s=self.wait_s)
             if msg is None:
                 if self.health is not None:
                     self.health()
+                msg = self.broker.wait_notify(job.run_id, job.step_id, timeout_s=self.wait_s)
+                continue
+            if "result" not in msg:  # a cancellation notice
+                msg = None
                 continue
             result = StepResult.model_validate(msg["result"])
             is_final = bool(msg.get("final"))
@@ -119,6 +126,7 @@ class RedisDispatcher:
             # must be about this attempt (older messages are left over from duplicates).
             if result.status == StepStatus.DONE or msg.get("job_id") == job_id:
                 return result, is_final or result.status == StepStatus.DONE
+            msg = None
 
     def close(self) -> None:
         """Release the connection pool."""

@@ -47,90 +47,116 @@ local function dead_letter(id, etype, message, now, ttl)
 end
 """
 
-# KEYS: result, cancel, job, queue, wake, rq:queues, run jobs, notify
-# ARGV: job_id, data, now_str, origin, step_id, ttl, description, run_id
+# Hot-path scripts take no KEYS: they build key names from ids, which keeps the
+# command short (it is packed and parsed on every step).
+# ARGV: job_id, data, now_str, queue, run_id, step_id, ttl, description
 ENQUEUE = """
-local r = redis.call('GET', KEYS[1])
+local id, q, run, step, ttl = ARGV[1], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local rk, nk = P .. 'result:' .. run .. ':' .. step, P .. 'notify:' .. run .. ':' .. step
+local ck, job, qk = P .. 'cancel:' .. run, 'rq:job:' .. id, 'rq:queue:' .. q
+local r = redis.call('GET', rk)
 if r then
   local ok, v = pcall(cjson.decode, r)
-  if ok and type(v) == 'table' and v['status'] == 'done' then return {'done', r} end
-  redis.call('DEL', KEYS[1], KEYS[8])  -- a failed or cancelled step runs again
+  if ok and type(v) == 'table' and v['status'] == 'done' then
+    -- wake the caller's pipelined BLPOP at once
+    redis.call('RPUSH', nk, '{"job_id":"' .. id .. '","final":true,"result":' .. r .. '}')
+    redis.call('EXPIRE', nk, ttl)
+    return {'done', r}
+  end
+  redis.call('DEL', rk, nk)  -- a failed or cancelled step runs again
 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {'cancelled', ''} end
-redis.call('HSET', KEYS[3], 'data', ARGV[2], 'created_at', ARGV[3], 'enqueued_at', ARGV[3],
-  'origin', ARGV[4], 'status', 'queued', 'description', ARGV[7], 'result_ttl', ARGV[6],
-  'run_id', ARGV[8], 'step_id', ARGV[5], 'deliveries', '0', 'result_key', KEYS[1],
-  'notify_key', KEYS[8], 'cancel_key', KEYS[2])
-redis.call('EXPIRE', KEYS[3], ARGV[6])
-redis.call('RPUSH', KEYS[4], ARGV[1])
-redis.call('RPUSH', KEYS[5], '1')
-redis.call('SADD', KEYS[6], KEYS[4])
-redis.call('HSET', KEYS[7], ARGV[5], ARGV[1])
-redis.call('EXPIRE', KEYS[7], ARGV[6])
+if redis.call('EXISTS', ck) == 1 then
+  redis.call('RPUSH', nk, '{"job_id":"' .. id .. '","final":true,"cancelled":true}')
+  redis.call('EXPIRE', nk, ttl)
+  return {'cancelled', ''}
+end
+redis.call('HSET', job, 'data', ARGV[2], 'created_at', ARGV[3], 'enqueued_at', ARGV[3],
+  'origin', q, 'status', 'queued', 'description', ARGV[8], 'result_ttl', ttl,
+  'run_id', run, 'step_id', step, 'deliveries', '0', 'result_key', rk,
+  'notify_key', nk, 'cancel_key', ck)
+redis.call('EXPIRE', job, ttl)
+redis.call('RPUSH', qk, id)
+redis.call('RPUSH', P .. 'wake:' .. q, '1')
+redis.call('SADD', 'rq:queues', qk)
+redis.call('HSET', P .. 'jobs:' .. run, step, id)
+redis.call('EXPIRE', P .. 'jobs:' .. run, ttl)
 return {'queued', ''}
 """
 
-# KEYS: leases, then (queue, wake) per queue in priority order
-# ARGV: worker, deadline_ms, now_str, token queue index (0: none), queue count, ttl
-# Wake tokens mirror queue lengths so an idle worker can block on them (BLPOP) while
-# the pop of the job itself stays atomic with its lease.
+# ARGV: worker, deadline_ms, now_str, ttl, queue names in priority order...
+# Wake tokens let idle workers block (BLPOP) while the pop of the job itself stays
+# atomic with its lease. Whichever token a worker consumed, the script then sets each
+# of its wake lists to the length of its queue, so tokens never drift from jobs.
 CLAIM = """
-local owed = tonumber(ARGV[4])
-for i = 1, tonumber(ARGV[5]) do
+local leases = P .. 'leases'
+local function sync()
+  for i = 5, #ARGV do
+    local q, w = 'rq:queue:' .. ARGV[i], P .. 'wake:' .. ARGV[i]
+    local want, have = redis.call('LLEN', q), redis.call('LLEN', w)
+    if have > want then
+      if want == 0 then redis.call('DEL', w) else redis.call('LTRIM', w, 0, want - 1) end
+    elseif want > have then
+      for _ = 1, math.min(want - have, 100) do redis.call('RPUSH', w, '1') end
+    end
+  end
+end
+for i = 5, #ARGV do
   while true do
-    local id = redis.call('LPOP', KEYS[2 * i])
+    local id = redis.call('LPOP', 'rq:queue:' .. ARGV[i])
     if not id then break end
-    if owed == i then owed = 0 else redis.call('LPOP', KEYS[2 * i + 1]) end
     local job = 'rq:job:' .. id
     local f = redis.call('HMGET', job, 'data', 'origin', 'run_id', 'step_id', 'deliveries',
                          'result_key', 'notify_key', 'cancel_key')
     if f[1] then
-      if owed > 0 then redis.call('RPUSH', KEYS[2 * owed + 1], '1') end
+      sync()
       local r = f[6] and redis.call('GET', f[6])
       if r then  -- a duplicate delivery: answer with the merged result, don't run it
         redis.call('HSET', job, 'status', 'finished', 'ended_at', ARGV[3])
         redis.call('RPUSH', f[7], '{"job_id":"' .. id .. '","final":true,"result":' .. r .. '}')
-        redis.call('EXPIRE', f[7], ARGV[6])
+        redis.call('EXPIRE', f[7], ARGV[4])
         return {id, '', f[2], f[3] or '', f[4] or '', f[5] or '0', 'duplicate'}
       end
       local state = 'run'
       if f[8] and redis.call('EXISTS', f[8]) == 1 then state = 'cancelled' end
       redis.call('HSET', job, 'status', 'started', 'worker_name', ARGV[1],
                  'started_at', ARGV[3], 'last_heartbeat', ARGV[3])
-      redis.call('ZADD', KEYS[1], ARGV[2], id)
+      redis.call('ZADD', leases, ARGV[2], id)
       return {id, f[1], f[2], f[3] or '', f[4] or '', f[5] or '0', state}
     end
   end
 end
+sync()
 return false
 """
 
-# KEYS: job, leases, result, notify, merges, run dead-letters, rq failed registry
-# ARGV: job_id, final (1/0), result json, ttl, step_id, job status, now_str, now, dead json
+# ARGV: job_id, final (1/0), result json, ttl, run_id, step_id, job status, now_str, now,
+#       dead-letter json ('' if none), queue
 FINISH = """
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[1], 'status', ARGV[6], 'ended_at', ARGV[7])
+local id, ttl, run, step = ARGV[1], ARGV[4], ARGV[5], ARGV[6]
+local rk, nk = P .. 'result:' .. run .. ':' .. step, P .. 'notify:' .. run .. ':' .. step
+redis.call('ZREM', P .. 'leases', id)
+redis.call('HSET', 'rq:job:' .. id, 'status', ARGV[7], 'ended_at', ARGV[8])
 local value, won = ARGV[3], 0
 if ARGV[2] == '1' then
-  if redis.call('SET', KEYS[3], ARGV[3], 'NX', 'EX', ARGV[4]) then
+  if redis.call('SET', rk, ARGV[3], 'NX', 'EX', ttl) then
     won = 1
-    redis.call('HINCRBY', KEYS[5], ARGV[5], 1)
-    redis.call('EXPIRE', KEYS[5], ARGV[4])
-    if ARGV[9] ~= '' then
-      redis.call('ZADD', P .. 'dead', ARGV[8], ARGV[1])
-      redis.call('HSET', KEYS[6], ARGV[5], ARGV[9])
-      redis.call('EXPIRE', KEYS[6], ARGV[4])
-      redis.call('ZADD', KEYS[7], ARGV[8] + ARGV[4], ARGV[1])
+    redis.call('HINCRBY', P .. 'merges:' .. run, step, 1)
+    redis.call('EXPIRE', P .. 'merges:' .. run, ttl)
+    if ARGV[10] ~= '' then
+      redis.call('ZADD', P .. 'dead', ARGV[9], id)
+      redis.call('HSET', P .. 'dead:' .. run, step, ARGV[10])
+      redis.call('EXPIRE', P .. 'dead:' .. run, ttl)
+      redis.call('ZADD', 'rq:failed:' .. ARGV[11], ARGV[9] + ttl, id)
     end
   else
-    value = redis.call('GET', KEYS[3]) or value
+    value = redis.call('GET', rk) or value
   end
 end
 local final = 'false'
 if ARGV[2] == '1' then final = 'true' end
-redis.call('RPUSH', KEYS[4], '{"job_id":"' .. ARGV[1] .. '","final":' .. final ..
-  ',"result":' .. value .. '}')
-redis.call('EXPIRE', KEYS[4], ARGV[4])
+redis.call('RPUSH', nk,
+  '{"job_id":"' .. id .. '","final":' .. final .. ',"result":' .. value .. '}')
+redis.call('EXPIRE', nk, ttl)
 return won
 """
 
@@ -210,3 +236,14 @@ return {queued, running}
 def script(body: str) -> str:
     """A script with the shared prelude, under taskloom's key prefix."""
     return _PRELUDE % {"prefix": key("")} + body
+
+
+ALL = {
+    "enqueue": ENQUEUE,
+    "claim": CLAIM,
+    "finish": FINISH,
+    "heartbeat": HEARTBEAT,
+    "reject": REJECT,
+    "requeue": REQUEUE,
+    "cancel": CANCEL,
+}

@@ -186,9 +186,10 @@ class Worker:
 
     def _loop(self) -> None:
         backoff_s = 0.1
+        claim: Claim | None = None
         while not self._stopping.is_set():
             try:
-                claim = self._next()
+                claim = claim or self._next()
                 backoff_s = 0.1
             except RedisUnavailableError as e:
                 log.warning("redis_unavailable", worker=self.name, error=str(e))
@@ -199,21 +200,23 @@ class Worker:
                 if self.is_burst and not self._running:
                     return
                 continue
+            if self._stopping.is_set():  # claimed while a SIGTERM arrived: put it back
+                self._retry_redis(lambda c=claim: self.broker.requeue(c.job_id))  # type: ignore[misc]
+                return
             if self.concurrency == 1:
-                self._handle(claim)
+                claim = self._handle(claim)  # the next job rides on this one's finish
             else:
                 threading.Thread(target=self._handle, args=(claim,), daemon=True).start()
+                claim = None
 
     def _next(self) -> Claim | None:
-        """The next job: try to claim at once, else block on the queues' wake tokens."""
+        """The next job: claim at once, else block on the queues' wake tokens and claim."""
         if self.concurrency > 1 and not self._slots.acquire(timeout=1.0):
             return None
         try:
             claim = self.broker.claim(self.queues, worker=self.name)
             if claim is None and not self.is_burst:
-                token = self.broker.wait_token(self.queues, timeout_s=1.0)
-                if not self._stopping.is_set():
-                    claim = self.broker.claim(self.queues, worker=self.name, token=token)
+                claim = self.broker.wait_and_claim(self.queues, worker=self.name, timeout_s=1.0)
         except BaseException:
             if self.concurrency > 1:
                 self._slots.release()
@@ -237,12 +240,13 @@ class Worker:
 
     # -- one job ----------------------------------------------------------------------
 
-    def _handle(self, claim: Claim) -> None:
+    def _handle(self, claim: Claim) -> Claim | None:
+        """Run one job; returns the next claim when it came back with this one's finish."""
         ids = {"run_id": claim.run_id, "step_id": claim.step_id, "job_id": claim.job_id}
         try:
             if claim.state == "duplicate":
                 log.info("job_duplicate_skipped", **ids)
-                return
+                return None
             try:
                 envelope = payload.decode(claim.data, secret=self.settings.secret)
                 handler = self.handlers.get(envelope.kind)
@@ -259,16 +263,15 @@ class Worker:
                         claim.job_id, error="JobRejectedError", message=reason
                     )
                 )
-                return
+                return None
             if claim.state == "cancelled":
-                self._cancelled(claim, envelope)
-                return
-            self._execute(claim, envelope, handler)
+                return self._cancelled(claim, envelope)
+            return self._execute(claim, envelope, handler)
         finally:
             if self.concurrency > 1:
                 self._slots.release()
 
-    def _execute(self, claim: Claim, envelope: payload.Envelope, handler: Handler) -> None:
+    def _execute(self, claim: Claim, envelope: payload.Envelope, handler: Handler) -> Claim | None:
         with self._lock:
             self._running[claim.job_id] = claim
         try:
@@ -279,15 +282,14 @@ class Worker:
                 self._interruptible = False
         except _Interrupted as stop:
             if stop.reason == "cancel":
-                self._cancelled(claim, envelope)
-            else:
-                self._retry_redis(lambda: self.broker.requeue(claim.job_id))
-                log.info("job_requeued", run_id=claim.run_id, step_id=claim.step_id)
-            return
+                return self._cancelled(claim, envelope)
+            self._retry_redis(lambda: self.broker.requeue(claim.job_id))
+            log.info("job_requeued", run_id=claim.run_id, step_id=claim.step_id)
+            return None
         except RedisUnavailableError as e:
             # Leave the job leased: once Redis is back its lease runs out and it is re-queued.
             log.warning("job_abandoned", run_id=claim.run_id, step_id=claim.step_id, error=str(e))
-            return
+            return None
         except Exception as e:  # a handler bug: fail the job rather than kill the worker
             log.exception("job_crashed", run_id=claim.run_id, step_id=claim.step_id)
             result = StepResult(
@@ -312,9 +314,9 @@ class Worker:
             self.jobs_done += 1
         else:
             self.jobs_failed += 1
-        self._finish(claim, result, is_final=is_final, dead=dead)
+        return self._finish(claim, result, is_final=is_final, dead=dead)
 
-    def _cancelled(self, claim: Claim, envelope: payload.Envelope) -> None:
+    def _cancelled(self, claim: Claim, envelope: payload.Envelope) -> Claim | None:
         result = StepResult(
             run_id=claim.run_id,
             step_id=claim.step_id,
@@ -325,29 +327,35 @@ class Worker:
             finished_at=time.time(),
         )
         log.info("job_cancelled", run_id=claim.run_id, step_id=claim.step_id)
-        self._finish(claim, result, is_final=True, dead=None)
+        return self._finish(claim, result, is_final=True, dead=None)
 
     def _finish(
         self, claim: Claim, result: StepResult, *, is_final: bool, dead: dict[str, Any] | None
-    ) -> None:
+    ) -> Claim | None:
+        """Record the outcome; a single-job worker claims its next job in the same trip."""
         status = {StepStatus.DONE: "finished", StepStatus.CANCELLED: "canceled"}
-        won = self._retry_redis(
+        is_claiming = self.concurrency == 1 and not self._stopping.is_set()
+        outcome = self._retry_redis(
             lambda: self.broker.finish(
                 claim,
                 result_json=result.model_dump_json(),
                 is_final=is_final,
                 job_status=status.get(result.status, "failed"),
                 dead=dead,
+                claim_next=self.queues if is_claiming else None,
+                worker=self.name,
             )
         )
+        won, next_claim = outcome if outcome is not None else (False, None)
         log.debug(
             "job_finished",
             run_id=claim.run_id,
             step_id=claim.step_id,
             status=result.status.value,
             is_final=is_final,
-            is_merged=bool(won),
+            is_merged=won,
         )
+        return next_claim
 
     def _retry_redis(self, fn: Callable[[], Any], *, give_up_s: float = 30.0) -> Any:
         """Retry a write through a Redis outage; after `give_up_s` the lease takes over."""

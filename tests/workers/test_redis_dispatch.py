@@ -68,7 +68,7 @@ def test_a_duplicate_delivery_runs_once(redis_url: str, spawn_worker: Spawn) -> 
     broker = Broker(redis_url, settings=Settings())
     job = tool_job("r3", "dup", tool="work", url=redis_url, name="dup", value=5)
     data = payload.encode("step", job.model_dump(mode="json"), max_attempts=1, secret=None)
-    job_id, state, _ = broker.enqueue(
+    job_id, state, _, _ = broker.enqueue(
         queue="slm", data=data, run_id="r3", step_id="dup", description="dup"
     )
     assert state == "queued"
@@ -177,7 +177,7 @@ def test_rq_tools_see_queues_and_workers(redis_url: str, spawn_worker: Spawn) ->
     job = tool_job("r5", "v")
     data = payload.encode("step", job.model_dump(mode="json"), max_attempts=1, secret=None)
     conn.sadd(key("cancel", "other"), "x")  # unrelated keys don't disturb RQ
-    job_id, _, _ = broker.enqueue(
+    job_id, _, _, _ = broker.enqueue(
         queue="slm:idle", data=data, run_id="r5", step_id="v", description="v"
     )
     assert {q.name for q in Queue.all(connection=conn)} >= {"slm", "slm:extra", "slm:idle"}
