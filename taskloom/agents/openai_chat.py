@@ -212,6 +212,12 @@ class OpenAIChatModel:
         return out
 
     def score(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
+        """Log-probabilities of each continuation (see `score_usage`)."""
+        return self.score_usage(messages, continuations)[0]
+
+    def score_usage(
+        self, messages: Sequence[Message], continuations: Sequence[str]
+    ) -> tuple[list[float], Completion]:
         """Log-probabilities of each continuation, from the endpoint's top logprobs.
 
         Chat endpoints can't score arbitrary text, so this reads the reply's token
@@ -219,6 +225,7 @@ class OpenAIChatModel:
         one that diverges gets the alternative's logprob where it diverges. Without
         logprobs, the continuation the model wrote gets 0.9 of the mass.
         """
+        started = time.perf_counter()
         response = self._with_retries(
             lambda: self._client.chat.completions.create(
                 model=self._model,
@@ -231,10 +238,18 @@ class OpenAIChatModel:
         )
         choice = response.choices[0] if response.choices else None
         text = (choice.message.content or "") if choice else ""
+        usage = response.usage
+        spent = Completion(
+            text="",  # not an answer: keeps it out of a kind's raw outputs
+            model=self._model,
+            prompt_tokens=usage.prompt_tokens if usage else _estimate(messages),
+            completion_tokens=usage.completion_tokens if usage else _estimate_text(text),
+            run_ms=(time.perf_counter() - started) * 1000,
+        )
         tokens = choice.logprobs.content if choice and choice.logprobs else None
         if not tokens:
-            return _fallback_scores(text, continuations)
-        return [_score_one(c, tokens) for c in continuations]
+            return _fallback_scores(text, continuations), spent
+        return [_score_one(c, tokens) for c in continuations], spent
 
     # -- plumbing -------------------------------------------------------------------
 

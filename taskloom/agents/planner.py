@@ -299,6 +299,8 @@ class PlanStream:
             step = Step.model_validate(raw)
         except ValidationError:
             return None
+        if len(self.yielded) + len(self._held) >= self.max_steps:
+            return None  # over the step limit: not dispatched; finish() reports it
         known = step.kind in StepKind.__members__.values()
         taken = step.id in self.yielded or any(h.id == step.id for h in self._held)
         if not known or taken or not STEP_ID.match(step.id) or step.id == "input":

@@ -36,6 +36,7 @@ from taskloom.errors import BudgetExceededError, InputError, PlanValidationError
 from taskloom.plan import Plan
 from taskloom.tools import ToolRegistry
 from taskloom.workers.dispatch import Dispatcher
+from taskloom.workers.job import StepResult
 from taskloom.workflows.flow import Flow
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.runner import OnEvent, new_run_id, run
@@ -155,6 +156,14 @@ class _Rounds:
         stream = self.agents.planner.stream(self.goal, self.inputs, learned=learned)
         timing: dict[str, float] = {}
         holder: dict[str, Plan] = {}
+        partial = RunRecord(run_id=self._round_id(), target="goal (streamed plan)")
+
+        def on_event(event: dict[str, Any], live: RunRecord) -> None:
+            if event.get("event") == "step_finished":  # kept in case the plan proves invalid
+                step = partial.step(event["step_id"], event.get("kind", ""))
+                step.merge(StepResult.model_validate(event["result"]))
+            if self.on_event is not None:
+                self.on_event(event, live)
 
         def streamed_plan(flow: Flow, **_: Any) -> Any:
             for step in stream:
@@ -177,9 +186,14 @@ class _Rounds:
                 checkpointer=self.checkpointer,
                 run_id=self._round_id(),
                 target="goal (streamed plan)",
-                on_event=self.on_event,
+                on_event=on_event,
             )
         except PlanValidationError as e:
+            partial.status, partial.error = RunStatus.FAILED, describe(e)
+            partial.tally()
+            wall_ms = (time.perf_counter() - started) * 1000
+            info = {**timing, "streamed_plan_problems": e.problems}
+            self._keep(partial, _best_effort_plan(stream), "planner (streamed)", wall_ms, info)
             return self._repair(stream, e, learned)
         plan = holder.get("plan")
         if plan is None:  # a step failed before the plan finished streaming
@@ -195,8 +209,7 @@ class _Rounds:
         plan = self.agents.planner.plan(
             self.goal, self.inputs, learned=learned, repair_of=(stream.text, e.problems)
         )
-        info = {"streamed_plan_problems": e.problems}
-        return self.run_plan(plan, source="planner (repaired)", info=info)
+        return self.run_plan(plan, source="planner (repaired)")
 
     def plan_once(self, learned: str | None) -> RunRecord:
         """One planning round, streamed or not."""

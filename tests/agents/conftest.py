@@ -73,6 +73,8 @@ def llm_for(fast_settings: Settings) -> Callable[..., OpenAIChatModel]:
 
     def make(server: ScriptedServer, **options: Any) -> OpenAIChatModel:
         settings = options.pop("settings", fast_settings)
-        return OpenAIChatModel(base_url=server.url, model="gpt-4o-mini", settings=settings, **options)
+        return OpenAIChatModel(
+            base_url=server.url, model="gpt-4o-mini", settings=settings, **options
+        )
 
     return make

@@ -138,9 +138,7 @@ def test_local_planner_falls_back_to_a_valid_one_step_plan() -> None:
     assert "- llm:" not in slm.calls[0][0][0]["content"]
 
 
-def test_stream_yields_each_step_in_dependency_order(
-    scripted_server: Server, llm_for: Llm
-) -> None:
+def test_stream_yields_each_step_in_dependency_order(scripted_server: Server, llm_for: Llm) -> None:
     forward = copy.deepcopy(TRIAGE_PLAN)
     forward["steps"] = [forward["steps"][2], *forward["steps"][:2]]  # reply references later ones
     server = scripted_server([Reply(text=forward)], tokens_per_s=2000)
