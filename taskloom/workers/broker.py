@@ -19,12 +19,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import structlog
+from pydantic import BaseModel, Field
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from taskloom.config import Settings, key
 from taskloom.errors import ConfigError, RedisUnavailableError
 from taskloom.workers import scripts
+from taskloom.workers.job import StepResult
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +50,15 @@ def safe_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Notice(BaseModel):
+    """What a worker pushes to a step's notify list: an attempt's outcome."""
+
+    job_id: str = ""
+    final: bool = Field(False, description="the step's final result (first write wins)")
+    cancelled: bool = Field(False, description="the run was cancelled before it was queued")
+    result: StepResult | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +184,7 @@ class Broker:
         step_id: str,
         description: str,
         wait_s: float = 0.0,
-    ) -> tuple[str, str, bytes | None, dict[str, Any] | None]:
+    ) -> tuple[str, str, bytes | None, Notice | None]:
         """Queue a job unless the step already has a final `done` result.
 
         With `wait_s`, a BLPOP on the step's notify list rides in the same round trip,
@@ -181,7 +192,7 @@ class Broker:
 
         Returns:
             (job_id, state, result, message): state is `queued`, `done` (result holds the
-            stored StepResult JSON) or `cancelled`; message is what the BLPOP got.
+            stored StepResult JSON) or `cancelled`; message is the notice the BLPOP got.
         """
         job_id = uuid.uuid4().hex
         args: list[Any] = [job_id, data, rq_time(), queue, run_id, step_id, self.ttl_s, description]
@@ -193,13 +204,13 @@ class Broker:
         replies = self._send(commands)
         state, result = replies[0]
         got = replies[1] if wait_s > 0 else None
-        message = None if got is None else dict(json.loads(got[1]))
+        message = None if got is None else Notice.model_validate_json(got[1])
         return job_id, state.decode(), (result or None), message
 
-    def wait_notify(self, run_id: str, step_id: str, *, timeout_s: float) -> dict[str, Any] | None:
-        """The next message about a step (`{job_id, final, result}`), or None on timeout."""
-        got = self.call(lambda: self.redis.blpop([key("notify", run_id, step_id)], timeout_s))
-        return None if got is None else dict(json.loads(got[1]))
+    def wait_notify(self, run_id: str, step_id: str, *, timeout_s: float) -> Notice | None:
+        """The next notice about a step, or None on timeout."""
+        got = self._send([("BLPOP", key("notify", run_id, step_id), timeout_s)])[0]
+        return None if got is None else Notice.model_validate_json(got[1])
 
     def _claim_args(self, queues: list[str], worker: str) -> list[Any]:
         deadline_ms = int((time.time() + self.settings.lease_s) * 1000)

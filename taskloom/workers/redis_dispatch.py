@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
 from taskloom.config import Settings
 from taskloom.errors import ConfigError, RedisUnavailableError, RunCancelledError
 from taskloom.workers import payload
-from taskloom.workers.broker import Broker
+from taskloom.workers.broker import Broker, Notice
 from taskloom.workers.job import StepJob, StepResult, StepStatus
 
 log = structlog.get_logger(__name__)
@@ -107,25 +106,19 @@ class RedisDispatcher:
             delay_s *= 2
             job = job.model_copy(update={"attempt": job.attempt + 1})
 
-    def _await(
-        self, job: StepJob, job_id: str, msg: dict[str, Any] | None
-    ) -> tuple[StepResult, bool]:
-        """The first message that settles this attempt: a final result, or our failure."""
+    def _await(self, job: StepJob, job_id: str, msg: Notice | None) -> tuple[StepResult, bool]:
+        """The first notice that settles this attempt: a final result, or our failure."""
         while True:
             if msg is None:
                 if self.health is not None:
                     self.health()
                 msg = self.broker.wait_notify(job.run_id, job.step_id, timeout_s=self.wait_s)
                 continue
-            if "result" not in msg:  # a cancellation notice
-                msg = None
-                continue
-            result = StepResult.model_validate(msg["result"])
-            is_final = bool(msg.get("final"))
+            result = msg.result
             # A done result is final for the step whichever job wrote it; anything else
-            # must be about this attempt (older messages are left over from duplicates).
-            if result.status == StepStatus.DONE or msg.get("job_id") == job_id:
-                return result, is_final or result.status == StepStatus.DONE
+            # must be about this attempt (older notices are left over from duplicates).
+            if result is not None and (result.status == StepStatus.DONE or msg.job_id == job_id):
+                return result, msg.final or result.status == StepStatus.DONE
             msg = None
 
     def close(self) -> None:
