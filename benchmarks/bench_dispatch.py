@@ -244,7 +244,7 @@ def no_losses(c: Cluster, n: int, *, workers: int = 3) -> dict[str, int]:
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
     with ThreadPoolExecutor(32) as pool:
-        futures = [pool.submit(d.dispatch, step("nl", i, "nap", seconds=0.005)) for i in range(n)]
+        futures = [pool.submit(d.dispatch, step("nl", i, "nap", seconds=0.01)) for i in range(n)]
         results = []
         for f in futures:
             try:

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -187,7 +188,11 @@ class Worker:
     def _loop(self) -> None:
         backoff_s = 0.1
         claim: Claim | None = None
-        while not self._stopping.is_set():
+        while True:
+            if self._stopping.is_set():
+                if claim is not None:  # claimed as a SIGTERM arrived: put it back
+                    self._retry_redis(partial(self.broker.requeue, claim.job_id))
+                return
             try:
                 claim = claim or self._next()
                 backoff_s = 0.1
@@ -200,9 +205,8 @@ class Worker:
                 if self.is_burst and not self._running:
                     return
                 continue
-            if self._stopping.is_set():  # claimed while a SIGTERM arrived: put it back
-                self._retry_redis(lambda c=claim: self.broker.requeue(c.job_id))  # type: ignore[misc]
-                return
+            if self._stopping.is_set():
+                continue
             if self.concurrency == 1:
                 claim = self._handle(claim)  # the next job rides on this one's finish
             else:
