@@ -25,6 +25,7 @@ import llama_cpp
 import structlog
 from llama_cpp._internals import LlamaContext, LlamaModel
 from llama_cpp._logger import set_verbose
+from llama_cpp._utils import suppress_stdout_stderr
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from taskloom.chat import Completion, Message
@@ -139,7 +140,8 @@ class ModelHost:
         cparams.n_threads_batch = threads
         # A full-size sliding-window cache lets a call roll back to any shared prefix.
         cparams.swa_full = True
-        self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
+        with suppress_stdout_stderr(disable=False):
+            self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
         self._decoder = Decoder(self._model.model, self._ctx.ctx, n_batch=N_BATCH)
         self._grammars = GrammarCache(self._model.vocab)
         self._formatter = self._chat_formatter()

@@ -171,6 +171,8 @@ class Decoder:
         Returns:
             How many prompt tokens were evaluated (at least one, for fresh logits).
         """
+        if not prompt:
+            raise ValueError("an empty prompt has nothing to continue")
         n = 0
         limit = min(len(self.tokens), len(prompt))
         while n < limit and self.tokens[n] == prompt[n]:
