@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 
+from taskloom.cli import main
 from taskloom.config import key
 from tests.conftest import RedisServer
 from tests.workers.redis_helpers import TOOLS, Spawn, counts, spawn_worker, taskloom, wait_for
@@ -123,26 +124,38 @@ def test_a_failed_step_fails_the_run_and_status_shows_the_dead_letter(
     assert counts(redis_url, "test:executed") == {"good": 1, "bad": 3}
 
 
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return int(e.value.code or 0), out, err
+
+
 def test_bad_inputs_get_one_line_and_the_right_exit_code(
-    tmp_path: Path, redis_url: str, taskloom_home: Path
+    tmp_path: Path, redis_url: str, taskloom_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bad_queue = taskloom("worker", "--queue", "bad queue!", "--redis-url", redis_url)
-    assert bad_queue.returncode == 2
-    assert "queue name 'bad queue!' is not allowed" in one_error_line(bad_queue.stderr)
+    code, _, err = cli(capsys, "worker", "--queue", "bad queue!", "--redis-url", redis_url)
+    assert code == 2 and "queue name 'bad queue!' is not allowed" in one_error_line(err)
+    code, _, err = cli(
+        capsys, "worker", "--queue", "runs", "--queue", "slm", "--redis-url", redis_url
+    )
+    assert code == 2 and "can't be mixed" in one_error_line(err)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead_url = f"redis://:secret@127.0.0.1:{s.getsockname()[1]}/0"
     plan = plan_file(tmp_path, {"id": "a", "kind": "tool", "tool": "noop"})
-    for args in (("submit", plan), ("workers",), ("status", "x"), ("worker",)):
-        down = taskloom(*args, "--redis-url", dead_url)
-        assert down.returncode == 3, (args, down.stderr)
-        line = one_error_line(down.stderr)
+    for args in (("submit", plan), ("workers",), ("status", "x"), ("worker",), ("cancel", "x")):
+        code, _, err = cli(capsys, *args, "--redis-url", dead_url)
+        assert code == 3, (args, err)
+        line = one_error_line(err)
         assert "127.0.0.1" in line and "secret" not in line
-    missing = taskloom("status", "never-was", "--redis-url", redis_url)
-    assert missing.returncode == 2 and "no run 'never-was'" in one_error_line(missing.stderr)
+    code, _, err = cli(capsys, "status", "never-was", "--redis-url", redis_url)
+    assert code == 2 and "no run 'never-was'" in one_error_line(err)
+    code, _, err = cli(capsys, "submit", plan, "--redis-url", "http://localhost:6379")
+    assert code == 2 and "must start with redis://" in one_error_line(err)
     routed = plan_file(tmp_path, {"id": "a", "kind": "tool", "tool": "noop", "queue": "x y"})
-    bad_route = taskloom("submit", routed, "--redis-url", redis_url)
-    assert bad_route.returncode == 2, bad_route.stderr
+    code, _, err = cli(capsys, "submit", routed, "--redis-url", redis_url)
+    assert code == 2 and "x y" in one_error_line(err)
 
 
 def test_redis_stopped_mid_run_exits_3_then_resume_finishes(
