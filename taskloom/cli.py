@@ -116,8 +116,11 @@ def make_dispatcher(
             dispatcher.close()
         return
     if settings.redis_url:
+        from taskloom.workflows.remote import step_queues
+
         dispatcher = RedisDispatcher(settings=settings)
         dispatcher.broker.ping()
+        warn_unserved(dispatcher.broker, step_queues(workflow))
         try:
             yield dispatcher
         finally:
@@ -491,6 +494,17 @@ def redis_broker(settings: Settings) -> Any:
     return broker
 
 
+def warn_unserved(broker: Any, queues: set[str]) -> None:
+    """Warn on stderr about each queue no live worker serves (its jobs would just wait)."""
+    for queue in sorted(queues):
+        if not broker.live_workers(queue):
+            click.echo(
+                f"taskloom: warning: no live worker serves queue {queue!r}; "
+                f"start one with: taskloom worker --queue {queue}",
+                err=True,
+            )
+
+
 def resume_redis_run(
     run_id: str, settings: Settings, *, tool_specs: tuple[str, ...], as_json: bool
 ) -> None:
@@ -572,13 +586,13 @@ def submit(
     run_id = remote.submit(
         workflow, inputs, broker=broker, settings=settings, target=target, run_id=run_id
     )
-    for queue in sorted({RUNS_QUEUE} | remote.step_queues(workflow)):
-        if not broker.live_workers(queue):
-            click.echo(
-                f"taskloom: warning: no live worker serves queue {queue!r}; "
-                f"start one with: taskloom worker --queue {queue}",
-                err=True,
-            )
+    warn_unserved(broker, {RUNS_QUEUE} | remote.step_queues(workflow))
+    if workflow.plan is None:
+        click.echo(
+            f"taskloom: note: the runs workers find workflow {workflow.name!r} only if "
+            "started with --tools naming its module",
+            err=True,
+        )
     click.echo(run_id)
 
 

