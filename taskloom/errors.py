@@ -14,7 +14,9 @@ TaskloomError                      base; carries run_id / step_id when known
 │   └── RunNotFoundError           a run id that never existed or has expired
 ├── InfrastructureError            something outside us is down: exit code 3
 │   ├── RedisUnavailableError      Redis can't be reached (names the URL)
-│   └── EndpointUnavailableError   the OpenAI-compatible endpoint can't be reached
+│   ├── EndpointUnavailableError   the OpenAI-compatible endpoint can't be reached
+│   └── WorkerLostError            workers died: a job's lease ran out too often, or
+│                                  every local worker of the embedded cluster exited
 ├── RunFailedError                 a run ended without its output: exit code 1
 │   ├── StepFailedError            a step failed after its retries
 │   │   └── StepSkippedError       a step not run because a dependency failed
@@ -121,6 +123,10 @@ class RedisUnavailableError(InfrastructureError):
 
 class EndpointUnavailableError(InfrastructureError):
     """The OpenAI-compatible endpoint cannot be reached or keeps failing."""
+
+
+class WorkerLostError(InfrastructureError):
+    """Workers stopped answering: a job outlived its lease too often, or they all exited."""
 
 
 class RunFailedError(TaskloomError):

@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 
 from taskloom.config import Settings
-from taskloom.errors import InfrastructureError, RedisUnavailableError
+from taskloom.errors import RedisUnavailableError, WorkerLostError
 
 log = structlog.get_logger(__name__)
 
@@ -115,11 +115,11 @@ class EmbeddedCluster:
         """Raise if every worker has exited (so a run doesn't wait forever).
 
         Raises:
-            InfrastructureError: no local worker is alive; names the last error it logged.
+            WorkerLostError: no local worker is alive; names the last error it logged.
         """
         if not self._procs or any(p.poll() is None for p in self._procs):
             return
-        raise InfrastructureError(
+        raise WorkerLostError(
             f"the local workers exited ({self._last_error()}); "
             "check --model, or start workers yourself and pass --redis-url"
         )
