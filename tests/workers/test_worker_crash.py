@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import redis
 
 from taskloom.config import Settings, key
 from taskloom.workers.job import StepJob, StepResult, StepStatus
 from taskloom.workers.redis_dispatch import RedisDispatcher
-from tests.workers.redis_helpers import Spawn, counts, spawn_worker, wait_for
+from tests.workers.redis_helpers import Spawn, counts, spawn_worker, taskloom, wait_for
 
 __all__ = ["spawn_worker"]
 
@@ -82,3 +84,35 @@ def test_a_second_sigterm_requeues_the_running_step(redis_url: str, spawn_worker
     t.join(timeout=30)
     assert result and result[0].status == StepStatus.DONE
     assert counts(redis_url, "test:executed") == {"slow": 1}
+
+
+def test_a_killed_coordinator_is_taken_over_without_rerunning_finished_steps(
+    tmp_path: Path, redis_url: str, spawn_worker: Spawn
+) -> None:
+    steps = [
+        {
+            "id": s,
+            "kind": "tool",
+            "tool": "work",
+            "after": after,
+            "inputs": {"url": "$input.url", "name": s, "sleep_s": 0.3, "value": i},
+        }
+        for i, (s, after) in enumerate([("one", []), ("two", ["one"]), ("three", ["two"])])
+    ]
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"version": 1, "steps": steps, "output": "$three.value"}))
+    coordinator = spawn_worker("--queue", "runs")
+    spawn_worker()
+    args = ("--redis-url", redis_url)
+    run_id = taskloom("submit", str(plan), "--input", json.dumps({"url": redis_url}), *args)
+    run_id = run_id.stdout.strip()
+    wait_for(lambda: counts(redis_url, "test:executed").get("one"), what="step one to finish")
+    coordinator.send_signal(signal.SIGKILL)
+    spawn_worker("--queue", "runs")  # takes the run over once the 1 s lease runs out
+    got = taskloom("result", run_id, "--wait", "--timeout", "30", "--json", *args)
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["output"] == 2
+    assert counts(redis_url, "test:executed")["one"] == 1  # finished steps are not rerun
+    r = redis.Redis.from_url(redis_url)
+    merges = {k.decode(): int(v) for k, v in r.hgetall(key("merges", run_id)).items()}
+    assert merges == {"one": 1, "two": 1, "three": 1, "_run": 1}
