@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,7 @@ def round_trip(c: Cluster, n: int) -> tuple[float, float]:
     d = dispatcher(c.url)
     for i in range(50):  # warm up connections and scripts
         d.dispatch(step("warm", i))
-    ours = [timed(lambda i=i: d.dispatch(step("rt", i))) for i in range(n)]
+    ours = [timed(partial(d.dispatch, step("rt", i))) for i in range(n)]
     c.stop_workers()
 
     c.rq_worker("plain")

@@ -75,5 +75,5 @@ def spawn_worker(redis_url: str, taskloom_home: Path) -> Iterator[Spawn]:
 
 def counts(url: str, name: str) -> dict[str, int]:
     """The per-step counters the test tools keep (`test:started`, `test:executed`)."""
-    raw = redis.Redis.from_url(url).hgetall(name)
+    raw: dict[bytes, bytes] = redis.Redis.from_url(url).hgetall(name)  # type: ignore[assignment]
     return {k.decode(): int(v) for k, v in raw.items()}

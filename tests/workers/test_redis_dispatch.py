@@ -26,7 +26,7 @@ def tool_job(run_id: str, step_id: str, tool: str = "noop", **inputs: object) ->
 
 
 def dispatcher(url: str, **settings: object) -> RedisDispatcher:
-    return RedisDispatcher(url=url, settings=Settings(redis_url=url, **settings))  # type: ignore[arg-type]
+    return RedisDispatcher(url=url, settings=Settings(redis_url=url, **settings))
 
 
 def test_a_step_round_trips_and_is_merged_once(redis_url: str, spawn_worker: Spawn) -> None:
