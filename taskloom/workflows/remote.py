@@ -241,6 +241,7 @@ def build_worker(
     name: str | None = None,
     concurrency: int | None = None,
     is_burst: bool = False,
+    parent_pid: int | None = None,
 ) -> Worker:
     """A worker for `taskloom worker`: a resident model for SLM queues, or coordinators.
 
@@ -284,6 +285,7 @@ def build_worker(
         info=info,
         concurrency=concurrency or (8 if is_runs else 1),
         is_burst=is_burst,
+        parent_pid=parent_pid,
     )
 
 
