@@ -115,3 +115,11 @@ def test_a_killed_coordinator_is_taken_over_without_rerunning_finished_steps(
     assert counts(redis_url, "test:executed")["one"] == 1  # finished steps are not rerun
     merges = counts(redis_url, key("merges", run_id))
     assert merges == {"one": 1, "two": 1, "three": 1, "_run": 1}
+
+
+def test_an_embedded_worker_exits_when_its_parent_is_gone(
+    redis_url: str, spawn_worker: Spawn
+) -> None:
+    orphan = spawn_worker("--parent-pid", "1")  # its parent is pytest, not pid 1
+    assert orphan.wait(timeout=15) == 0
+    assert not redis.Redis.from_url(redis_url).smembers("rq:workers:slm")
