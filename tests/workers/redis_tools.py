@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import redis
@@ -30,3 +32,11 @@ def broken(url: str, name: str) -> dict[str, int]:
     """Count an execution, then fail in a way worth retrying."""
     redis.Redis.from_url(url).hincrby("test:executed", name, 1)
     raise RuntimeError("the backend hiccuped")
+
+
+@tool
+def poison(url: str, name: str) -> dict[str, int]:
+    """Count an execution, then kill the worker running it (an OOM, say)."""
+    redis.Redis.from_url(url).hincrby("test:started", name, 1)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {}

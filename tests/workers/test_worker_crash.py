@@ -123,3 +123,25 @@ def test_an_embedded_worker_exits_when_its_parent_is_gone(
     orphan = spawn_worker("--parent-pid", "1")  # its parent is pytest, not pid 1
     assert orphan.wait(timeout=15) == 0
     assert not redis.Redis.from_url(redis_url).smembers("rq:workers:slm")
+
+
+def test_a_job_that_keeps_killing_its_worker_is_dead_lettered(
+    redis_url: str, spawn_worker: Spawn
+) -> None:
+    env = {"TASKLOOM_MAX_ATTEMPTS": "2"}
+    spawn_worker("--queue", "other", env=env)  # stays alive: its heartbeat reaps leases
+    d = RedisDispatcher(url=redis_url, settings=Settings(redis_url=redis_url))
+    job = StepJob(
+        run_id="k5", step_id="p", kind="tool", tool="poison", inputs={"url": redis_url, "name": "p"}
+    )
+    result: list[StepResult] = []
+    t = threading.Thread(target=lambda: result.append(d.dispatch(job)))
+    t.start()
+    for deliveries in (1, 2):
+        victim = spawn_worker(env=env)
+        assert victim.wait(timeout=20) == -signal.SIGKILL
+        assert counts(redis_url, "test:started") == {"p": deliveries}
+    t.join(timeout=20)
+    assert result and result[0].status == StepStatus.FAILED
+    assert result[0].error and result[0].error["type"] == "WorkerLostError"
+    assert redis.Redis.from_url(redis_url).hexists(key("dead", "k5"), "p")
