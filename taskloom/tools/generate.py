@@ -1,4 +1,9 @@
-"""`generate`: a short text that follows an instruction, given some context."""
+"""`generate`: a short text that follows an instruction, given some context.
+
+The answer is `{"text": ...}` with `maxLength` set to twice `max_tokens` characters, so
+the grammar closes the string before the token budget runs out: a small model rarely
+stops by itself, and a cut-off JSON answer would fail validation.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ class Inputs(KindInputs):
 
 
 def schema(inputs: Inputs, output: dict[str, Any] | None) -> dict[str, Any]:
-    return {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+    text = {"type": "string", "maxLength": 2 * inputs.max_tokens}
+    return {"type": "object", "properties": {"text": text}, "required": ["text"]}
 
 
 SHOW_SCHEMA = False

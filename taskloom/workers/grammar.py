@@ -116,6 +116,8 @@ def schema_to_gbnf(schema: dict[str, Any]) -> str:
         grammar = str(converter.format_grammar())  # type: ignore[no-untyped-call]
     except Exception as e:  # the converter raises bare Exception/KeyError/ValueError
         raise SchemaError(f"the grammar compiler can't handle this schema: {e!r}") from e
+    # The converter lets raw control characters into strings, which strict JSON forbids.
+    grammar = grammar.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x00-\\x1F\\x7F]')
     # A leading space is allowed because prompts end in "Answer:" and " {" is one token.
     grammar = grammar.rstrip("\n") + '\nroot ::= " "? answer\n'
     if text is not None:

@@ -83,6 +83,11 @@ def test_copy_turns_free_strings_into_spans_and_leaves_enums_alone() -> None:
     assert 'copy-s0 ::= "to" (" " copy-s1)?' in gbnf
 
 
+def test_strings_cannot_hold_raw_control_characters() -> None:
+    gbnf = schema_to_gbnf({"type": "object", "properties": {"t": {"type": "string"}}})
+    assert r'char ::= [^"\\\x00-\x1F\x7F]' in gbnf
+
+
 def test_span_rules_escape_json_and_keep_the_texts_own_spacing() -> None:
     rules = span_rules('say "hi"\nnow')
     assert rules["copy-s1"] == '"\\\\\\"" (copy-s2)?'  # the quote, JSON-escaped: \"
@@ -174,3 +179,19 @@ def test_an_unsupported_schema_fails_naming_the_kind(model_host: ModelHost) -> N
     schema: dict[str, Any] = {"type": "object", "properties": {"x": {"not": {"type": "null"}}}}
     with pytest.raises(SchemaError, match="extract output schema: the grammar compiler can't"):
         run_task("extract", {"text": "x"}, output=schema, model=model_host)
+
+
+@pytest.mark.model
+def test_greedy_generation_does_not_loop_into_max_tokens(model_host: ModelHost) -> None:
+    # Unchecked, greedy decoding repeats "I am sorry to hear that..." until max_tokens;
+    # no 8-token run may now repeat, and the text comes back on the first call.
+    inputs = {
+        "instruction": "Draft a short reply to Maria Lopez",
+        "context": {"order_id": "A-1042", "problem": "arrived broken"},
+        "max_tokens": 200,
+    }
+    out = run_task("generate", inputs, model=model_host)
+    assert out.usage.calls == 1 and out.value["text"]
+    words = out.value["text"].split()
+    runs = [" ".join(words[i : i + 8]) for i in range(len(words) - 7)]
+    assert len(runs) == len(set(runs))
