@@ -261,6 +261,11 @@ def no_losses(c: Cluster, n: int, *, workers: int = 3) -> dict[str, int]:
     thread.join()
     r = redis.Redis.from_url(c.url)
     merges = [int(v) for v in r.hgetall("taskloom:merges:nl").values()]
+    job_ids: list[bytes] = list(r.hgetall("taskloom:jobs:nl").values())  # type: ignore[arg-type]
+    with r.pipeline() as p:
+        for job_id in job_ids:
+            p.hget(f"rq:job:{job_id.decode()}", "deliveries")
+        redelivered = sum(1 for d in p.execute() if d and int(d) > 0)
     lost = sum(
         1 for i, x in enumerate(results) if x is None or x.status != "done" or x.value != {"i": i}
     )
@@ -271,6 +276,7 @@ def no_losses(c: Cluster, n: int, *, workers: int = 3) -> dict[str, int]:
         "lost": lost,
         "merged_twice": sum(1 for m in merges if m > 1),
         "merged": len(merges),
+        "redelivered": redelivered,
     }
 
 
@@ -304,7 +310,8 @@ def main() -> None:
         print(
             f"no losses: {report['steps']} steps, {report['kills']} workers SIGKILLed: "
             f"{report['lost']} lost, {report['merged_twice']} merged twice "
-            f"({report['merged']} merged) (target 0 and 0)",
+            f"({report['merged']} merged, {report['redelivered']} re-queued after a kill) "
+            "(target 0 and 0)",
             flush=True,
         )
     finally:
