@@ -152,6 +152,7 @@ class Worker:
         self._signals = 0
         self._interruptible = False
         self._interrupt = ""
+        self._queues_empty = False  # the claim riding on the last finish found nothing
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -222,7 +223,10 @@ class Worker:
         if self.concurrency > 1 and not self._slots.acquire(timeout=1.0):
             return None
         try:
-            claim = self.broker.claim(self.queues, worker=self.name)
+            claim = None
+            if not self._queues_empty:
+                claim = self.broker.claim(self.queues, worker=self.name)
+            self._queues_empty = False
             if claim is None and not self.is_burst:
                 claim = self.broker.wait_and_claim(self.queues, worker=self.name, timeout_s=1.0)
         except BaseException:
@@ -355,6 +359,7 @@ class Worker:
             )
         )
         won, next_claim = outcome if outcome is not None else (False, None)
+        self._queues_empty = is_claiming and outcome is not None and next_claim is None
         log.debug(
             "job_finished",
             run_id=claim.run_id,
