@@ -104,17 +104,18 @@ class Broker:
 
     @contextmanager
     def reachable(self) -> Iterator[None]:
-        """Turn a Redis connection failure into RedisUnavailableError."""
+        """Map Redis failures: unreachable → RedisUnavailableError, bad password → ConfigError."""
         try:
             yield
+        except redis.AuthenticationError as e:  # a ConnectionError subclass: check it first
+            raise ConfigError(
+                f"Redis at {safe_url(self.url)} refused the credentials ({e}); "
+                "fix the password in TASKLOOM_REDIS_URL / --redis-url"
+            ) from e
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise RedisUnavailableError(
                 f"can't reach Redis at {safe_url(self.url)} ({e}); start it, or point "
                 "TASKLOOM_REDIS_URL / --redis-url at one that runs"
-            ) from e
-        except redis.AuthenticationError as e:
-            raise RedisUnavailableError(
-                f"Redis at {safe_url(self.url)} refused the password; fix the URL"
             ) from e
 
     def call(self, fn: Callable[[], T]) -> T:

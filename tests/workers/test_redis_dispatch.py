@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -184,3 +186,36 @@ def test_rq_tools_see_queues_and_workers(redis_url: str, spawn_worker: Spawn) ->
     fetched = Job.fetch(job_id, connection=conn, serializer=JSONSerializer)
     assert fetched.func_name == payload.JOB_FUNC and fetched.get_status() == "queued"
     assert Queue("slm:idle", connection=conn).count == 1
+
+
+def test_a_password_protected_redis(tmp_path: Path) -> None:
+    from tests.conftest import _server_binary, free_port
+
+    port = free_port()
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
+    server = subprocess.Popen(
+        [_server_binary(), *args, "--requirepass", "s3cret"], stdout=subprocess.DEVNULL
+    )
+    try:
+        good = Broker(f"redis://:s3cret@127.0.0.1:{port}/0", settings=Settings())
+        wait_for(lambda: _pings(good), what="the server to start")
+        _, state, _, _ = good.enqueue(
+            queue="slm", data="[]", run_id="r", step_id="s", description="d"
+        )
+        claim = good.claim(["slm"], worker="w")
+        assert state == "queued" and claim is not None and claim.step_id == "s"
+        for url in (f"redis://:wrong@127.0.0.1:{port}/0", f"redis://127.0.0.1:{port}/0"):
+            with pytest.raises(ConfigError) as e:
+                Broker(url, settings=Settings()).ping()
+            assert "wrong" not in str(e.value) and str(port) in str(e.value)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _pings(broker: Broker) -> bool:
+    try:
+        broker.ping()
+    except RedisUnavailableError:
+        return False
+    return True
