@@ -45,6 +45,7 @@ class RedisDispatcher:
         wait_s: float = 1.0,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
+        self._owns_broker = broker is None
         if broker is None:
             url = url or self.settings.redis_url
             if not url:
@@ -122,5 +123,6 @@ class RedisDispatcher:
             msg = None
 
     def close(self) -> None:
-        """Release the connection pool."""
-        self.broker.redis.close()
+        """Release the connection pool, unless the broker was passed in (it is shared)."""
+        if self._owns_broker:
+            self.broker.redis.close()
