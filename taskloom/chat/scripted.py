@@ -93,7 +93,7 @@ def sample_for_schema(schema: dict[str, Any]) -> Any:
     if "enum" in schema:
         return schema["enum"][0]
     for combo in ("anyOf", "oneOf", "allOf"):
-        if combo in schema and schema[combo]:
+        if schema.get(combo):
             return sample_for_schema(schema[combo][0])
     kind = schema.get("type", "object")
     if isinstance(kind, list):
@@ -111,4 +111,4 @@ def sample_for_schema(schema: dict[str, Any]) -> Any:
         "boolean": False,
         "null": None,
     }
-    return defaults.get(kind, None)
+    return defaults.get(kind)
