@@ -170,9 +170,7 @@ class BudgetExceededError(RunFailedError):
         where: what was about to spend it (`planning`, `joining`, `escalation`, a step).
     """
 
-    def __init__(
-        self, message: str, *, budget: str, where: str, run_id: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, budget: str, where: str, run_id: str | None = None) -> None:
         super().__init__(message, run_id=run_id)
         self.budget = budget
         self.where = where

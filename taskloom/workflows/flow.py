@@ -119,14 +119,16 @@ class Flow:
             raise PlanValidationError(problems)
         deps = {d: self._futures[d] for d in step.dependencies()}
         self.steps[step.id] = step
-        get_stream_writer()({
-            "event": "step_added",
-            "run_id": self.run_id,
-            "step_id": step.id,
-            "kind": step.kind,
-            "depends_on": list(deps),
-            "inputs": step.inputs,
-        })
+        get_stream_writer()(
+            {
+                "event": "step_added",
+                "run_id": self.run_id,
+                "step_id": step.id,
+                "kind": step.kind,
+                "depends_on": list(deps),
+                "inputs": step.inputs,
+            }
+        )
         self._futures[step.id] = _run_step(_StepCall(self, step, deps))
         return StepHandle(self, Ref(root=step.id))
 
