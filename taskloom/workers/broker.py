@@ -32,6 +32,7 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 RUN_STEP = "_run"  # the step id a submitted run's coordinator job is filed under
+FINISHED_JOB_TTL_S = 3600  # a finished job's hash and notices; results keep record_ttl_s
 
 
 def rq_time(at: float | None = None) -> str:
@@ -264,6 +265,7 @@ class Broker:
             int(now),
             json.dumps({"job_id": claim.job_id, **dead}) if dead else "",
             claim.queue,
+            min(FINISHED_JOB_TTL_S, self.ttl_s),
         ]
         if claim_next is None:
             return bool(self._send([self._cmd("finish", args)])[0]), None

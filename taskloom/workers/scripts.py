@@ -130,12 +130,15 @@ return false
 """
 
 # ARGV: job_id, final (1/0), result json, ttl, run_id, step_id, job status, now_str, now,
-#       dead-letter json ('' if none), queue
+#       dead-letter json ('' if none), queue, ttl of a finished job and of notices
+# The step's result is kept for `ttl` (resume needs it); a finished job's hash (its
+# payload) and its notices only until the waiter has surely read them.
 FINISH = """
 local id, ttl, run, step = ARGV[1], ARGV[4], ARGV[5], ARGV[6]
 local rk, nk = P .. 'result:' .. run .. ':' .. step, P .. 'notify:' .. run .. ':' .. step
 redis.call('ZREM', P .. 'leases', id)
 redis.call('HSET', 'rq:job:' .. id, 'status', ARGV[7], 'ended_at', ARGV[8])
+if ARGV[7] == 'finished' then redis.call('EXPIRE', 'rq:job:' .. id, ARGV[12]) end
 local value, won = ARGV[3], 0
 if ARGV[2] == '1' then
   if redis.call('SET', rk, ARGV[3], 'NX', 'EX', ttl) then
@@ -156,7 +159,7 @@ local final = 'false'
 if ARGV[2] == '1' then final = 'true' end
 redis.call('RPUSH', nk,
   '{"job_id":"' .. id .. '","final":' .. final .. ',"result":' .. value .. '}')
-redis.call('EXPIRE', nk, ttl)
+redis.call('EXPIRE', nk, ARGV[12])
 return won
 """
 
