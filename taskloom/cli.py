@@ -432,7 +432,7 @@ def resume(
     as_json: bool,
     redis_url: str | None = None,
 ) -> None:
-    """Resume a crashed or failed local run; finished steps are not run again."""
+    """Resume a crashed or failed run, local or submitted; finished steps are kept."""
     settings = settings_from(redis_url, model)
     if settings.redis_url:
         resume_redis_run(run_id, settings, tool_specs=tool_specs, as_json=as_json)
