@@ -659,6 +659,41 @@ def workers(redis_url: str | None, as_json: bool) -> None:
     click.echo(json.dumps(live, indent=2) if as_json else format_workers(live))
 
 
+def load_record(run_id: str, settings: Settings) -> RunRecord:
+    """A run's record: from Redis when one is configured, else from this machine's runs."""
+    if settings.redis_url:
+        from taskloom.workflows.redis_store import RedisRunStore
+
+        return RedisRunStore(redis_broker(settings)).load(run_id)
+    return SqliteRunStore(settings.state_path).load(run_id)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--html", "html_path", metavar="PATH", help="Write a self-contained HTML page.")
+@click.option("--mermaid", is_flag=True, help="Print the run's plan as Mermaid, by status.")
+@click.option("--redis-url", metavar="URL", help="Redis the run was submitted to.")
+def show(run_id: str, html_path: str | None, mermaid: bool, redis_url: str | None) -> None:
+    """Draw a run: its plan coloured by status, and a timeline per worker."""
+    from pathlib import Path
+
+    from taskloom.views import render_html, run_mermaid
+
+    if not html_path and not mermaid:
+        raise InputError("show needs --html PATH or --mermaid")
+    record = load_record(run_id, settings_from(redis_url))
+    if mermaid:
+        click.echo(run_mermaid(record), nl=False)
+    if html_path:
+        try:
+            Path(html_path).write_text(render_html(record), encoding="utf-8")
+        except OSError as e:
+            raise InputError(
+                f"can't write {html_path}: {e.strerror}; choose a writable path"
+            ) from None
+        click.echo(f"wrote {html_path}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning errors into one line and an exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])

@@ -152,3 +152,42 @@ def test_html_renders_in_headless_chromium_without_console_errors(tmp_path: Path
         assert errors == []
     finally:
         driver.quit()
+
+
+def test_show_command_writes_html_and_mermaid_and_rejects_bad_paths(
+    tmp_path: Path,
+    taskloom_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from taskloom.cli import main
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as e:
+            main(list(args))
+        out, err = capsys.readouterr()
+        return int(e.value.code or 0), out, err
+
+    monkeypatch.setenv("TASKLOOM_TEST_COUNTS", str(tmp_path / "counts"))
+    plan = {
+        "version": 1,
+        "steps": [
+            {"id": "contact", "kind": "tool", "tool": "work", "inputs": {"name": "c"}},
+            {"id": "docs", "kind": "tool", "tool": "missing", "inputs": {"q": "$contact.name"}},
+        ],
+    }
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    tools = str(ROOT / "tests" / "workflows" / "crashy_tools.py")
+    code, _, _ = cli(
+        "run", str(tmp_path / "plan.json"), "--inline", "--tools", tools, "--run-id", "r1"
+    )
+    assert code == 1  # docs calls a tool that is not registered
+    code, out, _ = cli("show", "r1", "--mermaid")
+    assert code == 0 and out.startswith("flowchart TD") and "class docs failed" in out
+    page = tmp_path / "r1.html"
+    code, _, _ = cli("show", "r1", "--html", str(page))
+    assert code == 0 and 'data-step="contact"' in page.read_text()
+    code, _, err = cli("show", "r1", "--html", str(tmp_path / "no" / "such" / "dir.html"))
+    assert code == 2 and "can't write" in err and err.count("\n") == 1
+    code, _, err = cli("show", "nope", "--mermaid")
+    assert code == 2 and "no run 'nope'" in err
