@@ -226,16 +226,27 @@ class OpenAIChatModel:
         logprobs, the continuation the model wrote gets 0.9 of the mass.
         """
         started = time.perf_counter()
-        response = self._with_retries(
-            lambda: self._client.chat.completions.create(
-                model=self._model,
-                messages=list(messages),  # type: ignore[arg-type]
-                max_tokens=32,
-                temperature=0.0,
-                logprobs=True,
-                top_logprobs=5,
-            )
-        )
+        request: dict[str, Any] = {
+            "model": self._model,
+            "messages": list(messages),
+            "max_tokens": 32,
+            "temperature": 0.0,
+            "logprobs": True,
+            "top_logprobs": 5,
+        }
+        try:
+            response = self._with_retries(lambda: self._client.chat.completions.create(**request))
+        except openai.APIStatusError as e:  # no logprobs here: score what the model writes
+            log.info("llm_logprobs_unsupported", model=self._model, error=_why(e))
+            del request["logprobs"], request["top_logprobs"]
+            try:
+                response = self._with_retries(
+                    lambda: self._client.chat.completions.create(**request)
+                )
+            except openai.APIStatusError as again:
+                raise ConfigError(
+                    f"{self.base_url} rejected the request: {_why(again)}; check the model name"
+                ) from again
         choice = response.choices[0] if response.choices else None
         text = (choice.message.content or "") if choice else ""
         usage = response.usage
@@ -286,7 +297,9 @@ class OpenAIChatModel:
                 return self._with_retries(
                     lambda: self._client.chat.completions.create(**request)  # noqa: B023
                 )
-            except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
+            except openai.APIStatusError as e:
+                if not _rejects_request(e):
+                    raise
                 if mode == "text" or schema is None:
                     raise ConfigError(
                         f"{self.base_url} rejected the request: {_why(e)}; check the model name"
@@ -309,9 +322,20 @@ class OpenAIChatModel:
                     f"{self.base_url} has no model {self._model!r} ({_why(e)}); "
                     "set TASKLOOM_PLANNER_MODEL or pass --planner-model"
                 ) from e
-            except (openai.BadRequestError, openai.UnprocessableEntityError):
-                raise
-            except (openai.APIConnectionError, openai.APIStatusError) as e:
+            except openai.APIStatusError as e:
+                if _rejects_request(e):
+                    raise  # the caller may ask differently (a simpler response_format)
+                if not _is_transient(e):
+                    raise ConfigError(
+                        f"{self.base_url} refused the request ({_why(e)}: {e.message}); "
+                        "check OPENAI_BASE_URL and the model"
+                    ) from e
+                if attempt == attempts:
+                    raise self._unavailable(e, attempts=attempts) from e
+                log.warning("llm_call_retrying", attempt=attempt, delay_s=delay_s, error=_why(e))
+                self._sleep(delay_s)
+                delay_s *= 2
+            except openai.APIConnectionError as e:
                 if attempt == attempts:
                     raise self._unavailable(e, attempts=attempts) from e
                 log.warning("llm_call_retrying", attempt=attempt, delay_s=delay_s, error=_why(e))
@@ -324,6 +348,21 @@ class OpenAIChatModel:
             f"LLM endpoint {self.base_url} failed after {attempts} attempt(s): {_why(e)}; "
             "check that it is up, or set OPENAI_BASE_URL"
         )
+
+
+def _rejects_request(e: openai.APIStatusError) -> bool:
+    """The server refused the request itself: retrying the same one can't help.
+
+    llama-cpp-python's server answers a `response_format` it doesn't know with HTTP 500
+    and its validation error, not 400, so that case is recognised by its text.
+    """
+    if e.status_code in (400, 422):
+        return True
+    return e.status_code == 500 and "response_format" in str(e)
+
+
+def _is_transient(e: openai.APIStatusError) -> bool:
+    return e.status_code in (408, 409, 429) or e.status_code >= 500
 
 
 def _why(e: Exception) -> str:

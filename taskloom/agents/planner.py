@@ -91,6 +91,9 @@ class Planner:
         is_local: the model is the local SLM (no endpoint): plans that stay invalid
             fall back to `fallback_plan` instead of failing.
         allow_llm_steps: offer `kind: llm` (only when an LLM can run those steps).
+        is_compact: constrain replies to the compact plan schema (bounded values), for
+            small models behind a grammar; None: when `is_local`.
+        max_tokens: the most tokens a plan reply may take.
     """
 
     def __init__(
@@ -102,12 +105,16 @@ class Planner:
         budget: Budget | None = None,
         is_local: bool = False,
         allow_llm_steps: bool = True,
+        is_compact: bool | None = None,
+        max_tokens: int = PLAN_MAX_TOKENS,
     ) -> None:
         self.model = model
         self.tools = tools if tools is not None else ToolRegistry()
         self.settings = settings if settings is not None else Settings()
         self.budget = budget if budget is not None else Budget()
         self.is_local = is_local
+        self.is_compact = is_local if is_compact is None else is_compact
+        self.max_tokens = max_tokens
         self.kinds = [*SLM_KIND_NAMES]
         if allow_llm_steps:
             self.kinds.append(StepKind.LLM.value)
@@ -167,12 +174,12 @@ class Planner:
         messages = self.messages(goal, inputs, learned)
         if repair_of is not None:
             messages += repair_messages(repair_of[0], repair_of[1])
-        schema = plan_schema(self.kinds, max_steps=max_steps)
+        schema = plan_schema(self.kinds, max_steps=max_steps, is_compact=self.is_compact)
         problems: list[str] = []
         for attempt in range(self.settings.plan_repairs + 1):
             self.budget.check_llm("planning")
             completion = self.model.complete(
-                messages, schema=schema, max_tokens=PLAN_MAX_TOKENS, temperature=0.0
+                messages, schema=schema, max_tokens=self.max_tokens, temperature=0.0
             )
             self.attempts += 1
             self.budget.record_llm("planner", self.model, completion, self.settings, where="plan")
@@ -230,14 +237,14 @@ class Planner:
         # Counted now: steps (and their LLM calls) start before the stream ends.
         self.budget.check_llm("planning", is_reserving=True)
         messages = self.messages(goal, inputs, learned)
-        schema = plan_schema(self.kinds, max_steps=max_steps)
+        schema = plan_schema(self.kinds, max_steps=max_steps, is_compact=self.is_compact)
         stream = getattr(self.model, "stream", None)
         if callable(stream):
-            streamed = stream(messages, schema=schema, max_tokens=PLAN_MAX_TOKENS)
+            streamed = stream(messages, schema=schema, max_tokens=self.max_tokens)
             return PlanStream(
                 self, goal, inputs, max_steps, streamed.chunks, lambda: streamed.completion
             )
-        completion = self.model.complete(messages, schema=schema, max_tokens=PLAN_MAX_TOKENS)
+        completion = self.model.complete(messages, schema=schema, max_tokens=self.max_tokens)
         return PlanStream(
             self, goal, inputs, max_steps, iter([completion.text]), lambda: completion
         )

@@ -70,22 +70,71 @@ def example_plan(inputs: Mapping[str, Any]) -> dict[str, Any]:
     return dict(json.loads(text.replace("$input.email", f"$input.{name}")))
 
 
-def plan_schema(kinds: Sequence[str], *, max_steps: int) -> dict[str, Any]:
+def _text(max_length: int) -> dict[str, Any]:
+    return {"type": "string", "maxLength": max_length}
+
+
+COMPACT_VALUE: dict[str, Any] = {
+    "anyOf": [
+        _text(300),
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "array", "items": _text(120), "maxItems": 8},
+        {"type": "object", "additionalProperties": _text(120), "maxProperties": 8},
+    ]
+}
+"""An input value a small model may write: text, a number, a short list or map of text."""
+
+COMPACT_OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "type": {"const": "object"},
+        "properties": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"type": {"enum": ["string", "number", "integer", "boolean"]}},
+                "required": ["type"],
+                "additionalProperties": False,
+            },
+            "maxProperties": 8,
+        },
+        "required": {"type": "array", "items": _text(40), "maxItems": 8},
+    },
+    "required": ["type", "properties"],
+    "additionalProperties": False,
+}
+"""A flat object schema: what a small model may write as a step's `output`."""
+
+
+def plan_schema(
+    kinds: Sequence[str], *, max_steps: int, is_compact: bool = False
+) -> dict[str, Any]:
     """The JSON schema a plan reply is constrained to: the Plan format, narrowed.
 
     Narrower than `Plan.model_json_schema()` (kinds as an enum, ids as a pattern, no
     unknown fields) so a small model constrained by a grammar can only write plans
-    that parse; references and cycles are still checked afterwards.
+    that parse; references and cycles are still checked afterwards. `is_compact` also
+    bounds every value (short text, flat lists and maps, flat output schemas), so a
+    grammar-constrained small model cannot ramble until it runs out of tokens.
     """
+    inputs: dict[str, Any] = {"type": "object"}
+    output: dict[str, Any] = {"type": "object"}
+    plan_output: dict[str, Any] = {}
+    if is_compact:
+        inputs = {"type": "object", "additionalProperties": COMPACT_VALUE, "maxProperties": 6}
+        output = COMPACT_OUTPUT_SCHEMA
+        plan_output = COMPACT_VALUE
+        max_steps = min(max_steps, 8)
     step = {
         "type": "object",
         "properties": {
             "id": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"},
             "kind": {"enum": list(kinds)},
-            "inputs": {"type": "object"},
-            "output": {"type": "object"},
-            "after": {"type": "array", "items": {"type": "string"}},
-            "tool": {"type": "string"},
+            "inputs": inputs,
+            "output": output,
+            "after": {"type": "array", "items": _text(32), "maxItems": 8},
+            "tool": _text(64),
         },
         "required": ["id", "kind", "inputs"],
         "additionalProperties": False,
@@ -94,9 +143,9 @@ def plan_schema(kinds: Sequence[str], *, max_steps: int) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "version": {"const": 1},
-            "goal": {"type": "string"},
+            "goal": _text(300),
             "steps": {"type": "array", "items": step, "minItems": 1, "maxItems": max_steps},
-            "output": {},
+            "output": plan_output,
         },
         "required": ["version", "steps", "output"],
         "additionalProperties": False,
