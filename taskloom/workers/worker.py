@@ -414,6 +414,8 @@ class Worker:
                         self._interrupt_main("cancel")
             except RedisUnavailableError as e:
                 log.warning("heartbeat_failed", worker=self.name, error=str(e))
+            except Exception:  # keep beating: without it, every lease we hold runs out
+                log.exception("heartbeat_crashed", worker=self.name)
 
     def _interrupt_main(self, reason: str) -> None:
         self._interrupt = reason
