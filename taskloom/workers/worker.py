@@ -31,18 +31,14 @@ from typing import Any
 
 import structlog
 
-from taskloom.chat import ChatModel
 from taskloom.config import Settings
 from taskloom.errors import JobRejectedError, RedisUnavailableError, describe
-from taskloom.tools import ToolRegistry
 from taskloom.workers import payload
 from taskloom.workers.broker import Broker, Claim
-from taskloom.workers.execute import execute
+from taskloom.workers.handlers import Handler
 from taskloom.workers.job import StepResult, StepStatus
 
 log = structlog.get_logger(__name__)
-
-Handler = Callable[[payload.Envelope, Claim], StepResult]
 
 
 class _Interrupted(BaseException):
@@ -64,38 +60,6 @@ def run_job(envelope: dict[str, Any]) -> None:
     resident model, so the job is left failed in RQ's registry with this message.
     """
     raise JobRejectedError("taskloom jobs run on `taskloom worker`, not on a plain RQ worker")
-
-
-def step_handler(
-    *, model: ChatModel | None, tools: ToolRegistry, settings: Settings, worker: str
-) -> Handler:
-    """The handler for `step` payloads: one attempt of the step on the resident model."""
-
-    def get_model() -> ChatModel:
-        if model is None:
-            raise JobRejectedError("this worker has no model; start it without --queue runs")
-        return model
-
-    def handle(envelope: payload.Envelope, claim: Claim) -> StepResult:
-        job = payload.step_job(envelope)
-        return execute(job, model=get_model, tools=tools, settings=settings, worker=worker)
-
-    return handle
-
-
-def load_model(settings: Settings) -> ChatModel:
-    """The resident model: `settings.model` ("scripted" for the shipped fake), or the default.
-
-    Raises:
-        ModelFileError: the GGUF file is missing or corrupt.
-    """
-    if settings.model == "scripted":
-        from taskloom.chat.scripted import ScriptedChatModel
-
-        return ScriptedChatModel()
-    from taskloom.workers.host import default_host  # llama-cpp only where a model is loaded
-
-    return default_host(settings)
 
 
 def worker_name() -> str:

@@ -28,9 +28,10 @@ from taskloom.plan import load_plan
 from taskloom.tools import Tool, ToolRegistry
 from taskloom.workers import payload
 from taskloom.workers.broker import RUN_STEP, Broker, Claim
+from taskloom.workers.handlers import Handler, load_model, step_handler
 from taskloom.workers.job import StepResult, StepStatus
 from taskloom.workers.redis_dispatch import RedisDispatcher
-from taskloom.workers.worker import Handler, Worker, load_model, step_handler, worker_name
+from taskloom.workers.worker import Worker, worker_name
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.redis_store import RedisRunStore
 from taskloom.workflows.runner import OnEvent, new_run_id, run
