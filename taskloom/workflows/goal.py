@@ -45,6 +45,10 @@ from taskloom.workflows.workflow import Workflow
 
 log = structlog.get_logger(__name__)
 
+LOCAL_PLAN_MAX_TOKENS = 700
+"""A plan reply's token cap when the local SLM plans: at ~8 tokens/s constrained, about
+a minute and a half per attempt on CPU, enough for the compact schema's few steps."""
+
 
 @dataclass
 class GoalRun:
@@ -369,8 +373,8 @@ def goal_agents(
             budget=budget,
             is_local=True,
             allow_llm_steps=False,
-        )
-        return GoalRun(planner=planner, budget=budget, is_streaming=is_streaming)
+            max_tokens=LOCAL_PLAN_MAX_TOKENS,
+        )        return GoalRun(planner=planner, budget=budget, is_streaming=is_streaming)
     planner = Planner(llm, tools=tools, settings=settings, budget=budget)
     router = (
         Router(slm(), threshold=settings.route_threshold, settings=settings, budget=budget)
