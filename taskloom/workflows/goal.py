@@ -374,7 +374,8 @@ def goal_agents(
             is_local=True,
             allow_llm_steps=False,
             max_tokens=LOCAL_PLAN_MAX_TOKENS,
-        )        return GoalRun(planner=planner, budget=budget, is_streaming=is_streaming)
+        )
+        return GoalRun(planner=planner, budget=budget, is_streaming=is_streaming)
     planner = Planner(llm, tools=tools, settings=settings, budget=budget)
     router = (
         Router(slm(), threshold=settings.route_threshold, settings=settings, budget=budget)
