@@ -1,0 +1,57 @@
+"""The router: features, the SLM signal, the threshold, and the direct plan."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from taskloom.agents import Budget, Router, direct_plan
+from taskloom.agents.router import feature_score
+from taskloom.chat import Message, ScriptedChatModel
+from taskloom.plan import load_plan
+
+SIMPLE = "Translate 'good night' into Italian."
+COMPLEX = (
+    "For each open invoice, extract the total, compare it with the purchase order, "
+    "then draft a note to the supplier listing every mismatch."
+)
+
+
+def test_features_separate_one_step_from_multi_step_requests() -> None:
+    assert feature_score(SIMPLE, {}) < 0.2 < 0.8 < feature_score(COMPLEX, {})
+
+
+def test_threshold_trades_cost_for_quality() -> None:
+    middling = "Summarise the attached notes and list the action items."
+    decisions = [Router(None, threshold=t).route(middling, {}).target for t in (0.05, 0.95)]
+    assert decisions == ["llm", "slm"]  # a higher threshold sends more to the SLM
+
+
+def test_slm_signal_counts_and_is_recorded() -> None:
+    # This SLM finds the request itself complex (not the content-free calibration inputs).
+    class Contrary(ScriptedChatModel):
+        def score(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
+            is_request = "Italian" in messages[-1]["content"]
+            return [-0.1 if is_request and "complex" in c else -3.0 for c in continuations]
+
+    slm = Contrary()
+    budget = Budget()
+    route = Router(slm, threshold=0.3, slm_weight=0.5, budget=budget).route(SIMPLE, {})
+    assert route.signals["slm"]["label"] == "complex"
+    assert route.target == "llm" and "SLM says complex" in route.reason
+    assert budget.llm_calls == 0  # the router's call is an SLM call
+
+
+@pytest.mark.parametrize(
+    ("inputs", "kind", "output"),
+    [
+        ({"text": "I love it", "labels": ["pos", "neg"]}, "classify", "$answer.label"),
+        ({"email": "hello"}, "generate", "$answer.text"),
+        ({}, "generate", "$answer.text"),
+    ],
+)
+def test_direct_plan_is_one_valid_step(inputs: dict[str, object], kind: str, output: str) -> None:
+    plan = direct_plan("Is this positive?", inputs)
+    assert [s.kind for s in plan.steps] == [kind] and plan.output == output
+    load_plan(plan, inputs=inputs)
