@@ -289,9 +289,9 @@ def slm_factory(dispatcher: Dispatcher, settings: Settings) -> Callable[[], Chat
         return dispatcher.model
 
     def load() -> ChatModel:
-        from taskloom.workers.host import default_host
+        from taskloom.workers.handlers import load_model  # "scripted" or a GGUF, as workers do
 
-        return default_host(settings)
+        return load_model(settings)
 
     return load
 
