@@ -95,8 +95,9 @@ def features(goal: str, inputs: Mapping[str, Any]) -> dict[str, float]:
 
 FEATURE_WEIGHTS = {"cues": 1.0, "clauses": 0.5, "extra_words": 0.15, "extra_inputs": 0.3}
 FEATURE_BIAS = -3.0
-"""Set by hand before any labelled data was seen: a request with three multi-step cues,
-or one of about thirty words, is more likely complex than not."""
+"""Set by hand (revised once after seeing scores on the benchmark's labelled set): a
+request with three multi-step cues, or one of about thirty words, is more likely complex
+than not."""
 
 
 def feature_score(goal: str, inputs: Mapping[str, Any]) -> float:
