@@ -134,6 +134,15 @@ class RunRecord(BaseModel):
         self.totals = t
 
 
+def run_age_s(run_id: str) -> float | None:
+    """Seconds since a run started, read from its id (`YYYYmmdd-HHMMSS-xxxxxx`), if it has one."""
+    try:
+        started = time.mktime(time.strptime(run_id[:15], "%Y%m%d-%H%M%S"))
+    except ValueError:
+        return None
+    return time.time() - started
+
+
 def parse_record(data: str | bytes | dict[str, Any]) -> RunRecord:
     """A run record from JSON, keeping what it can of one from an older or newer version.
 

@@ -9,7 +9,7 @@ import structlog
 from taskloom.config import key
 from taskloom.errors import RunNotFoundError
 from taskloom.workers.broker import Broker, safe_url
-from taskloom.workflows.record import RunRecord, RunStatus
+from taskloom.workflows.record import RunRecord, RunStatus, parse_record, run_age_s
 
 log = structlog.get_logger(__name__)
 
@@ -42,12 +42,20 @@ class RedisRunStore:
     def load(self, run_id: str) -> RunRecord:
         data = self.broker.call(lambda: self.broker.redis.get(key("run", run_id)))
         if data is None:
+            where = f"Redis at {safe_url(self.broker.url)}"
+            age_s = run_age_s(run_id)
+            if age_s is not None and age_s > self.broker.ttl_s:
+                days = self.broker.ttl_s / 86400
+                raise RunNotFoundError(
+                    f"run {run_id!r} has expired from {where}: records are kept {days:g} days "
+                    "(Settings.record_ttl_s)",
+                    run_id=run_id,
+                )
             raise RunNotFoundError(
-                f"no run {run_id!r} in Redis at {safe_url(self.broker.url)}; "
-                "check the id (records expire after a week)",
+                f"no run {run_id!r} ever existed in {where}; check the id and the --redis-url",
                 run_id=run_id,
             )
-        return RunRecord.model_validate_json(data)
+        return parse_record(data)
 
     def exists(self, run_id: str) -> bool:
         """Whether Redis holds a record for the run."""
