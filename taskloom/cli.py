@@ -652,11 +652,13 @@ def cancel(run_id: str, redis_url: str | None) -> None:
 @click.option("--redis-url", metavar="URL", help="Redis the workers serve.")
 @click.option("--json", "as_json", is_flag=True, help="Print the workers as JSON.")
 def workers(redis_url: str | None, as_json: bool) -> None:
-    """List live workers: model, GPU, queues, jobs and heartbeat age."""
+    """List live workers: model, GPU, queues, current step, jobs, mean step time, heartbeat."""
     from taskloom.workflows.report import format_workers
 
-    live = redis_broker(settings_from(redis_url)).live_workers()
-    click.echo(json.dumps(live, indent=2) if as_json else format_workers(live))
+    settings = settings_from(redis_url)
+    live = redis_broker(settings).live_workers()
+    text = format_workers(live, lease_s=settings.lease_s)
+    click.echo(json.dumps(live, indent=2) if as_json else text)
 
 
 def load_record(run_id: str, settings: Settings) -> RunRecord:

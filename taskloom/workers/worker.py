@@ -109,6 +109,7 @@ class Worker:
         self.key = f"rq:worker:{self.name}"
         self.jobs_done = 0
         self.jobs_failed = 0
+        self.working_s = 0.0  # summed step run time, for the mean `taskloom workers` shows
         self._running: dict[str, Claim] = {}
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(self.concurrency)
@@ -290,6 +291,7 @@ class Worker:
             self.jobs_done += 1
         else:
             self.jobs_failed += 1
+        self.working_s += result.run_ms / 1000
         return self._finish(claim, result, is_final=is_final, dead=dead)
 
     def _cancelled(self, claim: Claim, envelope: payload.Envelope) -> Claim | None:
@@ -368,8 +370,10 @@ class Worker:
                     self.key,
                     state="busy" if running else "idle",
                     current_job=",".join(c.job_id for c in running),
+                    current_step=",".join(f"{c.run_id}/{c.step_id}" for c in running),
                     successful_job_count=self.jobs_done,
                     failed_job_count=self.jobs_failed,
+                    total_working_time=round(self.working_s, 3),
                 )
                 if requeued or dead:
                     log.warning("leases_expired", requeued=requeued, dead_lettered=dead)

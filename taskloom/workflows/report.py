@@ -65,14 +65,23 @@ def format_status(view: RunView) -> str:
     return "\n".join(out)
 
 
-def format_workers(workers: list[dict[str, str]]) -> str:
-    """A row per live worker: model, GPU, queues, state, jobs and heartbeat age."""
+def format_workers(workers: list[dict[str, str]], *, lease_s: float) -> str:
+    """A row per live worker: model, GPU, queues, current step, jobs, mean step time, heartbeat.
+
+    A worker whose heartbeat is older than the lease is marked stale: its jobs are about
+    to be queued again.
+    """
     if not workers:
         return "no live workers; start one with: taskloom worker"
     rows = []
     for w in workers:
         age = age_s(w.get("last_heartbeat", ""))
         jobs = int(w.get("successful_job_count") or 0) + int(w.get("failed_job_count") or 0)
+        working_s = float(w.get("total_working_time") or 0)
+        mean = f"{working_s / jobs * 1000:.0f}ms" if jobs else "-"
+        heartbeat = "-" if age is None else f"{age:.1f}s ago"
+        if age is not None and age > lease_s:
+            heartbeat += " STALE"
         rows.append(
             [
                 w["name"],
@@ -80,8 +89,11 @@ def format_workers(workers: list[dict[str, str]]) -> str:
                 w.get("gpu", "-") or "-",
                 w.get("queues", ""),
                 w.get("state", "?"),
+                w.get("current_step", "") or "-",
                 str(jobs),
-                "-" if age is None else f"{age:.1f}s ago",
+                mean,
+                heartbeat,
             ]
         )
-    return table(["WORKER", "MODEL", "GPU", "QUEUES", "STATE", "JOBS", "HEARTBEAT"], rows)
+    header = ["WORKER", "MODEL", "GPU", "QUEUES", "STATE", "STEP", "JOBS", "MEAN", "HEARTBEAT"]
+    return table(header, rows)

@@ -1,0 +1,53 @@
+"""`taskloom workers`: current step, mean step time, heartbeat age, stale workers marked."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from taskloom.workflows.report import format_workers
+
+
+def rq_time(seconds_ago: float) -> str:
+    moment = datetime.now(UTC) - timedelta(seconds=seconds_ago)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_workers_table_shows_step_mean_and_marks_stale() -> None:
+    live = [
+        {
+            "name": "gpu0",
+            "model": "gemma",
+            "gpu": "0",
+            "queues": "slm",
+            "state": "busy",
+            "current_step": "r1/contact",
+            "successful_job_count": "3",
+            "failed_job_count": "1",
+            "total_working_time": "2.0",
+            "last_heartbeat": rq_time(1),
+        },
+        {
+            "name": "gpu1",
+            "model": "gemma",
+            "gpu": "1",
+            "queues": "slm",
+            "state": "idle",
+            "successful_job_count": "0",
+            "last_heartbeat": rq_time(30),
+        },
+    ]
+    lines = format_workers(live, lease_s=5.0).splitlines()
+    assert lines[0].split() == [
+        "WORKER",
+        "MODEL",
+        "GPU",
+        "QUEUES",
+        "STATE",
+        "STEP",
+        "JOBS",
+        "MEAN",
+        "HEARTBEAT",
+    ]
+    assert lines[1].split()[:8] == ["gpu0", "gemma", "0", "slm", "busy", "r1/contact", "4", "500ms"]
+    assert "STALE" not in lines[1]
+    assert lines[2].split()[5:8] == ["-", "0", "-"] and lines[2].endswith("STALE")
