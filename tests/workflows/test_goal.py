@@ -289,3 +289,24 @@ def test_empty_goal_is_an_input_error(server: ScriptedServer, settings: Settings
 
     with pytest.raises(InputError):
         go(agents_for(server, Script([TRIAGE_PLAN]), settings), settings, goal=" ")
+
+
+def test_llm_step_with_an_output_schema(server: ScriptedServer, settings: Settings) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"risk": {"type": "string"}, "score": {"type": "integer"}},
+        "required": ["risk", "score"],
+    }
+    plan = {
+        "version": 1,
+        "steps": [
+            {"id": "assess", "kind": "llm", "output": schema,
+             "inputs": {"instruction": "Assess", "context": "$input"}}
+        ],
+        "output": "$assess.risk",
+    }  # fmt: skip
+    record = go(agents_for(server, Script([plan]), settings), settings)
+    assert record.status == RunStatus.DONE
+    step = record.steps[0]
+    assert set(step.value) == {"risk", "score"} and step.model == "gpt-4o-mini"
+    assert record.budget["llm"]["llm_step"]["calls"] == 1
