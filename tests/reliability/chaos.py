@@ -1,0 +1,124 @@
+"""Helpers for the reliability tests: plans of counted steps, coordinators, memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from taskloom.config import key
+from tests.workers.redis_helpers import counts
+
+DRIVE = str(Path(__file__).parent / "drive.py")
+
+
+def work_step(
+    step_id: str, url: str, *, sleep_s: float = 0.0, after: list[str] | None = None
+) -> dict[str, Any]:
+    """A `work` tool step (tests/workers/redis_tools.py): counts each execution in Redis."""
+    step: dict[str, Any] = {
+        "id": step_id,
+        "kind": "tool",
+        "tool": "work",
+        "inputs": {"url": url, "name": step_id, "sleep_s": sleep_s, "value": len(step_id)},
+    }
+    if after:
+        step["after"] = after
+    return step
+
+
+def fan_plan(n: int, url: str, *, sleep_s: float = 0.0, prefix: str = "s") -> dict[str, Any]:
+    """`n` independent counted steps; the output lists every step's value."""
+    ids = [f"{prefix}{i}" for i in range(n)]
+    steps = [work_step(s, url, sleep_s=sleep_s) for s in ids]
+    return {"version": 1, "steps": steps, "output": [f"${s}.value" for s in ids]}
+
+
+def write_plan(path: Path, plan: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(plan))
+    return path
+
+
+def expected_output(plan: dict[str, Any]) -> list[int]:
+    return [len(s["id"]) for s in plan["steps"]]
+
+
+def merges(url: str, run_id: str) -> dict[str, int]:
+    """How many times each step's result was merged (the broker's first-write counter)."""
+    return {k: v for k, v in counts(url, key("merges", run_id)).items() if k != "_run"}
+
+
+@contextmanager
+def process(
+    cmd: list[str], *, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """A subprocess that is SIGKILLed on the way out if it is still running."""
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+
+
+def coordinator(*args: str) -> list[str]:
+    """The command line of `taskloom ARGS` in this interpreter."""
+    return [sys.executable, "-m", "taskloom.cli", *args]
+
+
+def drive(plan: Path, url: str, run_id: str, concurrency: int = 64) -> list[str]:
+    """The command line of a library-driven coordinator (see drive.py)."""
+    return [sys.executable, DRIVE, str(plan), url, run_id, str(concurrency)]
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident set of a live process (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for pid {pid}")
+
+
+def scan_for_pickle(url: str) -> list[str]:
+    """Every key whose value (or hash/list field) looks like a pickle, zlib'd or not."""
+    r = redis.Redis.from_url(url)
+    hits: list[str] = []
+    for name in r.scan_iter(count=1000):
+        kind = r.type(name).decode()
+        values: list[bytes] = []
+        if kind == "string":
+            values = [r.get(name) or b""]
+        elif kind == "hash":
+            values = list(r.hgetall(name).values())  # type: ignore[union-attr]
+        elif kind == "list":
+            values = list(r.lrange(name, 0, -1))  # type: ignore[arg-type]
+        elif kind in ("set", "zset"):
+            values = list(r.smembers(name) if kind == "set" else r.zrange(name, 0, -1))  # type: ignore[arg-type]
+        if any(is_pickle(v) for v in values):
+            hits.append(name.decode())
+    return hits
+
+
+def is_pickle(value: bytes) -> bool:
+    """A pickle starts with PROTO (0x80) or is an old text pickle; RQ zlib-compresses its data."""
+    import zlib
+
+    if value[:1] == b"x":
+        with suppress(zlib.error):
+            value = zlib.decompress(value)
+    return value[:1] == b"\x80" or value.startswith((b"(dp", b"(lp", b"cdill", b"c__builtin__"))
