@@ -1,22 +1,24 @@
-"""The public API is exactly what `__all__` says."""
+"""The public API is exactly what `__all__` says, and importing it stays cheap."""
 
 from __future__ import annotations
 
-from types import ModuleType
+import subprocess
+import sys
 
 import taskloom
 
 
-def test_all_is_sorted_complete_and_importable() -> None:
+def test_all_is_sorted_and_every_name_resolves() -> None:
     assert taskloom.__all__ == sorted(taskloom.__all__)
+    assert set(taskloom.__all__) == set(taskloom._WHERE)
     for name in taskloom.__all__:
         assert getattr(taskloom, name) is not None, name
-    public = {
-        name
-        for name, value in vars(taskloom).items()
-        if not name.startswith("_") and not isinstance(value, ModuleType)  # submodules
-    }
-    assert public == set(taskloom.__all__)
+
+
+def test_light_commands_do_not_import_langgraph() -> None:
+    code = "import sys, taskloom.cli; print('langgraph' in sys.modules, 'llama_cpp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
 
 
 def test_every_error_is_a_taskloom_error_named_error() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from taskloom.plan import Plan
+from taskloom.plan import Plan, references
 from taskloom.workflows.record import RunRecord
 
 STATUS_STYLES = {
@@ -17,12 +17,26 @@ STATUS_STYLES = {
 }
 
 
-def _flowchart(nodes: Iterable[tuple[str, str, list[str]]], statuses: dict[str, str] | None) -> str:
+def _flowchart(
+    nodes: Iterable[tuple[str, str, list[str]]],
+    statuses: dict[str, str] | None,
+    *,
+    inputs_to: Iterable[str] = (),
+    to_output: Iterable[str] = (),
+) -> str:
     lines = ["flowchart TD"]
     edges = []
-    for step_id, kind, deps in nodes:
-        lines.append(f'  {step_id}["{step_id}<br/><small>{kind}</small>"]')
+    for step_id, label, deps in nodes:
+        lines.append(f'  {step_id}["{step_id}<br/><small>{label}</small>"]')
         edges += [f"  {dep} --> {step_id}" for dep in deps]
+    fed = list(inputs_to)
+    if fed:
+        lines.insert(1, "  input([input])")
+        edges = [f"  input --> {step_id}" for step_id in fed] + edges
+    feeding = list(to_output)
+    if feeding:
+        lines.append("  output([output])")
+        edges += [f"  {step_id} --> output" for step_id in feeding]
     lines += edges
     if statuses:
         for status, style in STATUS_STYLES.items():
@@ -34,8 +48,11 @@ def _flowchart(nodes: Iterable[tuple[str, str, list[str]]], statuses: dict[str, 
 
 
 def plan_mermaid(plan: Plan) -> str:
-    """A flowchart of the plan's steps and dependencies."""
-    return _flowchart(((s.id, s.kind, s.dependencies()) for s in plan.steps), None)
+    """A flowchart of the plan: the run's input, each step, and what feeds the output."""
+    nodes = [(s.id, s.tool or s.kind, s.dependencies()) for s in plan.order()]
+    inputs_to = [s.id for s in plan.order() if any(r.root == "input" for r in references(s.inputs))]
+    to_output = sorted({r.root for r in references(plan.output) if r.root != "input"})
+    return _flowchart(nodes, None, inputs_to=inputs_to, to_output=to_output)
 
 
 def run_mermaid(record: RunRecord) -> str:

@@ -37,11 +37,11 @@ from taskloom.plan import Plan
 from taskloom.tools import ToolRegistry
 from taskloom.workers.dispatch import Dispatcher
 from taskloom.workers.job import StepResult
+from taskloom.workflows.definition import Workflow
 from taskloom.workflows.flow import Flow
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.runner import OnEvent, new_run_id, run
 from taskloom.workflows.store import RunStore
-from taskloom.workflows.workflow import Workflow
 
 log = structlog.get_logger(__name__)
 

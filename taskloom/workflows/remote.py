@@ -9,14 +9,12 @@ already have a result are not queued again.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from taskloom.config import DEFAULT_QUEUE, RUNS_QUEUE, Settings, key
+from taskloom.config import DEFAULT_QUEUE, RUNS_QUEUE, Settings
 from taskloom.errors import (
     ConfigError,
     InfrastructureError,
@@ -32,11 +30,11 @@ from taskloom.workers.handlers import Handler, load_model, step_handler
 from taskloom.workers.job import StepResult, StepStatus
 from taskloom.workers.redis_dispatch import RedisDispatcher
 from taskloom.workers.worker import Worker, worker_name
+from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.redis_store import RedisRunStore
 from taskloom.workflows.runner import OnEvent, new_run_id, run
 from taskloom.workflows.target import load_module, load_workflow
-from taskloom.workflows.workflow import Workflow
 
 log = structlog.get_logger(__name__)
 
@@ -179,41 +177,6 @@ def _workflow(
             "with --tools MODULE naming the module that defines it"
         )
     return workflows[name]
-
-
-@dataclass
-class RunView:
-    """What `taskloom status` shows: the record, each step's job state, dead letters."""
-
-    record: RunRecord
-    jobs: dict[str, dict[str, str]] = field(default_factory=dict)
-    dead: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def view(broker: Broker, run_id: str) -> RunView:
-    """The record of a run with the live state of its jobs.
-
-    Raises:
-        RunNotFoundError: Redis has no such run.
-    """
-    record = RedisRunStore(broker).load(run_id)
-    job_ids: Any = broker.call(lambda: broker.redis.hgetall(key("jobs", run_id)))
-    steps = sorted((bytes(k).decode(), bytes(v).decode()) for k, v in job_ids.items())
-    fields = ("status", "worker_name", "deliveries", "origin")
-    with broker.reachable(), broker.redis.pipeline() as p:
-        for _, job_id in steps:
-            p.hmget(f"rq:job:{job_id}", fields)
-        p.hgetall(key("dead", run_id))
-        rows = p.execute()
-    jobs = {
-        step: {
-            f: (v.decode() if isinstance(v, bytes) else str(v or ""))
-            for f, v in zip(fields, row, strict=True)
-        }
-        for (step, _), row in zip(steps, rows[:-1], strict=True)
-    }
-    dead = {k.decode(): json.loads(v) for k, v in rows[-1].items()}
-    return RunView(record=record, jobs=jobs, dead=dead)
 
 
 def cancel(broker: Broker, run_id: str) -> tuple[int, int]:

@@ -2,14 +2,57 @@
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from taskloom.workers.broker import RUN_STEP
+from taskloom.config import key
+from taskloom.workers.broker import RUN_STEP, Broker
 from taskloom.workers.job import StepStatus
-from taskloom.workflows.remote import RunView
+from taskloom.workflows.record import RunRecord
+from taskloom.workflows.redis_store import RedisRunStore
 
 _FINAL = {StepStatus.DONE, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
+
+
+@dataclass
+class RunView:
+    """What `taskloom status` shows: the record, each step's job state, dead letters.
+
+    A local run has no jobs and no dead letters: its record is all there is.
+    """
+
+    record: RunRecord
+    jobs: dict[str, dict[str, str]] = field(default_factory=dict)
+    dead: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def view(broker: Broker, run_id: str) -> RunView:
+    """The record of a run with the live state of its jobs.
+
+    Raises:
+        RunNotFoundError: Redis has no such run.
+    """
+    record = RedisRunStore(broker).load(run_id)
+    job_ids: Any = broker.call(lambda: broker.redis.hgetall(key("jobs", run_id)))
+    steps = sorted((bytes(k).decode(), bytes(v).decode()) for k, v in job_ids.items())
+    fields = ("status", "worker_name", "deliveries", "origin")
+    with broker.reachable(), broker.redis.pipeline() as p:
+        for _, job_id in steps:
+            p.hmget(f"rq:job:{job_id}", fields)
+        p.hgetall(key("dead", run_id))
+        rows = p.execute()
+    jobs = {
+        step: {
+            f: (v.decode() if isinstance(v, bytes) else str(v or ""))
+            for f, v in zip(fields, row, strict=True)
+        }
+        for (step, _), row in zip(steps, rows[:-1], strict=True)
+    }
+    dead = {k.decode(): json.loads(v) for k, v in rows[-1].items()}
+    return RunView(record=record, jobs=jobs, dead=dead)
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

@@ -19,9 +19,9 @@ from taskloom.config import Settings
 from taskloom.errors import RunCancelledError, RunFailedError, describe
 from taskloom.workers.dispatch import Dispatcher
 from taskloom.workers.job import StepResult, StepStatus
+from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.store import RunStore
-from taskloom.workflows.workflow import Workflow
 
 log = structlog.get_logger(__name__)
 

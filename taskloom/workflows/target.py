@@ -13,7 +13,7 @@ from typing import Any
 from taskloom.errors import InputError, TargetError
 from taskloom.plan import Plan, load_plan
 from taskloom.tools import Tool, ToolRegistry
-from taskloom.workflows.workflow import Workflow
+from taskloom.workflows.definition import Workflow
 
 
 def read_json(text: str, *, what: str) -> Any:
