@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -56,24 +57,32 @@ def merges(url: str, run_id: str) -> dict[str, int]:
     return {k: v for k, v in counts(url, key("merges", run_id)).items() if k != "_run"}
 
 
+class Process(subprocess.Popen[str]):
+    """A subprocess whose output goes to files, so a chatty one never blocks on a pipe."""
+
+    def output(self, *, timeout_s: float) -> tuple[str, str]:
+        """Wait for the exit; returns (stdout, stderr)."""
+        self.wait(timeout=timeout_s)
+        return self._out.read_text(), self._err.read_text()
+
+    _out: Path
+    _err: Path
+
+
 @contextmanager
-def process(
-    cmd: list[str], *, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[str]]:
+def process(cmd: list[str], *, env: dict[str, str] | None = None) -> Iterator[Process]:
     """A subprocess that is SIGKILLed on the way out if it is still running."""
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=10)
+    with tempfile.TemporaryDirectory(prefix="taskloom-proc-") as d:
+        out, err = Path(d) / "out", Path(d) / "err"
+        with out.open("w") as fo, err.open("w") as fe:
+            proc = Process(cmd, stdout=fo, stderr=fe, text=True, env={**os.environ, **(env or {})})
+        proc._out, proc._err = out, err
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
 
 
 def coordinator(*args: str) -> list[str]:

@@ -46,7 +46,7 @@ def test_killing_every_worker_mid_run_loses_nothing(
         assert done_before < len(plan["steps"])  # the run really was in the middle
         spawn_worker()
         spawn_worker()
-        out, err = run.communicate(timeout=90)
+        out, err = run.output(timeout_s=90)
     assert run.returncode == 0, err
     record = json.loads(out)
     assert record["status"] == "done" and record["output"] == expected_output(plan)
@@ -57,6 +57,7 @@ def test_killing_every_worker_mid_run_loses_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_restarting_a_random_worker_every_second_500_steps(
     tmp_path: Path, redis_url: str, spawn_worker: Spawn
 ) -> None:
@@ -77,7 +78,7 @@ def test_restarting_a_random_worker_every_second_500_steps(
             victim.wait(timeout=5)
             kills += 1
             workers.append(spawn_worker(ready=False))
-        out, err = run.communicate(timeout=60)
+        out, err = run.output(timeout_s=60)
     assert run.returncode == 0, err[-2000:]
     record = json.loads(out.splitlines()[-1])["record"]
     assert kills >= 3, "the run ended before the chaos began"
