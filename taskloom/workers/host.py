@@ -38,6 +38,8 @@ log = structlog.get_logger(__name__)
 
 GGUF_MAGIC = b"GGUF"
 N_BATCH = 512
+N_SLOTS = 2
+"""Cached prompt prefixes kept at once (KV sequences), each with the full window."""
 NO_REPEAT_NGRAM = 8
 """Greedy decoding of a small model loops; no run of this many tokens is generated twice."""
 
@@ -133,7 +135,8 @@ class ModelHost:
             raise ModelFileError(f"model file {self.path} could not be loaded: {e}") from None
         threads = n_threads or os.cpu_count() or 1
         cparams = llama_cpp.llama_context_default_params()
-        cparams.n_ctx = n_ctx
+        cparams.n_ctx = n_ctx * N_SLOTS
+        cparams.n_seq_max = N_SLOTS
         cparams.n_batch = N_BATCH
         cparams.n_ubatch = N_BATCH
         cparams.n_threads = threads

@@ -7,8 +7,11 @@ that one token. Only when it is rejected are more candidates masked: first the t
 and the whole vocabulary only when none of those is allowed. Gemma's vocabulary has
 262k tokens, so masking all of it every step is what makes stock grammar sampling slow.
 
-Prefix reuse: the context keeps the tokens of the previous call in its KV cache. A new
-prompt evaluates only what follows the longest common prefix.
+Prefix reuse: the context keeps the tokens of recent calls in its KV cache, in a few
+sequences (slots). A prompt goes to the slot that shares the longest prefix with it and
+evaluates only what follows. A prompt that shares little with every slot (under half
+of itself) replaces the slot holding the fewest tokens, so a short scratch prompt (such
+as a scoring probe) never evicts a long shared instruction.
 """
 
 from __future__ import annotations
@@ -79,7 +82,10 @@ class Decoder:
         self._vocab = llama_cpp.llama_model_get_vocab(model)
         self._mem = llama_cpp.llama_get_memory(ctx)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
-        self.n_ctx = int(llama_cpp.llama_n_ctx(ctx))
+        self.n_ctx = int(llama_cpp.llama_n_ctx_seq(ctx))
+        """The context window of one sequence."""
+        self._slots: list[list[int]] = [[] for _ in range(llama_cpp.llama_n_seq_max(ctx))]
+        self._seq = 0
         self._n_batch = n_batch
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self._pieces: dict[int, bytes] = {}
@@ -89,8 +95,11 @@ class Decoder:
         # End tokens join the top-K retry so that a finished grammar never needs a full mask.
         self._ends = np.array(sorted(t for t in ends if t >= 0), dtype=np.intc)
         self._top = _Candidates(TOP_K + len(self._ends))
-        self.tokens: list[int] = []
-        """The tokens whose keys and values are in the cache, in order."""
+
+    @property
+    def tokens(self) -> list[int]:
+        """The tokens of the active sequence whose keys and values are cached, in order."""
+        return self._slots[self._seq]
 
     def close(self) -> None:
         """Free the batch (the context and model belong to the host)."""
@@ -143,7 +152,7 @@ class Decoder:
                 batch.token[i] = tok
                 batch.pos[i] = n_past + i
                 batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
+                batch.seq_id[i][0] = self._seq
                 batch.logits[i] = all_logits
             batch.logits[len(chunk) - 1] = True
             batch.n_tokens = len(chunk)
@@ -156,14 +165,22 @@ class Decoder:
     def reset(self) -> None:
         """Forget the cache (after an error, or to measure a cold prompt)."""
         llama_cpp.llama_memory_clear(self._mem, True)
-        self.tokens = []
+        for slot in self._slots:
+            slot.clear()
 
     def _truncate(self, n: int) -> None:
         if n < len(self.tokens):
-            if not llama_cpp.llama_memory_seq_rm(self._mem, 0, n, -1):
+            if not llama_cpp.llama_memory_seq_rm(self._mem, self._seq, n, -1):
                 self.reset()
                 return
             del self.tokens[n:]
+
+    def _choose_slot(self, prompt: Sequence[int]) -> None:
+        shared = [_common_prefix(slot, prompt) for slot in self._slots]
+        best = max(range(len(shared)), key=shared.__getitem__)
+        if shared[best] * 2 < len(prompt):
+            best = min(range(len(self._slots)), key=lambda i: len(self._slots[i]))
+        self._seq = best
 
     def evaluate(self, prompt: Sequence[int]) -> int:
         """Make the cache hold exactly `prompt`, reusing the common prefix.
@@ -173,11 +190,8 @@ class Decoder:
         """
         if not prompt:
             raise ValueError("an empty prompt has nothing to continue")
-        n = 0
-        limit = min(len(self.tokens), len(prompt))
-        while n < limit and self.tokens[n] == prompt[n]:
-            n += 1
-        n = min(n, len(prompt) - 1)
+        self._choose_slot(prompt)
+        n = min(_common_prefix(self.tokens, prompt), len(prompt) - 1)
         self._truncate(n)
         self._decode(prompt[len(self.tokens) :])
         return len(prompt) - n
@@ -322,6 +336,15 @@ class Decoder:
                     total += float(_log_softmax(self.logits(j - 1))[cont[j]])
             scores.append(total)
         return scores, evaluated
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _log_softmax(x: npt.NDArray[np.single]) -> npt.NDArray[np.float64]:
