@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 RUN_STEP = "_run"  # the step id a submitted run's coordinator job is filed under
 FINISHED_JOB_TTL_S = 3600  # a finished job's hash and notices; results keep record_ttl_s
+MAX_CONNECTIONS = 10_000  # per Broker: one per step in flight, plus the heartbeat's
 
 
 def rq_time(at: float | None = None) -> str:
@@ -93,8 +94,15 @@ class Broker:
         self.ttl_s = settings.record_ttl_s
         retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 3)
         try:
+            # Each step a dispatcher waits on holds a connection in BLPOP, so redis-py's
+            # default cap of 100 would starve a coordinator (and its heartbeat) past
+            # 100 steps in flight; Redis's own default limit is 10,000 clients.
             self.redis = redis.Redis.from_url(
-                url, socket_connect_timeout=3.0, retry=retry, health_check_interval=0
+                url,
+                socket_connect_timeout=3.0,
+                retry=retry,
+                health_check_interval=0,
+                max_connections=MAX_CONNECTIONS,
             )
         except ValueError as e:
             raise ConfigError(f"Redis URL {safe_url(url)!r} is not valid: {e}") from None
