@@ -92,7 +92,10 @@ class ModelHost:
     Args:
         path: the GGUF file.
         n_ctx: the context window, in tokens.
-        n_threads: CPU threads (default: every core).
+        n_threads: CPU threads for generation (default: half the logical cores, as in
+            llama-cpp-python, since decoding one token at a time is memory-bound and
+            spinning threads suffer most when cores are shared). Prompt evaluation
+            always uses every core.
         n_gpu_layers: layers offloaded to the GPU (-1: all; 0: CPU only).
         gpu: the GPU to run on (sets `main_gpu` and keeps the model on that one device);
             with `n_gpu_layers` left at None, every layer is offloaded to it.
@@ -133,14 +136,15 @@ class ModelHost:
             self._model = LlamaModel(path_model=str(self.path), params=mparams, verbose=False)
         except ValueError as e:
             raise ModelFileError(f"model file {self.path} could not be loaded: {e}") from None
-        threads = n_threads or os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+        threads = n_threads or max(cores // 2, 1)
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = n_ctx * N_SLOTS
         cparams.n_seq_max = N_SLOTS
         cparams.n_batch = N_BATCH
         cparams.n_ubatch = N_BATCH
         cparams.n_threads = threads
-        cparams.n_threads_batch = threads
+        cparams.n_threads_batch = max(cores, threads)
         # A full-size sliding-window cache lets a call roll back to any shared prefix.
         cparams.swa_full = True
         with suppress_stdout_stderr(disable=False):
