@@ -22,7 +22,7 @@ from taskloom.errors import PlanValidationError
 from taskloom.plan import load_plan
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.timeout(600)]  # a 270M model planning on 2 cores
 
 INPUTS = {"email": "Hello, this is Ann Lee. My order 4411 arrived broken. Please refund it."}
 
