@@ -7,6 +7,11 @@ decode rate), it prints tokens per second for:
 1. taskloom's host, unconstrained and constrained to a JSON schema (sample first, check
    the token against the grammar, mask more only when it is rejected); target ≥ 0.8;
 2. stock llama-cpp-python (`Llama.create_completion`), without and with `grammar=`.
+
+Measured here (2 shared cores, 1 generation thread each, gemma-3-270m Q4_K_M):
+taskloom 48.1 t/s unconstrained, 49.2 t/s constrained, ratio 1.03; stock
+llama-cpp-python 38.1 → 13.6 t/s, ratio 0.35. Same greedy output as masking the whole
+vocabulary every token (tests/workers/test_host.py checks it).
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@
 Runs 20 `extract` jobs (same instruction, fields and two examples; different texts)
 on one resident host, and prints the prompt tokens evaluated per job ÷ the prompt
 length (target ≤ 0.30), beside the same jobs with the cache dropped before each job.
+
+Measured here: prompts of 182 tokens on average, 30.6 evaluated per job with the prefix
+reused (ratio 0.17, first job included) against 181.7 (1.00) with the cache dropped.
 """
 
 from __future__ import annotations

