@@ -39,16 +39,12 @@ class StepJob(BaseModel):
     enqueued_at: float = Field(default_factory=time.time, description="epoch seconds")
 
 
-class StepResult(BaseModel):
-    """What one step produced, with its accounting. Merged once per (run_id, step_id)."""
+class StepOutcome(BaseModel):
+    """A step's value or error, and what it cost: shared by results and run records."""
 
-    run_id: str
-    step_id: str
-    status: StepStatus
     value: Any = None
     error: dict[str, Any] | None = Field(None, description="type, message, raw_output")
-    is_retryable: bool = Field(False, description="a transient failure worth another attempt")
-    attempts: int = 1
+    attempts: int = 0
     worker: str = ""
     model: str = ""
     queue_ms: float = 0.0
@@ -57,5 +53,15 @@ class StepResult(BaseModel):
     prompt_tokens_evaluated: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+
+
+class StepResult(StepOutcome):
+    """What one step produced, with its accounting. Merged once per (run_id, step_id)."""
+
+    run_id: str
+    step_id: str
+    status: StepStatus
+    is_retryable: bool = Field(False, description="a transient failure worth another attempt")
+    attempts: int = 1
     started_at: float = 0.0
     finished_at: float = 0.0

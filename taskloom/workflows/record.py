@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
-from taskloom.workers.job import StepResult, StepStatus
+from taskloom.workers.job import StepOutcome, StepResult, StepStatus
 
 
 class RunStatus(StrEnum):
@@ -22,7 +22,7 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-class StepRecord(BaseModel):
+class StepRecord(StepOutcome):
     """One step of a run, as recorded."""
 
     id: str
@@ -30,36 +30,13 @@ class StepRecord(BaseModel):
     depends_on: list[str] = Field(default_factory=list, description="the steps it waited for")
     inputs: dict[str, Any] | None = Field(None, description="its inputs, references unresolved")
     status: StepStatus = StepStatus.PENDING
-    attempts: int = 0
-    worker: str = ""
-    model: str = ""
-    queue_ms: float = 0.0
-    run_ms: float = 0.0
-    prompt_tokens: int = 0
-    prompt_tokens_evaluated: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
-    value: Any = None
-    error: dict[str, Any] | None = None
 
     def merge(self, result: StepResult) -> None:
         """Take a step's final result (accounting, value, error)."""
-        for name in (
-            "status",
-            "attempts",
-            "worker",
-            "model",
-            "queue_ms",
-            "run_ms",
-            "prompt_tokens",
-            "prompt_tokens_evaluated",
-            "completion_tokens",
-            "cost_usd",
-            "value",
-            "error",
-        ):
+        self.status = result.status
+        for name in StepOutcome.model_fields:
             setattr(self, name, getattr(result, name))
         self.started_at = result.started_at or self.started_at
         self.finished_at = result.finished_at or time.time()
