@@ -110,6 +110,8 @@ def decode(data: bytes, *, secret: str | None) -> Envelope:
         func, instance, args, kwargs = json.loads(data)
     except (ValueError, TypeError):
         raise JobRejectedError("job data is not a JSON [func, instance, args, kwargs]") from None
+    except RecursionError:  # would otherwise kill each worker that claims the job
+        raise JobRejectedError("job data is nested too deeply") from None
     if func != JOB_FUNC or instance is not None or kwargs or not isinstance(args, list):
         raise JobRejectedError(f"job calls {func!r}; workers only run {JOB_FUNC}")
     if len(args) != 1:

@@ -267,6 +267,13 @@ class Worker:
             # Leave the job leased: once Redis is back its lease runs out and it is re-queued.
             log.warning("job_abandoned", run_id=claim.run_id, step_id=claim.step_id, error=str(e))
             return None
+        except JobRejectedError as e:  # a body its handler can't open: refused, not a bug
+            reason = str(e)
+            log.warning("job_rejected", reason=reason, run_id=claim.run_id, step_id=claim.step_id)
+            self._retry_redis(
+                lambda: self.broker.reject(claim.job_id, error="JobRejectedError", message=reason)
+            )
+            return None
         except Exception as e:  # a handler bug: fail the job rather than kill the worker
             log.exception("job_crashed", run_id=claim.run_id, step_id=claim.step_id)
             result = StepResult(
