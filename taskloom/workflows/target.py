@@ -31,12 +31,26 @@ def read_json(text: str, *, what: str) -> Any:
         except OSError as e:
             raise InputError(f"{what}: can't read {path}: {e.strerror}") from None
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(
             f"{source} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
             "pass a JSON object or @FILE"
         ) from None
+    except RecursionError:
+        raise InputError(f"{source} is nested too deeply; flatten it") from None
+    if not _is_encodable(value):
+        raise InputError(f"{source} has a lone surrogate (e.g. \\ud800); send valid Unicode")
+    return value
+
+
+def _is_encodable(value: Any) -> bool:
+    """Whether `value` can be written back as UTF-8 JSON (records, payloads, checkpoints)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_plan(path: Path, *, max_steps: int, inputs: dict[str, Any] | None = None) -> Plan:
@@ -50,12 +64,18 @@ def read_plan(path: Path, *, max_steps: int, inputs: dict[str, Any] | None = Non
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise TargetError(f"can't read plan {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise TargetError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise TargetError(
             f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
         ) from None
+    except RecursionError:
+        raise TargetError(f"{path} is nested too deeply to be a plan") from None
+    if not _is_encodable(data):
+        raise TargetError(f"{path} has a lone surrogate (e.g. \\ud800); save valid Unicode")
     return load_plan(data, source=str(path), max_steps=max_steps, inputs=inputs)
 
 
