@@ -135,6 +135,18 @@ def test_a_shared_prefix_is_evaluated_once(model_host: ModelHost) -> None:
 
 
 @pytest.mark.model
+def test_a_short_scoring_probe_does_not_evict_the_shared_prefix(model_host: ModelHost) -> None:
+    model_host.reset_cache()
+    model_host.complete(chat("Hi, Ann Lee, order 7710"), schema=CONTACT, max_tokens=40)
+    model_host.score([{"role": "user", "content": "Ann Lee is"}], [" a name", " a number"])
+    other = "Classify the text: refund or shipping.\n\nText: where is my box\nAnswer: shipping"
+    model_host.complete(chat("Where is it?", system=other), max_tokens=4)
+    again = model_host.complete(chat("Order 99 - Cy Ong"), schema=CONTACT, max_tokens=40)
+    assert again.prompt_tokens_evaluated is not None
+    assert again.prompt_tokens_evaluated < again.prompt_tokens * 0.3
+
+
+@pytest.mark.model
 def test_copy_constrained_strings_are_spans_of_the_text(model_host: ModelHost) -> None:
     text = "Hello, this is Dana Scully. Order 4471 never came. dana@fbi.gov"
     schema = with_copy(CONTACT, text)
