@@ -190,3 +190,15 @@ def test_no_traceback_from_a_real_process(tmp_path: Path) -> None:
     assert (
         help_proc.returncode == 0 and "run" in help_proc.stdout and "validate" in help_proc.stdout
     )
+
+
+@pytest.mark.parametrize("extra", [["--inline"], []])
+def test_missing_model_file_exits_2_naming_it(
+    extra: list[str], taskloom_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = "@examples/triage_input.json"
+    code, _, err = cli(
+        capsys, "run", "examples/triage.json", "--input", inputs, "--model", "/nope.gguf", *extra
+    )
+    assert code == 2 and err.count("\n") == 1
+    assert "model file /nope.gguf does not exist" in err

@@ -59,6 +59,12 @@ def make_dispatcher(
 
     dispatcher: Dispatcher
     if is_inline or (is_inline is None and not settings.redis_url):
+        if settings.model and settings.model != "scripted":  # a bad path is the user's: exit 2
+            from pathlib import Path
+
+            from taskloom.workers.host import check_model_file
+
+            check_model_file(Path(settings.model).expanduser())
         dispatcher = InlineDispatcher(tools=workflow.tools, settings=settings)
         try:
             yield dispatcher

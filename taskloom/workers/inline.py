@@ -44,9 +44,9 @@ class InlineDispatcher:
         with self._lock:
             if self._model is None:
                 if self._factory is None:
-                    from taskloom.workers.host import default_host
+                    from taskloom.workers.handlers import load_model  # as a worker would
 
-                    self._model = default_host(self.settings)
+                    self._model = load_model(self.settings)
                 elif isinstance(self._factory, ChatModel):
                     self._model = self._factory
                 else:
