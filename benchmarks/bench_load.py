@@ -8,6 +8,10 @@ process, 50 threads over one shared RedisDispatcher; two `taskloom worker --mode
 scripted` processes execute the steps. It prints steps per second, p50 and p99 step
 latency (from the coordinator's dispatch to the step's final result), and the peak
 memory (RSS) of the coordinator and of each worker.
+
+Measured here (2 shared cores): 1,000 steps in 4.0 s, 248 steps/s; step latency p50
+371 ms, p99 1,549 ms (all 1,000 steps are in flight at once, so latency is mostly
+queueing behind two workers); peak RSS 150 MiB for the coordinator, 87 MiB per worker.
 """
 
 from __future__ import annotations
