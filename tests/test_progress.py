@@ -1,4 +1,4 @@
-"""Live progress on a terminal: steps done out of total, and which steps are running."""
+"""Live progress on a terminal: done/total, elapsed, tokens, cost, running steps and workers."""
 
 from __future__ import annotations
 
@@ -11,17 +11,20 @@ from taskloom.workers.job import StepStatus
 from taskloom.workflows.record import RunRecord
 
 
-def test_progress_shows_done_of_total_and_running_steps() -> None:
+def test_progress_shows_done_of_total_running_steps_and_their_workers() -> None:
     out = io.StringIO()
-    console = Console(file=out, force_terminal=True, width=120)
+    console = Console(file=out, force_terminal=True, width=160)
     record = RunRecord(run_id="r")
-    record.step("contact").status = StepStatus.DONE
+    done = record.step("contact")
+    done.status, done.prompt_tokens, done.cost_usd = StepStatus.DONE, 120, 0.0025
     record.step("intent").status = StepStatus.RUNNING
-    with Progress(total=5, console=console) as progress:
+    record.step("docs").status = StepStatus.RUNNING
+    with Progress(total=5, console=console, workers_of=lambda: {"intent": "gpu1"}) as progress:
         progress.update({"event": "step_started"}, record)
         progress._live.refresh()  # type: ignore[union-attr]
     text = out.getvalue()
-    assert "1/5 steps" in text and "running: intent" in text
+    assert "1/5 steps" in text and "120 tokens" in text and "$0.002500" in text
+    assert "running: intent@gpu1, docs" in text
 
 
 def test_progress_is_silent_off_a_terminal() -> None:

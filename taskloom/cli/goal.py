@@ -109,9 +109,8 @@ def run_goal_command(
             settings, holder, is_inline=is_inline, workers=workers, tool_specs=tool_specs
         ) as dispatcher,
         sqlite_checkpointer(settings.state_path) as checkpointer,
-        Progress(total=None) as progress,
+        Progress(total=None, is_quiet=as_json) as progress,
     ):
-        progress.enabled = progress.enabled and not as_json
         agents = goal_agents(
             settings,
             tools=tools,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import click
@@ -66,8 +68,8 @@ def run(
     **flags: Any,
 ) -> None:
     """Run TARGET (a plan file, file.py:name or module:name), or plan and run --goal."""
+    from taskloom.workflows.runner import new_run_id, sqlite_checkpointer
     from taskloom.workflows.runner import run as run_workflow
-    from taskloom.workflows.runner import sqlite_checkpointer
     from taskloom.workflows.store import SqliteRunStore
     from taskloom.workflows.target import load_target, load_tools
 
@@ -99,6 +101,7 @@ def run(
     )
     total = len(workflow.plan.steps) if workflow.plan else None
     store = SqliteRunStore(settings.state_path)
+    run_id = run_id or new_run_id()
     with (
         make_dispatcher(
             settings,
@@ -109,10 +112,10 @@ def run(
             target=target,
         ) as dispatcher,
         sqlite_checkpointer(settings.state_path) as checkpointer,
-        Progress(total=total) as progress,
+        Progress(
+            total=total, is_quiet=as_json, workers_of=workers_of(dispatcher, run_id)
+        ) as progress,
     ):
-        if as_json:
-            progress.enabled = False
         record = run_workflow(
             workflow,
             inputs,
@@ -126,6 +129,16 @@ def run(
         )
     emit_record(record, as_json=as_json)
     sys.exit(0 if record.status == RunStatus.DONE else 1)
+
+
+def workers_of(dispatcher: Any, run_id: str) -> Callable[[], dict[str, str]] | None:
+    """For a run over Redis, what tells the progress line which worker runs each step."""
+    from taskloom.workers.redis_dispatch import RedisDispatcher
+    from taskloom.workflows.report import running_workers
+
+    if not isinstance(dispatcher, RedisDispatcher):
+        return None
+    return partial(running_workers, dispatcher.broker, run_id)
 
 
 @cli.command()
@@ -165,9 +178,8 @@ def resume(
     with (
         make_dispatcher(settings, workflow) as dispatcher,
         sqlite_checkpointer(settings.state_path) as checkpointer,
-        Progress(total=len(record.steps) or None) as progress,
+        Progress(total=len(record.steps) or None, is_quiet=as_json) as progress,
     ):
-        progress.enabled = progress.enabled and not as_json
         record = resume_run(
             record,
             workflow,
@@ -188,8 +200,7 @@ def resume_redis_run(
     from taskloom.workflows import remote
 
     broker = redis_broker(settings)
-    with Progress(total=None) as progress:
-        progress.enabled = progress.enabled and not as_json
+    with Progress(total=None, is_quiet=as_json) as progress:
         record = remote.resume_submitted(
             broker, run_id, settings=settings, tool_specs=list(tool_specs), on_event=progress.update
         )

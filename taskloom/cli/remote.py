@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from functools import partial
 
 import click
 
@@ -146,11 +147,12 @@ def wait_with_progress(
 ) -> RunRecord:
     """Wait for a submitted run to finish, drawing its progress on a terminal."""
     from taskloom.workflows.redis_store import RedisRunStore
+    from taskloom.workflows.report import running_workers
 
     store = RedisRunStore(redis_broker(settings))
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    with Progress(total=None) as progress:
-        progress.enabled = progress.enabled and not as_json
+    workers_of = partial(running_workers, store.broker, run_id)
+    with Progress(total=None, is_quiet=as_json, workers_of=workers_of) as progress:
         while True:
             step_s = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
             record = store.wait_finished(run_id, timeout_s=step_s)

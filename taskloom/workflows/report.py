@@ -55,6 +55,22 @@ def view(broker: Broker, run_id: str) -> RunView:
     return RunView(record=record, jobs=jobs, dead=dead)
 
 
+def running_workers(broker: Broker, run_id: str) -> dict[str, str]:
+    """{step id: worker name} for a run's steps that a worker is running now."""
+    job_ids: Any = broker.call(lambda: broker.redis.hgetall(key("jobs", run_id)))
+    steps = [(bytes(k).decode(), bytes(v).decode()) for k, v in job_ids.items()]
+    steps = [(step, job_id) for step, job_id in steps if step != RUN_STEP]  # the coordinator
+    with broker.reachable(), broker.redis.pipeline() as p:
+        for _, job_id in steps:
+            p.hmget(f"rq:job:{job_id}", ("status", "worker_name"))
+        rows = p.execute()
+    return {
+        step: bytes(worker).decode()
+        for (step, _), (status, worker) in zip(steps, rows, strict=True)
+        if status == b"started" and worker
+    }
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     """Left-aligned columns, two spaces apart."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

@@ -220,3 +220,24 @@ def test_a_worker_on_the_real_default_model(
     record = json.loads(done.stdout)
     assert record["output"] in ("refund", "shipping")
     assert record["steps"][0]["model"] and record["steps"][0]["worker"] != "inline"
+
+
+def test_progress_learns_which_worker_runs_each_step(
+    tmp_path: Path, redis_url: str, spawn_worker: Spawn
+) -> None:
+    from taskloom.config import Settings
+    from taskloom.workers.broker import Broker
+    from taskloom.workflows.report import running_workers
+
+    plan = plan_file(tmp_path, work("slow", sleep_s=3.0))
+    spawn_worker("--queue", "runs")
+    spawn_worker("--name", "gpu7")
+    run_id = taskloom(
+        "submit", plan, "--input", json.dumps({"url": redis_url}), "--redis-url", redis_url
+    ).stdout.strip()
+    wait_for(lambda: counts(redis_url, "test:started"), what="the slow step to start")
+    broker = Broker(redis_url, settings=Settings())
+    assert running_workers(broker, run_id) == {"slow": "gpu7"}
+    got = taskloom("result", run_id, "--wait", "--timeout", "30", "--redis-url", redis_url)
+    assert got.returncode == 0, got.stderr
+    assert running_workers(broker, run_id) == {}
