@@ -8,6 +8,7 @@ CLI flags or by passing a `Settings` explicitly. Nothing reads the environment a
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -16,6 +17,8 @@ DEFAULT_QUEUE = "slm"
 RUNS_QUEUE = "runs"
 MAX_STEPS = 64
 KEY_PREFIX = "taskloom"
+# Queue names become Redis keys and show in RQ's tools: no spaces, no control characters.
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
 
 
 class Settings(BaseModel):

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from taskloom.config import MAX_STEPS
+from taskloom.config import MAX_STEPS, QUEUE_NAME
 from taskloom.errors import PlanValidationError, TaskInputError
 
 STEP_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -287,6 +287,8 @@ def validate(
             problems.append(f"{where}: unknown kind {s.kind!r} (expected one of: {kinds})")
         if s.kind == StepKind.TOOL and not s.tool:
             problems.append(f"{where}: kind 'tool' needs a 'tool' naming a registered tool")
+        if s.queue is not None and not QUEUE_NAME.match(s.queue):
+            problems.append(f"{where}: queue {s.queue!r} may use only letters, digits and _ . : -")
         if s.kind == StepKind.EXTRACT and s.output is None:
             problems.append(f"{where}: kind 'extract' needs an 'output' JSON schema")
         if s.output is not None:

@@ -125,3 +125,10 @@ def test_shape_errors_name_the_step_and_field() -> None:
 def test_plan_round_trips_through_json() -> None:
     plan = load_plan(EXAMPLE)
     assert load_plan(json.loads(plan.to_json())) == plan
+
+
+def test_queue_names_are_checked_where_the_plan_is_validated() -> None:
+    data = plan_with({"id": "a", "kind": "generate", "queue": "slm\r\nFLUSHALL", "inputs": {}})
+    assert problems_of(data) == [
+        "step 'a': queue 'slm\\r\\nFLUSHALL' may use only letters, digits and _ . : -"
+    ]

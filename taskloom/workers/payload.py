@@ -11,20 +11,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 import zlib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from taskloom.config import DEFAULT_QUEUE
+from taskloom.config import DEFAULT_QUEUE, QUEUE_NAME
 from taskloom.errors import ConfigError, JobRejectedError
 from taskloom.workers.job import StepJob
 
 JOB_FUNC = "taskloom.workers.worker.run_job"
 PayloadKind = Literal["step", "run"]
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
 
 
 class Envelope(BaseModel):

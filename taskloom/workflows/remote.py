@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from taskloom.config import DEFAULT_QUEUE, RUNS_QUEUE, Settings
+from taskloom.config import DEFAULT_QUEUE, QUEUE_NAME, RUNS_QUEUE, Settings
 from taskloom.errors import (
     ConfigError,
     InfrastructureError,
@@ -238,7 +238,7 @@ def build_worker(
         if not names:
             names = [DEFAULT_QUEUE]
             by_model = f"{DEFAULT_QUEUE}:{payload.model_tag(chat.name)}"
-            if payload.QUEUE_NAME.match(by_model):
+            if QUEUE_NAME.match(by_model):
                 names.append(by_model)
     return Worker(
         broker,

@@ -31,17 +31,32 @@ def read_json(text: str, *, what: str) -> Any:
         except OSError as e:
             raise InputError(f"{what}: can't read {path}: {e.strerror}") from None
     try:
-        value = json.loads(text)
+        value = strict_json(text)
     except json.JSONDecodeError as e:
         raise InputError(
             f"{source} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
             "pass a JSON object or @FILE"
         ) from None
+    except _NotJSONError as e:
+        raise InputError(f"{source} is not valid JSON: {e}") from None
     except RecursionError:
         raise InputError(f"{source} is nested too deeply; flatten it") from None
     if not _is_encodable(value):
         raise InputError(f"{source} has a lone surrogate (e.g. \\ud800); send valid Unicode")
     return value
+
+
+class _NotJSONError(ValueError):
+    """A constant Python's json accepts and JSON does not (NaN, Infinity)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NotJSONError(f"{name} is not a JSON number; use null or a number")
+
+
+def strict_json(text: str) -> Any:
+    """`json.loads`, refusing NaN and Infinity (other parsers, and Redis payloads, would)."""
+    return json.loads(text, parse_constant=_reject_constant)
 
 
 def _is_encodable(value: Any) -> bool:
@@ -67,11 +82,13 @@ def read_plan(path: Path, *, max_steps: int, inputs: dict[str, Any] | None = Non
     except UnicodeDecodeError as e:
         raise TargetError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     try:
-        data = json.loads(text)
+        data = strict_json(text)
     except json.JSONDecodeError as e:
         raise TargetError(
             f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
         ) from None
+    except _NotJSONError as e:
+        raise TargetError(f"{path} is not valid JSON: {e}") from None
     except RecursionError:
         raise TargetError(f"{path} is nested too deeply to be a plan") from None
     if not _is_encodable(data):
