@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +23,9 @@ from taskloom.config import Settings
 from taskloom.errors import InputError
 from taskloom.progress import Progress
 from taskloom.workflows.record import RunStatus
+
+if TYPE_CHECKING:
+    from taskloom.workflows.store import RunStore
 
 
 @cli.command()
@@ -122,13 +125,24 @@ def run(
             dispatcher=dispatcher,
             settings=settings,
             checkpointer=checkpointer,
-            store=store,
+            store=shared_store(store, dispatcher, settings),
             run_id=run_id,
             target=target,
             on_event=progress.update,
         )
     emit_record(record, as_json=as_json)
     sys.exit(0 if record.status == RunStatus.DONE else 1)
+
+
+def shared_store(store: RunStore, dispatcher: Any, settings: Settings) -> RunStore:
+    """Over a configured Redis, the record goes there too, for `status` on any machine."""
+    from taskloom.workers.redis_dispatch import RedisDispatcher
+    from taskloom.workflows.redis_store import RedisRunStore
+    from taskloom.workflows.store import MirroredRunStore
+
+    if settings.redis_url and isinstance(dispatcher, RedisDispatcher):
+        return MirroredRunStore(store, RedisRunStore(dispatcher.broker))
+    return store
 
 
 def workers_of(dispatcher: Any, run_id: str) -> Callable[[], dict[str, str]] | None:

@@ -59,3 +59,21 @@ class SqliteRunStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+class MirroredRunStore:
+    """Saves to every store and loads from the first.
+
+    A run started here over a shared Redis keeps its record in this machine's SQLite
+    (for `resume`) and in Redis (so `taskloom status` works from any machine).
+    """
+
+    def __init__(self, *stores: RunStore) -> None:
+        self.stores = stores
+
+    def save(self, record: RunRecord) -> None:
+        for store in self.stores:
+            store.save(record)
+
+    def load(self, run_id: str) -> RunRecord:
+        return self.stores[0].load(run_id)

@@ -241,3 +241,25 @@ def test_progress_learns_which_worker_runs_each_step(
     got = taskloom("result", run_id, "--wait", "--timeout", "30", "--redis-url", redis_url)
     assert got.returncode == 0, got.stderr
     assert running_workers(broker, run_id) == {}
+
+
+def test_a_run_over_redis_is_visible_to_status_from_anywhere(
+    tmp_path: Path, redis_url: str, spawn_worker: Spawn
+) -> None:
+    plan = plan_file(tmp_path, work("a"), output="$a.value")
+    spawn_worker()
+    args = ("--redis-url", redis_url)
+    done = taskloom(
+        "run",
+        plan,
+        "--tools",
+        TOOLS,
+        "--input",
+        json.dumps({"url": redis_url}),
+        "--run-id",
+        "shared-run",
+        *args,
+    )
+    assert done.returncode == 0, done.stderr
+    status = taskloom("status", "shared-run", *args)
+    assert status.returncode == 0 and "run shared-run done: 1/1 steps done" in status.stdout
