@@ -108,7 +108,8 @@ def emit_record(record: RunRecord, *, as_json: bool) -> None:
     )
     if record.status != RunStatus.DONE and record.error:
         click.echo(f"taskloom: error: {record.error['message']}", err=True)
-        click.echo(f"resume with: taskloom resume {record.run_id}", err=True)
+        if not record.target.startswith("goal"):  # a goal run re-plans instead: run it again
+            click.echo(f"resume with: taskloom resume {record.run_id}", err=True)
 
 
 def redis_broker(settings: Settings) -> Any:
