@@ -163,7 +163,10 @@ class _Rounds:
         partial = RunRecord(run_id=self._round_id(), target="goal (streamed plan)")
 
         def on_event(event: dict[str, Any], live: RunRecord) -> None:
-            if event.get("event") == "step_finished":  # kept in case the plan proves invalid
+            kind = event.get("event")
+            if kind == "step_added":  # in the order added, whatever order steps finish in
+                partial.step(event["step_id"], event.get("kind", ""))
+            elif kind == "step_finished":  # kept in case the plan proves invalid
                 step = partial.step(event["step_id"], event.get("kind", ""))
                 step.merge(StepResult.model_validate(event["result"]))
             if self.on_event is not None:
