@@ -36,38 +36,44 @@ def view(broker: Broker, run_id: str) -> RunView:
         RunNotFoundError: Redis has no such run.
     """
     record = RedisRunStore(broker).load(run_id)
-    job_ids: Any = broker.call(lambda: broker.redis.hgetall(key("jobs", run_id)))
-    steps = sorted((bytes(k).decode(), bytes(v).decode()) for k, v in job_ids.items())
-    fields = ("status", "worker_name", "deliveries", "origin")
     with broker.reachable(), broker.redis.pipeline() as p:
-        for _, job_id in steps:
-            p.hmget(f"rq:job:{job_id}", fields)
+        p.hgetall(key("jobs", run_id))
         p.hgetall(key("dead", run_id))
-        rows = p.execute()
-    jobs = {
-        step: {
-            f: (v.decode() if isinstance(v, bytes) else str(v or ""))
-            for f, v in zip(fields, row, strict=True)
-        }
-        for (step, _), row in zip(steps, rows[:-1], strict=True)
-    }
-    dead = {k.decode(): json.loads(v) for k, v in rows[-1].items()}
-    return RunView(record=record, jobs=jobs, dead=dead)
+        job_ids, dead = p.execute()
+    jobs = _job_fields(broker, job_ids, ("status", "worker_name", "deliveries", "origin"))
+    return RunView(
+        record=record,
+        jobs=dict(sorted(jobs.items())),
+        dead={k.decode(): json.loads(v) for k, v in dead.items()},
+    )
 
 
 def running_workers(broker: Broker, run_id: str) -> dict[str, str]:
     """{step id: worker name} for a run's steps that a worker is running now."""
     job_ids: Any = broker.call(lambda: broker.redis.hgetall(key("jobs", run_id)))
+    jobs = _job_fields(broker, job_ids, ("status", "worker_name"))
+    return {
+        step: job["worker_name"]
+        for step, job in jobs.items()
+        if step != RUN_STEP and job["status"] == "started" and job["worker_name"]
+    }
+
+
+def _job_fields(
+    broker: Broker, job_ids: dict[bytes, bytes], fields: tuple[str, ...]
+) -> dict[str, dict[str, str]]:
+    """{step id: {field: value}} read from each step's RQ job hash, in one round trip."""
     steps = [(bytes(k).decode(), bytes(v).decode()) for k, v in job_ids.items()]
-    steps = [(step, job_id) for step, job_id in steps if step != RUN_STEP]  # the coordinator
     with broker.reachable(), broker.redis.pipeline() as p:
         for _, job_id in steps:
-            p.hmget(f"rq:job:{job_id}", ("status", "worker_name"))
+            p.hmget(f"rq:job:{job_id}", fields)
         rows = p.execute()
     return {
-        step: bytes(worker).decode()
-        for (step, _), (status, worker) in zip(steps, rows, strict=True)
-        if status == b"started" and worker
+        step: {
+            f: (v.decode() if isinstance(v, bytes) else str(v or ""))
+            for f, v in zip(fields, row, strict=True)
+        }
+        for (step, _), row in zip(steps, rows, strict=True)
     }
 
 
