@@ -11,7 +11,7 @@ decode rate), it prints tokens per second for:
 Measured here (2 shared cores, 1 generation thread each, gemma-3-270m Q4_K_M):
 taskloom 48.1 t/s unconstrained, 49.2 t/s constrained, ratio 1.03; stock
 llama-cpp-python 38.1 → 13.6 t/s, ratio 0.35. Same greedy output as masking the whole
-vocabulary every token (tests/workers/test_host.py checks it).
+vocabulary every token (tests/chat/test_host.py checks it).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from llama_cpp import Llama, LlamaGrammar
 
 from taskloom.chat import Message
-from taskloom.workers.host import ModelHost, default_model_path
+from taskloom.chat.llama.host import ModelHost, default_model_path
 
 SCHEMA = {
     "type": "object",

@@ -119,13 +119,13 @@ class Cluster:
 
 def dispatcher(url: str, **settings: Any) -> Any:
     from taskloom.config import Settings
-    from taskloom.workers.redis_dispatch import RedisDispatcher
+    from taskloom.dispatch.redis import RedisDispatcher
 
     return RedisDispatcher(url=url, settings=Settings(redis_url=url, **settings))
 
 
 def step(run_id: str, i: int, tool_name: str = "noop", **inputs: Any) -> Any:
-    from taskloom.workers.job import StepJob
+    from taskloom.step import StepJob
 
     return StepJob(
         run_id=run_id, step_id=f"s{i}", kind="tool", tool=tool_name, inputs={"i": i, **inputs}

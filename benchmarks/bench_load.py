@@ -34,7 +34,7 @@ import redis
 import structlog
 
 from taskloom import Settings, StepJob, StepResult, Workflow, load_plan, run
-from taskloom.workers.redis_dispatch import RedisDispatcher
+from taskloom.dispatch.redis import RedisDispatcher
 
 
 class TimedDispatcher:

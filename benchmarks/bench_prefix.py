@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import time
 
+from taskloom.chat.llama.host import ModelHost, default_model_path
 from taskloom.tools import run_task
-from taskloom.workers.host import ModelHost, default_model_path
 
 SCHEMA = {
     "type": "object",

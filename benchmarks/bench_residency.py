@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskloom.chat import Completion, Message
+from taskloom.chat.llama import host as host_module
 from taskloom.config import Settings
-from taskloom.workers import host as host_module
-from taskloom.workers.inline import InlineDispatcher
-from taskloom.workers.job import StepJob
+from taskloom.dispatch.inline import InlineDispatcher
+from taskloom.step import StepJob
 
 SCHEMA = {
     "type": "object",

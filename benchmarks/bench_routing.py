@@ -27,13 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from taskloom.agents import Budget, Joiner, OpenAIChatModel, Planner, Router
-from taskloom.agents.scripted_server import Reply, ScriptedServer
-from taskloom.chat import ChatModel, ScriptedChatModel
+from taskloom.agents import Budget, Joiner, Planner, Router
+from taskloom.agents.goal import GoalRun, run_goal
+from taskloom.chat import ChatModel, OpenAIChatModel, ScriptedChatModel
 from taskloom.cli import configure_logging
 from taskloom.config import Settings
-from taskloom.workers.inline import InlineDispatcher
-from taskloom.workflows.goal import GoalRun, run_goal
+from taskloom.dispatch.inline import InlineDispatcher
+from taskloom.testing.server import Reply, ScriptedServer
 
 DATA = Path(__file__).parent / "data" / "routing_requests.json"
 PLAN = {
@@ -117,7 +117,7 @@ def main() -> None:
         settings = Settings(home=Path(home), escalate_below=0.0, n_threads=2)
         slm: ChatModel | None = None
         if not args.features_only:
-            from taskloom.workers.host import default_host
+            from taskloom.chat.llama.host import default_host
 
             slm = default_host(settings)
             print(f"router signal: features + classify on the real model {slm.name}")

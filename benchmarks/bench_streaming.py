@@ -25,14 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from taskloom.agents import OpenAIChatModel, Planner
-from taskloom.agents.scripted_server import Reply, ScriptedServer
-from taskloom.chat import ScriptedChatModel
+from taskloom.agents import Planner
+from taskloom.agents.goal import GoalRun, run_goal
+from taskloom.chat import OpenAIChatModel, ScriptedChatModel
 from taskloom.cli import configure_logging
 from taskloom.config import Settings
-from taskloom.workers.inline import InlineDispatcher
-from taskloom.workers.job import StepJob, StepResult
-from taskloom.workflows.goal import GoalRun, run_goal
+from taskloom.dispatch.inline import InlineDispatcher
+from taskloom.step import StepJob, StepResult
+from taskloom.testing.server import Reply, ScriptedServer
 
 FIRST_TOKEN_S = 0.3
 RATES = (50.0, 100.0)  # tokens/s: a large model's typical streaming rate, and a fast one

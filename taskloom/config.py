@@ -11,12 +11,27 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+
+from taskloom.errors import ConfigError
 
 DEFAULT_QUEUE = "slm"
 RUNS_QUEUE = "runs"
 MAX_STEPS = 64
 KEY_PREFIX = "taskloom"
+PRICES_USD_PER_MTOK: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "o4-mini": (1.10, 4.40),
+}
+"""(prompt, completion) dollars per million tokens, by model-name prefix (longest wins)."""
+
+UNKNOWN_PRICE_USD_PER_MTOK = (0.50, 1.50)
+"""For models not in the table: a mid-range price, so budgets still mean something."""
+
 # Queue names become Redis keys and show in RQ's tools: no spaces, no control characters.
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
 
@@ -97,14 +112,53 @@ class Settings(BaseModel):
                 values[field] = env[var]
         return cls.model_validate(values)
 
+    def override(self, **values: object) -> Settings:
+        """A copy with the given values (None means "not given"), validated.
+
+        Raises:
+            ConfigError: a name that is not a setting, or a value it can't take.
+        """
+        given = {k: v for k, v in values.items() if v is not None}
+        unknown = sorted(set(given) - set(type(self).model_fields))
+        if unknown:
+            raise ConfigError(
+                f"unknown option {', '.join(unknown)}; see taskloom.Settings for the options"
+            )
+        try:
+            return self.model_validate({**self.model_dump(), **given})
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"option {where}: {first['msg']}") from e
+
     @property
     def state_path(self) -> Path:
         """The SQLite file that holds local runs: LangGraph checkpoints and run records."""
         return self.home / "runs.sqlite"
 
-    def usd_per_mtok(self, model: str) -> float:
-        """The SLM price per million tokens of `model` (the default when not listed)."""
-        return self.model_usd_per_mtok.get(model, self.slm_usd_per_mtok)
+    def price_per_mtok(self, model: str, *, is_llm: bool = False) -> tuple[float, float]:
+        """(prompt, completion) dollars per million tokens of `model`.
+
+        A model in `model_usd_per_mtok` has its own price. Otherwise the large model
+        costs `llm_usd_per_mtok`, else the price of the longest matching name in
+        PRICES_USD_PER_MTOK, else a mid-range price; a small model costs `slm_usd_per_mtok`.
+        """
+        if model in self.model_usd_per_mtok:
+            price = self.model_usd_per_mtok[model]
+            return price, price
+        if not is_llm:
+            return self.slm_usd_per_mtok, self.slm_usd_per_mtok
+        if self.llm_usd_per_mtok is not None:
+            return self.llm_usd_per_mtok
+        matches = [name for name in PRICES_USD_PER_MTOK if model.startswith(name)]
+        return PRICES_USD_PER_MTOK[max(matches, key=len)] if matches else UNKNOWN_PRICE_USD_PER_MTOK
+
+    def cost_usd(
+        self, model: str, prompt_tokens: int, completion_tokens: int, *, is_llm: bool = False
+    ) -> float:
+        """What a call to `model` with these token counts costs, in dollars."""
+        prompt_price, completion_price = self.price_per_mtok(model, is_llm=is_llm)
+        return (prompt_tokens * prompt_price + completion_tokens * completion_price) / 1e6
 
 
 def key(*parts: str) -> str:

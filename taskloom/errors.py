@@ -22,16 +22,21 @@ TaskloomError                      base; carries run_id / step_id when known
 │   │   └── StepSkippedError       a step not run because a dependency failed
 │   ├── RunCancelledError          the run was cancelled
 │   └── BudgetExceededError        a run budget (cost, LLM calls, steps) was reached
+├── SteeringError                  raised to steer execution, and handled by the runtime
+│   └── OutputValidationError      a model output that fails its schema: re-ask, then
+│                                  escalate to the LLM, then fail the step
+├── ModelError                     the model backend failed (a decode error, a grammar
+│                                  with no allowed token)
 └── JobRejectedError               a job payload a worker refuses (bad signature, unknown kind)
 ```
 
-`OutputValidationError` is raised inside a step when the model's output does not
-match its schema; the runtime retries it and then wraps it in `StepFailedError`.
+Each class says whether another attempt could help (`is_retryable`): a user's mistake
+or a refused job never is; a model output that failed its schema was already re-asked.
+Errors cross processes as `taskloom.step.ErrorInfo` and come back as the same class
+(`ErrorInfo.to_exception`).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 
 class TaskloomWarning(UserWarning):
@@ -48,6 +53,8 @@ class TaskloomError(Exception):
     """
 
     exit_code: int = 1
+    is_retryable: bool = True
+    """Whether another attempt of the step could succeed."""
 
     def __init__(
         self, message: str, *, run_id: str | None = None, step_id: str | None = None
@@ -66,6 +73,7 @@ class UserError(TaskloomError):
     """The caller's mistake; fixing the input fixes it."""
 
     exit_code = 2
+    is_retryable = False
 
 
 class PlanValidationError(UserError):
@@ -133,6 +141,7 @@ class RunFailedError(TaskloomError):
     """A run ended without producing its output."""
 
     exit_code = 1
+    is_retryable = False
 
 
 class StepFailedError(RunFailedError):
@@ -176,22 +185,50 @@ class BudgetExceededError(RunFailedError):
         self.where = where
 
 
-class JobRejectedError(TaskloomError):
-    """A job payload that a worker refuses to run (bad signature, unknown kind, corrupt)."""
+class SteeringError(TaskloomError):
+    """Raised to steer execution: the runtime catches it and decides what happens next."""
 
 
-class OutputValidationError(TaskloomError):
-    """A model output that does not match the step's schema (retried, then a step failure)."""
+class OutputValidationError(SteeringError):
+    """A model output that does not match the step's schema: re-asked, then escalated.
 
-    def __init__(self, message: str, *, raw_output: str, step_id: str | None = None) -> None:
-        super().__init__(message, step_id=step_id)
+    Args:
+        raw_output: the model's last raw output.
+    """
+
+    is_retryable = False  # the re-asks already happened inside the kind
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw_output: str,
+        run_id: str | None = None,
+        step_id: str | None = None,
+    ) -> None:
+        super().__init__(message, run_id=run_id, step_id=step_id)
         self.raw_output = raw_output
 
 
-def describe(exc: BaseException) -> dict[str, Any]:
-    """A JSON-safe summary of an error, for run records."""
-    out: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
-    raw = getattr(exc, "raw_output", None)
-    if raw is not None:
-        out["raw_output"] = raw
-    return out
+class ModelError(TaskloomError):
+    """The model backend failed: llama_decode returned an error, or the grammar left no
+    token to choose. Another attempt (a fresh cache) may succeed."""
+
+
+class JobRejectedError(TaskloomError):
+    """A job payload that a worker refuses to run (bad signature, unknown kind, corrupt)."""
+
+    is_retryable = False
+
+
+ERRORS: dict[str, type[TaskloomError]] = {}
+"""Every error class by name: how an ErrorInfo that crossed a process becomes one again."""
+
+
+def _register(cls: type[TaskloomError]) -> None:
+    ERRORS[cls.__name__] = cls
+    for sub in cls.__subclasses__():
+        _register(sub)
+
+
+_register(TaskloomError)

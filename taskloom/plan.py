@@ -174,11 +174,11 @@ def lookup(ref: Ref, *, inputs: Mapping[str, Any], results: Mapping[str, Any]) -
     for part in ref.path:
         try:
             value = value[part]
-        except (KeyError, IndexError, TypeError):
+        except (KeyError, IndexError, TypeError) as e:
             raise TaskInputError(
                 f"reference {ref}: {part!r} is not in the value it points into; "
                 "check the path against the output's shape"
-            ) from None
+            ) from e
     return value
 
 
@@ -235,7 +235,7 @@ def load_plan(
     try:
         plan = Plan.model_validate(data)
     except ValidationError as e:
-        raise PlanValidationError(_shape_problems(e, data), source=source) from None
+        raise PlanValidationError(_shape_problems(e, data), source=source) from e
     problems = validate(plan, max_steps=max_steps, inputs=inputs)
     if problems:
         raise PlanValidationError(problems, source=source)

@@ -111,7 +111,7 @@ def taskloom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def default_model_path() -> str:
     """The real default GGUF model (assembled from its PyPI package on first use)."""
-    from taskloom.workers.host import default_model_path as path
+    from taskloom.chat.llama.host import default_model_path as path
 
     return str(path())
 
@@ -119,7 +119,7 @@ def default_model_path() -> str:
 @pytest.fixture(scope="session")
 def model_host(default_model_path: str) -> Iterator[object]:
     """One resident ModelHost on the default model, shared by every model test."""
-    from taskloom.workers.host import ModelHost
+    from taskloom.chat.llama.host import ModelHost
 
     host = ModelHost(default_model_path, n_ctx=4096)
     yield host

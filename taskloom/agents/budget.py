@@ -36,12 +36,13 @@ class LLMCall:
 
 
 def call_cost_usd(model: ChatModel, completion: Completion, settings: Settings) -> float:
-    """The price of one completion: the model's own table when it has one, else SLM rates."""
-    priced = getattr(model, "cost_usd", None)
-    if callable(priced):
-        return float(priced(completion))
-    tokens = completion.prompt_tokens + completion.completion_tokens
-    return tokens * settings.slm_usd_per_mtok / 1e6
+    """The price of one completion: LLM prices for an endpoint model, else SLM rates."""
+    return settings.cost_usd(
+        model.name,
+        completion.prompt_tokens,
+        completion.completion_tokens,
+        is_llm=bool(getattr(model, "is_llm", False)),
+    )
 
 
 @dataclass

@@ -10,76 +10,28 @@ Every escalation (or one the budget refused) is kept in `escalations`.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import Any
 
-import jsonschema
 import structlog
 
 from taskloom.agents.budget import Budget
-from taskloom.agents.openai_chat import extract_json
-from taskloom.chat import ChatModel, Completion, Message
+from taskloom.chat import ChatModel, Completion
 from taskloom.config import Settings
+from taskloom.dispatch.base import Dispatcher
 from taskloom.errors import (
     BudgetExceededError,
     OutputValidationError,
     TaskInputError,
     TaskloomError,
-    describe,
 )
 from taskloom.plan import SLM_KINDS, StepKind
-from taskloom.tools import Outcome, Usage, run_task
-from taskloom.workers.dispatch import Dispatcher
-from taskloom.workers.job import StepJob, StepResult, StepStatus
+from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
+from taskloom.tools import run_task
+from taskloom.tools.llm import run_llm_step
 
 log = structlog.get_logger(__name__)
-
-
-def run_llm_step(job: StepJob, model: ChatModel, *, output_retries: int = 2) -> Outcome:
-    """Run a `kind: llm` step: `instruction` (or `prompt`) with `context`, optional `output`.
-
-    Raises:
-        TaskInputError: no instruction.
-        OutputValidationError: the reply kept failing the output schema.
-    """
-    instruction = job.inputs.get("instruction", job.inputs.get("prompt"))
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise TaskInputError(
-            "llm input instruction: field required (inputs of llm: instruction, context)",
-            step_id=job.step_id,
-        )
-    context = job.inputs.get("context")
-    system = "Do what the instruction asks, briefly, using the context."
-    if job.output is not None:
-        system += " Reply with JSON matching this schema: " + json.dumps(job.output)
-    user = f"Instruction: {instruction}"
-    if context is not None:
-        user += "\nContext:\n" + json.dumps(context, ensure_ascii=False)
-    messages: list[Message] = [
-        {"role": "system", "content": system},
-        {"role": "user", "content": user},
-    ]
-    usage = Usage()
-    problem = ""
-    for _ in range(output_retries + 1):
-        completion = model.complete(messages, schema=job.output, max_tokens=1024)
-        usage.add(completion)
-        if job.output is None:
-            return Outcome(value={"text": completion.text}, usage=usage)
-        try:
-            value = json.loads(extract_json(completion.text))
-            jsonschema.validate(value, job.output)
-        except (json.JSONDecodeError, jsonschema.ValidationError) as e:
-            problem = e.msg if isinstance(e, json.JSONDecodeError) else e.message
-            continue
-        return Outcome(value=value, usage=usage)
-    raise OutputValidationError(
-        f"llm output failed validation after {usage.calls} attempts: {problem}",
-        raw_output=usage.raw_outputs[-1] if usage.raw_outputs else "",
-        step_id=job.step_id,
-    )
 
 
 class EscalatingDispatcher:
@@ -131,8 +83,7 @@ class EscalatingDispatcher:
         if job.kind not in SLM_KINDS:
             return None
         if result.status == StepStatus.FAILED:
-            error = result.error or {}
-            if error.get("type") == OutputValidationError.__name__:
+            if result.error is not None and result.error.is_a(OutputValidationError):
                 return "output failed validation after its retries"
             return None
         value = result.value
@@ -239,7 +190,7 @@ def _failed(job: StepJob, e: TaskloomError, started: float) -> StepResult:
         run_id=job.run_id,
         step_id=job.step_id,
         status=StepStatus.FAILED,
-        error=describe(e),
+        error=ErrorInfo.of(e),
         attempts=job.attempt,
         started_at=started,
         finished_at=time.time(),

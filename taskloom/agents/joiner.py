@@ -16,9 +16,9 @@ from typing import Any
 import structlog
 
 from taskloom.agents.budget import Budget
-from taskloom.agents.openai_chat import extract_json
 from taskloom.agents.prompts import JOIN_SCHEMA, joiner_messages
 from taskloom.chat import ChatModel
+from taskloom.chat.openai import extract_json
 from taskloom.config import Settings
 
 log = structlog.get_logger(__name__)

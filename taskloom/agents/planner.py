@@ -21,10 +21,10 @@ import structlog
 from pydantic import ValidationError
 
 from taskloom.agents.budget import Budget
-from taskloom.agents.openai_chat import extract_json
 from taskloom.agents.prompts import SLM_KIND_NAMES, plan_schema, planner_messages, repair_messages
 from taskloom.agents.stepstream import StepScanner
 from taskloom.chat import ChatModel, Completion, Message
+from taskloom.chat.openai import extract_json
 from taskloom.config import Settings
 from taskloom.errors import InputError, PlanValidationError
 from taskloom.plan import STEP_ID, Plan, Step, StepKind, load_plan
@@ -216,7 +216,7 @@ class Planner:
             raise PlanValidationError(
                 [f"the reply is not JSON ({e.msg}): {shown!r}; reply with the JSON plan only"],
                 source="planner",
-            ) from None
+            ) from e
         if isinstance(data, dict):
             data.setdefault("goal", goal)
             data.setdefault("version", 1)

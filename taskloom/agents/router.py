@@ -163,7 +163,7 @@ class Router:
             model=self.slm,
         )
         u = outcome.usage
-        cost = (u.prompt_tokens + u.completion_tokens) * self.settings.slm_usd_per_mtok / 1e6
+        cost = self.settings.cost_usd(u.model, u.prompt_tokens, u.completion_tokens)
         self.budget.record_steps(0, cost)
         label, confidence = outcome.value["label"], float(outcome.value["confidence"])
         p_complex = confidence if label == "complex" else 1.0 - confidence

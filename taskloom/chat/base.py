@@ -7,6 +7,13 @@ from typing import Any, Protocol, TypedDict, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+COPY_KEYWORD = "x-copy-from"
+"""A schema keyword (top level) holding the text that free-form strings must be spans of.
+
+Chat models that can constrain decoding (the model host) honour it; others ignore it,
+and `finish` still drops any value that is not in the text.
+"""
+
 
 class Message(TypedDict):
     """One chat message, as in the OpenAI API."""

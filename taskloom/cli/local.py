@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from taskloom.cli.app import cli
-from taskloom.cli.common import (
-    emit_record,
-    load_record,
-    make_dispatcher,
-    parse_inputs,
-    redis_broker,
-    settings_from,
-)
-from taskloom.cli.goal import emit_goal_summary, goal_options, goal_settings, run_goal_command
-from taskloom.config import Settings
+from taskloom.cli.common import emit_record, exit_for, parse_inputs, settings_from, warn_unserved
+from taskloom.cli.goal import emit_goal_summary, goal_options
 from taskloom.errors import InputError
-from taskloom.progress import Progress
-from taskloom.workflows.record import RunStatus
-
-if TYPE_CHECKING:
-    from taskloom.workflows.store import RunStore
+from taskloom.views.progress import Progress
 
 
 @cli.command()
@@ -58,9 +43,7 @@ def run(
     target: str | None,
     input_text: str | None,
     tool_specs: tuple[str, ...],
-    redis_url: str | None,
     workers: int,
-    model: str | None,
     run_id: str | None,
     inline: bool,
     as_json: bool,
@@ -71,88 +54,49 @@ def run(
     **flags: Any,
 ) -> None:
     """Run TARGET (a plan file, file.py:name or module:name), or plan and run --goal."""
-    from taskloom.workflows.runner import new_run_id, sqlite_checkpointer
-    from taskloom.workflows.runner import run as run_workflow
-    from taskloom.workflows.store import SqliteRunStore
-    from taskloom.workflows.target import load_target, load_tools
+    from taskloom.api import local
 
-    settings = settings_from(redis_url, model)
     inputs = parse_inputs(input_text)
     if goal is not None:
         if target:
             raise click.UsageError("give TARGET or --goal, not both")
-        record = run_goal_command(
-            goal,
-            inputs,
-            goal_settings(settings, **flags),
-            tool_specs=tool_specs,
-            is_inline=inline,
-            workers=workers,
-            run_id=run_id,
-            is_routed=not no_route,
-            is_streaming=not no_stream,
-            max_steps=max_steps,
-            as_json=as_json,
-        )
+        with Progress(total=None, is_quiet=as_json) as progress:
+            record = local.run_goal(
+                goal,
+                inputs,
+                tool_modules=tool_specs,
+                workers=workers,
+                is_inline=inline,
+                is_routed=not no_route,
+                is_streaming=not no_stream,
+                max_steps=max_steps,
+                run_id=run_id,
+                watcher=progress,
+                **flags,
+            )
         emit_record(record, as_json=as_json)
         emit_goal_summary(record)
-        sys.exit(0 if record.status == RunStatus.DONE else 1)
+        exit_for(record)
     if not target:
         raise click.UsageError("give a TARGET (plan.json, file.py:name or module:name) or --goal")
-    workflow = load_target(
-        target, max_steps=settings.max_steps, inputs=inputs, tools=load_tools(list(tool_specs))
-    )
-    total = len(workflow.plan.steps) if workflow.plan else None
-    store = SqliteRunStore(settings.state_path)
-    run_id = run_id or new_run_id()
-    with (
-        make_dispatcher(
-            settings,
-            workflow,
-            is_inline=inline,
-            workers=workers,
-            tool_specs=tool_specs,
-            target=target,
-        ) as dispatcher,
-        sqlite_checkpointer(settings.state_path) as checkpointer,
-        Progress(
-            total=total, is_quiet=as_json, workers_of=workers_of(dispatcher, run_id)
-        ) as progress,
-    ):
-        record = run_workflow(
-            workflow,
+    where: dict[str, Any] = {"redis_url": flags["redis_url"], "model": flags["model"]}
+    if not inline and settings_from(**where).redis_url:
+        from taskloom.api import remote
+
+        warn_unserved(remote.unserved_queues(target, inputs, tool_modules=tool_specs, **where))
+    with Progress(total=None, is_quiet=as_json) as progress:
+        record = local.run(
+            target,
             inputs,
-            dispatcher=dispatcher,
-            settings=settings,
-            checkpointer=checkpointer,
-            store=shared_store(store, dispatcher, settings),
+            tool_modules=tool_specs,
+            workers=workers,
+            is_inline=inline,
             run_id=run_id,
-            target=target,
-            on_event=progress.update,
+            watcher=progress,
+            **where,
         )
     emit_record(record, as_json=as_json)
-    sys.exit(0 if record.status == RunStatus.DONE else 1)
-
-
-def shared_store(store: RunStore, dispatcher: Any, settings: Settings) -> RunStore:
-    """Over a configured Redis, the record goes there too, for `status` on any machine."""
-    from taskloom.workers.redis_dispatch import RedisDispatcher
-    from taskloom.workflows.redis_store import RedisRunStore
-    from taskloom.workflows.store import MirroredRunStore
-
-    if settings.redis_url and isinstance(dispatcher, RedisDispatcher):
-        return MirroredRunStore(store, RedisRunStore(dispatcher.broker))
-    return store
-
-
-def workers_of(dispatcher: Any, run_id: str) -> Callable[[], dict[str, str]] | None:
-    """For a run over Redis, what tells the progress line which worker runs each step."""
-    from taskloom.workers.redis_dispatch import RedisDispatcher
-    from taskloom.workflows.report import running_workers
-
-    if not isinstance(dispatcher, RedisDispatcher):
-        return None
-    return partial(running_workers, dispatcher.broker, run_id)
+    exit_for(record)
 
 
 @cli.command()
@@ -169,59 +113,19 @@ def resume(
     redis_url: str | None = None,
 ) -> None:
     """Resume a crashed or failed run, local or submitted; finished steps are kept."""
-    from taskloom.workflows.definition import Workflow
-    from taskloom.workflows.runner import resume as resume_run
-    from taskloom.workflows.runner import sqlite_checkpointer
-    from taskloom.workflows.store import SqliteRunStore
-    from taskloom.workflows.target import load_tools, load_workflow
+    from taskloom.api import local, remote
 
-    settings = settings_from(redis_url, model)
-    if settings.redis_url:
-        resume_redis_run(run_id, settings, tool_specs=tool_specs, as_json=as_json)
-    store = SqliteRunStore(settings.state_path)
-    record = store.load(run_id)
-    tools = load_tools(list(tool_specs))
-    if record.plan is not None:
-        from taskloom.plan import load_plan
-
-        workflow = Workflow.from_plan(load_plan(record.plan, max_steps=10**6), tools=tools)
-    else:
-        workflow = load_workflow(record.target)
-        for t in tools:
-            workflow.tools.add(t)
-    with (
-        make_dispatcher(settings, workflow) as dispatcher,
-        sqlite_checkpointer(settings.state_path) as checkpointer,
-        Progress(total=len(record.steps) or None, is_quiet=as_json) as progress,
-    ):
-        record = resume_run(
-            record,
-            workflow,
-            dispatcher=dispatcher,
-            settings=settings,
-            checkpointer=checkpointer,
-            store=store,
-            on_event=progress.update,
-        )
-    emit_record(record, as_json=as_json)
-    sys.exit(0 if record.status == RunStatus.DONE else 1)
-
-
-def resume_redis_run(
-    run_id: str, settings: Settings, *, tool_specs: tuple[str, ...], as_json: bool
-) -> None:
-    """Resume a run submitted to Redis, here; returns only if Redis has no such run."""
-    from taskloom.workflows import remote
-
-    broker = redis_broker(settings)
+    where: dict[str, Any] = {"redis_url": redis_url, "model": model}
     with Progress(total=None, is_quiet=as_json) as progress:
-        record = remote.resume_submitted(
-            broker, run_id, settings=settings, tool_specs=list(tool_specs), on_event=progress.update
-        )
-    if record is None:
-        return  # a local run that dispatched over Redis: its checkpoint is in SQLite
+        record = None
+        if settings_from(**where).redis_url:  # a submitted run, if Redis has it
+            record = remote.resume_submitted(
+                run_id, tool_modules=tool_specs, watcher=progress, **where
+            )
+        if record is None:  # a local run (maybe dispatched over Redis): its checkpoint is here
+            record = local.resume(run_id, tool_modules=tool_specs, watcher=progress, **where)
     emit_record(record, as_json=as_json)
-    sys.exit(0 if record.status == RunStatus.DONE else 1)
+    exit_for(record)
 
 
 @cli.command()
@@ -229,13 +133,10 @@ def resume_redis_run(
 @click.option("--input", "input_text", metavar="JSON|@FILE", help="Also check $input references.")
 def validate(plan_file: str, input_text: str | None) -> None:
     """Validate a plan: exit 0 if valid, 2 with every reason."""
-    from pathlib import Path
+    from taskloom.api import local
 
-    from taskloom.workflows.target import read_plan
-
-    settings = settings_from()
     inputs = parse_inputs(input_text) if input_text else None
-    plan = read_plan(Path(plan_file), max_steps=settings.max_steps, inputs=inputs)
+    plan = local.validate(plan_file, inputs=inputs)
     click.echo(f"{plan_file}: valid plan, {len(plan.steps)} steps")
 
 
@@ -248,11 +149,12 @@ def show(run_id: str, html_path: str | None, mermaid: bool, redis_url: str | Non
     """Draw a run: its plan coloured by status, and a timeline per worker."""
     from pathlib import Path
 
+    from taskloom.api import remote
     from taskloom.views import render_html, run_mermaid
 
     if not html_path and not mermaid:
         raise InputError("show needs --html PATH or --mermaid")
-    record = load_record(run_id, settings_from(redis_url))
+    record = remote.load_record(run_id, redis_url=redis_url)
     if mermaid:
         click.echo(run_mermaid(record), nl=False)
     if html_path:
@@ -261,5 +163,5 @@ def show(run_id: str, html_path: str | None, mermaid: bool, redis_url: str | Non
         except OSError as e:
             raise InputError(
                 f"can't write {html_path}: {e.strerror}; choose a writable path"
-            ) from None
+            ) from e
         click.echo(f"wrote {html_path}", err=True)

@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
-import time
-from functools import partial
+from typing import Any
 
 import click
 
 from taskloom.cli.app import cli
-from taskloom.cli.common import (
-    emit_record,
-    load_record,
-    parse_inputs,
-    redis_broker,
-    settings_from,
-    warn_unserved,
-)
-from taskloom.config import Settings
-from taskloom.progress import Progress
-from taskloom.workflows.record import RunRecord, RunStatus
+from taskloom.cli.common import emit_record, exit_for, parse_inputs, warn_unserved
+from taskloom.views.progress import Progress
 
 
 @cli.command()
@@ -36,31 +25,25 @@ from taskloom.workflows.record import RunRecord, RunStatus
 @click.option("--parent-pid", type=int, hidden=True, help="Exit when this process is gone.")
 def worker(
     queues: tuple[str, ...],
-    model: str | None,
-    gpu: int | None,
-    n_gpu_layers: int | None,
     burst: bool,
     tool_specs: tuple[str, ...],
-    redis_url: str | None,
     concurrency: int | None,
     name: str | None,
     parent_pid: int | None,
+    **flags: Any,
 ) -> None:
     """Serve SLM queues with a resident model, or `--queue runs` to coordinate runs."""
-    from taskloom.workflows import remote
+    from taskloom.api import remote
 
-    settings = settings_from(redis_url, model)
-    settings = settings.model_copy(update={"gpu": gpu, "n_gpu_layers": n_gpu_layers})
-    remote.build_worker(
-        redis_broker(settings),
-        settings=settings,
-        queues=list(queues),
-        tool_specs=list(tool_specs),
+    remote.serve(
+        queues=queues,
+        tool_modules=tool_specs,
         name=name,
         concurrency=concurrency,
         is_burst=burst,
         parent_pid=parent_pid,
-    ).work()
+        **flags,
+    )
 
 
 @cli.command()
@@ -77,24 +60,21 @@ def submit(
     run_id: str | None,
 ) -> None:
     """Queue TARGET for the `runs` workers and print its run id."""
-    from taskloom.config import RUNS_QUEUE
-    from taskloom.workflows import remote
-    from taskloom.workflows.target import load_target, load_tools
+    from taskloom.api import remote
 
-    settings = settings_from(redis_url)
     inputs = parse_inputs(input_text)
-    workflow = load_target(
-        target, max_steps=settings.max_steps, inputs=inputs, tools=load_tools(list(tool_specs))
-    )
-    broker = redis_broker(settings)
     run_id = remote.submit(
-        workflow, inputs, broker=broker, settings=settings, target=target, run_id=run_id
+        target, inputs, tool_modules=tool_specs, run_id=run_id, redis_url=redis_url
     )
-    warn_unserved(broker, {RUNS_QUEUE} | remote.step_queues(workflow))
-    if workflow.plan is None:
+    warn_unserved(
+        remote.unserved_queues(
+            target, inputs, is_submitted=True, tool_modules=tool_specs, redis_url=redis_url
+        )
+    )
+    if not target.endswith(".json"):
         click.echo(
-            f"taskloom: note: the runs workers find workflow {workflow.name!r} only if "
-            "started with --tools naming its module",
+            f"taskloom: note: the runs workers find workflow {target.rpartition(':')[2]!r} "
+            "only if started with --tools naming its module",
             err=True,
         )
     click.echo(run_id)
@@ -106,13 +86,10 @@ def submit(
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
 def status(run_id: str, redis_url: str | None, as_json: bool) -> None:
     """Show a run: each step's state, attempts, worker, and dead letters."""
-    from taskloom.workflows.report import RunView, format_status, view
+    from taskloom.api import remote
+    from taskloom.views.status import format_status
 
-    settings = settings_from(redis_url)
-    if settings.redis_url:
-        shown = view(redis_broker(settings), run_id)
-    else:
-        shown = RunView(record=load_record(run_id, settings))
+    shown = remote.status(run_id, redis_url=redis_url)
     if as_json:
         data = shown.record.model_dump(mode="json") | {"jobs": shown.jobs, "dead": shown.dead}
         click.echo(json.dumps(data, indent=2))
@@ -122,46 +99,27 @@ def status(run_id: str, redis_url: str | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("run_id")
-@click.option("--wait", is_flag=True, help="Wait until the run finishes.")
+@click.option("--wait", "is_waiting", is_flag=True, help="Wait until the run finishes.")
 @click.option("--timeout", "timeout_s", type=float, metavar="S", help="Give up waiting after S.")
 @click.option("--redis-url", metavar="URL", help="Redis the run was submitted to.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
 def result(
-    run_id: str, wait: bool, timeout_s: float | None, redis_url: str | None, as_json: bool
+    run_id: str, is_waiting: bool, timeout_s: float | None, redis_url: str | None, as_json: bool
 ) -> None:
     """Print a run's output (exit 1 if it failed or has not finished)."""
-    settings = settings_from(redis_url)
-    if wait and settings.redis_url:
-        record = wait_with_progress(run_id, settings, timeout_s=timeout_s, as_json=as_json)
+    from taskloom.api import remote
+    from taskloom.cli.common import settings_from
+
+    if is_waiting and settings_from(redis_url=redis_url).redis_url:
+        with Progress(total=None, is_quiet=as_json) as progress:
+            record = remote.wait(run_id, timeout_s=timeout_s, watcher=progress, redis_url=redis_url)
     else:
-        record = load_record(run_id, settings)
-    if record.status in (RunStatus.PENDING, RunStatus.RUNNING):
+        record = remote.load_record(run_id, redis_url=redis_url)
+    if not record.status.is_final:
         click.echo(f"run {run_id} is {record.status.value}; pass --wait to wait for it", err=True)
-        sys.exit(1)
+        raise SystemExit(1)
     emit_record(record, as_json=as_json)
-    sys.exit(0 if record.status == RunStatus.DONE else 1)
-
-
-def wait_with_progress(
-    run_id: str, settings: Settings, *, timeout_s: float | None, as_json: bool
-) -> RunRecord:
-    """Wait for a submitted run to finish, drawing its progress on a terminal."""
-    from taskloom.workflows.redis_store import RedisRunStore
-    from taskloom.workflows.report import running_workers
-
-    store = RedisRunStore(redis_broker(settings))
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    workers_of = partial(running_workers, store.broker, run_id)
-    with Progress(total=None, is_quiet=as_json, workers_of=workers_of) as progress:
-        while True:
-            step_s = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-            record = store.wait_finished(run_id, timeout_s=step_s)
-            progress.total = len(record.plan["steps"]) if record.plan else None
-            progress.update({"event": "poll"}, record)
-            if record.status not in (RunStatus.PENDING, RunStatus.RUNNING):
-                return record
-            if deadline is not None and time.monotonic() >= deadline:
-                return record
+    exit_for(record)
 
 
 @cli.command()
@@ -169,9 +127,9 @@ def wait_with_progress(
 @click.option("--redis-url", metavar="URL", help="Redis the run was submitted to.")
 def cancel(run_id: str, redis_url: str | None) -> None:
     """Cancel a submitted run: queued steps are dropped, running ones told to stop."""
-    from taskloom.workflows import remote
+    from taskloom.api import remote
 
-    queued, running = remote.cancel(redis_broker(settings_from(redis_url)), run_id)
+    queued, running = remote.cancel(run_id, redis_url=redis_url)
     click.echo(f"run {run_id}: cancelled {queued} queued job(s); told {running} running to stop")
 
 
@@ -180,9 +138,12 @@ def cancel(run_id: str, redis_url: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the workers as JSON.")
 def workers(redis_url: str | None, as_json: bool) -> None:
     """List live workers: model, GPU, queues, current step, jobs, mean step time, heartbeat."""
-    from taskloom.workflows.report import format_workers
+    from taskloom.api import remote
+    from taskloom.cli.common import settings_from
+    from taskloom.views.status import format_workers
 
-    settings = settings_from(redis_url)
-    live = redis_broker(settings).live_workers()
-    text = format_workers(live, lease_s=settings.lease_s)
-    click.echo(json.dumps(live, indent=2) if as_json else text)
+    live = remote.live_workers(redis_url=redis_url)
+    if as_json:
+        click.echo(json.dumps(live, indent=2))
+    else:
+        click.echo(format_workers(live, lease_s=settings_from(redis_url=redis_url).lease_s))

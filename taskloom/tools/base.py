@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -38,16 +38,10 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskloom.chat import ChatModel, Completion, Message
+from taskloom.chat.base import COPY_KEYWORD
 from taskloom.errors import OutputValidationError, SchemaError, TaskInputError
 
 ANSWER_CUE = "Answer:"
-
-COPY_KEYWORD = "x-copy-from"
-"""A schema keyword (top level) holding the text that free-form strings must be spans of.
-
-Chat models that can constrain decoding (the model host) honour it; others ignore it,
-and `finish` still drops any value that is not in the text.
-"""
 
 
 def with_copy(schema: dict[str, Any], text: str) -> dict[str, Any]:
@@ -142,7 +136,7 @@ def parse_inputs(kind: Kind, name: str, raw: dict[str, Any]) -> Any:
         fields = ", ".join(kind.Inputs.model_fields)
         raise TaskInputError(
             f"{name} input {where}: {first['msg'].lower()} (inputs of {name}: {fields})"
-        ) from None
+        ) from e
 
 
 def check_schema(schema: dict[str, Any], name: str) -> Any:
@@ -151,7 +145,7 @@ def check_schema(schema: dict[str, Any], name: str) -> Any:
     try:
         cls.check_schema(schema)
     except jsonschema.SchemaError as e:
-        raise SchemaError(f"{name} output schema is not valid JSON Schema: {e.message}") from None
+        raise SchemaError(f"{name} output schema is not valid JSON Schema: {e.message}") from e
     return cls(schema)
 
 
@@ -285,7 +279,36 @@ def run_kind(
         return Outcome(value=decide(inputs, model, messages, usage), usage=usage)
     copy_text = getattr(kind, "copy_text", None)
     text = copy_text(inputs) if copy_text is not None else None
-    constraint = with_copy(schema, text) if text is not None else schema
+    value = ask_until_valid(
+        model,
+        name,
+        messages,
+        constraint=with_copy(schema, text) if text is not None else schema,
+        validator=validator,
+        max_tokens=inputs.max_tokens,
+        output_retries=output_retries,
+        usage=usage,
+    )
+    return Outcome(value=kind.finish(value, inputs, model, messages), usage=usage)
+
+
+def ask_until_valid(
+    model: ChatModel,
+    name: str,
+    messages: list[Message],
+    *,
+    constraint: dict[str, Any],
+    validator: Any,
+    max_tokens: int,
+    output_retries: int,
+    usage: Usage,
+    parse: Callable[[str], Any] = json.loads,
+) -> Any:
+    """Ask for output that passes `validator`; re-ask (warmer) up to `output_retries` times.
+
+    Raises:
+        OutputValidationError: every attempt failed validation (carries the last output).
+    """
     problem = ""
     for attempt in range(output_retries + 1):
         completion = _call(
@@ -293,17 +316,17 @@ def run_kind(
             name,
             messages,
             schema=constraint,
-            max_tokens=inputs.max_tokens,
+            max_tokens=max_tokens,
             temperature=0.0 if attempt == 0 else 0.7,
         )
         usage.add(completion)
         try:
-            value = json.loads(completion.text)
+            value = parse(completion.text)
             validator.validate(value)
         except (json.JSONDecodeError, jsonschema.ValidationError) as e:
             problem = e.msg if isinstance(e, json.JSONDecodeError) else e.message
             continue
-        return Outcome(value=kind.finish(value, inputs, model, messages), usage=usage)
+        return value
     raise OutputValidationError(
         f"{name} output failed validation after {usage.calls} attempts: {problem}",
         raw_output=usage.raw_outputs[-1] if usage.raw_outputs else "",

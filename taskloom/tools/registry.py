@@ -41,7 +41,7 @@ class Tool:
                 f"tool {self.name!r}: {where}: {first['msg'].lower()}; "
                 f"expected arguments {sorted(self.parameters)}",
                 step_id=step_id,
-            ) from None
+            ) from e
         return self.fn(**{name: getattr(parsed, name) for name in self.parameters})
 
 

@@ -144,7 +144,7 @@ def _details(record: RunRecord) -> str:
             "cost_usd": s.cost_usd,
             "inputs": _short(s.inputs),
             "output": _short(s.value),
-            "error": s.error,
+            "error": s.error.model_dump() if s.error else None,
         }
         for s in record.steps
     }

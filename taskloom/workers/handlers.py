@@ -2,7 +2,7 @@
 
 A handler takes a verified envelope and its claim, and returns the attempt's
 StepResult. `step` runs one attempt of a step on the resident model; `run` (in
-`taskloom.workflows.remote`) drives a submitted run's workflow.
+`taskloom.workflows.submitted`) drives a submitted run's workflow.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from collections.abc import Callable
 
 from taskloom.chat import ChatModel
 from taskloom.config import Settings
+from taskloom.dispatch import payload
+from taskloom.dispatch.broker import Claim
 from taskloom.errors import JobRejectedError
+from taskloom.step import StepResult
 from taskloom.tools import ToolRegistry
-from taskloom.workers import payload
-from taskloom.workers.broker import Claim
-from taskloom.workers.execute import execute
-from taskloom.workers.job import StepResult
+from taskloom.tools.execute import execute
 
 Handler = Callable[[payload.Envelope, Claim], StepResult]
 
@@ -36,18 +36,3 @@ def step_handler(
         return execute(job, model=get_model, tools=tools, settings=settings, worker=worker)
 
     return handle
-
-
-def load_model(settings: Settings) -> ChatModel:
-    """The resident model: `settings.model` ("scripted" for the shipped fake), or the default.
-
-    Raises:
-        ModelFileError: the GGUF file is missing or corrupt.
-    """
-    if settings.model == "scripted":
-        from taskloom.chat.scripted import ScriptedChatModel
-
-        return ScriptedChatModel()
-    from taskloom.workers.host import default_host  # llama-cpp only where a model is loaded
-
-    return default_host(settings)

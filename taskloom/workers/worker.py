@@ -32,11 +32,11 @@ from typing import Any
 import structlog
 
 from taskloom.config import Settings
-from taskloom.errors import JobRejectedError, RedisUnavailableError, describe
-from taskloom.workers import payload
-from taskloom.workers.broker import Broker, Claim
+from taskloom.dispatch import payload
+from taskloom.dispatch.broker import Broker, Claim
+from taskloom.errors import JobRejectedError, RedisUnavailableError
+from taskloom.step import ErrorInfo, StepResult, StepStatus
 from taskloom.workers.handlers import Handler
-from taskloom.workers.job import StepResult, StepStatus
 
 log = structlog.get_logger(__name__)
 
@@ -280,7 +280,7 @@ class Worker:
                 run_id=claim.run_id,
                 step_id=claim.step_id,
                 status=StepStatus.FAILED,
-                error=describe(e),
+                error=ErrorInfo.of(e),
                 worker=self.name,
                 finished_at=time.time(),
             )
@@ -293,7 +293,8 @@ class Worker:
             or not result.is_retryable
             or attempt >= envelope.max_attempts
         )
-        dead = result.error if is_final and result.status == StepStatus.FAILED else None
+        is_dead = is_final and result.status == StepStatus.FAILED
+        dead = result.error.model_dump() if is_dead and result.error else None
         if result.status == StepStatus.DONE:
             self.jobs_done += 1
         else:
@@ -308,7 +309,7 @@ class Worker:
             status=StepStatus.CANCELLED,
             attempts=int(envelope.body.get("attempt", 1)),
             worker=self.name,
-            error={"type": "RunCancelledError", "message": "the run was cancelled"},
+            error=ErrorInfo(type="RunCancelledError", message="the run was cancelled"),
             finished_at=time.time(),
         )
         log.info("job_cancelled", run_id=claim.run_id, step_id=claim.step_id)

@@ -28,10 +28,10 @@ from langgraph.config import get_config, get_stream_writer
 from langgraph.func import entrypoint
 from langgraph.pregel import Pregel
 
+from taskloom.dispatch.base import Dispatcher
 from taskloom.errors import InputError, StepSkippedError, TaskloomError
 from taskloom.plan import Plan
 from taskloom.tools import Tool, ToolRegistry
-from taskloom.workers.dispatch import Dispatcher
 from taskloom.workflows.flow import Flow
 
 Body = Callable[..., Any]
@@ -81,7 +81,7 @@ class Workflow:
             inspect.Signature(params).bind(**inputs)
         except TypeError as e:
             names = ", ".join(p.name for p in params) or "none"
-            raise InputError(f"workflow {self.name!r}: {e} (its inputs: {names})") from None
+            raise InputError(f"workflow {self.name!r}: {e} (its inputs: {names})") from e
 
     def compile(
         self,

@@ -21,6 +21,7 @@ from langgraph.config import get_stream_writer
 from langgraph.func import task
 from pydantic import BaseModel
 
+from taskloom.dispatch.base import Dispatcher
 from taskloom.errors import (
     PlanValidationError,
     RunCancelledError,
@@ -29,9 +30,8 @@ from taskloom.errors import (
     TaskloomError,
 )
 from taskloom.plan import STEP_ID, Ref, Step, lookup, references, resolve
+from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
 from taskloom.tools import Tool
-from taskloom.workers.dispatch import Dispatcher
-from taskloom.workers.job import StepJob, StepResult, StepStatus
 
 log = structlog.get_logger(__name__)
 
@@ -246,9 +246,9 @@ class _StepCall:
         for dep, fut in self.deps.items():
             try:
                 results[dep] = fut.result()["value"]
-            except BaseException:
+            except BaseException as e:
                 self._end(emit, StepStatus.SKIPPED, f"skipped: step {dep!r} did not finish")
-                raise StepSkippedError(f"skipped because step {dep!r} failed", **ids) from None
+                raise StepSkippedError(f"skipped because step {dep!r} failed", **ids) from e
         if flow.cancelled.is_set():
             self._end(emit, StepStatus.CANCELLED, "cancelled before it started")
             raise RunCancelledError("the run was cancelled", **ids)
@@ -274,11 +274,10 @@ class _StepCall:
         emit({"event": "step_finished", **ids, "kind": step.kind, "result": dumped})
         log.info("step_finished", status=result.status.value, run_ms=round(result.run_ms, 2), **ids)
         if result.status != StepStatus.DONE:
-            error = result.error or {}
-            why = error.get("message", "unknown error")
+            why = result.error.message if result.error else "unknown error"
             raise StepFailedError(
                 f"failed after {result.attempts} attempt(s): {why}",
-                raw_output=error.get("raw_output"),
+                raw_output=result.error.raw_output if result.error else None,
                 **ids,
             )
         return dumped
@@ -289,7 +288,7 @@ class _StepCall:
             step_id=self.step.id,
             status=status,
             attempts=0,
-            error={"type": status.value, "message": why},
+            error=ErrorInfo(type=status.value, message=why),
             finished_at=time.time(),
         )
         emit(

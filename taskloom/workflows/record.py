@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
-from taskloom.workers.job import StepOutcome, StepResult, StepStatus
+from taskloom.step import ErrorInfo, StepOutcome, StepResult, StepStatus
 
 
 class RunStatus(StrEnum):
@@ -20,6 +20,11 @@ class RunStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the run is over (done, failed or cancelled)."""
+        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
 
 
 class StepRecord(StepOutcome):
@@ -65,7 +70,7 @@ class RunRecord(BaseModel):
     plan: dict[str, Any] | None = Field(None, description="the plan, when the target is one")
     inputs: dict[str, Any] = Field(default_factory=dict)
     output: Any = None
-    error: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
     steps: list[StepRecord] = Field(default_factory=list)
     totals: Totals = Field(default_factory=Totals)
     created_at: float = Field(default_factory=time.time)

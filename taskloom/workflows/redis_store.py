@@ -7,13 +7,11 @@ import time
 import structlog
 
 from taskloom.config import key
+from taskloom.dispatch.broker import Broker, safe_url
 from taskloom.errors import RunNotFoundError
-from taskloom.workers.broker import Broker, safe_url
-from taskloom.workflows.record import RunRecord, RunStatus, parse_record, run_age_s
+from taskloom.workflows.record import RunRecord, parse_record, run_age_s
 
 log = structlog.get_logger(__name__)
-
-_FINISHED = {RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED}
 
 
 class RedisRunStore:
@@ -32,7 +30,7 @@ class RedisRunStore:
         def write() -> None:
             with self.broker.redis.pipeline() as p:
                 p.set(key("run", record.run_id), data, ex=ttl_s)
-                if record.status in _FINISHED:
+                if record.status.is_final:
                     p.rpush(key("run_done", record.run_id), "1")
                     p.expire(key("run_done", record.run_id), 60)
                 p.execute()
@@ -66,7 +64,7 @@ class RedisRunStore:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             record = self.load(run_id)
-            if record.status in _FINISHED:
+            if record.status.is_final:
                 return record
             if deadline is not None and time.monotonic() >= deadline:
                 return record

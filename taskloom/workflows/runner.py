@@ -16,9 +16,9 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from taskloom.config import Settings
-from taskloom.errors import RunCancelledError, RunFailedError, describe
-from taskloom.workers.dispatch import Dispatcher
-from taskloom.workers.job import StepResult, StepStatus
+from taskloom.dispatch.base import Dispatcher
+from taskloom.errors import RunCancelledError, RunFailedError
+from taskloom.step import ErrorInfo, StepResult, StepStatus
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.store import RunStore
@@ -122,9 +122,9 @@ def _drive(
                 if on_event is not None:
                     on_event(chunk, record)
     except RunCancelledError as e:
-        record.status, record.error = RunStatus.CANCELLED, describe(e)
+        record.status, record.error = RunStatus.CANCELLED, ErrorInfo.of(e)
     except RunFailedError as e:
-        record.status, record.error = RunStatus.FAILED, describe(e)
+        record.status, record.error = RunStatus.FAILED, ErrorInfo.of(e)
     else:
         if final is None:
             final = _last_value(graph, config)
@@ -136,7 +136,7 @@ def _drive(
             record.status = RunStatus.DONE
         else:
             record.status = RunStatus.FAILED
-            record.error = {"type": "RunFailedError", "message": "the run produced no output"}
+            record.error = ErrorInfo(type="RunFailedError", message="the run produced no output")
     record.finished_at = time.time()
     record.tally()
     _save(store, record)

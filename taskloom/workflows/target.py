@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from taskloom.errors import InputError, TargetError
+from taskloom.errors import InputError, JobRejectedError, TargetError
 from taskloom.plan import Plan, load_plan
 from taskloom.tools import Tool, ToolRegistry
 from taskloom.workflows.definition import Workflow
@@ -29,18 +29,18 @@ def read_json(text: str, *, what: str) -> Any:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as e:
-            raise InputError(f"{what}: can't read {path}: {e.strerror}") from None
+            raise InputError(f"{what}: can't read {path}: {e.strerror}") from e
     try:
         value = strict_json(text)
     except json.JSONDecodeError as e:
         raise InputError(
             f"{source} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
             "pass a JSON object or @FILE"
-        ) from None
+        ) from e
     except _NotJSONError as e:
-        raise InputError(f"{source} is not valid JSON: {e}") from None
-    except RecursionError:
-        raise InputError(f"{source} is nested too deeply; flatten it") from None
+        raise InputError(f"{source} is not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise InputError(f"{source} is nested too deeply; flatten it") from e
     if not _is_encodable(value):
         raise InputError(f"{source} has a lone surrogate (e.g. \\ud800); send valid Unicode")
     return value
@@ -78,19 +78,19 @@ def read_plan(path: Path, *, max_steps: int, inputs: dict[str, Any] | None = Non
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise TargetError(f"can't read plan {path}: {e.strerror}") from None
+        raise TargetError(f"can't read plan {path}: {e.strerror}") from e
     except UnicodeDecodeError as e:
-        raise TargetError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+        raise TargetError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from e
     try:
         data = strict_json(text)
     except json.JSONDecodeError as e:
         raise TargetError(
             f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
-        ) from None
+        ) from e
     except _NotJSONError as e:
-        raise TargetError(f"{path} is not valid JSON: {e}") from None
-    except RecursionError:
-        raise TargetError(f"{path} is nested too deeply to be a plan") from None
+        raise TargetError(f"{path} is not valid JSON: {e}") from e
+    except RecursionError as e:
+        raise TargetError(f"{path} is nested too deeply to be a plan") from e
     if not _is_encodable(data):
         raise TargetError(f"{path} has a lone surrogate (e.g. \\ud800); save valid Unicode")
     return load_plan(data, source=str(path), max_steps=max_steps, inputs=inputs)
@@ -120,7 +120,7 @@ def load_module(spec: str) -> ModuleType:
     try:
         return importlib.import_module(spec)
     except ImportError as e:
-        raise TargetError(f"can't import module {spec!r}: {e}") from None
+        raise TargetError(f"can't import module {spec!r}: {e}") from e
 
 
 def load_workflow(spec: str) -> Workflow:
@@ -170,3 +170,67 @@ def load_target(
     for t in tools:
         workflow.tools.add(t)
     return workflow
+
+
+def collect(specs: list[str]) -> tuple[ToolRegistry, dict[str, Workflow]]:
+    """The tools and workflows defined in modules or files (`--tools` on a worker).
+
+    A workflow's own tools are collected too, so a worker can run its tool steps.
+    """
+    tools = ToolRegistry()
+    workflows: dict[str, Workflow] = {}
+    for spec in specs:
+        module = load_module(spec)
+        for name, value in vars(module).items():
+            if isinstance(value, Workflow):
+                workflows[value.name] = workflows[name] = value
+                for t in value.tools:
+                    tools.add(t)
+            elif isinstance(value, ToolRegistry):
+                for t in value:
+                    tools.add(t)
+            elif isinstance(value, Tool):
+                tools.add(value)
+    return tools, workflows
+
+
+def rebuild(
+    plan: dict[str, Any] | None,
+    target: str,
+    *,
+    tools: ToolRegistry,
+    registered: dict[str, Workflow] | None = None,
+) -> Workflow:
+    """The workflow a stored run ran: its plan, else the Python workflow its target names.
+
+    Args:
+        plan: the run's plan, as stored; None for a Python workflow.
+        target: `file.py:name`, `module:name`, or a workflow's bare name.
+        tools: tools to register on the workflow.
+        registered: a worker's workflows; only these may run there (nothing is imported).
+
+    Raises:
+        JobRejectedError: `registered` is given and lacks the workflow.
+        TargetError: the target can't be imported.
+    """
+    if plan:
+        return Workflow.from_plan(load_plan(plan, max_steps=10**6), tools=tools)
+    name = target.rpartition(":")[2]
+    if registered is not None:
+        if name not in registered:
+            raise JobRejectedError(
+                f"workflow {name!r} is not registered on this worker; start the runs worker "
+                "with --tools MODULE naming the module that defines it"
+            )
+        return registered[name]
+    workflow = load_workflow(target)
+    for t in tools:
+        workflow.tools.add(t)
+    return workflow
+
+
+def tool_modules(target: str, tool_specs: list[str]) -> list[str]:
+    """What local workers import for a target: the `--tools` modules and a workflow's module."""
+    is_python = ":" in target and not target.endswith(".json")
+    module = target.rpartition(":")[0] if is_python else ""
+    return [*tool_specs, module] if module else list(tool_specs)

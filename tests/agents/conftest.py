@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from taskloom.agents import OpenAIChatModel
-from taskloom.agents.scripted_server import Reply, ScriptedServer
+from taskloom.chat import OpenAIChatModel
 from taskloom.config import Settings
+from taskloom.testing.server import Reply, ScriptedServer
 
 TRIAGE_PLAN: dict[str, Any] = {
     "version": 1,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from taskloom.agents.scripted_server import Reply, ScriptedServer
 from taskloom.cli import main
+from taskloom.testing.server import Reply, ScriptedServer
 
 from .conftest import TRIAGE_PLAN
 

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from taskloom.agents import Budget, OpenAIChatModel, Planner
+from taskloom.agents import Budget, Planner
+from taskloom.chat import OpenAIChatModel
 from taskloom.config import Settings
 from taskloom.errors import PlanValidationError
 from taskloom.plan import load_plan

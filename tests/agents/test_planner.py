@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from taskloom.agents import Budget, OpenAIChatModel, Planner
-from taskloom.agents.scripted_server import Reply, ScriptedServer
-from taskloom.chat import ScriptedChatModel
+from taskloom.agents import Budget, Planner
+from taskloom.chat import OpenAIChatModel, ScriptedChatModel
 from taskloom.config import Settings
 from taskloom.errors import BudgetExceededError, InputError, PlanValidationError
 from taskloom.plan import load_plan
+from taskloom.testing.server import Reply, ScriptedServer
 from taskloom.tools import ToolRegistry, tool
 
 from .conftest import TRIAGE_PLAN

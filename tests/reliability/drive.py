@@ -20,8 +20,8 @@ from pathlib import Path
 import structlog
 
 from taskloom.config import Settings
+from taskloom.dispatch.redis import RedisDispatcher
 from taskloom.plan import load_plan
-from taskloom.workers.redis_dispatch import RedisDispatcher
 from taskloom.workflows import Workflow, run
 
 

@@ -26,9 +26,9 @@ import pytest
 
 from taskloom.cli import main
 from taskloom.config import Settings
-from taskloom.workers import payload
-from taskloom.workers.broker import Broker
-from taskloom.workers.job import StepJob, StepStatus
+from taskloom.dispatch import payload
+from taskloom.dispatch.broker import Broker
+from taskloom.step import StepJob, StepStatus
 
 CORPUS = Path(__file__).parent.parent / "corpus"
 MANIFEST: dict[str, dict[str, Any]] = json.loads((CORPUS / "manifest.json").read_text())
@@ -124,7 +124,7 @@ def test_corrupt_payload(name: str, redis_url: str, tmp_path: Path) -> None:
     assert bad is not None and bad.result is not None
     assert bad.result.status == StepStatus.FAILED
     assert bad.result.error is not None
-    assert expected["error"] in bad.result.error["message"], bad.result.error
+    assert expected["error"] in bad.result.error.message, bad.result.error
     ok = broker.wait_notify("corpus", "good", timeout_s=5)
     assert ok is not None and ok.result is not None and ok.result.status == StepStatus.DONE
     assert not (tmp_path / "marker").exists()

@@ -22,9 +22,9 @@ from taskloom import (
     run,
     tool,
 )
-from taskloom.workers import payload
-from taskloom.workers.broker import Broker
-from taskloom.workers.job import StepJob, StepResult, StepStatus
+from taskloom.dispatch import payload
+from taskloom.dispatch.broker import Broker
+from taskloom.step import StepJob, StepResult, StepStatus
 from tests.reliability.chaos import coordinator, fan_plan, is_pickle, process, scan_for_pickle
 from tests.workers.redis_helpers import Spawn, counts, taskloom, wait_for
 
@@ -96,7 +96,7 @@ def test_a_worker_refuses_unregistered_kinds_and_import_paths(
         enqueue_raw(broker, data, "sec1", step_id)
         result = final_result(broker, "sec1", step_id)
         assert result.status == StepStatus.FAILED
-        assert result.error and result.error["type"] == "JobRejectedError", result.error
+        assert result.error and result.error.type == "JobRejectedError", result.error
     # a step naming an SLM kind that does not exist, or a tool by import path
     for step_id, changes in {
         "badkind": {"kind": "os.system", "tool": None},
@@ -109,7 +109,7 @@ def test_a_worker_refuses_unregistered_kinds_and_import_paths(
         enqueue_raw(broker, data, "sec1", step_id)
         result = final_result(broker, "sec1", step_id)
         assert result.status == StepStatus.FAILED, step_id
-        assert result.error and result.error["type"] in ("TaskInputError", "ToolError")
+        assert result.error and result.error.type in ("TaskInputError", "ToolError")
     assert counts(redis_url, "test:executed") == {}  # nothing ran
     assert not (tmp_path / "pwned").exists()
 
@@ -138,7 +138,7 @@ def test_with_a_secret_unsigned_or_resigned_jobs_never_run(
         enqueue_raw(broker, data, "sec2", step_id)
         result = final_result(broker, "sec2", step_id)
         assert result.status == StepStatus.FAILED
-        assert result.error and result.error["type"] == "JobRejectedError", result.error
+        assert result.error and result.error.type == "JobRejectedError", result.error
     assert counts(redis_url, "test:executed") == {}  # none of them ran
     good = payload.encode(
         "step", work_body(redis_url, "sec2", "good"), max_attempts=1, secret=SECRET

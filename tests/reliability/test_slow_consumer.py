@@ -17,9 +17,9 @@ import pytest
 import redis
 
 from taskloom.config import Settings
+from taskloom.dispatch.broker import Broker
 from taskloom.plan import load_plan
-from taskloom.workers.broker import Broker
-from taskloom.workflows import Workflow, remote
+from taskloom.workflows import Workflow, submitted
 from taskloom.workflows.record import RunStatus
 from taskloom.workflows.redis_store import RedisRunStore
 from tests.reliability.chaos import fan_plan, merges, peak_rss_mb
@@ -45,7 +45,7 @@ def test_1000_queued_steps_on_one_slow_worker(redis_url: str, spawn_worker: Spaw
                 step["inputs"]["sleep_s"] = 2.5
         workflow = Workflow.from_plan(load_plan(plan))
         run_ids.append(
-            remote.submit(workflow, {}, broker=broker, settings=settings, target="plan.json")
+            submitted.submit(workflow, {}, broker=broker, settings=settings, target="plan.json")
         )
     r = redis.Redis.from_url(redis_url)
     # no SLM worker yet: every step piles up in the queue, then one worker drains it

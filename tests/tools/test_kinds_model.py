@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from taskloom.chat.llama.host import ModelHost
 from taskloom.tools import run_task
-from taskloom.workers.host import ModelHost
 
 pytestmark = pytest.mark.model
 

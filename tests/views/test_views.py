@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from taskloom import InlineDispatcher, Settings, Workflow, load_plan, run, tool
+from taskloom.step import StepStatus
 from taskloom.tools import ToolRegistry
 from taskloom.views import plan_mermaid, render_html, run_mermaid
-from taskloom.workers.job import StepStatus
 from taskloom.workflows.record import RunRecord
 
 ROOT = Path(__file__).parent.parent.parent

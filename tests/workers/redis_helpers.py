@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from taskloom.config import Settings
-from taskloom.workers.broker import Broker
+from taskloom.dispatch.broker import Broker
 
 TOOLS = str(Path(__file__).parent / "redis_tools.py")
 Spawn = Callable[..., subprocess.Popen[bytes]]

@@ -227,8 +227,8 @@ def test_progress_learns_which_worker_runs_each_step(
     tmp_path: Path, redis_url: str, spawn_worker: Spawn
 ) -> None:
     from taskloom.config import Settings
-    from taskloom.workers.broker import Broker
-    from taskloom.workflows.report import running_workers
+    from taskloom.dispatch.broker import Broker
+    from taskloom.views.status import running_workers
 
     plan = plan_file(tmp_path, work("slow", sleep_s=3.0))
     spawn_worker("--queue", "runs")

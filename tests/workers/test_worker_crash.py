@@ -12,8 +12,8 @@ from pathlib import Path
 import redis
 
 from taskloom.config import Settings, key
-from taskloom.workers.job import StepJob, StepResult, StepStatus
-from taskloom.workers.redis_dispatch import RedisDispatcher
+from taskloom.dispatch.redis import RedisDispatcher
+from taskloom.step import StepJob, StepResult, StepStatus
 from tests.workers.redis_helpers import Spawn, counts, spawn_worker, taskloom, wait_for
 
 __all__ = ["spawn_worker"]
@@ -143,5 +143,5 @@ def test_a_job_that_keeps_killing_its_worker_is_dead_lettered(
         assert counts(redis_url, "test:started") == {"p": deliveries}
     t.join(timeout=20)
     assert result and result[0].status == StepStatus.FAILED
-    assert result[0].error and result[0].error["type"] == "WorkerLostError"
+    assert result[0].error and result[0].error.type == "WorkerLostError"
     assert redis.Redis.from_url(redis_url).hexists(key("dead", "k5"), "p")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from taskloom.workers.job import StepStatus
+from taskloom.step import StepStatus
 from taskloom.workflows.record import RunStatus, parse_record
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from taskloom.cli import main
 from taskloom.config import Settings
+from taskloom.dispatch.broker import Broker
 from taskloom.errors import RunNotFoundError
-from taskloom.workers.broker import Broker
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.redis_store import RedisRunStore
 from taskloom.workflows.runner import new_run_id

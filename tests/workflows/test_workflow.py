@@ -133,7 +133,7 @@ def test_a_failed_step_fails_the_run_and_keeps_every_other_result() -> None:
     record = run_inline(partial, {})
     steps = {s.id: s for s in record.steps}
     assert record.status == RunStatus.FAILED
-    assert "bad exploded" in record.error["message"]  # type: ignore[index]
+    assert record.error is not None and "bad exploded" in record.error.message
     assert steps["bad"].status == StepStatus.FAILED and steps["bad"].attempts == 3
     assert steps["downstream"].status == StepStatus.SKIPPED
     assert steps["ok"].value == {"tag": "ok"} and steps["late"].value == {"tag": "late"}
@@ -151,7 +151,7 @@ def test_output_validation_failure_carries_the_raw_output() -> None:
     step = record.steps[0]
     assert record.status == RunStatus.FAILED
     assert step.attempts == 1  # not retried as a crash: the re-asks happened inside the kind
-    assert step.error is not None and step.error["raw_output"] == '{"n": "three"}'
+    assert step.error is not None and step.error.raw_output == '{"n": "three"}'
     assert len(model.calls) == 3  # the first ask and two re-asks
 
 

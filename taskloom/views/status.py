@@ -9,12 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from taskloom.config import key
-from taskloom.workers.broker import RUN_STEP, Broker
-from taskloom.workers.job import StepStatus
+from taskloom.dispatch.broker import RUN_STEP, Broker
+from taskloom.step import StepStatus
 from taskloom.workflows.record import RunRecord
 from taskloom.workflows.redis_store import RedisRunStore
-
-_FINAL = {StepStatus.DONE, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
 
 
 @dataclass
@@ -109,7 +107,7 @@ def format_status(view: RunView) -> str:
     for step_id in ids:
         job = view.jobs.get(step_id, {})
         step = next((s for s in record.steps if s.id == step_id), None)
-        if step is not None and step.status in _FINAL:
+        if step is not None and step.status.is_final:
             status, worker = step.status.value, step.worker
             attempts, run_ms = str(step.attempts), f"{step.run_ms:.1f}"
         else:
@@ -120,7 +118,7 @@ def format_status(view: RunView) -> str:
     if rows:
         out.append(table(["STEP", "KIND", "STATUS", "ATTEMPTS", "WORKER", "RUN_MS"], rows))
     if record.error:
-        out.append(f"error: {record.error.get('message', '')}")
+        out.append(f"error: {record.error.message}")
     if view.dead:
         out.append("dead letters:")
         out += [
@@ -162,3 +160,16 @@ def format_workers(workers: list[dict[str, str]], *, lease_s: float) -> str:
         )
     header = ["WORKER", "MODEL", "GPU", "QUEUES", "STATE", "STEP", "JOBS", "MEAN", "HEARTBEAT"]
     return table(header, rows)
+
+
+def goal_summary(record: RunRecord) -> dict[str, Any]:
+    """The goal-specific part of a record, for the CLI's summary line."""
+    spent = (record.budget or {}).get("spent", {})
+    return {
+        "route": (record.route or {}).get("target", "llm"),
+        "rounds": len(record.rounds),
+        "escalations": len(record.escalations),
+        "cost_usd": spent.get("cost_usd", record.totals.cost_usd),
+        "llm_calls": spent.get("llm_calls", 0),
+        "stopped": (record.budget or {}).get("stopped"),
+    }

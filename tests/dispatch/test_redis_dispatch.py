@@ -12,12 +12,12 @@ import pytest
 import redis
 
 from taskloom.config import Settings, key
+from taskloom.dispatch import payload
+from taskloom.dispatch.base import Dispatcher
+from taskloom.dispatch.broker import Broker, safe_url
+from taskloom.dispatch.redis import RedisDispatcher
 from taskloom.errors import ConfigError, RedisUnavailableError
-from taskloom.workers import payload
-from taskloom.workers.broker import Broker, safe_url
-from taskloom.workers.dispatch import Dispatcher
-from taskloom.workers.job import StepJob, StepStatus
-from taskloom.workers.redis_dispatch import RedisDispatcher
+from taskloom.step import StepJob, StepStatus
 from tests.workers.redis_helpers import Spawn, counts, spawn_worker, wait_for
 
 __all__ = ["spawn_worker"]
@@ -58,7 +58,7 @@ def test_a_retryable_failure_is_retried_then_dead_lettered(
     d = dispatcher(redis_url, max_attempts=3, retry_backoff_s=0.05)
     result = d.dispatch(tool_job("r2", "bad", tool="broken", url=redis_url, name="bad"))
     assert result.status == StepStatus.FAILED
-    assert result.attempts == 3 and "hiccuped" in (result.error or {})["message"]
+    assert result.attempts == 3 and result.error is not None and "hiccuped" in result.error.message
     assert counts(redis_url, "test:executed") == {"bad": 3}
     r = redis.Redis.from_url(redis_url)
     dead = json.loads(r.hget(key("dead", "r2"), "bad") or b"{}")
@@ -93,8 +93,8 @@ def test_a_bad_signature_is_dead_lettered_and_never_run(
     d = dispatcher(redis_url, secret="another-secret")
     result = d.dispatch(tool_job("r4", "s", tool="work", url=redis_url, name="s"))
     assert result.status == StepStatus.FAILED
-    assert result.error and result.error["type"] == "JobRejectedError"
-    assert "TASKLOOM_SECRET" in result.error["message"]
+    assert result.error and result.error.type == "JobRejectedError"
+    assert "TASKLOOM_SECRET" in result.error.message
     assert counts(redis_url, "test:started") == {}
     assert redis.Redis.from_url(redis_url).hexists(key("dead", "r4"), "s")
     # The same secret on both sides runs it.

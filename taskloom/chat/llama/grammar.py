@@ -24,8 +24,8 @@ import llama_cpp
 import structlog
 from llama_cpp.llama_grammar import SchemaConverter
 
+from taskloom.chat.base import COPY_KEYWORD
 from taskloom.errors import SchemaError
-from taskloom.tools.base import COPY_KEYWORD
 
 log = structlog.get_logger(__name__)
 

@@ -24,9 +24,9 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from taskloom.config import Settings, key
+from taskloom.dispatch import scripts
 from taskloom.errors import ConfigError, RedisUnavailableError
-from taskloom.workers import scripts
-from taskloom.workers.job import StepResult
+from taskloom.step import StepResult
 
 log = structlog.get_logger(__name__)
 
@@ -105,7 +105,7 @@ class Broker:
                 max_connections=MAX_CONNECTIONS,
             )
         except ValueError as e:
-            raise ConfigError(f"Redis URL {safe_url(url)!r} is not valid: {e}") from None
+            raise ConfigError(f"Redis URL {safe_url(url)!r} is not valid: {e}") from e
         self._sources = {name: scripts.script(body) for name, body in scripts.ALL.items()}
         self._shas = {name: sha1(src.encode()).hexdigest() for name, src in self._sources.items()}
 

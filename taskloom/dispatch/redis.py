@@ -15,10 +15,10 @@ from collections.abc import Callable
 import structlog
 
 from taskloom.config import Settings
+from taskloom.dispatch import payload
+from taskloom.dispatch.broker import Broker, Notice
 from taskloom.errors import ConfigError, RedisUnavailableError, RunCancelledError
-from taskloom.workers import payload
-from taskloom.workers.broker import Broker, Notice
-from taskloom.workers.job import StepJob, StepResult, StepStatus
+from taskloom.step import StepJob, StepResult, StepStatus
 
 log = structlog.get_logger(__name__)
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 import structlog
 
-from taskloom.chat import ChatModel
+from taskloom.chat import ChatModel, load_model
 from taskloom.config import Settings
+from taskloom.step import StepJob, StepResult
 from taskloom.tools import ToolRegistry
-from taskloom.workers.execute import execute
-from taskloom.workers.job import StepJob, StepResult
+from taskloom.tools.execute import execute
 
 log = structlog.get_logger(__name__)
 
@@ -44,9 +44,7 @@ class InlineDispatcher:
         with self._lock:
             if self._model is None:
                 if self._factory is None:
-                    from taskloom.workers.handlers import load_model  # as a worker would
-
-                    self._model = load_model(self.settings)
+                    self._model = load_model(self.settings)  # as a worker would
                 elif isinstance(self._factory, ChatModel):
                     self._model = self._factory
                 else:

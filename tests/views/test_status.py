@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from taskloom.workflows.report import format_workers
+from taskloom.views.status import format_workers
 
 
 def rq_time(seconds_ago: float) -> str:

@@ -15,11 +15,11 @@ import jsonschema
 import pytest
 
 from taskloom.chat import ChatModel, Message
+from taskloom.chat.llama.grammar import schema_to_gbnf, span_rules
+from taskloom.chat.llama.host import ModelHost
 from taskloom.errors import ModelFileError, SchemaError, TaskInputError
 from taskloom.tools import run_task
 from taskloom.tools.base import with_copy
-from taskloom.workers.grammar import schema_to_gbnf, span_rules
-from taskloom.workers.host import ModelHost
 
 CONTACT = {
     "type": "object",

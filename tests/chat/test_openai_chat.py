@@ -9,11 +9,10 @@ from collections.abc import Callable
 
 import pytest
 
-from taskloom.agents import OpenAIChatModel, extract_json
-from taskloom.agents.openai_chat import cost_usd, price_of
-from taskloom.agents.scripted_server import Reply, ScriptedServer
+from taskloom.chat.openai import OpenAIChatModel, extract_json
 from taskloom.config import Settings
 from taskloom.errors import ConfigError, EndpointUnavailableError
+from taskloom.testing.server import Reply, ScriptedServer
 
 Server = Callable[..., ScriptedServer]
 Llm = Callable[..., OpenAIChatModel]
@@ -122,11 +121,12 @@ def test_score_without_logprobs_favours_what_was_written(
 
 
 def test_prices() -> None:
-    assert price_of("gpt-4o-mini-2024-07-18") == (0.15, 0.60)
-    assert price_of("gpt-4o-2024") == (2.50, 10.00)
-    assert price_of("some-local-model") == (0.50, 1.50)
+    prices = Settings()
+    assert prices.price_per_mtok("gpt-4o-mini-2024-07-18", is_llm=True) == (0.15, 0.60)
+    assert prices.price_per_mtok("gpt-4o-2024", is_llm=True) == (2.50, 10.00)
+    assert prices.price_per_mtok("some-local-model", is_llm=True) == (0.50, 1.50)
     settings = Settings(llm_usd_per_mtok=(1.0, 2.0))
-    assert cost_usd("gpt-4o", 1_000_000, 500_000, settings) == pytest.approx(2.0)
+    assert settings.cost_usd("gpt-4o", 1_000_000, 500_000, is_llm=True) == pytest.approx(2.0)
 
 
 def test_extract_json() -> None:

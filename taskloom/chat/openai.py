@@ -35,34 +35,7 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-PRICES_USD_PER_MTOK: dict[str, tuple[float, float]] = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "o4-mini": (1.10, 4.40),
-}
-"""(prompt, completion) dollars per million tokens, by model-name prefix (longest wins)."""
-
-UNKNOWN_PRICE_USD_PER_MTOK = (0.50, 1.50)
-"""For models not in the table: a mid-range price, so budgets still mean something."""
-
 _MODES = ("json_schema", "json_object", "text")
-
-
-def price_of(model: str, settings: Settings | None = None) -> tuple[float, float]:
-    """(prompt, completion) dollars per million tokens for `model`."""
-    if settings is not None and settings.llm_usd_per_mtok is not None:
-        return settings.llm_usd_per_mtok
-    matches = [name for name in PRICES_USD_PER_MTOK if model.startswith(name)]
-    return PRICES_USD_PER_MTOK[max(matches, key=len)] if matches else UNKNOWN_PRICE_USD_PER_MTOK
-
-
-def cost_usd(model: str, prompt_tokens: int, completion_tokens: int, settings: Settings) -> float:
-    """What a call with these token counts costs."""
-    prompt_price, completion_price = price_of(model, settings)
-    return (prompt_tokens * prompt_price + completion_tokens * completion_price) / 1e6
 
 
 def extract_json(text: str) -> str:
@@ -137,13 +110,12 @@ class OpenAIChatModel:
             settings=settings,
         )
 
+    is_llm = True
+    """Priced as the large model (`Settings.cost_usd(..., is_llm=True)`)."""
+
     @property
     def name(self) -> str:
         return self._model
-
-    def cost_usd(self, c: Completion) -> float:
-        """What a completion from this model cost."""
-        return cost_usd(self._model, c.prompt_tokens, c.completion_tokens, self.settings)
 
     # -- calls ----------------------------------------------------------------------
 

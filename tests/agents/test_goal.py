@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from taskloom.agents import Budget, Joiner, OpenAIChatModel, Planner, Router
-from taskloom.agents.scripted_server import Reply, ScriptedServer
-from taskloom.chat import ScriptedChatModel, sample_for_schema
+from taskloom.agents import Budget, Joiner, Planner, Router
+from taskloom.agents.goal import GoalRun, run_goal
+from taskloom.chat import OpenAIChatModel, ScriptedChatModel, sample_for_schema
 from taskloom.config import Settings
-from taskloom.workers.inline import InlineDispatcher
+from taskloom.dispatch.inline import InlineDispatcher
+from taskloom.testing.server import Reply, ScriptedServer
 from taskloom.workflows import RunStatus
-from taskloom.workflows.goal import GoalRun, run_goal
 from tests.agents.conftest import TRIAGE_PLAN
 
 INPUTS = {"email": "Hi, I'm Ann. My parcel never came; I want a refund for order 42."}
@@ -212,7 +212,7 @@ def test_cost_budget_stops_planning_cleanly(server: ScriptedServer, settings: Se
     record = go(agents, settings)
     assert record.status == RunStatus.FAILED and record.steps == []
     assert record.budget["stopped"] == {"budget": "max_cost_usd", "where": "planning"}
-    assert record.error["type"] == "BudgetExceededError"
+    assert record.error.type == "BudgetExceededError"
 
 
 def test_step_budget_stops_the_run_cleanly(server: ScriptedServer, settings: Settings) -> None:
@@ -281,7 +281,7 @@ def test_llm_steps_need_an_llm(settings: Settings) -> None:
     agents = GoalRun(planner=planner)
     record = go(agents, settings)
     assert record.status == RunStatus.FAILED
-    assert "set OPENAI_BASE_URL" in record.steps[0].error["message"]
+    assert "set OPENAI_BASE_URL" in record.steps[0].error.message
 
 
 def test_empty_goal_is_an_input_error(server: ScriptedServer, settings: Settings) -> None:

@@ -6,9 +6,9 @@ import pytest
 
 from taskloom.chat import ScriptedChatModel
 from taskloom.config import Settings
+from taskloom.step import StepJob, StepStatus
 from taskloom.tools import ToolRegistry
-from taskloom.workers.execute import execute
-from taskloom.workers.job import StepJob, StepStatus
+from taskloom.tools.execute import execute
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
 

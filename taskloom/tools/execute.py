@@ -9,10 +9,9 @@ import structlog
 
 from taskloom.chat import ChatModel
 from taskloom.config import Settings
-from taskloom.errors import TaskloomError, UserError, describe
 from taskloom.plan import SLM_KINDS
+from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
 from taskloom.tools import ToolRegistry, run_task
-from taskloom.workers.job import StepJob, StepResult, StepStatus
 
 log = structlog.get_logger(__name__)
 
@@ -27,8 +26,7 @@ def execute(
 ) -> StepResult:
     """Run one attempt of a job and describe what happened; never raises for step errors.
 
-    A failure is marked retryable unless it is the input's fault or the model's output
-    (whose re-asks already happened inside the kind).
+    Whether a failure is worth another attempt is the error class's `is_retryable`.
     """
     started = time.time()
     queue_ms = max(0.0, (started - job.enqueued_at) * 1000)
@@ -50,24 +48,22 @@ def execute(
             tool_name=job.tool,
             output_retries=settings.output_retries,
         )
-    except Exception as e:
+    except Exception as e:  # a step's failure is data: the dispatcher decides on retries
         finished = time.time()
-        is_retryable = not isinstance(e, UserError) and not (
-            isinstance(e, TaskloomError) and getattr(e, "raw_output", None) is not None
+        error = ErrorInfo.of(e).model_copy(update=_ids(job))
+        log.warning(
+            "step_attempt_failed", error=str(e), is_retryable=error.is_retryable, **_ids(job)
         )
-        log.warning("step_attempt_failed", error=str(e), is_retryable=is_retryable, **_ids(job))
         return StepResult(
             **base,
             status=StepStatus.FAILED,
-            error=describe(e),
-            is_retryable=is_retryable,
+            error=error,
             run_ms=(finished - started) * 1000,
             finished_at=finished,
         )
     finished = time.time()
     u = outcome.usage
-    tokens = u.prompt_tokens + u.completion_tokens
-    price = settings.usd_per_mtok(u.model) if job.kind in SLM_KINDS else 0.0
+    is_priced = job.kind in SLM_KINDS  # a Python tool costs nothing
     return StepResult(
         **base,
         status=StepStatus.DONE,
@@ -77,7 +73,9 @@ def execute(
         prompt_tokens=u.prompt_tokens,
         prompt_tokens_evaluated=u.prompt_tokens_evaluated,
         completion_tokens=u.completion_tokens,
-        cost_usd=tokens * price / 1e6,
+        cost_usd=settings.cost_usd(u.model, u.prompt_tokens, u.completion_tokens)
+        if is_priced
+        else 0.0,
         finished_at=finished,
     )
 

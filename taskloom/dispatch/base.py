@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from taskloom.workers.job import StepJob, StepResult
+from taskloom.step import StepJob, StepResult
 
 
 @runtime_checkable

@@ -1,0 +1,9 @@
+"""The library's entry points, which the CLI calls too: it keeps no policy of its own.
+
+- `local`: `run`, `resume`, `run_goal`, `plan_goal`, `validate` (the embedded default
+  when no Redis is configured).
+- `remote`: `submit`, `cancel`, `status`, `wait`, `live_workers`, `serve`.
+
+Every call takes `settings=` (default: the environment's) and any `Settings` field as
+a keyword option, as the CLI's flags do.
+"""

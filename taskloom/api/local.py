@@ -1,0 +1,366 @@
+"""Running here: `run`, `resume`, `run_goal`, `plan_goal` and `validate`.
+
+With no Redis configured a run takes the embedded default, like `ray.init()`: a local
+Redis-compatible server and local worker processes on the default model, through the
+same dispatcher as a cluster. Records and LangGraph checkpoints go to
+`Settings.state_path`, so `resume` continues a crashed or failed run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+from taskloom.agents.goal import goal_agents
+from taskloom.agents.goal import run_goal as run_goal_rounds
+from taskloom.chat import ChatModel, load_model
+from taskloom.config import Settings
+from taskloom.dispatch.base import Dispatcher
+from taskloom.dispatch.connection import connect
+from taskloom.dispatch.inline import InlineDispatcher
+from taskloom.dispatch.redis import RedisDispatcher
+from taskloom.errors import InputError
+from taskloom.plan import Plan
+from taskloom.tools import Tool, ToolRegistry
+from taskloom.views.status import running_workers
+from taskloom.workflows.definition import Workflow
+from taskloom.workflows.record import RunRecord
+from taskloom.workflows.redis_store import RedisRunStore
+from taskloom.workflows.runner import OnEvent, new_run_id, sqlite_checkpointer
+from taskloom.workflows.runner import resume as resume_workflow
+from taskloom.workflows.runner import run as run_workflow
+from taskloom.workflows.store import MirroredRunStore, RunStore, SqliteRunStore
+from taskloom.workflows.target import (
+    load_target,
+    load_tools,
+    read_json,
+    read_plan,
+    rebuild,
+    tool_modules,
+)
+
+__all__ = [
+    "PlannedGoal",
+    "Watcher",
+    "plan_goal",
+    "read_json",
+    "resolve_target",
+    "resume",
+    "run",
+    "run_goal",
+    "settings_for",
+    "validate",
+]
+
+Target = Workflow | Plan | str | Path
+ToolsArg = ToolRegistry | Iterable[Tool | Callable[..., Any]]
+
+
+class Watcher(Protocol):
+    """What shows a run as it goes (the CLI's progress line): events, and worker names."""
+
+    def update(self, event: dict[str, Any], record: RunRecord) -> None: ...
+
+    def watch(self, workers_of: Callable[[], dict[str, str]]) -> None: ...
+
+
+def settings_for(settings: Settings | None, options: dict[str, Any]) -> Settings:
+    """`settings` (or the environment's), with the options that were given applied."""
+    return (settings if settings is not None else Settings.from_env()).override(**options)
+
+
+def run(
+    target: Target,
+    inputs: dict[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
+    tools: ToolsArg = (),
+    tool_modules: Iterable[str] = (),
+    workers: int = 1,
+    is_inline: bool = False,
+    run_id: str | None = None,
+    dispatcher: Dispatcher | None = None,
+    on_event: OnEvent | None = None,
+    watcher: Watcher | None = None,
+    cancelled: threading.Event | None = None,
+    **options: Any,
+) -> RunRecord:
+    """Run a workflow or plan to the end and return its record.
+
+    Args:
+        target: a Workflow, a Plan, a plan file (`*.json`), or `file.py:name` /
+            `module:name` naming a workflow.
+        inputs: the run's inputs (a JSON object).
+        settings: the base settings; by default the environment's (`TASKLOOM_*`).
+        tools: Python tools the steps may call.
+        tool_modules: modules (or `file.py`) whose tools are registered, here and on
+            local workers (`--tools`).
+        workers: local worker processes for the embedded default.
+        is_inline: run steps in this process, without Redis.
+        run_id: use this id instead of a fresh one.
+        dispatcher: dispatch through this one instead of choosing from the settings.
+        on_event: called with each step event and the record so far.
+        watcher: the same, for displays that also show which worker runs each step.
+        cancelled: set it to stop the run (queued steps are dropped).
+        **options: any `Settings` field, e.g. `redis_url=`, `model=`, `max_attempts=`.
+
+    Raises:
+        UserError: a bad target, inputs, plan or option (exit code 2).
+        InfrastructureError: Redis or the workers are unavailable (exit code 3).
+    """
+    settings = settings_for(settings, options)
+    inputs = dict(inputs or {})
+    modules = list(tool_modules)
+    registry = _registry(tools, modules)
+    workflow = resolve_target(target, settings=settings, inputs=inputs, tools=registry)
+    label = target if isinstance(target, str) else str(target) if isinstance(target, Path) else ""
+    run_id = run_id or new_run_id()
+    with ExitStack() as stack:
+        if dispatcher is None:
+            dispatcher = stack.enter_context(
+                connect(
+                    settings,
+                    is_inline=is_inline,
+                    workers=workers,
+                    tools=workflow.tools,
+                    tool_specs=_worker_modules(label, modules, workflow),
+                )
+            )
+        checkpointer = stack.enter_context(sqlite_checkpointer(settings.state_path))
+        return run_workflow(
+            workflow,
+            inputs,
+            dispatcher=dispatcher,
+            settings=settings,
+            checkpointer=checkpointer,
+            store=_store(settings, dispatcher),
+            run_id=run_id,
+            target=label or workflow.name,
+            on_event=_observe(on_event, watcher, dispatcher, run_id),
+            cancelled=cancelled,
+        )
+
+
+def resume(
+    run_id: str,
+    *,
+    settings: Settings | None = None,
+    tool_modules: Iterable[str] = (),
+    watcher: Watcher | None = None,
+    **options: Any,
+) -> RunRecord:
+    """Continue a crashed or failed local run from its checkpoint; finished steps stay.
+
+    Without Redis configured the steps run in this process.
+
+    Raises:
+        RunNotFoundError: no local run has this id.
+    """
+    settings = settings_for(settings, options)
+    store = SqliteRunStore(settings.state_path)
+    record = store.load(run_id)
+    workflow = rebuild(record.plan, record.target, tools=load_tools(list(tool_modules)))
+    with (
+        connect(settings, is_inline=not settings.redis_url, tools=workflow.tools) as dispatcher,
+        sqlite_checkpointer(settings.state_path) as checkpointer,
+    ):
+        return resume_workflow(
+            record,
+            workflow,
+            dispatcher=dispatcher,
+            settings=settings,
+            checkpointer=checkpointer,
+            store=store,
+            on_event=_observe(None, watcher, dispatcher, run_id),
+        )
+
+
+def run_goal(
+    goal: str,
+    inputs: dict[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
+    tool_modules: Iterable[str] = (),
+    workers: int = 1,
+    is_inline: bool = False,
+    is_routed: bool = True,
+    is_streaming: bool = True,
+    max_steps: int | None = None,
+    run_id: str | None = None,
+    watcher: Watcher | None = None,
+    **options: Any,
+) -> RunRecord:
+    """Route a goal, plan it (streaming), run it and join; one record for every round.
+
+    The LLM is the OpenAI-compatible endpoint of `openai_base_url`; without one the
+    local model plans. Options are `Settings` fields (`max_cost_usd=`, `escalate_below=`, …).
+
+    Raises:
+        InputError: the goal is empty.
+        PlanValidationError: the first plan stayed invalid after its repairs.
+        EndpointUnavailableError: the LLM endpoint kept failing.
+    """
+    if not goal.strip():
+        raise InputError("the goal is empty; pass --goal with what the run should achieve")
+    settings = settings_for(settings, options)
+    run_id = run_id or new_run_id()
+    modules = list(tool_modules)
+    tools = load_tools(modules)
+    with (
+        connect(
+            settings, is_inline=is_inline, workers=workers, tools=tools, tool_specs=modules
+        ) as dispatcher,
+        sqlite_checkpointer(settings.state_path) as checkpointer,
+    ):
+        agents = goal_agents(
+            settings,
+            tools=tools,
+            slm=_slm(dispatcher, settings),
+            is_routed=is_routed,
+            is_streaming=is_streaming,
+            max_steps=max_steps,
+        )
+        return run_goal_rounds(
+            goal,
+            inputs or {},
+            agents,
+            dispatcher=dispatcher,
+            settings=settings,
+            checkpointer=checkpointer,
+            store=SqliteRunStore(settings.state_path),
+            run_id=run_id,
+            on_event=_observe(None, watcher, dispatcher, run_id),
+        )
+
+
+@dataclass(frozen=True)
+class PlannedGoal:
+    """A plan made from a goal, and how it was made."""
+
+    plan: Plan
+    planner_model: str
+    attempts: int
+    cost_usd: float
+    fallback: str | None
+
+
+def plan_goal(
+    goal: str,
+    inputs: dict[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
+    tool_modules: Iterable[str] = (),
+    max_steps: int | None = None,
+    **options: Any,
+) -> PlannedGoal:
+    """Plan a goal and return the validated plan; nothing runs.
+
+    Raises:
+        InputError: the goal is empty.
+        PlanValidationError: the plan stayed invalid after its repairs.
+    """
+    if not goal.strip():
+        raise InputError("the goal is empty; pass --goal with what the run should achieve")
+    settings = settings_for(settings, options)
+    agents = goal_agents(
+        settings,
+        tools=load_tools(list(tool_modules)),
+        slm=partial(load_model, settings),
+        is_routed=False,
+        max_steps=max_steps,
+    )
+    made = agents.planner.plan(goal, inputs or {})
+    return PlannedGoal(
+        plan=made,
+        planner_model=agents.planner.model.name,
+        attempts=agents.planner.attempts,
+        cost_usd=agents.budget.cost_usd,
+        fallback=agents.planner.last_fallback,
+    )
+
+
+def validate(
+    path: str | Path, *, inputs: dict[str, Any] | None = None, settings: Settings | None = None
+) -> Plan:
+    """Load and validate a plan file (with `inputs`, its `$input` references too).
+
+    Raises:
+        TargetError: the file can't be read or is not JSON.
+        PlanValidationError: every problem with the plan, at once.
+    """
+    settings = settings_for(settings, {})
+    return read_plan(Path(path), max_steps=settings.max_steps, inputs=inputs)
+
+
+def _registry(tools: ToolsArg, modules: list[str]) -> ToolRegistry:
+    registry = load_tools(modules)
+    for t in tools:
+        registry.add(t)
+    return registry
+
+
+def resolve_target(
+    target: Target, *, settings: Settings, inputs: dict[str, Any], tools: ToolRegistry
+) -> Workflow:
+    if isinstance(target, Workflow):
+        for t in tools:
+            target.tools.add(t)
+        return target
+    if isinstance(target, Plan):
+        return Workflow.from_plan(target, tools=tools)
+    return load_target(str(target), max_steps=settings.max_steps, inputs=inputs, tools=tools)
+
+
+def _worker_modules(label: str, modules: list[str], workflow: Workflow) -> list[str]:
+    """What local workers import to find the run's tools: the modules named, the
+    target's module, and, for a workflow passed in as an object, its tools' modules."""
+    specs = tool_modules(label, modules)
+    if label:
+        return specs
+    for t in workflow.tools:
+        module = t.fn.__module__
+        is_importable = module != "__main__" and not module.startswith("taskloom_target_")
+        spec = module if is_importable else inspect.getsourcefile(t.fn)
+        if spec and spec not in specs:
+            specs.append(spec)
+    return specs
+
+
+def _store(settings: Settings, dispatcher: Dispatcher) -> RunStore:
+    """Local runs keep their record here; over a configured Redis, there too (for
+    `status` from any machine)."""
+    store: RunStore = SqliteRunStore(settings.state_path)
+    if settings.redis_url and isinstance(dispatcher, RedisDispatcher):
+        return MirroredRunStore(store, RedisRunStore(dispatcher.broker))
+    return store
+
+
+def _observe(
+    on_event: OnEvent | None, watcher: Watcher | None, dispatcher: Dispatcher, run_id: str
+) -> OnEvent | None:
+    """One event callback for both; the watcher learns which worker runs each step."""
+    if watcher is not None and isinstance(dispatcher, RedisDispatcher):
+        watcher.watch(partial(running_workers, dispatcher.broker, run_id))
+    if watcher is None:
+        return on_event
+    if on_event is None:
+        return watcher.update
+
+    def both(event: dict[str, Any], record: RunRecord) -> None:
+        on_event(event, record)
+        watcher.update(event, record)
+
+    return both
+
+
+def _slm(dispatcher: Dispatcher, settings: Settings) -> Callable[[], ChatModel]:
+    """The small model for the router and a local planner: the inline dispatcher's own."""
+    if isinstance(dispatcher, InlineDispatcher):
+        return dispatcher.model
+    return partial(load_model, settings)

@@ -1,0 +1,202 @@
+"""Runs on a shared Redis: `submit`, `cancel`, `status`, `wait`, `workers`, `serve`.
+
+Each call needs `redis_url` (or `TASKLOOM_REDIS_URL`). A submitted run is driven by a
+`runs` worker; its record lives in Redis for `Settings.record_ttl_s`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from taskloom.api.local import Target, Watcher, resolve_target, settings_for
+from taskloom.config import RUNS_QUEUE, Settings
+from taskloom.dispatch.broker import Broker
+from taskloom.errors import ConfigError
+from taskloom.views.status import RunView, running_workers, view
+from taskloom.workers.serve import build_worker
+from taskloom.workflows import submitted
+from taskloom.workflows.record import RunRecord
+from taskloom.workflows.redis_store import RedisRunStore
+from taskloom.workflows.store import SqliteRunStore
+from taskloom.workflows.target import load_tools
+
+
+def connect_redis(settings: Settings) -> Broker:
+    """A Broker for the configured Redis, checked to answer.
+
+    Raises:
+        ConfigError: no Redis is configured.
+        RedisUnavailableError: it does not answer.
+    """
+    if not settings.redis_url:
+        raise ConfigError("this command needs Redis; set TASKLOOM_REDIS_URL or pass --redis-url")
+    broker = Broker(settings.redis_url, settings=settings)
+    broker.ping()
+    return broker
+
+
+def submit(
+    target: Target,
+    inputs: dict[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
+    tool_modules: Iterable[str] = (),
+    run_id: str | None = None,
+    **options: Any,
+) -> str:
+    """Queue a run for the `runs` workers and return its run id.
+
+    Raises:
+        UserError: a bad target, inputs or queue name.
+        RedisUnavailableError: Redis can't be reached.
+    """
+    settings = settings_for(settings, options)
+    inputs = dict(inputs or {})
+    workflow = resolve_target(
+        target, settings=settings, inputs=inputs, tools=load_tools(list(tool_modules))
+    )
+    label = str(target) if isinstance(target, str | Path) else workflow.name
+    return submitted.submit(
+        workflow,
+        inputs,
+        broker=connect_redis(settings),
+        settings=settings,
+        target=label,
+        run_id=run_id,
+    )
+
+
+def unserved_queues(
+    target: Target,
+    inputs: dict[str, Any] | None = None,
+    *,
+    is_submitted: bool = False,
+    tool_modules: Iterable[str] = (),
+    settings: Settings | None = None,
+    **options: Any,
+) -> list[str]:
+    """The queues a run of `target` needs that no live worker serves (its jobs would wait).
+
+    A submitted run also needs the `runs` queue.
+    """
+    settings = settings_for(settings, options)
+    broker = connect_redis(settings)
+    tools = load_tools(list(tool_modules))
+    workflow = resolve_target(target, settings=settings, inputs=inputs or {}, tools=tools)
+    queues = submitted.step_queues(workflow) | ({RUNS_QUEUE} if is_submitted else set())
+    return sorted(q for q in queues if not broker.live_workers(q))
+
+
+def cancel(run_id: str, *, settings: Settings | None = None, **options: Any) -> tuple[int, int]:
+    """Cancel a submitted run: queued steps are dropped, running ones told to stop.
+
+    Returns:
+        (queued jobs cancelled, jobs still running).
+    """
+    return submitted.cancel(connect_redis(settings_for(settings, options)), run_id)
+
+
+def load_record(run_id: str, *, settings: Settings | None = None, **options: Any) -> RunRecord:
+    """A run's record: from Redis when one is configured, else from this machine's runs.
+
+    Raises:
+        RunNotFoundError: no such run (or its record expired).
+    """
+    settings = settings_for(settings, options)
+    if settings.redis_url:
+        return RedisRunStore(connect_redis(settings)).load(run_id)
+    return SqliteRunStore(settings.state_path).load(run_id)
+
+
+def status(run_id: str, *, settings: Settings | None = None, **options: Any) -> RunView:
+    """A run's record, with its jobs and dead letters when it ran over Redis."""
+    settings = settings_for(settings, options)
+    if settings.redis_url:
+        return view(connect_redis(settings), run_id)
+    return RunView(record=load_record(run_id, settings=settings))
+
+
+def wait(
+    run_id: str,
+    *,
+    timeout_s: float | None = None,
+    settings: Settings | None = None,
+    watcher: Watcher | None = None,
+    **options: Any,
+) -> RunRecord:
+    """Wait for a submitted run to finish (or `timeout_s`); returns its latest record."""
+    settings = settings_for(settings, options)
+    store = RedisRunStore(connect_redis(settings))
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    if watcher is not None:
+        watcher.watch(lambda: running_workers(store.broker, run_id))
+    while True:
+        step_s = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+        record = store.wait_finished(run_id, timeout_s=step_s)
+        if watcher is not None:
+            watcher.update({"event": "poll", "total": _planned(record)}, record)
+        if record.status.is_final:
+            return record
+        if deadline is not None and time.monotonic() >= deadline:
+            return record
+
+
+def resume_submitted(
+    run_id: str,
+    *,
+    settings: Settings | None = None,
+    tool_modules: Iterable[str] = (),
+    watcher: Watcher | None = None,
+    **options: Any,
+) -> RunRecord | None:
+    """Drive a submitted run again, here; None if Redis has no such run."""
+    settings = settings_for(settings, options)
+    return submitted.resume_submitted(
+        connect_redis(settings),
+        run_id,
+        settings=settings,
+        tool_specs=list(tool_modules),
+        on_event=watcher.update if watcher is not None else None,
+    )
+
+
+def live_workers(*, settings: Settings | None = None, **options: Any) -> list[dict[str, str]]:
+    """The live workers: name, model, GPU, queues, current step, jobs, heartbeat."""
+    return connect_redis(settings_for(settings, options)).live_workers()
+
+
+def serve(
+    *,
+    queues: Iterable[str] = (),
+    tool_modules: Iterable[str] = (),
+    name: str | None = None,
+    concurrency: int | None = None,
+    is_burst: bool = False,
+    parent_pid: int | None = None,
+    settings: Settings | None = None,
+    **options: Any,
+) -> None:
+    """Run a worker in this process until it is stopped (or, with `is_burst`, idle).
+
+    Raises:
+        ConfigError: a bad queue name, or `runs` mixed with SLM queues.
+        ModelFileError: the model can't be loaded.
+    """
+    settings = settings_for(settings, options)
+    build_worker(
+        connect_redis(settings),
+        settings=settings,
+        queues=list(queues),
+        tool_specs=list(tool_modules),
+        name=name,
+        concurrency=concurrency,
+        is_burst=is_burst,
+        parent_pid=parent_pid,
+    ).work()
+
+
+def _planned(record: RunRecord) -> int | None:
+    return len(record.plan["steps"]) if record.plan else None

@@ -1,0 +1,121 @@
+"""The job protocol: what goes to a worker (StepJob) and what comes back (StepResult).
+
+Both are JSON on the wire, never pickle. A job names a registered kind or tool,
+never an import path.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from taskloom.errors import ERRORS, TaskloomError
+
+
+class StepStatus(StrEnum):
+    """Where a step is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the step is over (done, failed, skipped or cancelled)."""
+        return self not in (StepStatus.PENDING, StepStatus.RUNNING)
+
+
+class StepJob(BaseModel):
+    """One step, with its references resolved, ready to run anywhere."""
+
+    run_id: str
+    step_id: str
+    kind: str = Field(description="an SLM kind, 'tool' or 'llm'")
+    inputs: dict[str, Any] = Field(default_factory=dict, description="resolved inputs")
+    output: dict[str, Any] | None = Field(None, description="the output JSON schema, if any")
+    tool: str | None = Field(None, description="the registered tool, for kind 'tool'")
+    queue: str | None = None
+    model: str | None = None
+    attempt: int = Field(1, description="1 for the first try")
+    enqueued_at: float = Field(default_factory=time.time, description="epoch seconds")
+
+
+class ErrorInfo(BaseModel):
+    """An error as data: it crosses processes and comes back as the same class."""
+
+    type: str = Field(description="the error's class name, e.g. OutputValidationError")
+    message: str = Field(description="one line that says what is wrong and what to do")
+    run_id: str | None = None
+    step_id: str | None = None
+    raw_output: str | None = Field(None, description="the model's last output, if it failed")
+    is_retryable: bool = Field(False, description="another attempt could succeed")
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ErrorInfo:
+        """Describe an exception; one that is not a TaskloomError counts as retryable."""
+        if not isinstance(exc, TaskloomError):
+            return cls(type=type(exc).__name__, message=str(exc), is_retryable=True)
+        return cls(
+            type=type(exc).__name__,
+            message=str(exc),
+            run_id=exc.run_id,
+            step_id=exc.step_id,
+            raw_output=getattr(exc, "raw_output", None),
+            is_retryable=exc.is_retryable,
+        )
+
+    def is_a(self, cls: builtins.type[TaskloomError]) -> bool:
+        """Whether the error was a `cls` (or a subclass of it)."""
+        known = ERRORS.get(self.type)
+        return known is not None and issubclass(known, cls)
+
+    def to_exception(self) -> TaskloomError:
+        """The error again, as its own class (TaskloomError for one we don't know)."""
+        cls = ERRORS.get(self.type, TaskloomError)
+        exc = cls.__new__(cls)
+        message = self.message.removeprefix(f"step {self.step_id!r}: ")
+        Exception.__init__(exc, message)
+        exc.message, exc.run_id, exc.step_id = message, self.run_id, self.step_id
+        if self.raw_output is not None:
+            exc.raw_output = self.raw_output  # type: ignore[attr-defined]
+        return exc
+
+
+class StepOutcome(BaseModel):
+    """A step's value or error, and what it cost: shared by results and run records."""
+
+    value: Any = None
+    error: ErrorInfo | None = Field(None, description="why the step failed")
+    attempts: int = 0
+    worker: str = ""
+    model: str = ""
+    queue_ms: float = 0.0
+    run_ms: float = 0.0
+    prompt_tokens: int = 0
+    prompt_tokens_evaluated: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class StepResult(StepOutcome):
+    """What one step produced, with its accounting. Merged once per (run_id, step_id)."""
+
+    run_id: str
+    step_id: str
+    status: StepStatus
+    attempts: int = 1
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+    @property
+    def is_retryable(self) -> bool:
+        """A failure that another attempt could fix."""
+        is_failed = self.status == StepStatus.FAILED
+        return is_failed and self.error is not None and self.error.is_retryable

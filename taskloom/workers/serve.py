@@ -1,0 +1,75 @@
+"""Building the worker that `taskloom worker` runs: its queues, model and handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskloom.chat import load_model
+from taskloom.config import DEFAULT_QUEUE, QUEUE_NAME, RUNS_QUEUE, Settings
+from taskloom.dispatch import payload
+from taskloom.dispatch.broker import Broker
+from taskloom.errors import ConfigError
+from taskloom.workers.coordinator import run_handler
+from taskloom.workers.handlers import Handler, step_handler
+from taskloom.workers.worker import Worker, worker_name
+from taskloom.workflows.target import collect
+
+RUNS_CONCURRENCY = 8
+"""Runs one `runs` worker coordinates at once (each mostly waits on its steps)."""
+
+
+def build_worker(
+    broker: Broker,
+    *,
+    settings: Settings,
+    queues: list[str],
+    tool_specs: list[str],
+    name: str | None = None,
+    concurrency: int | None = None,
+    is_burst: bool = False,
+    parent_pid: int | None = None,
+) -> Worker:
+    """A worker: a resident model for SLM queues, or coordinators for `runs`.
+
+    With no queues it serves `slm` and `slm:<model>`. The model loads here, once,
+    before the worker takes any job.
+
+    Raises:
+        ConfigError: a bad queue name, or `runs` mixed with SLM queues.
+        ModelFileError: the model can't be loaded.
+    """
+    names = [payload.check_queue(q) for q in queues]
+    is_runs = RUNS_QUEUE in names
+    if is_runs and len(set(names)) > 1:
+        raise ConfigError(
+            "--queue runs can't be mixed with SLM queues: a coordinator would block the "
+            "model; start a separate worker for each"
+        )
+    tools, workflows = collect(tool_specs)
+    name = name or worker_name()
+    handlers: dict[str, Handler] = {}
+    info: dict[str, Any] = {"model": "-", "gpu": "-" if settings.gpu is None else settings.gpu}
+    if is_runs:
+        handlers["run"] = run_handler(
+            broker, settings=settings, tools=tools, workflows=workflows, worker=name
+        )
+    else:
+        chat = load_model(settings)
+        handlers["step"] = step_handler(model=chat, tools=tools, settings=settings, worker=name)
+        info["model"] = chat.name
+        if not names:
+            names = [DEFAULT_QUEUE]
+            by_model = f"{DEFAULT_QUEUE}:{payload.model_tag(chat.name)}"
+            if QUEUE_NAME.match(by_model):
+                names.append(by_model)
+    return Worker(
+        broker,
+        queues=names,
+        handlers=handlers,
+        settings=settings,
+        name=name,
+        info=info,
+        concurrency=concurrency or (RUNS_CONCURRENCY if is_runs else 1),
+        is_burst=is_burst,
+        parent_pid=parent_pid,
+    )

@@ -1,0 +1,126 @@
+"""Runs submitted to Redis: submit, cancel, and resume here.
+
+A submitted run is a `run` job on the `runs` queue; a `runs` worker drives it
+(`taskloom.workers.coordinator`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+
+from taskloom.config import RUNS_QUEUE, Settings
+from taskloom.dispatch import payload
+from taskloom.dispatch.broker import RUN_STEP, Broker
+from taskloom.dispatch.redis import RedisDispatcher
+from taskloom.step import ErrorInfo
+from taskloom.workflows.definition import Workflow
+from taskloom.workflows.record import RunRecord, RunStatus
+from taskloom.workflows.redis_store import RedisRunStore
+from taskloom.workflows.runner import OnEvent, new_run_id, run
+from taskloom.workflows.target import collect, rebuild
+
+log = structlog.get_logger(__name__)
+
+
+def step_queues(workflow: Workflow) -> set[str]:
+    """The queues a workflow's steps go to (a Python workflow's are known only at run time)."""
+    if workflow.plan is None:
+        return {payload.queue_name(None, None)}
+    return {payload.queue_name(s.queue, s.model) for s in workflow.plan.steps}
+
+
+def submit(
+    workflow: Workflow,
+    inputs: dict[str, Any],
+    *,
+    broker: Broker,
+    settings: Settings,
+    target: str,
+    run_id: str | None = None,
+) -> str:
+    """Queue a run for a `runs` worker; returns its run id.
+
+    Raises:
+        InputError: the inputs don't fit the workflow.
+        RedisUnavailableError: Redis can't be reached.
+    """
+    workflow.check_inputs(inputs)
+    for q in step_queues(workflow):
+        payload.check_queue(q)
+    run_id = run_id or new_run_id()
+    plan = workflow.plan.model_dump(mode="json", exclude_none=True) if workflow.plan else None
+    record = RunRecord(run_id=run_id, target=target, plan=plan, inputs=inputs)
+    RedisRunStore(broker).save(record)
+    body = {
+        "run_id": run_id,
+        "target": target,
+        "plan": plan,
+        "inputs": inputs,
+        "workflow": None if plan else workflow.name,
+    }
+    data = payload.encode("run", body, max_attempts=1, secret=settings.secret)
+    broker.enqueue(
+        queue=RUNS_QUEUE,
+        data=data,
+        run_id=run_id,
+        step_id=RUN_STEP,
+        description=f"run {run_id} of {target}",
+    )
+    log.info("run_submitted", run_id=run_id, target=target)
+    return run_id
+
+
+def cancel(broker: Broker, run_id: str) -> tuple[int, int]:
+    """Cancel a run: queued steps are dropped, running ones are told to stop.
+
+    Returns:
+        (queued jobs cancelled, jobs still running).
+    """
+    store = RedisRunStore(broker)
+    record = store.load(run_id)
+    queued, running = broker.cancel(run_id)
+    if record.status == RunStatus.PENDING:  # its coordinator never started
+        record.status, record.finished_at = RunStatus.CANCELLED, time.time()
+        record.error = ErrorInfo(type="RunCancelledError", message="the run was cancelled")
+        store.save(record)
+    log.info("run_cancel_requested", run_id=run_id, queued=queued, running=running)
+    return queued, running
+
+
+def resume_submitted(
+    broker: Broker,
+    run_id: str,
+    *,
+    settings: Settings,
+    tool_specs: list[str],
+    on_event: OnEvent | None = None,
+) -> RunRecord | None:
+    """Drive a submitted run again, in this process; None if Redis has no such run.
+
+    Steps that already have a `done` result are not queued again.
+    """
+    store = RedisRunStore(broker)
+    if not store.exists(run_id):
+        return None
+    record = store.load(run_id)
+    tools, workflows = collect(tool_specs)
+    name = record.target.rpartition(":")[2]
+    workflow = (
+        workflows[name]
+        if record.plan is None and name in workflows
+        else rebuild(record.plan, record.target, tools=tools)
+    )
+    broker.uncancel(run_id)
+    return run(
+        workflow,
+        record.inputs,
+        dispatcher=RedisDispatcher(broker, settings=settings),
+        settings=settings,
+        store=store,
+        run_id=run_id,
+        target=record.target,
+        on_event=on_event,
+    )
