@@ -86,7 +86,7 @@ class Plan(BaseModel):
         for s in self.steps:
             if s.id == step_id:
                 return s
-        raise KeyError(step_id)
+        raise PlanValidationError([f"no step {step_id!r} in the plan"])
 
     def order(self) -> list[Step]:
         """The steps in a topological order; ties keep the order they were written in."""

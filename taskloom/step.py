@@ -16,7 +16,16 @@ from pydantic import BaseModel, Field
 from taskloom.errors import ERRORS, TaskloomError
 
 
-class StepStatus(StrEnum):
+class Lifecycle(StrEnum):
+    """A status that starts pending, runs, and ends; `is_final` is defined once here."""
+
+    @property
+    def is_final(self) -> bool:
+        """Whether it is over: neither pending nor running."""
+        return self.value not in ("pending", "running")
+
+
+class StepStatus(Lifecycle):
     """Where a step is in its life."""
 
     PENDING = "pending"
@@ -25,11 +34,6 @@ class StepStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        """Whether the step is over (done, failed, skipped or cancelled)."""
-        return self not in (StepStatus.PENDING, StepStatus.RUNNING)
 
 
 class StepJob(BaseModel):

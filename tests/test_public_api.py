@@ -15,6 +15,31 @@ def test_all_is_sorted_and_every_name_resolves() -> None:
         assert getattr(taskloom, name) is not None, name
 
 
+def test_all_where_and_the_type_checking_imports_name_the_same_things() -> None:
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(taskloom.__file__).read_text(encoding="utf-8"))
+    guarded = next(
+        n for n in tree.body if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test)
+    )
+    typed = {}
+    for node in ast.walk(guarded):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                typed[alias.name] = node.module.removeprefix("taskloom.")
+    assert set(typed) == set(taskloom.__all__)
+    for name, module in typed.items():  # each name loads from where the type checker looks
+        assert module.startswith(taskloom._WHERE[name]), (name, module, taskloom._WHERE[name])
+
+
+def test_the_api_names_what_the_issue_promises() -> None:
+    promised = {"run", "submit", "run_goal", "Flow", "workflow", "Workflow", "ModelHost"}
+    promised |= {"TaskloomError", "ChatModel", "Dispatcher", "RunStore"}
+    assert promised <= set(taskloom.__all__)
+    assert taskloom.run.__module__ == "taskloom.api.local"
+
+
 def test_light_commands_do_not_import_langgraph() -> None:
     code = "import sys, taskloom.cli; print('langgraph' in sys.modules, 'llama_cpp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -12,13 +12,12 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import structlog
-
 from taskloom.chat import ChatModel, Completion
 from taskloom.config import Settings
 from taskloom.errors import BudgetExceededError
+from taskloom.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,6 @@ import threading
 import time
 from typing import Any
 
-import structlog
-
 from taskloom.agents.budget import Budget
 from taskloom.chat import ChatModel, Completion
 from taskloom.config import Settings
@@ -26,12 +24,13 @@ from taskloom.errors import (
     TaskInputError,
     TaskloomError,
 )
+from taskloom.logs import get_logger
 from taskloom.plan import SLM_KINDS, StepKind
 from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
 from taskloom.tools import run_task
 from taskloom.tools.llm import run_llm_step
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class EscalatingDispatcher:

@@ -21,19 +21,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.agents.joiner import Joiner
-from taskloom.agents.planner import Planner, PlanStream
+from taskloom.agents.planner import Planner, PlanStream, check_goal
 from taskloom.agents.router import Route, Router, direct_plan
 from taskloom.chat import ChatModel
 from taskloom.chat.openai import OpenAIChatModel
 from taskloom.config import Settings
 from taskloom.dispatch.base import Dispatcher
-from taskloom.errors import BudgetExceededError, InputError, PlanValidationError
+from taskloom.errors import BudgetExceededError, PlanValidationError
+from taskloom.logs import get_logger
 from taskloom.plan import Plan
 from taskloom.step import ErrorInfo, StepResult
 from taskloom.tools import ToolRegistry
@@ -43,7 +43,7 @@ from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.runner import OnEvent, new_run_id, run
 from taskloom.workflows.store import RunStore
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 LOCAL_PLAN_MAX_TOKENS = 700
 """A plan reply's token cap when the local SLM plans: at ~8 tokens/s constrained, about
@@ -90,8 +90,7 @@ def run_goal(
         PlanValidationError: the first plan stayed invalid after its repairs.
         EndpointUnavailableError: the LLM endpoint kept failing.
     """
-    if not goal.strip():
-        raise InputError("the goal is empty; pass --goal with what the run should achieve")
+    check_goal(goal)
     run_id = run_id or new_run_id()
     started = time.time()
     escalating = EscalatingDispatcher(

@@ -13,15 +13,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from taskloom.agents.budget import Budget
 from taskloom.agents.prompts import JOIN_SCHEMA, joiner_messages
 from taskloom.chat import ChatModel
 from taskloom.chat.openai import extract_json
 from taskloom.config import Settings
+from taskloom.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import structlog
 from pydantic import ValidationError
 
 from taskloom.agents.budget import Budget
@@ -27,12 +26,19 @@ from taskloom.chat import ChatModel, Completion, Message
 from taskloom.chat.openai import extract_json
 from taskloom.config import Settings
 from taskloom.errors import InputError, PlanValidationError
+from taskloom.logs import get_logger
 from taskloom.plan import STEP_ID, Plan, Step, StepKind, load_plan
 from taskloom.tools import ToolRegistry
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 PLAN_MAX_TOKENS = 2048
+
+
+def check_goal(goal: str) -> None:
+    """Raise InputError for an empty goal: there is nothing to plan."""
+    if not goal.strip():
+        raise InputError("the goal is empty; pass --goal with what the run should achieve")
 
 
 def check_plan(
@@ -140,8 +146,7 @@ class Planner:
         )
 
     def _start(self, goal: str) -> int:
-        if not goal.strip():
-            raise InputError("the goal is empty; pass --goal with what the run should achieve")
+        check_goal(goal)
         max_steps = self.max_steps()
         self.budget.check_steps(1, "planning")
         self.last_fallback = None

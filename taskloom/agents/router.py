@@ -21,15 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from taskloom.agents.budget import Budget
 from taskloom.chat import ChatModel
 from taskloom.config import Settings
+from taskloom.logs import get_logger
 from taskloom.plan import Plan, Step, StepKind
 from taskloom.tools import run_task
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 LABELS = ["simple", "complex"]
 

@@ -7,3 +7,7 @@
 Every call takes `settings=` (default: the environment's) and any `Settings` field as
 a keyword option, as the CLI's flags do.
 """
+
+from taskloom.workflows.record import RunRecord, RunStatus
+
+__all__ = ["RunRecord", "RunStatus"]

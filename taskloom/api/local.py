@@ -19,13 +19,13 @@ from typing import Any, Protocol
 
 from taskloom.agents.goal import goal_agents
 from taskloom.agents.goal import run_goal as run_goal_rounds
+from taskloom.agents.planner import check_goal
 from taskloom.chat import ChatModel, load_model
 from taskloom.config import Settings
 from taskloom.dispatch.base import Dispatcher
 from taskloom.dispatch.connection import connect
 from taskloom.dispatch.inline import InlineDispatcher
 from taskloom.dispatch.redis import RedisDispatcher
-from taskloom.errors import InputError
 from taskloom.plan import Plan
 from taskloom.tools import Tool, ToolRegistry
 from taskloom.views.status import running_workers
@@ -206,8 +206,7 @@ def run_goal(
         PlanValidationError: the first plan stayed invalid after its repairs.
         EndpointUnavailableError: the LLM endpoint kept failing.
     """
-    if not goal.strip():
-        raise InputError("the goal is empty; pass --goal with what the run should achieve")
+    check_goal(goal)  # before starting a cluster or loading a model
     settings = settings_for(settings, options)
     run_id = run_id or new_run_id()
     modules = list(tool_modules)
@@ -265,8 +264,7 @@ def plan_goal(
         InputError: the goal is empty.
         PlanValidationError: the plan stayed invalid after its repairs.
     """
-    if not goal.strip():
-        raise InputError("the goal is empty; pass --goal with what the run should achieve")
+    check_goal(goal)  # before starting a cluster or loading a model
     settings = settings_for(settings, options)
     agents = goal_agents(
         settings,

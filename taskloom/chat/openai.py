@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import openai
-import structlog
 
 from taskloom.chat import Completion, Message
 from taskloom.config import Settings
 from taskloom.errors import ConfigError, EndpointUnavailableError
+from taskloom.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 

@@ -18,23 +18,32 @@ from taskloom.errors import TaskloomError
 
 
 def configure_logging(*, verbose: int, is_json: bool) -> None:
-    """Human-readable logs on a terminal, JSON with --log-json; warnings only by default."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    processors: list[Any] = [
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso"),
-    ]
+    """Human-readable logs on stderr, JSON lines with --log-json; warnings only by default.
+
+    taskloom's loggers go through `logging` (see `taskloom.logs`); this gives the
+    `taskloom` logger its one handler, rendered by structlog.
+    """
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if is_json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
-    structlog.configure(
-        processors=[*processors, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, _Stderr())),
-        cache_logger_on_first_use=True,
+    handler = logging.StreamHandler(cast(TextIO, _Stderr()))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.stdlib.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso"),
+                renderer,
+            ],
+        )
     )
+    logger = logging.getLogger("taskloom")
+    logger.handlers = [h for h in logger.handlers if not isinstance(h, logging.StreamHandler)]
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING - 10 * min(verbose, 2))
+    logger.propagate = False
 
 
 class _Stderr:

@@ -11,7 +11,7 @@ from taskloom.config import Settings
 from taskloom.errors import InputError
 
 if TYPE_CHECKING:
-    from taskloom.workflows.record import RunRecord
+    from taskloom.api import RunRecord
 
 
 def parse_inputs(text: str | None) -> dict[str, Any]:

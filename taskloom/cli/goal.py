@@ -12,7 +12,7 @@ from taskloom.cli.common import parse_inputs
 from taskloom.errors import InputError
 
 if TYPE_CHECKING:
-    from taskloom.workflows.record import RunRecord
+    from taskloom.api import RunRecord
 
 
 def goal_options(fn: Any) -> Any:
@@ -64,8 +64,8 @@ def plan(
     from taskloom.api import local
     from taskloom.views.mermaid import plan_mermaid
 
-    if goal is None or not goal.strip():
-        raise InputError("the goal is empty; pass --goal with what the run should achieve")
+    if goal is None:
+        raise InputError("plan needs a goal; pass --goal with what the run should achieve")
     if as_json and mermaid:
         raise click.UsageError("give --json or --mermaid, not both")
     planned = local.plan_goal(

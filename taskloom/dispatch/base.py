@@ -1,10 +1,19 @@
-"""The Dispatcher Protocol: how a ready step reaches a model and comes back."""
+"""The Dispatcher Protocol, and the retry policy every dispatcher shares."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from taskloom.config import Settings
+from taskloom.logs import get_logger
 from taskloom.step import StepJob, StepResult
+
+log = get_logger(__name__)
+
+Attempt = Callable[[StepJob], tuple[StepResult, bool]]
+"""One attempt of a job: its result, and whether that result is final for the step."""
 
 
 @runtime_checkable
@@ -22,3 +31,25 @@ class Dispatcher(Protocol):
     def close(self) -> None:
         """Release what the dispatcher holds (models, connections, processes)."""
         ...
+
+
+def with_retries(job: StepJob, attempt: Attempt, *, settings: Settings) -> StepResult:
+    """Attempt a job until its result is final: done, not retryable, or out of attempts.
+
+    Retries wait `retry_backoff_s`, doubling each time, up to `max_attempts` in all.
+    """
+    delay_s = settings.retry_backoff_s
+    while True:
+        result, is_final = attempt(job)
+        if is_final or not result.is_retryable or job.attempt >= settings.max_attempts:
+            return result
+        log.info(
+            "step_retrying",
+            run_id=job.run_id,
+            step_id=job.step_id,
+            attempt=job.attempt,
+            delay_s=delay_s,
+        )
+        time.sleep(delay_s)
+        delay_s *= 2
+        job = job.model_copy(update={"attempt": job.attempt + 1})

@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
-import structlog
 from pydantic import BaseModel, Field
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -26,9 +25,10 @@ from redis.retry import Retry
 from taskloom.config import Settings, key
 from taskloom.dispatch import scripts
 from taskloom.errors import ConfigError, RedisUnavailableError
+from taskloom.logs import get_logger
 from taskloom.step import StepResult
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 RUN_STEP = "_run"  # the step id a submitted run's coordinator job is filed under

@@ -18,13 +18,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import structlog
-
 from taskloom.chat import check_model
 from taskloom.config import Settings
 from taskloom.errors import RedisUnavailableError, WorkerLostError
+from taskloom.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class EmbeddedCluster:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
-
-import structlog
 
 from taskloom.chat import ChatModel, load_model
 from taskloom.config import Settings
+from taskloom.dispatch.base import with_retries
+from taskloom.logs import get_logger
 from taskloom.step import StepJob, StepResult
 from taskloom.tools import ToolRegistry
 from taskloom.tools.execute import execute
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class InlineDispatcher:
@@ -52,17 +51,13 @@ class InlineDispatcher:
             return self._model
 
     def dispatch(self, job: StepJob) -> StepResult:
-        delay_s = self.settings.retry_backoff_s
-        while True:
-            result = execute(
-                job, model=self.model, tools=self.tools, settings=self.settings, worker="inline"
-            )
-            if not result.is_retryable or job.attempt >= self.settings.max_attempts:
-                return result
-            log.info("step_retrying", run_id=job.run_id, step_id=job.step_id, delay_s=delay_s)
-            time.sleep(delay_s)
-            delay_s *= 2
-            job = job.model_copy(update={"attempt": job.attempt + 1})
+        return with_retries(job, self._attempt, settings=self.settings)
+
+    def _attempt(self, job: StepJob) -> tuple[StepResult, bool]:
+        result = execute(
+            job, model=self.model, tools=self.tools, settings=self.settings, worker="inline"
+        )
+        return result, False
 
     def close(self) -> None:
         model, self._model = self._model, None

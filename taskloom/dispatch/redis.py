@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-
-import structlog
+from functools import partial
 
 from taskloom.config import Settings
 from taskloom.dispatch import payload
+from taskloom.dispatch.base import with_retries
 from taskloom.dispatch.broker import Broker, Notice
 from taskloom.errors import ConfigError, RedisUnavailableError, RunCancelledError
+from taskloom.logs import get_logger
 from taskloom.step import StepJob, StepResult, StepStatus
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class RedisDispatcher:
@@ -73,39 +74,36 @@ class RedisDispatcher:
             ) from e
 
     def _dispatch(self, job: StepJob, queue: str) -> StepResult:
+        return with_retries(job, partial(self._attempt, queue=queue), settings=self.settings)
+
+    def _attempt(self, job: StepJob, *, queue: str) -> tuple[StepResult, bool]:
+        """Queue one attempt and wait for the notice that settles it."""
         ids = {"run_id": job.run_id, "step_id": job.step_id}
-        delay_s = self.settings.retry_backoff_s
-        while True:
-            job = job.model_copy(update={"enqueued_at": time.time()})
-            data = payload.encode(
-                "step",
-                job.model_dump(mode="json"),
-                max_attempts=self.settings.max_attempts,
-                secret=self.settings.secret,
-            )
-            job_id, state, stored, msg = self.broker.enqueue(
-                queue=queue,
-                data=data,
-                run_id=job.run_id,
-                step_id=job.step_id,
-                description=f"{job.kind} step {job.step_id} of run {job.run_id}",
-                wait_s=self.wait_s,
-            )
-            if state == "done" and stored is not None:
-                log.debug("step_result_reused", **ids)
-                return StepResult.model_validate_json(stored)
-            if state == "cancelled":
-                raise RunCancelledError("the run was cancelled", **ids)
-            log.debug("step_enqueued", queue=queue, job_id=job_id, attempt=job.attempt, **ids)
-            result, is_final = self._await(job, job_id, msg)
-            if result.status == StepStatus.CANCELLED:
-                raise RunCancelledError("the run was cancelled", **ids)
-            if is_final:
-                return result
-            log.info("step_retrying", attempt=job.attempt, delay_s=delay_s, **ids)
-            time.sleep(delay_s)
-            delay_s *= 2
-            job = job.model_copy(update={"attempt": job.attempt + 1})
+        job = job.model_copy(update={"enqueued_at": time.time()})
+        data = payload.encode(
+            "step",
+            job.model_dump(mode="json"),
+            max_attempts=self.settings.max_attempts,
+            secret=self.settings.secret,
+        )
+        job_id, state, stored, msg = self.broker.enqueue(
+            queue=queue,
+            data=data,
+            run_id=job.run_id,
+            step_id=job.step_id,
+            description=f"{job.kind} step {job.step_id} of run {job.run_id}",
+            wait_s=self.wait_s,
+        )
+        if state == "done" and stored is not None:
+            log.debug("step_result_reused", **ids)
+            return StepResult.model_validate_json(stored), True
+        if state == "cancelled":
+            raise RunCancelledError("the run was cancelled", **ids)
+        log.debug("step_enqueued", queue=queue, job_id=job_id, attempt=job.attempt, **ids)
+        result, is_final = self._await(job, job_id, msg)
+        if result.status == StepStatus.CANCELLED:
+            raise RunCancelledError("the run was cancelled", **ids)
+        return result, is_final
 
     def _await(self, job: StepJob, job_id: str, msg: Notice | None) -> tuple[StepResult, bool]:
         """The first notice that settles this attempt: a final result, or our failure."""

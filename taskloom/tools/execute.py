@@ -5,15 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import structlog
-
 from taskloom.chat import ChatModel
 from taskloom.config import Settings
+from taskloom.logs import get_logger
 from taskloom.plan import SLM_KINDS
 from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
 from taskloom.tools import ToolRegistry, run_task
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def execute(

@@ -29,16 +29,15 @@ from functools import partial
 from types import FrameType
 from typing import Any
 
-import structlog
-
 from taskloom.config import Settings
 from taskloom.dispatch import payload
 from taskloom.dispatch.broker import Broker, Claim
 from taskloom.errors import JobRejectedError, RedisUnavailableError
+from taskloom.logs import get_logger
 from taskloom.step import ErrorInfo, StepResult, StepStatus
 from taskloom.workers.handlers import Handler
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class _Interrupted(BaseException):

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from taskloom.workflows.flow import Flow, StepHandle
     from taskloom.workflows.record import RunRecord, RunStatus, StepRecord
     from taskloom.workflows.runner import new_run_id, resume, run, sqlite_checkpointer
-    from taskloom.workflows.store import RunStore, SqliteRunStore
+    from taskloom.workflows.store import MemoryRunStore, RunStore, SqliteRunStore
 
 _WHERE = {
     "Flow": "flow",
@@ -26,6 +26,7 @@ _WHERE = {
     "resume": "runner",
     "run": "runner",
     "sqlite_checkpointer": "runner",
+    "MemoryRunStore": "store",
     "RunStore": "store",
     "SqliteRunStore": "store",
     "Workflow": "definition",
@@ -34,6 +35,7 @@ _WHERE = {
 
 __all__ = [
     "Flow",
+    "MemoryRunStore",
     "RunRecord",
     "RunStatus",
     "RunStore",

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
 from typing import Any, cast
 
-import structlog
 from langgraph.config import get_stream_writer
 from langgraph.func import task
 from pydantic import BaseModel
@@ -29,11 +28,12 @@ from taskloom.errors import (
     StepSkippedError,
     TaskloomError,
 )
+from taskloom.logs import get_logger
 from taskloom.plan import STEP_ID, Ref, Step, lookup, references, resolve
 from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
 from taskloom.tools import Tool
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class StepHandle:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
-from taskloom.step import ErrorInfo, StepOutcome, StepResult, StepStatus
+from taskloom.step import ErrorInfo, Lifecycle, StepOutcome, StepResult, StepStatus
 
 
-class RunStatus(StrEnum):
+class RunStatus(Lifecycle):
     """Where a run is in its life."""
 
     PENDING = "pending"
@@ -20,11 +19,6 @@ class RunStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
-
-    @property
-    def is_final(self) -> bool:
-        """Whether the run is over (done, failed or cancelled)."""
-        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
 
 
 class StepRecord(StepOutcome):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 
-import structlog
-
 from taskloom.config import key
 from taskloom.dispatch.broker import Broker, safe_url
 from taskloom.errors import RunNotFoundError
+from taskloom.logs import get_logger
 from taskloom.workflows.record import RunRecord, parse_record, run_age_s
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class RedisRunStore:

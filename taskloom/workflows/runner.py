@@ -11,19 +11,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import structlog
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from taskloom.config import Settings
 from taskloom.dispatch.base import Dispatcher
 from taskloom.errors import RunCancelledError, RunFailedError
+from taskloom.logs import get_logger
 from taskloom.step import ErrorInfo, StepResult, StepStatus
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.store import RunStore
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 Event = dict[str, Any]
 OnEvent = Callable[[Event, RunRecord], None]
@@ -129,9 +129,11 @@ def _drive(
         if final is None:
             final = _last_value(graph, config)
         if final is not None:
-            for raw in final["steps"]:
-                result = StepResult.model_validate(raw)
-                record.step(result.step_id).merge(result)
+            for raw in final["steps"]:  # merged as they streamed, unless none streamed
+                result = StepResult.model_validate(raw)  # (a resumed run's earlier steps)
+                step = record.step(result.step_id)
+                if not step.status.is_final:
+                    step.merge(result)
             record.output = final["output"]
             record.status = RunStatus.DONE
         else:

@@ -1,4 +1,4 @@
-"""Where run records are kept: the RunStore Protocol and its SQLite implementation."""
+"""Where run records are kept: the RunStore Protocol, SQLite, a mirror, and an in-memory fake."""
 
 from __future__ import annotations
 
@@ -77,3 +77,25 @@ class MirroredRunStore:
 
     def load(self, run_id: str) -> RunRecord:
         return self.stores[0].load(run_id)
+
+
+class MemoryRunStore:
+    """Run records in a dict: the shipped fake, for tests and short-lived programs.
+
+    Records are copied in and out, as a real store serializes them.
+    """
+
+    def __init__(self) -> None:
+        self._records: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def save(self, record: RunRecord) -> None:
+        with self._lock:
+            self._records[record.run_id] = record.model_dump_json()
+
+    def load(self, run_id: str) -> RunRecord:
+        with self._lock:
+            data = self._records.get(run_id)
+        if data is None:
+            raise RunNotFoundError(f"no run {run_id!r} in this store; check the id")
+        return RunRecord.model_validate_json(data)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import structlog
-
 from taskloom.config import RUNS_QUEUE, Settings
 from taskloom.dispatch import payload
 from taskloom.dispatch.broker import RUN_STEP, Broker
 from taskloom.dispatch.redis import RedisDispatcher
+from taskloom.logs import get_logger
 from taskloom.step import ErrorInfo
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord, RunStatus
@@ -22,7 +21,7 @@ from taskloom.workflows.redis_store import RedisRunStore
 from taskloom.workflows.runner import OnEvent, new_run_id, run
 from taskloom.workflows.target import collect, rebuild
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def step_queues(workflow: Workflow) -> set[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from taskloom.errors import InputError, JobRejectedError, TargetError
+from taskloom.errors import InputError, JobRejectedError, TargetError, UserError
 from taskloom.plan import Plan, load_plan
 from taskloom.tools import Tool, ToolRegistry
 from taskloom.workflows.definition import Workflow
@@ -30,19 +30,39 @@ def read_json(text: str, *, what: str) -> Any:
             text = path.read_text(encoding="utf-8")
         except OSError as e:
             raise InputError(f"{what}: can't read {path}: {e.strerror}") from e
+    return decode_json(
+        text,
+        source=source,
+        error=InputError,
+        hint="; pass a JSON object or @FILE",
+        too_deep="; flatten it",
+        unicode_fix="send valid Unicode",
+    )
+
+
+def decode_json(
+    text: str,
+    *,
+    source: str,
+    error: type[UserError],
+    hint: str = "",
+    too_deep: str = "",
+    unicode_fix: str = "save valid Unicode",
+) -> Any:
+    """Strict JSON that can be written back as UTF-8, or `error` with one line that says
+    where it went wrong (line and column) and, with `hint`, what to do."""
     try:
         value = strict_json(text)
     except json.JSONDecodeError as e:
-        raise InputError(
-            f"{source} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
-            "pass a JSON object or @FILE"
+        raise error(
+            f"{source} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}){hint}"
         ) from e
     except _NotJSONError as e:
-        raise InputError(f"{source} is not valid JSON: {e}") from e
+        raise error(f"{source} is not valid JSON: {e}") from e
     except RecursionError as e:
-        raise InputError(f"{source} is nested too deeply; flatten it") from e
+        raise error(f"{source} is nested too deeply{too_deep}") from e
     if not _is_encodable(value):
-        raise InputError(f"{source} has a lone surrogate (e.g. \\ud800); send valid Unicode")
+        raise error(f"{source} has a lone surrogate (e.g. \\ud800); {unicode_fix}")
     return value
 
 
@@ -81,18 +101,7 @@ def read_plan(path: Path, *, max_steps: int, inputs: dict[str, Any] | None = Non
         raise TargetError(f"can't read plan {path}: {e.strerror}") from e
     except UnicodeDecodeError as e:
         raise TargetError(f"{path} is not UTF-8 text (byte {e.start}); save it as UTF-8") from e
-    try:
-        data = strict_json(text)
-    except json.JSONDecodeError as e:
-        raise TargetError(
-            f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})"
-        ) from e
-    except _NotJSONError as e:
-        raise TargetError(f"{path} is not valid JSON: {e}") from e
-    except RecursionError as e:
-        raise TargetError(f"{path} is nested too deeply to be a plan") from e
-    if not _is_encodable(data):
-        raise TargetError(f"{path} has a lone surrogate (e.g. \\ud800); save valid Unicode")
+    data = decode_json(text, source=str(path), error=TargetError, too_deep=" to be a plan")
     return load_plan(data, source=str(path), max_steps=max_steps, inputs=inputs)
 
 

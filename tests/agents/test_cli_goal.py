@@ -243,3 +243,14 @@ def test_run_goal_without_streaming_and_cost_budget(
     )
     assert code == 1
     assert json.loads(out)["budget"]["stopped"] == {"budget": "max_cost_usd", "where": "planning"}
+
+
+def test_plan_with_the_scripted_model_and_no_endpoint_plans_locally(
+    taskloom_home: Path, capsys: Any
+) -> None:
+    """`--model scripted` is the shipped fake everywhere, not a file named "scripted"."""
+    code, out, err = cli(capsys, "plan", "--goal", "Say hi", "--model", "scripted", "--json")
+    assert code == 0, err
+    assert "model file" not in err
+    assert json.loads(out)["version"] == 1
+    assert "plan by scripted" in err

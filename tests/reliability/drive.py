@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import faulthandler
 import json
-import logging
 import resource
 import signal
 import sys
 from pathlib import Path
 
-import structlog
-
+from taskloom.cli.app import configure_logging
 from taskloom.config import Settings
 from taskloom.dispatch.redis import RedisDispatcher
 from taskloom.plan import load_plan
@@ -27,10 +25,9 @@ from taskloom.workflows import Workflow, run
 
 def main(argv: list[str]) -> None:
     faulthandler.register(signal.SIGUSR1)  # a test that times out dumps our threads
-    structlog.configure(  # as the CLI does: warnings only, on stderr; stdout is the record
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
+    configure_logging(
+        verbose=0, is_json=False
+    )  # as the CLI: warnings on stderr; stdout is the record
     plan_path, url, run_id = argv[:3]
     concurrency = int(argv[3]) if len(argv) > 3 else 64
     settings = Settings.from_env().model_copy(

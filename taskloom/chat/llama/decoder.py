@@ -25,6 +25,8 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
+from taskloom.errors import ModelError, TaskInputError
+
 TOP_K = 64
 """Candidates tried after a rejected sample, before masking the whole vocabulary."""
 
@@ -159,7 +161,7 @@ class Decoder:
             rc = llama_cpp.llama_decode(self._ctx, batch)
             if rc != 0:
                 self.reset()
-                raise RuntimeError(f"llama_decode returned {rc}")
+                raise ModelError(f"llama_decode returned {rc}; the step can be retried")
             self.tokens.extend(chunk)
 
     def reset(self) -> None:
@@ -189,7 +191,7 @@ class Decoder:
             How many prompt tokens were evaluated (at least one, for fresh logits).
         """
         if not prompt:
-            raise ValueError("an empty prompt has nothing to continue")
+            raise TaskInputError("an empty prompt has nothing to continue; give the step some text")
         self._choose_slot(prompt)
         n = min(_common_prefix(self.tokens, prompt), len(prompt) - 1)
         self._truncate(n)
@@ -255,7 +257,7 @@ class Decoder:
                     rejected += 1
                     try:
                         token, is_full = self._pick_allowed(grammar, logits, temperature, rng)
-                    except RuntimeError:
+                    except ModelError:
                         if not banned:
                             raise
                         logits[ids] = saved  # the grammar allows only a repeat here
@@ -304,7 +306,7 @@ class Decoder:
             masked = self._all.apply(grammar, self._all_ids, logits)
             ids, is_full = self._all_ids, True
             if not np.isfinite(masked).any():
-                raise RuntimeError("the grammar allows no token here")
+                raise ModelError("the grammar allows no token here; check the output schema")
         if temperature <= 0:
             return int(ids[int(np.argmax(masked))]), is_full
         return int(ids[_sample(masked, temperature, rng)]), is_full

@@ -21,13 +21,13 @@ from collections import OrderedDict
 from typing import Any
 
 import llama_cpp
-import structlog
 from llama_cpp.llama_grammar import SchemaConverter
 
 from taskloom.chat.base import COPY_KEYWORD
 from taskloom.errors import SchemaError
+from taskloom.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _SPAN_MARK = "x-taskloom-span"
 _UNIT = re.compile(r"\w+|[^\w\s]")

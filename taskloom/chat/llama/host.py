@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
-import structlog
 from llama_cpp._internals import LlamaContext, LlamaModel
 from llama_cpp._logger import set_verbose
 from llama_cpp._utils import suppress_stdout_stderr
@@ -34,8 +33,9 @@ from taskloom.chat.llama.grammar import GrammarCache
 from taskloom.chat.load import check_model_file, default_model_path
 from taskloom.config import Settings
 from taskloom.errors import ModelFileError, TaskInputError
+from taskloom.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 N_BATCH = 512
 N_SLOTS = 2

@@ -1,0 +1,115 @@
+"""The layout's rules, checked: imports point one way, the CLI holds no policy, modules
+stay small. The README's "Layout" section states the same rules."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "taskloom"
+
+LAYERS = [
+    {"errors", "config", "step", "plan", "logs"},  # core
+    {"chat"},
+    {"tools"},
+    {"dispatch"},
+    {"workflows"},
+    {"agents"},
+    {"workers"},
+    {"views", "testing"},
+    {"api"},
+    {"cli"},
+]
+"""Bottom to top: a module imports from its own layer or the ones below it."""
+
+CLI_MAY_IMPORT = {"api", "views", "errors", "config", "cli"}
+MAX_LINES = 500
+
+
+def _part(module: str) -> str:
+    """`taskloom.dispatch.redis` → `dispatch`; `taskloom.step` → `step`."""
+    return module.split(".")[1]
+
+
+def _rank(part: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if part in layer)
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """Every taskloom module a file imports, anywhere in it (TYPE_CHECKING and
+    function-level imports included), with its line."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.startswith("taskloom."):
+                found.append((node.lineno, node.module))
+            elif node.module == "taskloom":
+                found += [(node.lineno, f"taskloom.{a.name}") for a in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("taskloom.")]
+    return found
+
+
+def _modules() -> list[tuple[Path, str]]:
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        name = ".".join(rel.parts)
+        if name != "taskloom.__init__":  # the public API re-exports every layer, lazily
+            out.append((path, name))
+    return out
+
+
+def test_imports_point_down_the_layers() -> None:
+    wrong = []
+    for path, name in _modules():
+        own = _rank(_part(name))
+        for line, imported in _imports(path):
+            if _rank(_part(imported)) > own:
+                wrong.append(f"{name}:{line} imports {imported}")
+    assert not wrong, "imports that point up:\n" + "\n".join(wrong)
+
+
+def test_core_modules_import_no_subpackage() -> None:
+    core = LAYERS[0]
+    wrong = [
+        f"{name}:{line} imports {imported}"
+        for path, name in _modules()
+        if _part(name) in core
+        for line, imported in _imports(path)
+        if _part(imported) not in core
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_cli_calls_the_api_and_holds_no_policy() -> None:
+    wrong = [
+        f"{name}:{line} imports {imported}"
+        for path, name in _modules()
+        if _part(name) == "cli"
+        for line, imported in _imports(path)
+        if _part(imported) not in CLI_MAY_IMPORT
+    ]
+    assert not wrong, "the CLI may import only taskloom.api, views and core:\n" + "\n".join(wrong)
+
+
+def test_the_layer_rule_can_fail() -> None:
+    """The scan sees an upward import wherever it is written."""
+    probe = PACKAGE / "chat" / "base.py"
+    assert all(_part(m) in LAYERS[0] | {"chat"} for _, m in _imports(probe))
+    assert _rank("cli") > _rank("api") > _rank("workers") > _rank("dispatch") > _rank("chat")
+
+
+def test_modules_stay_small() -> None:
+    big = {
+        name: n
+        for path, name in _modules()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not big, f"modules over {MAX_LINES} lines: {big}"
+
+
+def test_the_cli_is_thin() -> None:
+    lines = sum(len(p.read_text().splitlines()) for p in (PACKAGE / "cli").glob("*.py"))
+    assert lines < 700, f"the CLI has {lines} lines; move policy into taskloom.api"
