@@ -27,10 +27,11 @@ def _to_logging(logger: Any, method: str, event_dict: Any) -> Any:
     return (Event(event_dict),), {"extra": {"_logger": logger, "_name": method}}
 
 
-def get_logger(name: str) -> Any:
-    """A structlog logger over `logging.getLogger(name)`, independent of global config."""
-    return structlog.wrap_logger(
-        logging.getLogger(name),
-        processors=[structlog.stdlib.filter_by_level, _to_logging],
-        wrapper_class=structlog.stdlib.BoundLogger,
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """A structlog logger over `logging.getLogger(name)`, independent of global config.
+
+    Bound once (not a lazy proxy), so a call below the level costs one level check.
+    """
+    return structlog.stdlib.BoundLogger(
+        logging.getLogger(name), [structlog.stdlib.filter_by_level, _to_logging], {}
     )
