@@ -27,6 +27,8 @@ TaskloomError                      base; carries run_id / step_id when known
 │                                  escalate to the LLM, then fail the step
 ├── ModelError                     the model backend failed (a decode error, a grammar
 │                                  with no allowed token)
+├── StepTimeoutError               a step ran past its deadline (`timeout_s`): retried
+│                                  per policy, then the step fails
 └── JobRejectedError               a job payload a worker refuses (bad signature, unknown kind)
 ```
 
@@ -213,6 +215,25 @@ class OutputValidationError(SteeringError):
 class ModelError(TaskloomError):
     """The model backend failed: llama_decode returned an error, or the grammar left no
     token to choose. Another attempt (a fresh cache) may succeed."""
+
+
+class StepTimeoutError(TaskloomError):
+    """A step that ran past its deadline. Another attempt may be faster, so it is retried.
+
+    Args:
+        timeout_s: the limit it ran past, in seconds.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout_s: float | None = None,
+        run_id: str | None = None,
+        step_id: str | None = None,
+    ) -> None:
+        super().__init__(message, run_id=run_id, step_id=step_id)
+        self.timeout_s = timeout_s
 
 
 class JobRejectedError(TaskloomError):
