@@ -1,17 +1,19 @@
 """Settings, defaults and Redis key names: every tunable lives here.
 
-Settings come from the environment (`TASKLOOM_*`, `OPENAI_*`) and may be overridden by
-CLI flags or by passing a `Settings` explicitly. Nothing reads the environment after
-`Settings.from_env()`.
+Settings come from the environment through pydantic-settings: every field `name` reads
+`TASKLOOM_NAME` (the endpoint and its key read `OPENAI_BASE_URL` and `OPENAI_API_KEY`),
+and may be overridden by CLI flags or by passing values explicitly. Complex fields take
+JSON (`TASKLOOM_MODEL_USD_PER_MTOK='{"m": 0.1}'`). Secrets are `SecretStr`: never shown
+by repr, logs or records; read them with `.get_secret_value()`.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskloom.errors import ConfigError
 
@@ -36,14 +38,29 @@ UNKNOWN_PRICE_USD_PER_MTOK = (0.50, 1.50)
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
 
 
-class Settings(BaseModel):
-    """Everything configurable, with the defaults a local run needs."""
+class Settings(BaseSettings):
+    """Everything configurable, with the defaults a local run needs.
+
+    `Settings()` reads the environment; `Settings.from_env()` says so at the call site.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TASKLOOM_", env_ignore_empty=True, extra="forbid", validate_default=True
+    )
 
     redis_url: str | None = Field(None, description="Redis URL; None starts the embedded server")
     model: str | None = Field(None, description="GGUF model path; None uses the default model")
-    secret: str | None = Field(None, description="HMAC key for job payloads")
-    openai_base_url: str | None = Field(None, description="OpenAI-compatible endpoint")
-    openai_api_key: str | None = Field(None, description="API key for the endpoint")
+    secret: SecretStr | None = Field(None, description="HMAC key for job payloads and results")
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("openai_base_url", "OPENAI_BASE_URL"),
+        description="OpenAI-compatible endpoint (OPENAI_BASE_URL)",
+    )
+    openai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("openai_api_key", "OPENAI_API_KEY"),
+        description="API key for the endpoint (OPENAI_API_KEY)",
+    )
     planner_model: str = Field("gpt-4o-mini", description="model name the planner asks for")
     home: Path = Field(
         default_factory=lambda: Path.home() / ".local" / "share" / "taskloom",
@@ -85,32 +102,20 @@ class Settings(BaseModel):
     max_llm_calls: int | None = Field(None, ge=0, description="budget: LLM calls per run")
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        """Read settings from the environment (`TASKLOOM_*`, `OPENAI_*`)."""
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        names = {
-            "TASKLOOM_REDIS_URL": "redis_url",
-            "TASKLOOM_MODEL": "model",
-            "TASKLOOM_SECRET": "secret",
-            "OPENAI_BASE_URL": "openai_base_url",
-            "OPENAI_API_KEY": "openai_api_key",
-            "TASKLOOM_PLANNER_MODEL": "planner_model",
-            "TASKLOOM_PLANNER_TIMEOUT_S": "planner_timeout_s",
-            "TASKLOOM_PLANNER_RETRIES": "planner_retries",
-            "TASKLOOM_PLANNER_BACKOFF_S": "planner_backoff_s",
-            "TASKLOOM_HOME": "home",
-            "TASKLOOM_LEASE_S": "lease_s",
-            "TASKLOOM_MAX_ATTEMPTS": "max_attempts",
-            "TASKLOOM_N_CTX": "n_ctx",
-            "TASKLOOM_N_THREADS": "n_threads",
-            "TASKLOOM_N_GPU_LAYERS": "n_gpu_layers",
-            "TASKLOOM_GPU": "gpu",
-        }
-        for var, field in names.items():
-            if env.get(var):
-                values[field] = env[var]
-        return cls.model_validate(values)
+    def from_env(cls) -> Settings:
+        """Settings from the environment (`TASKLOOM_*`, `OPENAI_*`).
+
+        Raises:
+            ConfigError: a variable whose value the setting can't take, named.
+        """
+        try:
+            return cls()
+        except ValidationError as e:
+            first = e.errors()[0]
+            name = str(first["loc"][0]) if first["loc"] else "?"
+            raise ConfigError(
+                f"environment variable {env_var(name)}: {first['msg']}; fix or unset it"
+            ) from e
 
     def override(self, **values: object) -> Settings:
         """A copy with the given values (None means "not given"), validated.
@@ -159,6 +164,20 @@ class Settings(BaseModel):
         """What a call to `model` with these token counts costs, in dollars."""
         prompt_price, completion_price = self.price_per_mtok(model, is_llm=is_llm)
         return (prompt_tokens * prompt_price + completion_tokens * completion_price) / 1e6
+
+
+def env_var(name: str) -> str:
+    """The environment variable a setting reads, e.g. `lease_s` → `TASKLOOM_LEASE_S`."""
+    field = Settings.model_fields.get(name)
+    alias = field.validation_alias if field is not None else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[-1])
+    return f"TASKLOOM_{name.upper()}"
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """A secret's text, for the one place that must use it (signing, the API client)."""
+    return secret.get_secret_value() if secret is not None else None
 
 
 def key(*parts: str) -> str:

@@ -202,3 +202,21 @@ def test_missing_model_file_exits_2_naming_it(
     )
     assert code == 2 and err.count("\n") == 1
     assert "model file /nope.gguf does not exist" in err
+
+
+def test_an_internal_error_exits_70_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from taskloom.cli.app import cli as group
+
+    @group.command("explode-for-test", hidden=True)
+    def explode() -> None:
+        raise ZeroDivisionError("a bug in taskloom")
+
+    try:
+        code, _, err = cli(capsys, "explode-for-test")
+    finally:
+        del group.commands["explode-for-test"]
+    assert code == 70
+    assert err.strip().splitlines() == [
+        "taskloom: internal error: ZeroDivisionError: a bug in taskloom "
+        "(rerun with --debug and report it)"
+    ]

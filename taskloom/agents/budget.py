@@ -88,11 +88,32 @@ class Budget:
             if is_reserving:
                 self.llm_calls += 1
 
+    @classmethod
+    def resumed(cls, summary: dict[str, Any] | None, settings: Settings) -> Budget:
+        """The budget of a run being resumed: the limits and spending its record kept
+        (`RunRecord.budget`), so a resumed run goes on under the same budget."""
+        if not summary:
+            return cls.from_settings(settings)
+        limits, spent = summary.get("limits", {}), summary.get("spent", {})
+        return cls(
+            max_cost_usd=limits.get("max_cost_usd"),
+            max_llm_calls=limits.get("max_llm_calls"),
+            max_steps=limits.get("max_steps"),
+            cost_usd=float(spent.get("cost_usd", 0.0)),
+            llm_calls=int(spent.get("llm_calls", 0)),
+            steps=int(spent.get("steps", 0)),
+            stopped=summary.get("stopped"),
+            calls=[LLMCall(**c) for c in summary.get("calls", [])],
+        )
+
     def check_steps(self, count: int, where: str) -> None:
-        """Refuse `count` more steps when they would pass `max_steps`."""
+        """Refuse `count` more steps when they would pass `max_steps`, or once the
+        dollars are spent (SLM steps cost too)."""
         with self._lock:
             if self.max_steps is not None and self.steps + count > self.max_steps:
                 self._stop("max_steps", where, f"{self.steps} steps run, {count} more asked")
+            if self.max_cost_usd is not None and self.cost_usd >= self.max_cost_usd:
+                self._stop("max_cost_usd", where, f"${self.cost_usd:.6f} spent")
 
     def steps_left(self) -> int | None:
         """How many more steps may run; None without a limit."""

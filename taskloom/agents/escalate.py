@@ -6,6 +6,10 @@ its output failed validation after its re-asks, or when its confidence is below
 runs on the LLM's ChatModel (`run_task` works with any ChatModel), so the step's
 output keeps its shape. `kind: llm` steps always run on the LLM, here.
 Every escalation (or one the budget refused) is kept in `escalations`.
+
+Goal runs and target runs (plans, workflows) both dispatch through it, so the budgets
+(`max_cost_usd`, `max_llm_calls`, `max_steps`) bound SLM steps, escalations and
+`kind: llm` steps alike.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from taskloom.agents.budget import Budget
 from taskloom.chat import ChatModel, Completion
+from taskloom.chat.openai import OpenAIChatModel
 from taskloom.config import Settings
 from taskloom.dispatch.base import Dispatcher
 from taskloom.errors import (
@@ -29,6 +34,7 @@ from taskloom.plan import SLM_KINDS, StepKind
 from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
 from taskloom.tools import run_task
 from taskloom.tools.llm import run_llm_step
+from taskloom.workflows.record import RunRecord
 
 log = get_logger(__name__)
 
@@ -57,6 +63,35 @@ class EscalatingDispatcher:
         self.settings = settings
         self.escalations: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_target(
+        cls,
+        inner: Dispatcher,
+        settings: Settings,
+        *,
+        max_steps: int | None = None,
+        resumed: RunRecord | None = None,
+    ) -> EscalatingDispatcher:
+        """The dispatcher of a plan or workflow run: the budgets `settings` set (and
+        `max_steps`), the endpoint's LLM (if one is configured) for escalations and
+        `kind: llm` steps. A resumed run goes on under the budget its record kept."""
+        if resumed is not None and resumed.budget:
+            budget = Budget.resumed(resumed.budget, settings)
+        else:
+            budget = Budget.from_settings(settings)
+            budget.max_steps = max_steps
+        llm = OpenAIChatModel.from_settings(settings)
+        escalating = cls(inner, llm=llm, budget=budget, settings=settings)
+        if resumed is not None:
+            escalating.escalations = list(resumed.escalations)
+        return escalating
+
+    def annotate(self, record: RunRecord) -> RunRecord:
+        """Write the escalations and the budget's summary into the run's record."""
+        record.escalations = list(self.escalations)
+        record.budget = self.budget.summary()
+        return record
 
     def dispatch(self, job: StepJob) -> StepResult:
         try:

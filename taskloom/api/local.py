@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.agents.goal import goal_agents
 from taskloom.agents.goal import run_goal as run_goal_rounds
 from taskloom.agents.planner import check_goal
@@ -85,6 +86,7 @@ def run(
     workers: int = 1,
     is_inline: bool = False,
     run_id: str | None = None,
+    max_steps: int | None = None,
     dispatcher: Dispatcher | None = None,
     on_event: OnEvent | None = None,
     watcher: Watcher | None = None,
@@ -92,6 +94,10 @@ def run(
     **options: Any,
 ) -> RunRecord:
     """Run a workflow or plan to the end and return its record.
+
+    The run's budgets (`max_cost_usd=`, `max_llm_calls=`, `max_steps`) bound its SLM
+    steps, escalations and `kind: llm` steps; with an endpoint configured
+    (`openai_base_url`) low-confidence SLM steps escalate to the LLM, as in goal runs.
 
     Args:
         target: a Workflow, a Plan, a plan file (`*.json`), or `file.py:name` /
@@ -104,6 +110,7 @@ def run(
         workers: local worker processes for the embedded default.
         is_inline: run steps in this process, without Redis.
         run_id: use this id instead of a fresh one.
+        max_steps: the step budget: steps executed, escalations included.
         dispatcher: dispatch through this one instead of choosing from the settings.
         on_event: called with each step event and the record so far.
         watcher: the same, for displays that also show which worker runs each step.
@@ -133,18 +140,22 @@ def run(
                 )
             )
         checkpointer = stack.enter_context(sqlite_checkpointer(settings.state_path))
-        return run_workflow(
+        escalating = EscalatingDispatcher.for_target(dispatcher, settings, max_steps=max_steps)
+        store = _store(settings, dispatcher)
+        record = run_workflow(
             workflow,
             inputs,
-            dispatcher=dispatcher,
+            dispatcher=escalating,
             settings=settings,
             checkpointer=checkpointer,
-            store=_store(settings, dispatcher),
+            store=store,
             run_id=run_id,
             target=label or workflow.name,
             on_event=_observe(on_event, watcher, dispatcher, run_id),
             cancelled=cancelled,
         )
+        store.save(escalating.annotate(record))
+        return record
 
 
 def resume(
@@ -170,15 +181,18 @@ def resume(
         connect(settings, is_inline=not settings.redis_url, tools=workflow.tools) as dispatcher,
         sqlite_checkpointer(settings.state_path) as checkpointer,
     ):
-        return resume_workflow(
+        escalating = EscalatingDispatcher.for_target(dispatcher, settings, resumed=record)
+        done = resume_workflow(
             record,
             workflow,
-            dispatcher=dispatcher,
+            dispatcher=escalating,
             settings=settings,
             checkpointer=checkpointer,
             store=store,
             on_event=_observe(None, watcher, dispatcher, run_id),
         )
+        store.save(escalating.annotate(done))
+        return done
 
 
 def run_goal(

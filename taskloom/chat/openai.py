@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import openai
 
 from taskloom.chat import Completion, Message
-from taskloom.config import Settings
+from taskloom.config import Settings, reveal
 from taskloom.errors import ConfigError, EndpointUnavailableError
 from taskloom.logs import get_logger
 
@@ -105,7 +105,7 @@ class OpenAIChatModel:
             return None
         return cls(
             base_url=settings.openai_base_url,
-            api_key=settings.openai_api_key,
+            api_key=reveal(settings.openai_api_key),
             model=settings.planner_model,
             settings=settings,
         )

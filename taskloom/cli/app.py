@@ -1,7 +1,9 @@
 """The `taskloom` command group, its entry point, and the only logging configuration.
 
 Exit codes: 0 success, 1 the run failed, 2 usage or validation error, 3 infrastructure
-unavailable. An error is one line on stderr; `--debug` adds the traceback.
+unavailable, 70 an internal error (a bug in taskloom), 75 the run is still running (`result`
+without --wait, or its --timeout ran out). An error is one line on stderr; `--debug` adds
+the traceback. The numbers 70 and 75 are sysexits' EX_SOFTWARE and EX_TEMPFAIL.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import click
 import structlog
 
 from taskloom.errors import TaskloomError
+
+EXIT_INTERNAL_ERROR = 70
+EXIT_STILL_RUNNING = 75
 
 
 def configure_logging(*, verbose: int, is_json: bool) -> None:
@@ -95,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             "(rerun with --debug and report it)",
             err=True,
         )
-        sys.exit(1)
+        sys.exit(EXIT_INTERNAL_ERROR)
 
 
 def one_line(text: str) -> str:

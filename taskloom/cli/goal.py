@@ -19,7 +19,9 @@ def goal_options(fn: Any) -> Any:
     """The options of planning from a goal (`run --goal`, `plan`)."""
     options = [
         click.option("--goal", metavar="TEXT", help="Plan this goal with the LLM, then run it."),
-        click.option("--planner-model", metavar="NAME", help="Model the planner asks for."),
+        click.option(
+            "--planner-model", metavar="NAME", help="The LLM model: plans, escalations, llm steps."
+        ),
         click.option("--max-steps", type=int, metavar="N", help="Budget: steps in the run."),
         click.option("--max-cost-usd", type=float, metavar="USD", help="Budget: dollars."),
         click.option("--max-llm-calls", type=int, metavar="N", help="Budget: LLM calls."),

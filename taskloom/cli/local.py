@@ -12,6 +12,14 @@ from taskloom.cli.goal import emit_goal_summary, goal_options
 from taskloom.errors import InputError
 from taskloom.views.progress import Progress
 
+GOAL_ONLY = {
+    "route_threshold": "--route-threshold",
+    "no_route": "--no-route",
+    "max_replans": "--max-replans",
+    "no_stream": "--no-stream",
+}
+"""Flags that only mean something when a goal is planned: refused on a TARGET run."""
+
 
 @cli.command()
 @click.argument("target", required=False)
@@ -79,7 +87,15 @@ def run(
         exit_for(record)
     if not target:
         raise click.UsageError("give a TARGET (plan.json, file.py:name or module:name) or --goal")
+    values = {**flags, "no_route": no_route, "no_stream": no_stream}
+    ignored = [flag for name, flag in GOAL_ONLY.items() if _is_given(values.get(name))]
+    if ignored:
+        them = "it" if len(ignored) == 1 else "them"
+        raise click.UsageError(
+            f"{', '.join(ignored)}: only for --goal runs; drop {them} to run {target}"
+        )
     where: dict[str, Any] = {"redis_url": flags["redis_url"], "model": flags["model"]}
+    budgets = {name: flags[name] for name in ("max_cost_usd", "max_llm_calls", "escalate_below")}
     if not inline and settings_from(**where).redis_url:
         from taskloom.api import remote
 
@@ -92,11 +108,19 @@ def run(
             workers=workers,
             is_inline=inline,
             run_id=run_id,
+            max_steps=max_steps,
             watcher=progress,
+            planner_model=flags["planner_model"],
             **where,
+            **budgets,
         )
     emit_record(record, as_json=as_json)
     exit_for(record)
+
+
+def _is_given(value: Any) -> bool:
+    """A flag's value that was given: a number (0 too) or a set switch."""
+    return value is not None and value is not False
 
 
 @cli.command()

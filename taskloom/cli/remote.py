@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from taskloom.cli.app import cli
+from taskloom.cli.app import EXIT_STILL_RUNNING, cli
 from taskloom.cli.common import emit_record, exit_for, parse_inputs, warn_unserved
 from taskloom.views.progress import Progress
 
@@ -106,7 +106,7 @@ def status(run_id: str, redis_url: str | None, as_json: bool) -> None:
 def result(
     run_id: str, is_waiting: bool, timeout_s: float | None, redis_url: str | None, as_json: bool
 ) -> None:
-    """Print a run's output (exit 1 if it failed or has not finished)."""
+    """Print a run's output (exit 1 if it failed, 75 if it is still running)."""
     from taskloom.api import remote
     from taskloom.cli.common import settings_from
 
@@ -116,8 +116,9 @@ def result(
     else:
         record = remote.load_record(run_id, redis_url=redis_url)
     if not record.status.is_final:
-        click.echo(f"run {run_id} is {record.status.value}; pass --wait to wait for it", err=True)
-        raise SystemExit(1)
+        hint = "wait longer with --wait --timeout S" if is_waiting else "pass --wait to wait"
+        click.echo(f"taskloom: run {run_id} is still {record.status.value}; {hint}", err=True)
+        raise SystemExit(EXIT_STILL_RUNNING)
     emit_record(record, as_json=as_json)
     exit_for(record)
 

@@ -18,8 +18,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from pydantic import SecretStr
+
 from taskloom.chat import check_model
-from taskloom.config import Settings
+from taskloom.config import Settings, reveal
 from taskloom.errors import RedisUnavailableError, WorkerLostError
 from taskloom.logs import get_logger
 
@@ -52,7 +54,7 @@ class EmbeddedCluster:
         self.tool_specs = list(tool_specs or [])
         self.queues = list(queues or [])
         self.settings = settings.model_copy(
-            update={"secret": settings.secret or secrets.token_hex(16)}
+            update={"secret": settings.secret or SecretStr(secrets.token_hex(16))}
         )
         self._server: Any = None
         self._procs: list[subprocess.Popen[bytes]] = []
@@ -93,7 +95,7 @@ class EmbeddedCluster:
         url = f"redis://127.0.0.1:{self._server.port}/0"
         self.settings = self.settings.model_copy(update={"redis_url": url})
         log.info("embedded_server_started", url=url, workers=self.workers)
-        env = {**os.environ, "TASKLOOM_SECRET": self.settings.secret or ""}
+        env = {**os.environ, "TASKLOOM_SECRET": reveal(self.settings.secret) or ""}
         for i in range(self.workers):
             self._procs.append(self._spawn(i, url, env))
 

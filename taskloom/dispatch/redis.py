@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from taskloom.config import Settings
+from taskloom.config import Settings, reveal
 from taskloom.dispatch import payload
 from taskloom.dispatch.base import with_retries
 from taskloom.dispatch.broker import Broker, Notice
@@ -84,7 +84,7 @@ class RedisDispatcher:
             "step",
             job.model_dump(mode="json"),
             max_attempts=self.settings.max_attempts,
-            secret=self.settings.secret,
+            secret=reveal(self.settings.secret),
         )
         job_id, state, stored, msg = self.broker.enqueue(
             queue=queue,

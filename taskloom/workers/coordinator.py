@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.config import Settings
 from taskloom.dispatch import payload
 from taskloom.dispatch.broker import RUN_STEP, Broker, Claim
@@ -50,7 +51,9 @@ def run_handler(
                 tools=tools,
                 registered=workflows,
             )
-            dispatcher = RedisDispatcher(broker, settings=settings)
+            dispatcher = EscalatingDispatcher.for_target(
+                RedisDispatcher(broker, settings=settings), settings
+            )
 
             def save(event: dict[str, Any], record: RunRecord) -> None:
                 if event.get("event") == "step_finished":
@@ -66,6 +69,7 @@ def run_handler(
                 target=target,
                 on_event=save,
             )
+            store.save(dispatcher.annotate(record))
         except InfrastructureError:
             raise  # not the run's fault: the lease re-queues it once Redis is back
         except TaskloomError as e:

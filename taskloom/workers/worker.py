@@ -29,7 +29,7 @@ from functools import partial
 from types import FrameType
 from typing import Any
 
-from taskloom.config import Settings
+from taskloom.config import Settings, reveal
 from taskloom.dispatch import payload
 from taskloom.dispatch.broker import Broker, Claim
 from taskloom.errors import JobRejectedError, RedisUnavailableError
@@ -224,7 +224,7 @@ class Worker:
                 log.info("job_duplicate_skipped", **ids)
                 return None
             try:
-                envelope = payload.decode(claim.data, secret=self.settings.secret)
+                envelope = payload.decode(claim.data, secret=reveal(self.settings.secret))
                 handler = self.handlers.get(envelope.kind)
                 if handler is None:
                     raise JobRejectedError(

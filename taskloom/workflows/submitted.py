@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from taskloom.config import RUNS_QUEUE, Settings
+from taskloom.config import RUNS_QUEUE, Settings, reveal
 from taskloom.dispatch import payload
 from taskloom.dispatch.broker import RUN_STEP, Broker
 from taskloom.dispatch.redis import RedisDispatcher
@@ -60,7 +60,7 @@ def submit(
         "inputs": inputs,
         "workflow": None if plan else workflow.name,
     }
-    data = payload.encode("run", body, max_attempts=1, secret=settings.secret)
+    data = payload.encode("run", body, max_attempts=1, secret=reveal(settings.secret))
     broker.enqueue(
         queue=RUNS_QUEUE,
         data=data,

@@ -66,6 +66,10 @@ def test_submit_status_result_and_workers(
     assert "no live worker serves queue 'runs'" in lonely.stderr
     assert "no live worker serves queue 'slm'" in lonely.stderr
     first = lonely.stdout.strip()
+    for waiting in ((), ("--wait", "--timeout", "0.5")):  # nobody serves it yet: still queued
+        pending = taskloom("result", first, *waiting, *args)
+        assert pending.returncode == 75, pending.stderr
+        assert f"run {first} is still pending" in pending.stderr
     spawn_worker("--queue", "runs")
     spawn_worker()
     listed = taskloom("workers", *args)
