@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from importlib import import_module
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -67,7 +68,10 @@ if TYPE_CHECKING:
         workflow,
     )
 
-__version__ = "0.1.0"
+try:  # one source for the version: the installed package's metadata (pyproject.toml)
+    __version__ = _metadata.version("taskloom")
+except _metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 # A library prints nothing unless the application configures logging.
 logging.getLogger("taskloom").addHandler(logging.NullHandler())

@@ -220,3 +220,21 @@ def test_an_internal_error_exits_70_with_one_line(capsys: pytest.CaptureFixture[
         "taskloom: internal error: ZeroDivisionError: a bug in taskloom "
         "(rerun with --debug and report it)"
     ]
+
+
+def test_version_and_python_dash_m() -> None:
+    from importlib.metadata import version
+
+    import taskloom
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "taskloom", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert (
+        shown.returncode == 0 and shown.stdout.strip() == f"taskloom, version {version('taskloom')}"
+    )
+    assert taskloom.__version__ == version("taskloom")
+    helped = subprocess.run(
+        [sys.executable, "-m", "taskloom", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert helped.returncode == 0 and "run" in helped.stdout and "worker" in helped.stdout

@@ -62,6 +62,7 @@ class _Stderr:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="taskloom", prog_name="taskloom")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.option("--log-json", is_flag=True, help="Log JSON lines to stderr.")
 @click.option("-v", "--verbose", count=True, help="More logs (-v info, -vv debug).")

@@ -1,0 +1,5 @@
+"""`python -m taskloom`: the same CLI as the `taskloom` command."""
+
+from taskloom.cli import main
+
+main()
