@@ -8,7 +8,7 @@ import click
 
 from taskloom.cli.app import cli
 from taskloom.cli.common import emit_record, exit_for, parse_inputs, settings_from, warn_unserved
-from taskloom.cli.goal import emit_goal_summary, goal_options
+from taskloom.cli.goal import emit_goal_summary, goal_options, warn_local_planner
 from taskloom.errors import InputError
 from taskloom.views.progress import Progress
 
@@ -51,6 +51,7 @@ def run(
     no_route: bool,
     no_stream: bool,
     max_steps: int | None,
+    local_planner: bool,
     **flags: Any,
 ) -> None:
     """Run TARGET (a plan file, file.py:name or module:name), or plan and run --goal."""
@@ -60,6 +61,7 @@ def run(
     if goal is not None:
         if target:
             raise click.UsageError("give TARGET or --goal, not both")
+        warn_local_planner(local_planner)
         with Progress(total=None, is_quiet=as_json) as progress:
             record = local.run_goal(
                 goal,
@@ -69,6 +71,7 @@ def run(
                 is_inline=inline,
                 is_routed=not no_route,
                 is_streaming=not no_stream,
+                is_local_planner=local_planner,
                 max_steps=max_steps,
                 run_id=run_id,
                 watcher=progress,
