@@ -161,7 +161,9 @@ LABEL_EXAMPLES = [
         {"labels": ["a refund", "a repair", "a replacement"]},
     ),
 ]
-FIELDS_TASK = "Name the fields the goal asks for: each a snake_case name, and the goal's words for it."
+FIELDS_TASK = (
+    "Name the fields the goal asks for: each a snake_case name, and the goal's words for it."
+)
 LABELS_TASK = "Name the labels the goal asks to choose between, in the goal's own words."
 QUERY_TASK = "Write what the goal asks the passages to be about, in the goal's own words."
 QUERY_EXAMPLES = [
@@ -200,7 +202,7 @@ def pick_input(goal: str, inputs: Mapping[str, Any], fits: Callable[[Any], bool]
 
 def _labels_input(inputs: Mapping[str, Any]) -> bool:
     labels = inputs.get("labels")
-    return _is_texts(labels) and len(set(labels)) >= 2
+    return isinstance(labels, list) and _is_texts(labels) and len(set(labels)) >= 2
 
 
 def choose_kind(goal: str, inputs: Mapping[str, Any]) -> tuple[StepKind, str]:
@@ -215,13 +217,13 @@ def choose_kind(goal: str, inputs: Mapping[str, Any]) -> tuple[StepKind, str]:
         StepKind.EXTRACT: has_text,
     }
     found: list[tuple[int, int, StepKind, str]] = []
-    for order, (kind, cue) in enumerate(KIND_CUES.items()):
-        match = cue.search(goal)
+    for order, (kind, words) in enumerate(KIND_CUES.items()):
+        match = words.search(goal)
         if feeds[kind] and match:
             found.append((match.start(), order, kind, f"the goal says {match.group(0)!r}"))
     question = QUESTION.match(goal)
     if has_text and question:
-        found.append((0, 1, StepKind.CLASSIFY, f"the goal is a {question.group(1)!r} question"))
+        found.append((0, 1, StepKind.CLASSIFY, f"the goal opens with {question.group(1)!r}"))
     if not found:
         return StepKind.GENERATE, "no cue for another kind"
     _, _, kind, cue = min(found)
@@ -279,9 +281,7 @@ class DirectPlanner:
             return self._classify(goal, inputs, text)
         return self._fields(kind, goal, text)
 
-    def _classify(
-        self, goal: str, inputs: Mapping[str, Any], text: str
-    ) -> tuple[Plan, str] | None:
+    def _classify(self, goal: str, inputs: Mapping[str, Any], text: str) -> tuple[Plan, str] | None:
         labels: Any = "$input.labels"
         said = "labels from $input.labels"
         if not _labels_input(inputs):

@@ -37,7 +37,8 @@ POOL: list[dict[str, Any]] = [
         "inputs": {"email": "str", "policies": "list of str"},
         "plan": {
             "steps": [
-                {"id": "customer", "kind": "extract", "inputs": {"text": "$input.email", "copy": True},
+                {"id": "customer", "kind": "extract",
+                 "inputs": {"text": "$input.email", "copy": True},
                  "output": _fields(name="the customer's name", order_number="the order number")},
                 {"id": "policy", "kind": "filter",
                  "inputs": {"query": "$input.email", "passages": "$input.policies", "top_k": 2}},
@@ -56,7 +57,8 @@ POOL: list[dict[str, Any]] = [
         "plan": {
             "steps": [
                 {"id": "queue", "kind": "classify",
-                 "inputs": {"text": "$input.ticket", "labels": ["billing", "technical", "account"]}},
+                 "inputs": {"text": "$input.ticket",
+                            "labels": ["billing", "technical", "account"]}},
                 {"id": "summary", "kind": "generate",
                  "inputs": {"instruction": "Summarise the ticket in one line",
                             "context": "$input.ticket"}},
@@ -138,7 +140,8 @@ POOL: list[dict[str, Any]] = [
                      "items": {"type": "array", "description": "each action item and its owner",
                                "items": {"type": "string"}}}}},
                 {"id": "follow_up", "kind": "classify",
-                 "inputs": {"text": "$input.notes", "labels": ["follow-up needed", "no follow-up"]}},
+                 "inputs": {"text": "$input.notes",
+                            "labels": ["follow-up needed", "no follow-up"]}},
             ],
             "output": {"action_items": "$actions.items", "follow_up": "$follow_up.label"},
         },
@@ -148,13 +151,16 @@ POOL: list[dict[str, Any]] = [
         "inputs": {"first": "str", "second": "str"},
         "plan": {
             "steps": [
-                {"id": "offer_a", "kind": "extract", "inputs": {"text": "$input.first", "copy": True},
+                {"id": "offer_a", "kind": "extract",
+                 "inputs": {"text": "$input.first", "copy": True},
                  "output": _fields(salary="the salary", location="the location")},
-                {"id": "offer_b", "kind": "extract", "inputs": {"text": "$input.second", "copy": True},
+                {"id": "offer_b", "kind": "extract",
+                 "inputs": {"text": "$input.second", "copy": True},
                  "output": _fields(salary="the salary", location="the location")},
                 {"id": "recommend", "kind": "generate",
                  "inputs": {"instruction": "Compare the two offers by salary and location "
-                            "and recommend one", "context": {"first": "$offer_a", "second": "$offer_b"}}},
+                            "and recommend one",
+                            "context": {"first": "$offer_a", "second": "$offer_b"}}},
             ],
             "output": {"first": "$offer_a", "second": "$offer_b",
                        "recommendation": "$recommend.text"},

@@ -17,7 +17,6 @@ by the planner (non-streaming, with the problems) and run again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +29,6 @@ from taskloom.agents.joiner import Joiner
 from taskloom.agents.planner import Planner, PlanStream, check_goal
 from taskloom.agents.router import Route, Router
 from taskloom.chat import ChatModel
-from taskloom.chat.openai import OpenAIChatModel
 from taskloom.config import Settings
 from taskloom.dispatch.base import Dispatcher
 from taskloom.errors import BudgetExceededError, PlannerRequiredError, PlanValidationError
@@ -105,10 +103,12 @@ def route_goal(goal: str, inputs: dict[str, Any], agents: GoalRun) -> Route:
     check_goal(goal)
     if agents.router is not None:
         route = agents.router.route(goal, inputs)
+        said = f"router: {route.reason}"
     else:
-        route = Route.off("routing is off: the planner plans every goal")
+        route = Route.off("routing is off (--no-route): every goal is planned")
+        said = route.reason
     if route.target == "llm" and agents.planner is None:
-        raise PlannerRequiredError(NEEDS_LLM.format(reason=f"router: {route.reason}"))
+        raise PlannerRequiredError(NEEDS_LLM.format(reason=said))
     return route
 
 
@@ -146,8 +146,11 @@ def run_goal(
     if route.target == "slm":
         assert agents.direct is not None  # set in GoalRun.__post_init__
         direct = agents.direct.plan(goal, inputs)
-        by = _planned_by("direct", agents.direct.slm, f"the router kept the goal on the SLM "
-                         f"({route.reason}); one step: {direct.why}")
+        by = _planned_by(
+            "direct",
+            agents.direct.slm,
+            f"the router kept the goal on the SLM ({route.reason}); one step: {direct.why}",
+        )
         ctx.run_plan(direct.plan, source="router", planner=by)
     else:
         ctx.planner_why = f"the router sent the goal to the LLM ({route.reason})"

@@ -30,14 +30,17 @@ _WORD = re.compile(r"[a-z][a-z0-9]*")
 _REFERENCE = re.compile(r"\$\{[^}]*\}|\$[A-Za-z_][\w.\[\]]*")
 _INPUT_REF = re.compile(r"\$\{?input\.([A-Za-z_]\w*)")
 
-STOPWORDS = frozenset(
-    """a an and any are as at be by can could do does for from give get has have how i if
-    in into is it its me my of on or our out please should so that the their them then
-    there these they this those to us was we were what when where which who whom whose why
-    will with would you your all each every one some also just only than about after before
-    extract classify filter generate find tell show list write return make take use answer
-    text input output result value label step plan goal""".split()
-)
+STOPWORDS = frozenset({
+    "a", "an", "and", "any", "are", "as", "at", "be", "by", "can", "could", "do", "does", "for",
+    "from", "give", "get", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its",
+    "me", "my", "of", "on", "or", "our", "out", "please", "should", "so", "that", "the",
+    "their", "them", "then", "there", "these", "they", "this", "those", "to", "us", "was", "we",
+    "were", "what", "when", "where", "which", "who", "whom", "whose", "why", "will", "with",
+    "would", "you", "your", "all", "each", "every", "one", "some", "also", "just", "only",
+    "than", "about", "after", "before", "extract", "classify", "filter", "generate", "find",
+    "tell", "show", "list", "write", "return", "make", "take", "use", "answer", "text", "input",
+    "output", "result", "value", "label", "step", "plan", "goal"
+})  # fmt: skip
 """Function words, and verbs and nouns every plan or goal uses, which say nothing of its topic."""
 
 
@@ -104,7 +107,9 @@ def output_words(plan: Plan) -> set[str]:
 def steps_read_by_output(plan: Plan) -> set[str]:
     """The ids of the steps the plan's output references directly."""
     ids = {s.id for s in plan.steps}
-    refs = (r.strip("${}").split(".")[0] for t in _strings(plan.output) for r in _REFERENCE.findall(t))
+    refs = (
+        r.strip("${}").split(".")[0] for t in _strings(plan.output) for r in _REFERENCE.findall(t)
+    )
     return {r for r in refs if r in ids}
 
 
@@ -122,8 +127,11 @@ def grounding_problems(
     problems: list[str] = []
     steps = [s.model_dump(mode="json", exclude_none=True) for s in plan.steps]
     for example in examples:
-        shown = [Step.model_validate(s).model_dump(mode="json", exclude_none=True) for s in example["steps"]]
-        if steps == shown:
+        theirs = [
+            Step.model_validate(s).model_dump(mode="json", exclude_none=True)
+            for s in example["steps"]
+        ]
+        if steps == theirs:
             problems.append(
                 "plan: it copies an example plan; write the steps this goal needs, "
                 "reading this run's inputs"

@@ -242,8 +242,8 @@ class Planner:
             data, tools=self.tools, inputs=inputs, max_steps=max_steps, source="planner"
         )
         if self.is_local:
-            shown = [e["plan"] for e in self.shown]
-            problems = grounding_problems(plan, goal, inputs, examples=shown)
+            examples = [e["plan"] for e in self.shown]
+            problems = grounding_problems(plan, goal, inputs, examples=examples)
             if problems:
                 raise PlanValidationError(problems, source="planner")
         return plan

@@ -25,6 +25,7 @@ KIND_GUIDE: dict[str, str] = {
     "tool": 'inputs: the tool\'s arguments; "tool": its name → what the tool returns',
 }
 
+
 def _text(max_length: int) -> dict[str, Any]:
     return {"type": "string", "maxLength": max_length}
 

@@ -28,6 +28,7 @@ LOCAL_PLAN_MAX_TOKENS = 700
 """A plan reply's token cap when the local SLM plans: at ~8 tokens/s constrained, about
 a minute and a half per attempt on CPU, enough for the compact schema's few steps."""
 
+
 def goal_agents(
     settings: Settings,
     *,

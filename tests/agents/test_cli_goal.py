@@ -193,7 +193,7 @@ def test_run_goal_plans_streams_runs_and_joins(
     assert record["steps"][1]["model"] == "gpt-4o-mini" and record["steps"][1]["cost_usd"] > 0
     assert record["rounds"][0]["source"] == "planner (streamed)"
     assert record["budget"]["spent"]["llm_calls"] == 3  # plan, the llm step, join
-    assert "goal: route llm, 1 round(s)" in err
+    assert "goal: route llm, planned by llm, 1 round(s)" in err
 
 
 def test_run_goal_stops_at_the_llm_call_budget(
@@ -267,7 +267,9 @@ COMPLEX = (
 def test_a_complex_goal_without_an_endpoint_exits_2_in_one_line(
     taskloom_home: Path, capsys: Any, command: str
 ) -> None:
-    code, out, err = cli(capsys, command, "--goal", COMPLEX, "--input", EMAIL, "--model", "scripted")
+    code, out, err = cli(
+        capsys, command, "--goal", COMPLEX, "--input", EMAIL, "--model", "scripted"
+    )
     assert code == 2 and out == ""
     (line,) = err.splitlines()
     assert line.startswith("taskloom: error: this goal needs an LLM planner")

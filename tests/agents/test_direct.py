@@ -49,6 +49,7 @@ def test_the_kind_fits_what_the_goal_asks(goal: str, inputs: dict[str, Any], kin
 
 def test_the_input_the_goal_names_is_the_one_read() -> None:
     inputs = {"subject": "Hello", "body": NOTE * 3, "signature": "Priya"}
+
     def is_text(v: object) -> bool:
         return isinstance(v, str)
 
@@ -100,7 +101,9 @@ def test_a_goal_that_asks_to_reword_is_not_copied() -> None:
 
 
 def test_fill_slots_gets_the_named_slots() -> None:
-    slm = Slm({"fields": [{"name": "city", "description": "city"}, {"name": "day", "description": "day"}]})
+    slm = Slm(
+        {"fields": [{"name": "city", "description": "city"}, {"name": "day", "description": "day"}]}
+    )
     made = DirectPlanner(slm).plan("Fill in the slots city and day from the note", {"note": NOTE})
     (step,) = made.plan.steps
     assert step.kind == "fill_slots" and step.inputs["slots"] == {"city": "city", "day": "day"}
@@ -123,14 +126,19 @@ def test_a_yes_no_question_needs_no_slm() -> None:
 
 def test_filter_gets_a_query_from_the_goal() -> None:
     slm = Slm({"query": "parking"})
-    made = DirectPlanner(slm).plan("Which of these passages talk about parking?", {"passages": PASSAGES})
+    made = DirectPlanner(slm).plan(
+        "Which of these passages talk about parking?", {"passages": PASSAGES}
+    )
     (step,) = made.plan.steps
-    assert step.kind == "filter" and step.inputs == {"query": "parking", "passages": "$input.passages"}
+    assert step.kind == "filter" and step.inputs == {
+        "query": "parking",
+        "passages": "$input.passages",
+    }
     assert made.plan.output == "$answer.kept"
 
 
 def test_without_a_usable_answer_the_plan_is_generate_and_says_why() -> None:
-    one_label = DirectPlanner(Slm({"labels": ["happy"]})).plan(
+    one_label = DirectPlanner(Slm({"labels": ["happy", "happy"]})).plan(
         "Is the customer happy or sad?", {"message": NOTE}
     )
     assert [s.kind for s in one_label.plan.steps] == ["generate"]

@@ -104,8 +104,8 @@ def test_the_local_planner_repairs_a_copied_plan_with_the_named_problem() -> Non
 
 
 def test_the_prompt_shows_examples_chosen_for_each_goal() -> None:
-    slm = ScriptedChatModel(replies=[FITTING, FITTING], name="tiny")
-    planner = Planner(slm, is_local=True, allow_llm_steps=False)
+    slm = ScriptedChatModel(replies=[FITTING, FITTING], name="any")
+    planner = Planner(slm, allow_llm_steps=False)  # the same prompt for every planner
     planner.plan("Pull the invoice total out and remind the customer to pay", {"text": "x"})
     planner.plan("Which manual sections explain the reset? Explain them", {"text": "x"})
     first, second = (call[0][0]["content"] for call in slm.calls)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pytest
-
 from taskloom.agents import Budget, Router
 from taskloom.agents.router import feature_score
 from taskloom.chat import Message, ScriptedChatModel
