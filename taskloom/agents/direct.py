@@ -18,7 +18,9 @@ Two decisions, in order:
 2. **The parameters**, written by the SLM under a grammar, in the goal's own words:
    every free-form string it writes is a verbatim span of the goal
    (`x-copy-from`, see `chat.llama.grammar`), and names are snake_case by pattern.
-   - `extract`: up to six fields, each a snake_case name and a description;
+   - `extract`: up to six fields, each a snake_case name and a description; a field
+     whose description's words earlier fields already cover is dropped (small models
+     keep listing fields, repeating the goal's words);
    - `fill_slots`: the same, as slots;
    - `classify`: two to eight labels, as the goal names them;
    - `filter`: the query the passages should answer.
@@ -317,10 +319,15 @@ class DirectPlanner:
 
     def _fields(self, kind: StepKind, goal: str, text: str) -> tuple[Plan, str] | None:
         fields: dict[str, str] = {}
+        covered: set[str] = set()
         for f in self._ask(goal, FIELDS_SCHEMA, FIELD_EXAMPLES, FIELDS_TASK).get("fields", []):
             name, what = f["name"], f["description"].strip()
-            if name not in fields and what:
+            words = content_words(what)
+            # A small model keeps listing fields; one whose words an earlier field
+            # already covers is not something else the goal asks for.
+            if name not in fields and words - covered:
                 fields[name] = what
+                covered |= words
         if not fields:
             return None
         copy = not REWORD.search(goal)

@@ -77,7 +77,9 @@ def test_extract_gets_the_fields_the_slm_names_copied_from_the_text() -> None:
             "fields": [
                 {"name": "person", "description": "the name of the person I met"},
                 {"name": "city", "description": "the city she lives in"},
-                {"name": "city", "description": "a duplicate, dropped"},
+                {"name": "city", "description": "a name taken: dropped"},
+                {"name": "home", "description": "the city"},  # nothing new: dropped
+                {"name": "met", "description": "I met"},  # the goal's "met": nothing new
             ]
         }
     )
