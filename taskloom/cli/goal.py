@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def goal_options(fn: Any) -> Any:
     """The options of planning from a goal (`run --goal`, `plan`)."""
     options = [
-        click.option("--goal", metavar="TEXT", help="Plan this goal with the LLM, then run it."),
+        click.option("--goal", metavar="TEXT", help="Route this goal, plan it, then run it."),
         click.option("--planner-model", metavar="NAME", help="Model the planner asks for."),
         click.option("--max-steps", type=int, metavar="N", help="Budget: steps in the run."),
         click.option("--max-cost-usd", type=float, metavar="USD", help="Budget: dollars."),
