@@ -319,6 +319,8 @@ def plan_goal(
     why = f"the router sent the goal to the LLM ({route.reason})" if routed else route.reason
     if planner.is_local:
         why += "; no endpoint, and --local-planner lets the local model plan"
+        if planner.last_fallback:
+            why += "; its plans stayed invalid, so the direct one-step plan"
     return PlannedGoal(
         plan=made,
         planner_model=planner.model.name,

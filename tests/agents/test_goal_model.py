@@ -19,7 +19,10 @@ from typing import Any
 
 import pytest
 
+from taskloom.agents.grounding import grounding_problems
+from taskloom.api.local import plan_goal
 from taskloom.cli import main
+from taskloom.plan import load_plan
 
 pytestmark = [pytest.mark.model, pytest.mark.timeout(600)]
 
@@ -136,3 +139,26 @@ def test_a_complex_goal_exits_2_with_one_line(tmp_path: Path) -> None:
     assert line.startswith("taskloom: error: this goal needs an LLM planner (router: complexity")
     assert "set OPENAI_BASE_URL" in line and "python -m llama_cpp.server --model" in line
     assert "--local-planner" in line and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_the_local_planner_never_returns_a_plan_that_ignores_the_goal(
+    taskloom_home: Path,
+) -> None:
+    """--local-planner on a complex goal: whatever the 270M model writes, the plan that
+    comes back reads the goal's inputs and answers it, or is the direct plan it fell
+    back to (measured once: it copied an example's `$input.review` three times, and fell
+    back)."""
+    goal = (
+        "For each review, decide whether it is positive or negative, then write a short "
+        "summary of the complaints"
+    )
+    inputs = {"reviews": ["The kettle leaks and the lid broke.", "Great kettle, boils fast."]}
+    planned = plan_goal(goal, inputs, is_local_planner=True)
+    assert planned.planner == "local" and "--local-planner" in planned.why
+    print(planned.attempts, "attempts; fallback:", planned.fallback)
+    load_plan(planned.plan, inputs=inputs)  # valid, over this run's inputs
+    if planned.fallback is None:
+        assert grounding_problems(planned.plan, goal, inputs) == []
+    else:
+        assert len(planned.plan.steps) == 1 and "direct one-step plan" in planned.why
