@@ -9,8 +9,8 @@ Two decisions, in order:
    - `filter`: which, find, keep, select, pick, choose, retrieve, relevant, mention;
      needs an input that is a list of texts (the passages);
    - `classify`: a `labels` input; classify, categorise, label, tag, whether; or a
-     question that opens with a verb such as "is" or "does" (the labels are what it
-     names on either side of "or", else yes / no); needs a text input;
+     question that opens with a verb such as "is" or "does", not "can you" (its labels
+     are what it names around "or", else yes / no); needs a text input;
    - `fill_slots`: slot, fill in, fill out, form; needs a text input;
    - `extract`: extract, pull, get, find, identify, list, give, collect, capture, and
      the question words what, who, when, where, which, how many, how much; needs a text;
@@ -68,9 +68,12 @@ KIND_CUES: dict[StepKind, re.Pattern[str]] = {
 """The words that ask for each kind (see the module docstring); order breaks ties."""
 
 QUESTION = re.compile(
-    r"^\s*(is|are|was|were|does|do|did|can|could|will|would|should|has|have)\b", re.I
+    r"^\s*(is|are|was|were|does|do|did|can|could|will|would|should|has|have)\b"
+    r"(?!\s+(you|we)\b)",
+    re.I,
 )
-"""A goal that opens like a closed question asks to choose: between what it names, or yes / no."""
+"""A goal that opens like a closed question asks to choose: between what it names, or yes /
+no. "Can you …" and "Could we …" are requests, not questions."""
 
 REWORD = re.compile(r"\b(translat|convert|normali[sz]|format|rewrit|reword|summari[sz])", re.I)
 """A goal that asks for text changed from the input's words: values need not be copied."""

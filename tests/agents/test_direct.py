@@ -26,6 +26,7 @@ PASSAGES = ["The car park opens at 7am.", "Our cakes are baked daily.", "Parking
     [
         ("Extract the sender and the date from the note", {"note": NOTE}, "extract"),
         ("Who did I meet, and where?", {"note": NOTE}, "extract"),
+        ("Can you get the date I met her from the note?", {"note": NOTE}, "extract"),
         ("Is the customer happy or unhappy with the repair?", {"message": NOTE}, "classify"),
         ("Does this note mention a meeting?", {"note": NOTE}, "classify"),
         ("Categorise the note by topic: travel, work or family", {"note": NOTE}, "classify"),
