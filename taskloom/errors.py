@@ -11,6 +11,7 @@ TaskloomError                      base; carries run_id / step_id when known
 │   ├── TaskInputError             an SLM step's inputs that its kind can't use
 │   ├── SchemaError                an output schema the grammar compiler can't handle
 │   ├── ConfigError                a bad setting (queue name, URL, secret)
+│   │   └── PlannerRequiredError   a goal that needs an LLM planner, and no endpoint is set
 │   └── RunNotFoundError           a run id that never existed or has expired
 ├── InfrastructureError            something outside us is down: exit code 3
 │   ├── RedisUnavailableError      Redis can't be reached (names the URL)
@@ -115,6 +116,10 @@ class SchemaError(UserError):
 
 class ConfigError(UserError):
     """A setting that cannot be used (a queue name, a URL, a secret)."""
+
+
+class PlannerRequiredError(ConfigError):
+    """A goal the router sends to the LLM planner, with no endpoint configured to plan it."""
 
 
 class RunNotFoundError(UserError):

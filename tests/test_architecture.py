@@ -18,7 +18,7 @@ LAYERS = [
     {"workers"},
     {"views", "testing"},
     {"api"},
-    {"cli"},
+    {"cli", "__main__"},
 ]
 """Bottom to top: a module imports from its own layer or the ones below it."""
 

@@ -1,7 +1,7 @@
 """Goal runs: route, plan (streaming), run, join, and replan, under one budget.
 
 ```
-goal ─► router ─┬─► slm: one SLM step ─────────────────────────────► record
+goal ─► router ─┬─► slm: one SLM step that fits the goal (agents.direct) ─► record
                 └─► llm: planner.stream ─► flow.add(step) as each arrives
                          ─► steps run while the plan is still streaming
                          ─► joiner: finish (answer) | replan (what is missing) ─┐
@@ -17,22 +17,21 @@ by the planner (non-streaming, with the problems) and run again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from taskloom.agents.budget import Budget
+from taskloom.agents.direct import DirectPlanner
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.agents.joiner import Joiner
 from taskloom.agents.planner import Planner, PlanStream, check_goal
-from taskloom.agents.router import Route, Router, direct_plan
+from taskloom.agents.router import Route, Router
 from taskloom.chat import ChatModel
-from taskloom.chat.openai import OpenAIChatModel
 from taskloom.config import Settings
 from taskloom.dispatch.base import Dispatcher
-from taskloom.errors import BudgetExceededError, PlanValidationError
+from taskloom.errors import BudgetExceededError, PlannerRequiredError, PlanValidationError
 from taskloom.logs import get_logger
 from taskloom.plan import Plan
 from taskloom.step import ErrorInfo, StepResult
@@ -45,9 +44,12 @@ from taskloom.workflows.store import RunStore
 
 log = get_logger(__name__)
 
-LOCAL_PLAN_MAX_TOKENS = 700
-"""A plan reply's token cap when the local SLM plans: at ~8 tokens/s constrained, about
-a minute and a half per attempt on CPU, enough for the compact schema's few steps."""
+NEEDS_LLM = (
+    "this goal needs an LLM planner ({reason}) and no endpoint is configured: set "
+    "OPENAI_BASE_URL to any OpenAI-compatible server (e.g. run `python -m llama_cpp.server "
+    "--model MODEL.gguf` and set OPENAI_BASE_URL=http://localhost:8000/v1), or pass "
+    "--local-planner to let the small local model plan (its plans are weak)"
+)
 
 
 @dataclass
@@ -55,20 +57,59 @@ class GoalRun:
     """What a goal run needs besides the dispatcher.
 
     Args:
-        planner: turns the goal into plans.
+        planner: turns the goal into plans; None: there is none (no endpoint, and the
+            local model may not plan), so a goal routed to the LLM can't run.
         joiner: finishes or replans after each round; None takes the plan's output.
         router: sends simple requests to the SLM alone; None always plans.
+        direct: the one-step plans of goals the router keeps on the SLM; None: one
+            on the router's SLM.
         llm: the large model that escalated and `kind: llm` steps run on; None: none.
         budget: shared by all of the above.
         is_streaming: dispatch steps while the plan streams in.
+        tools: the Python tools plans may call; by default the planner's.
     """
 
-    planner: Planner
+    planner: Planner | None
     joiner: Joiner | None = None
     router: Router | None = None
+    direct: DirectPlanner | None = None
     llm: ChatModel | None = None
     budget: Budget = field(default_factory=Budget)
     is_streaming: bool = True
+    tools: ToolRegistry | None = None
+
+    def __post_init__(self) -> None:
+        if self.tools is None:
+            self.tools = self.planner.tools if self.planner is not None else ToolRegistry()
+        if self.direct is None:
+            slm = self.router.slm if self.router is not None else None
+            self.direct = DirectPlanner(slm, settings=_settings_of(self), budget=self.budget)
+
+
+def _settings_of(agents: GoalRun) -> Settings | None:
+    for part in (agents.planner, agents.router):
+        if part is not None:
+            return part.settings
+    return None
+
+
+def route_goal(goal: str, inputs: dict[str, Any], agents: GoalRun) -> Route:
+    """Where the goal goes: the router's decision, or the planner when there is no router.
+
+    Raises:
+        InputError: the goal is empty.
+        PlannerRequiredError: the goal goes to the LLM and there is no planner.
+    """
+    check_goal(goal)
+    if agents.router is not None:
+        route = agents.router.route(goal, inputs)
+        said = f"router: {route.reason}"
+    else:
+        route = Route.off("routing is off (--no-route): every goal is planned")
+        said = route.reason
+    if route.target == "llm" and agents.planner is None:
+        raise PlannerRequiredError(NEEDS_LLM.format(reason=said))
+    return route
 
 
 def run_goal(
@@ -82,25 +123,37 @@ def run_goal(
     store: RunStore | None = None,
     run_id: str | None = None,
     on_event: OnEvent | None = None,
+    route: Route | None = None,
 ) -> RunRecord:
     """Route, plan, run and join a goal; return one record for every round.
 
+    Args:
+        route: the goal's route, when `route_goal` already decided it.
+
     Raises:
         InputError: the goal is empty.
+        PlannerRequiredError: the goal needs the LLM planner, and there is none.
         PlanValidationError: the first plan stayed invalid after its repairs.
         EndpointUnavailableError: the LLM endpoint kept failing.
     """
-    check_goal(goal)
+    route = route if route is not None else route_goal(goal, inputs, agents)
     run_id = run_id or new_run_id()
     started = time.time()
     escalating = EscalatingDispatcher(
         dispatcher, llm=agents.llm, budget=agents.budget, settings=settings
     )
     ctx = _Rounds(goal, inputs, agents, escalating, settings, checkpointer, on_event, run_id)
-    route = agents.router.route(goal, inputs) if agents.router is not None else None
-    if route is not None and route.target == "slm":
-        ctx.run_plan(direct_plan(goal, inputs), source="router")
+    if route.target == "slm":
+        assert agents.direct is not None  # set in GoalRun.__post_init__
+        direct = agents.direct.plan(goal, inputs)
+        by = _planned_by(
+            "direct",
+            agents.direct.slm,
+            f"the router kept the goal on the SLM ({route.reason}); one step: {direct.why}",
+        )
+        ctx.run_plan(direct.plan, source="router", planner=by)
     else:
+        ctx.planner_why = f"the router sent the goal to the LLM ({route.reason})"
         ctx.plan_rounds()
     record = ctx.record(started, route)
     record.escalations = list(escalating.escalations)
@@ -132,16 +185,31 @@ class _Rounds:
         self.records: list[RunRecord] = []
         self.output: Any = None
         self.stopped: ErrorInfo | None = None
+        self.tools = agents.tools if agents.tools is not None else ToolRegistry()
+        self.planner_why = ""  # why the planner plans: the route, for the record
+
+    @property
+    def planner(self) -> Planner:
+        """The planner of the planning rounds (`route_goal` made sure there is one)."""
+        assert self.agents.planner is not None
+        return self.agents.planner
 
     def _round_id(self) -> str:
         n = len(self.records) + 1
         return self.run_id if n == 1 else f"{self.run_id}-{n}"
 
-    def run_plan(self, plan: Plan, *, source: str, info: dict[str, Any] | None = None) -> RunRecord:
+    def run_plan(
+        self,
+        plan: Plan,
+        *,
+        source: str,
+        info: dict[str, Any] | None = None,
+        planner: dict[str, Any] | None = None,
+    ) -> RunRecord:
         """Run a whole plan as one round."""
         started = time.perf_counter()
         record = run(
-            Workflow.from_plan(plan, tools=self.agents.planner.tools),
+            Workflow.from_plan(plan, tools=self.tools),
             self.inputs,
             dispatcher=self.dispatcher,
             settings=self.settings,
@@ -150,13 +218,14 @@ class _Rounds:
             target=f"goal ({source})",
             on_event=self.on_event,
         )
-        self._keep(record, plan, source, (time.perf_counter() - started) * 1000, info or {})
+        wall_ms = (time.perf_counter() - started) * 1000
+        self._keep(record, plan, source, wall_ms, info or {}, planner)
         return record
 
     def run_streamed(self, learned: str | None) -> RunRecord:
         """Plan with a streamed reply, adding each step to the running flow as it arrives."""
         started = time.perf_counter()
-        stream = self.agents.planner.stream(self.goal, self.inputs, learned=learned)
+        stream = self.planner.stream(self.goal, self.inputs, learned=learned)
         timing: dict[str, float] = {}
         holder: dict[str, Plan] = {}
         partial = RunRecord(run_id=self._round_id(), target="goal (streamed plan)")
@@ -185,7 +254,7 @@ class _Rounds:
 
         try:
             record = run(
-                Workflow(streamed_plan, name="goal", tools=self.agents.planner.tools),
+                Workflow(streamed_plan, name="goal", tools=self.tools),
                 self.inputs,
                 dispatcher=self.dispatcher,
                 settings=self.settings,
@@ -212,7 +281,7 @@ class _Rounds:
 
     def _repair(self, stream: PlanStream, e: PlanValidationError, learned: str | None) -> RunRecord:
         log.info("streamed_plan_invalid", problems=len(e.problems))
-        plan = self.agents.planner.plan(
+        plan = self.planner.plan(
             self.goal, self.inputs, learned=learned, repair_of=(stream.text, e.problems)
         )
         return self.run_plan(plan, source="planner (repaired)")
@@ -222,7 +291,7 @@ class _Rounds:
         if self.agents.is_streaming:
             return self.run_streamed(learned)
         planned_at = time.perf_counter()
-        plan = self.agents.planner.plan(self.goal, self.inputs, learned=learned)
+        plan = self.planner.plan(self.goal, self.inputs, learned=learned)
         info = {"plan_ms": (time.perf_counter() - planned_at) * 1000}
         return self.run_plan(plan, source="planner", info=info)
 
@@ -262,20 +331,37 @@ class _Rounds:
                 return
             learned = _learned(decision.reason, record)
 
+    def _planner_record(self) -> dict[str, Any]:
+        """Which planner planned this round (the LLM's or the local model's), and why."""
+        planner = self.planner
+        if not planner.is_local:
+            return _planned_by("llm", planner.model, self.planner_why)
+        why = f"{self.planner_why}; no endpoint, and --local-planner lets the local model plan"
+        if planner.last_fallback:
+            why += f"; its plans stayed invalid, so a one-step plan: {planner.last_fallback}"
+        return _planned_by("local", planner.model, why)
+
     def _keep(
-        self, record: RunRecord, plan: Plan, source: str, wall_ms: float, info: dict[str, Any]
+        self,
+        record: RunRecord,
+        plan: Plan,
+        source: str,
+        wall_ms: float,
+        info: dict[str, Any],
+        planner: dict[str, Any] | None = None,
     ) -> None:
         record.plan = plan.model_dump(mode="json", exclude_none=True)
         self.records.append(record)
-        planner = self.agents.planner
+        is_planned = source.startswith("planner")
         self.rounds.append(
             {
                 "round": len(self.records),
                 "run_id": record.run_id,
                 "source": source,
+                "planner": self._planner_record() if is_planned else planner,
                 "plan": record.plan,
-                "planner_attempts": planner.attempts if source.startswith("planner") else 0,
-                "fallback": planner.last_fallback if source.startswith("planner") else None,
+                "planner_attempts": self.planner.attempts if is_planned else 0,
+                "fallback": self.planner.last_fallback if is_planned else None,
                 "status": record.status.value,
                 "output": record.output,
                 "error": record.error.model_dump() if record.error else None,
@@ -285,7 +371,7 @@ class _Rounds:
             }
         )
 
-    def record(self, started: float, route: Route | None) -> RunRecord:
+    def record(self, started: float, route: Route) -> RunRecord:
         """One record for the whole goal run: the last round's result, every round's steps."""
         last = self.records[-1] if self.records else None
         record = RunRecord(
@@ -303,11 +389,17 @@ class _Rounds:
         else:
             record.status = RunStatus.FAILED
             record.error = self.stopped or ErrorInfo(type="RunFailedError", message="no plan ran")
-        record.route = route.as_record() if route else None
+        record.route = route.as_record()
+        record.planner = self.rounds[-1].get("planner") if self.rounds else None
         record.rounds = self.rounds
         record.finished_at = time.time()
         record.tally()
         return record
+
+
+def _planned_by(name: str, model: ChatModel | None, why: str) -> dict[str, Any]:
+    """The record of who planned: `direct`, `local` or `llm`, the model, and why."""
+    return {"name": name, "model": model.name if model is not None else None, "why": why}
 
 
 def _learned(reason: str, record: RunRecord) -> str:
@@ -322,60 +414,3 @@ def _learned(reason: str, record: RunRecord) -> str:
 def _best_effort_plan(stream: PlanStream) -> Plan:
     """The steps that were streamed, as a plan (for the record of a round that failed)."""
     return Plan(goal=stream.goal, steps=list(stream.yielded.values()), output=None)
-
-
-def goal_agents(
-    settings: Settings,
-    *,
-    tools: ToolRegistry,
-    slm: Callable[[], ChatModel],
-    is_routed: bool = True,
-    is_streaming: bool = True,
-    max_steps: int | None = None,
-) -> GoalRun:
-    """The planner, joiner, router and budget that `settings` configure.
-
-    With an endpoint (`openai_base_url`) the LLM plans, joins, and runs escalated and
-    `kind: llm` steps, and the router (when `is_routed`) may send simple requests to
-    the SLM. Without one, the local SLM plans, with no joiner and no router.
-
-    Args:
-        settings: endpoint, model, prices, thresholds and budgets.
-        tools: the Python tools plans may call.
-        slm: the small model, created on first use (the router and a local planner).
-        is_routed: let the router send simple requests to the SLM alone.
-        is_streaming: dispatch steps while the plan streams in.
-        max_steps: the step budget for the whole run.
-    """
-    budget = Budget(
-        max_cost_usd=settings.max_cost_usd,
-        max_llm_calls=settings.max_llm_calls,
-        max_steps=max_steps,
-    )
-    llm = OpenAIChatModel.from_settings(settings)
-    if llm is None:
-        log.info("planning_locally", reason="no OPENAI_BASE_URL")
-        planner = Planner(
-            slm(),
-            tools=tools,
-            settings=settings,
-            budget=budget,
-            is_local=True,
-            allow_llm_steps=False,
-            max_tokens=LOCAL_PLAN_MAX_TOKENS,
-        )
-        return GoalRun(planner=planner, budget=budget, is_streaming=is_streaming)
-    planner = Planner(llm, tools=tools, settings=settings, budget=budget)
-    router = (
-        Router(slm(), threshold=settings.route_threshold, settings=settings, budget=budget)
-        if is_routed
-        else None
-    )
-    return GoalRun(
-        planner=planner,
-        joiner=Joiner(llm, settings=settings, budget=budget),
-        router=router,
-        llm=llm,
-        budget=budget,
-        is_streaming=is_streaming,
-    )

@@ -5,21 +5,27 @@ number of times (`Settings.plan_repairs`), then planning fails with every proble
 listed. `Planner.stream` yields each step the moment its JSON object is complete, so
 a run can dispatch it while the rest of the plan is still arriving.
 
-Without an endpoint the local SLM plans: its reply is constrained to the planning
-schema, so it parses; when it still fails validation after the repairs, the planner
-falls back to a one-step plan (a `generate` step on the goal), which is valid by
-construction, and says so in `last_fallback`.
+The prompt shows the example plans nearest the goal (`agents.examples`), not one
+fixed example. When the local SLM plans (`is_local`, `--local-planner`), its reply is
+constrained to the planning schema, so it parses, and a valid plan must also be about
+its goal (`agents.grounding`: it reads the goal's inputs, its output answers the
+goal, it is not an example); each failure is a named problem for the repair loop.
+A local plan still invalid after the repairs falls back to a one-step plan
+(`fallback`: by default a `generate` step on the goal), valid by construction, and
+says so in `last_fallback`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
 from taskloom.agents.budget import Budget
+from taskloom.agents.examples import nearest
+from taskloom.agents.grounding import grounding_problems
 from taskloom.agents.prompts import SLM_KIND_NAMES, plan_schema, planner_messages, repair_messages
 from taskloom.agents.stepstream import StepScanner
 from taskloom.chat import ChatModel, Completion, Message
@@ -76,7 +82,7 @@ def tool_problem(raw: Mapping[str, Any], tools: ToolRegistry) -> str | None:
     return f"step {raw.get('id')!r}: unknown tool {raw['tool']!r} (registered tools: {known})"
 
 
-def fallback_plan(goal: str) -> Plan:
+def fallback_plan(goal: str, inputs: Mapping[str, Any] | None = None) -> Plan:
     """A one-step plan that answers the goal with the SLM: valid by construction."""
     step = Step(
         id="answer",
@@ -94,12 +100,14 @@ class Planner:
         tools: the registered Python tools plans may call.
         settings: step limit, repairs, prices.
         budget: the run's budget; every call is checked and counted against it.
-        is_local: the model is the local SLM (no endpoint): plans that stay invalid
-            fall back to `fallback_plan` instead of failing.
+        is_local: the model is the local SLM (no endpoint): plans must also be about
+            the goal (`grounding`), and plans that stay invalid fall back to
+            `fallback` instead of failing.
         allow_llm_steps: offer `kind: llm` (only when an LLM can run those steps).
         is_compact: constrain replies to the compact plan schema (bounded values), for
             small models behind a grammar; None: when `is_local`.
         max_tokens: the most tokens a plan reply may take.
+        fallback: the local planner's plan of last resort, from the goal and inputs.
     """
 
     def __init__(
@@ -113,6 +121,7 @@ class Planner:
         allow_llm_steps: bool = True,
         is_compact: bool | None = None,
         max_tokens: int = PLAN_MAX_TOKENS,
+        fallback: Callable[[str, Mapping[str, Any]], Plan] = fallback_plan,
     ) -> None:
         self.model = model
         self.tools = tools if tools is not None else ToolRegistry()
@@ -121,6 +130,8 @@ class Planner:
         self.is_local = is_local
         self.is_compact = is_local if is_compact is None else is_compact
         self.max_tokens = max_tokens
+        self.fallback = fallback
+        self.shown: list[dict[str, Any]] = []  # the example plans in the last prompt
         self.kinds = [*SLM_KIND_NAMES]
         if allow_llm_steps:
             self.kinds.append(StepKind.LLM.value)
@@ -135,7 +146,8 @@ class Planner:
         return self.settings.max_steps if left is None else min(self.settings.max_steps, left)
 
     def messages(self, goal: str, inputs: Mapping[str, Any], learned: str | None) -> list[Message]:
-        """The planning prompt for this goal."""
+        """The planning prompt for this goal, with the example plans nearest it."""
+        self.shown = nearest(goal, inputs)
         return planner_messages(
             goal,
             inputs,
@@ -143,6 +155,7 @@ class Planner:
             tools=self.tools.catalogue(),
             max_steps=self.max_steps(),
             learned=learned,
+            examples=self.shown,
         )
 
     def _start(self, goal: str) -> int:
@@ -197,13 +210,13 @@ class Planner:
                 continue
             log.info("plan_ready", steps=len(plan.steps), attempts=attempt + 1)
             return plan
-        return self._give_up(goal, problems)
+        return self._give_up(goal, inputs, problems)
 
-    def _give_up(self, goal: str, problems: list[str]) -> Plan:
+    def _give_up(self, goal: str, inputs: Mapping[str, Any], problems: list[str]) -> Plan:
         if self.is_local:
             self.last_fallback = "; ".join(problems)
             log.warning("plan_fallback", problems=len(problems))
-            return fallback_plan(goal)
+            return self.fallback(goal, inputs)
         raise PlanValidationError(
             problems, source=f"planner ({self.model.name}, {self.attempts} attempts)"
         )
@@ -225,9 +238,15 @@ class Planner:
         if isinstance(data, dict):
             data.setdefault("goal", goal)
             data.setdefault("version", 1)
-        return check_plan(
+        plan = check_plan(
             data, tools=self.tools, inputs=inputs, max_steps=max_steps, source="planner"
         )
+        if self.is_local:
+            examples = [e["plan"] for e in self.shown]
+            problems = grounding_problems(plan, goal, inputs, examples=examples)
+            if problems:
+                raise PlanValidationError(problems, source="planner")
+        return plan
 
     def stream(
         self, goal: str, inputs: Mapping[str, Any], *, learned: str | None = None

@@ -25,50 +25,6 @@ KIND_GUIDE: dict[str, str] = {
     "tool": 'inputs: the tool\'s arguments; "tool": its name → what the tool returns',
 }
 
-EXAMPLE_PLAN: dict[str, Any] = {
-    "version": 1,
-    "goal": "Triage this support email",
-    "steps": [
-        {
-            "id": "contact",
-            "kind": "extract",
-            "inputs": {"text": "$input.email"},
-            "output": {
-                "type": "object",
-                "properties": {"name": {"type": "string"}},
-                "required": ["name"],
-            },
-        },
-        {
-            "id": "intent",
-            "kind": "classify",
-            "inputs": {"text": "$input.email", "labels": ["refund", "shipping", "other"]},
-        },
-        {
-            "id": "reply",
-            "kind": "generate",
-            "inputs": {
-                "instruction": "Draft a short reply to ${contact.name} about ${intent.label}",
-                "context": "$input.email",
-            },
-        },
-    ],
-    "output": {"intent": "$intent.label", "reply": "$reply.text"},
-}
-
-
-def example_plan(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """The example plan, written against this run's own first input.
-
-    Small models copy the example closely; pointing it at an input that exists makes
-    a copied plan one that validates.
-    """
-    name = next((k for k, v in inputs.items() if isinstance(v, str)), next(iter(inputs), None))
-    text = json.dumps(EXAMPLE_PLAN)
-    if name is None:
-        return dict(json.loads(text.replace('"$input.email"', '"the text to work on"')))
-    return dict(json.loads(text.replace("$input.email", f"$input.{name}")))
-
 
 def _text(max_length: int) -> dict[str, Any]:
     return {"type": "string", "maxLength": max_length}
@@ -173,8 +129,10 @@ def planner_messages(
     tools: Sequence[Mapping[str, Any]],
     max_steps: int,
     learned: str | None = None,
+    examples: Sequence[Mapping[str, Any]] = (),
 ) -> list[Message]:
-    """The planning prompt: the format, kinds and tools first (shared), the goal last."""
+    """The planning prompt: the format, kinds and tools first (shared), then examples
+    chosen for this goal (`agents.examples`), the goal last."""
     kind_lines = "\n".join(f"- {k}: {KIND_GUIDE[k]}" for k in kinds if k in KIND_GUIDE)
     if tools:
         tool_lines = "\n".join(
@@ -196,9 +154,17 @@ def planner_messages(
         "inputs that exist and steps in the plan, with no cycles.\n\n"
         f"Kinds:\n{kind_lines}\n\nRegistered tools:\n{tool_lines}\n\n"
         '"output" is the run\'s result: any JSON with references.\n'
-        f"Use at most {max_steps} steps. Reply with the JSON plan only.\n\n"
-        f"Example:\n{json.dumps(example_plan(inputs))}"
+        f"Use at most {max_steps} steps. Reply with the JSON plan only."
     )
+    if examples:
+        system += (
+            "\n\nExamples: other goals, each with its own inputs. Plan this goal, reading "
+            "this run's inputs; do not copy them."
+        )
+        for ex in examples:
+            shown = ", ".join(f"$input.{name} ({what})" for name, what in ex["inputs"].items())
+            plan = {"version": 1, "goal": ex["goal"], **ex["plan"]}
+            system += f"\n\nGoal: {ex['goal']}\nInputs: {shown}\nPlan: {json.dumps(plan)}"
     user = f"Goal: {goal}\nInputs:\n{summarize_inputs(inputs)}"
     if learned:
         user += f"\n\nAn earlier plan ran; what it found:\n{learned}\nPlan what is still needed."

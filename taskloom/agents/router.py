@@ -9,8 +9,8 @@ trades cost against quality. The signal mixes:
   sentence and clause count, length, and how many inputs it has.
 
 A request whose complexity score is at or above `threshold` is planned by the LLM;
-below, it is answered by one SLM step (`classify` when the inputs carry labels,
-else `generate`). Raising the threshold sends more to the SLM: cheaper, riskier.
+below, it is answered by one SLM step that fits the goal (`agents.direct`). Raising
+the threshold sends more to the SLM: cheaper, riskier.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from taskloom.agents.budget import Budget
 from taskloom.chat import ChatModel
 from taskloom.config import Settings
 from taskloom.logs import get_logger
-from taskloom.plan import Plan, Step, StepKind
 from taskloom.tools import run_task
 
 log = get_logger(__name__)
@@ -71,6 +70,11 @@ class Route:
     reason: str
     signals: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def off(cls, reason: str) -> Route:
+        """The route of a goal that was not routed: the planner plans it."""
+        return cls("llm", 1.0, 1.0, reason)
+
     def as_record(self) -> dict[str, Any]:
         """The decision as the run record keeps it."""
         return {
@@ -104,27 +108,6 @@ def feature_score(goal: str, inputs: Mapping[str, Any]) -> float:
     f = features(goal, inputs)
     z = FEATURE_BIAS + sum(FEATURE_WEIGHTS[k] * v for k, v in f.items())
     return 1.0 / (1.0 + math.exp(-z))
-
-
-def direct_plan(goal: str, inputs: Mapping[str, Any]) -> Plan:
-    """The one-step plan for a request the SLM answers directly."""
-    labels = inputs.get("labels")
-    text_key = next(
-        (k for k in ("text", "question", "email") if isinstance(inputs.get(k), str)), None
-    )
-    if isinstance(labels, list) and len(labels) >= 2 and text_key:
-        step = Step(
-            id="answer",
-            kind=StepKind.CLASSIFY,
-            inputs={"text": f"$input.{text_key}", "labels": "$input.labels"},
-        )
-        return Plan(goal=goal, steps=[step], output="$answer.label")
-    step = Step(
-        id="answer",
-        kind=StepKind.GENERATE,
-        inputs={"instruction": goal, "context": "$input" if inputs else None},
-    )
-    return Plan(goal=goal, steps=[step], output="$answer.text")
 
 
 class Router:

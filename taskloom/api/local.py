@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from taskloom.agents.escalate import EscalatingDispatcher
-from taskloom.agents.goal import goal_agents
+from taskloom.agents.goal import route_goal
 from taskloom.agents.goal import run_goal as run_goal_rounds
 from taskloom.agents.planner import check_goal
+from taskloom.agents.wiring import goal_agents
 from taskloom.chat import ChatModel, load_model
 from taskloom.config import Settings
 from taskloom.dispatch.base import Dispatcher
@@ -205,6 +206,7 @@ def run_goal(
     is_inline: bool = False,
     is_routed: bool = True,
     is_streaming: bool = True,
+    is_local_planner: bool = False,
     max_steps: int | None = None,
     run_id: str | None = None,
     watcher: Watcher | None = None,
@@ -212,11 +214,15 @@ def run_goal(
 ) -> RunRecord:
     """Route a goal, plan it (streaming), run it and join; one record for every round.
 
-    The LLM is the OpenAI-compatible endpoint of `openai_base_url`; without one the
-    local model plans. Options are `Settings` fields (`max_cost_usd=`, `escalate_below=`, …).
+    The LLM is the OpenAI-compatible endpoint of `openai_base_url`. Without one, a goal
+    the router keeps on the SLM runs as one step that fits it, and a goal it sends to
+    the LLM raises PlannerRequiredError (before any cluster starts) unless
+    `is_local_planner` lets the local model plan it. Options are `Settings` fields
+    (`max_cost_usd=`, `escalate_below=`, …).
 
     Raises:
         InputError: the goal is empty.
+        PlannerRequiredError: the goal needs an LLM planner and no endpoint is set.
         PlanValidationError: the first plan stayed invalid after its repairs.
         EndpointUnavailableError: the LLM endpoint kept failing.
     """
@@ -225,12 +231,13 @@ def run_goal(
     run_id = run_id or new_run_id()
     modules = list(tool_modules)
     tools = load_tools(modules)
-    with (
-        connect(
-            settings, is_inline=is_inline, workers=workers, tools=tools, tool_specs=modules
-        ) as dispatcher,
-        sqlite_checkpointer(settings.state_path) as checkpointer,
-    ):
+    with ExitStack() as stack:
+        # Inline steps share this process's model, so the router does too; otherwise
+        # the route is decided before a cluster starts, so a goal that can't run
+        # stops at once.
+        dispatcher: Dispatcher | None = None
+        if is_inline:
+            dispatcher = stack.enter_context(connect(settings, is_inline=True, tools=tools))
         agents = goal_agents(
             settings,
             tools=tools,
@@ -238,7 +245,14 @@ def run_goal(
             is_routed=is_routed,
             is_streaming=is_streaming,
             max_steps=max_steps,
+            is_local_planner=is_local_planner,
         )
+        route = route_goal(goal, inputs or {}, agents)
+        if dispatcher is None:
+            dispatcher = stack.enter_context(
+                connect(settings, workers=workers, tools=tools, tool_specs=modules)
+            )
+        checkpointer = stack.enter_context(sqlite_checkpointer(settings.state_path))
         return run_goal_rounds(
             goal,
             inputs or {},
@@ -249,18 +263,27 @@ def run_goal(
             store=SqliteRunStore(settings.state_path),
             run_id=run_id,
             on_event=_observe(None, watcher, dispatcher, run_id),
+            route=route,
         )
 
 
 @dataclass(frozen=True)
 class PlannedGoal:
-    """A plan made from a goal, and how it was made."""
+    """A plan made from a goal, and how it was made.
+
+    `planner` is `direct` (the router kept the goal on the SLM: one step that fits
+    it), `local` (the local model planned, `is_local_planner`) or `llm`; `why` says
+    why, and `route` is the router's decision (None when the LLM plans unrouted).
+    """
 
     plan: Plan
     planner_model: str
     attempts: int
     cost_usd: float
     fallback: str | None
+    planner: str = "llm"
+    why: str = ""
+    route: dict[str, Any] | None = None
 
 
 def plan_goal(
@@ -270,30 +293,57 @@ def plan_goal(
     settings: Settings | None = None,
     tool_modules: Iterable[str] = (),
     max_steps: int | None = None,
+    is_local_planner: bool = False,
     **options: Any,
 ) -> PlannedGoal:
     """Plan a goal and return the validated plan; nothing runs.
 
+    With an endpoint the LLM plans. Without one the router decides, as for `run_goal`:
+    the direct one-step plan for a simple goal; for a complex one, PlannerRequiredError
+    unless `is_local_planner`.
+
     Raises:
         InputError: the goal is empty.
+        PlannerRequiredError: the goal needs an LLM planner and no endpoint is set.
         PlanValidationError: the plan stayed invalid after its repairs.
     """
-    check_goal(goal)  # before starting a cluster or loading a model
+    check_goal(goal)  # before loading a model
     settings = settings_for(settings, options)
+    inputs = inputs or {}
     agents = goal_agents(
         settings,
         tools=load_tools(list(tool_modules)),
         slm=partial(load_model, settings),
-        is_routed=False,
+        is_routed=not settings.openai_base_url,
         max_steps=max_steps,
+        is_local_planner=is_local_planner,
     )
-    made = agents.planner.plan(goal, inputs or {})
+    route = route_goal(goal, inputs, agents)
+    routed = route.as_record() if agents.router is not None else None
+    if route.target == "slm" and agents.direct is not None:
+        direct = agents.direct.plan(goal, inputs)
+        model = agents.direct.slm.name if agents.direct.slm is not None else "none"
+        why = f"the router kept the goal on the SLM ({route.reason}); one step: {direct.why}"
+        return PlannedGoal(
+            direct.plan, model, 0, agents.budget.cost_usd, None, "direct", why, routed
+        )
+    planner = agents.planner
+    assert planner is not None  # route_goal made sure
+    made = planner.plan(goal, inputs)
+    why = f"the router sent the goal to the LLM ({route.reason})" if routed else route.reason
+    if planner.is_local:
+        why += "; no endpoint, and --local-planner lets the local model plan"
+        if planner.last_fallback:
+            why += "; its plans stayed invalid, so the direct one-step plan"
     return PlannedGoal(
         plan=made,
-        planner_model=agents.planner.model.name,
-        attempts=agents.planner.attempts,
+        planner_model=planner.model.name,
+        attempts=planner.attempts,
         cost_usd=agents.budget.cost_usd,
-        fallback=agents.planner.last_fallback,
+        fallback=planner.last_fallback,
+        planner="local" if planner.is_local else "llm",
+        why=why,
+        route=routed,
     )
 
 
@@ -371,8 +421,9 @@ def _observe(
     return both
 
 
-def _slm(dispatcher: Dispatcher, settings: Settings) -> Callable[[], ChatModel]:
-    """The small model for the router and a local planner: the inline dispatcher's own."""
+def _slm(dispatcher: Dispatcher | None, settings: Settings) -> Callable[[], ChatModel]:
+    """The small model for the router, direct plans and a local planner: the inline
+    dispatcher's own, else one loaded here."""
     if isinstance(dispatcher, InlineDispatcher):
         return dispatcher.model
     return partial(load_model, settings)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from taskloom.cli.app import cli
-from taskloom.cli.common import parse_inputs
+from taskloom.cli.common import parse_inputs, settings_from
 from taskloom.errors import InputError
 
 if TYPE_CHECKING:
@@ -18,17 +18,34 @@ if TYPE_CHECKING:
 def goal_options(fn: Any) -> Any:
     """The options of planning from a goal (`run --goal`, `plan`)."""
     options = [
-        click.option("--goal", metavar="TEXT", help="Plan this goal with the LLM, then run it."),
+        click.option("--goal", metavar="TEXT", help="Route this goal, plan it, then run it."),
         click.option(
             "--planner-model", metavar="NAME", help="The LLM model: plans, escalations, llm steps."
         ),
         click.option("--max-steps", type=int, metavar="N", help="Budget: steps in the run."),
         click.option("--max-cost-usd", type=float, metavar="USD", help="Budget: dollars."),
         click.option("--max-llm-calls", type=int, metavar="N", help="Budget: LLM calls."),
+        click.option(
+            "--local-planner",
+            is_flag=True,
+            help="Without OPENAI_BASE_URL, let the small local model plan goals that need "
+            "an LLM planner (its plans are weak).",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def warn_local_planner(local_planner: bool) -> None:
+    """Warn on stderr when the local model may plan: its plans are weak."""
+    if local_planner and not settings_from().openai_base_url:
+        click.echo(
+            "taskloom: warning: --local-planner: goals that need an LLM planner are planned "
+            "by the small local model, and its plans are weak; set OPENAI_BASE_URL to an "
+            "OpenAI-compatible server for good ones",
+            err=True,
+        )
 
 
 def emit_goal_summary(record: RunRecord) -> None:
@@ -38,7 +55,8 @@ def emit_goal_summary(record: RunRecord) -> None:
     g = goal_summary(record)
     stopped = g["stopped"]
     line = (
-        f"goal: route {g['route']}, {g['rounds']} round(s), {g['escalations']} escalation(s), "
+        f"goal: route {g['route']}, planned by {g['planner']}, {g['rounds']} round(s), "
+        f"{g['escalations']} escalation(s), "
         f"{g['llm_calls']} LLM call(s), ${g['cost_usd']:.6f} in all"
     )
     if stopped:
@@ -60,6 +78,7 @@ def plan(
     max_steps: int | None,
     as_json: bool,
     mermaid: bool,
+    local_planner: bool,
     **flags: Any,
 ) -> None:
     """Plan --goal and print the validated plan; nothing runs."""
@@ -70,8 +89,14 @@ def plan(
         raise InputError("plan needs a goal; pass --goal with what the run should achieve")
     if as_json and mermaid:
         raise click.UsageError("give --json or --mermaid, not both")
+    warn_local_planner(local_planner)
     planned = local.plan_goal(
-        goal, parse_inputs(input_text), tool_modules=tool_specs, max_steps=max_steps, **flags
+        goal,
+        parse_inputs(input_text),
+        tool_modules=tool_specs,
+        max_steps=max_steps,
+        is_local_planner=local_planner,
+        **flags,
     )
     made = planned.plan
     if as_json:
@@ -86,7 +111,9 @@ def plan(
         click.echo(f"output: {json.dumps(made.output, ensure_ascii=False)}")
     fallback = f"; fell back to one step: {planned.fallback}" if planned.fallback else ""
     click.echo(
-        f"plan by {planned.planner_model}: {len(made.steps)} steps, {planned.attempts} "
-        f"attempt(s), ${planned.cost_usd:.6f}{fallback}",
+        f"plan by {planned.planner_model} ({planned.planner} planner): {len(made.steps)} "
+        f"steps, {planned.attempts} attempt(s), ${planned.cost_usd:.6f}{fallback}",
         err=True,
     )
+    if planned.why:
+        click.echo(f"why: {planned.why}", err=True)

@@ -8,7 +8,7 @@ import click
 
 from taskloom.cli.app import cli
 from taskloom.cli.common import emit_record, exit_for, parse_inputs, settings_from, warn_unserved
-from taskloom.cli.goal import emit_goal_summary, goal_options
+from taskloom.cli.goal import emit_goal_summary, goal_options, warn_local_planner
 from taskloom.errors import InputError
 from taskloom.views.progress import Progress
 
@@ -17,6 +17,7 @@ GOAL_ONLY = {
     "no_route": "--no-route",
     "max_replans": "--max-replans",
     "no_stream": "--no-stream",
+    "local_planner": "--local-planner",
 }
 """Flags that only mean something when a goal is planned: refused on a TARGET run."""
 
@@ -59,6 +60,7 @@ def run(
     no_route: bool,
     no_stream: bool,
     max_steps: int | None,
+    local_planner: bool,
     **flags: Any,
 ) -> None:
     """Run TARGET (a plan file, file.py:name or module:name), or plan and run --goal."""
@@ -68,6 +70,7 @@ def run(
     if goal is not None:
         if target:
             raise click.UsageError("give TARGET or --goal, not both")
+        warn_local_planner(local_planner)
         with Progress(total=None, is_quiet=as_json) as progress:
             record = local.run_goal(
                 goal,
@@ -77,6 +80,7 @@ def run(
                 is_inline=inline,
                 is_routed=not no_route,
                 is_streaming=not no_stream,
+                is_local_planner=local_planner,
                 max_steps=max_steps,
                 run_id=run_id,
                 watcher=progress,
@@ -87,7 +91,7 @@ def run(
         exit_for(record)
     if not target:
         raise click.UsageError("give a TARGET (plan.json, file.py:name or module:name) or --goal")
-    values = {**flags, "no_route": no_route, "no_stream": no_stream}
+    values = {**flags, "no_route": no_route, "no_stream": no_stream, "local_planner": local_planner}
     ignored = [flag for name, flag in GOAL_ONLY.items() if _is_given(values.get(name))]
     if ignored:
         them = "it" if len(ignored) == 1 else "them"

@@ -167,6 +167,7 @@ def goal_summary(record: RunRecord) -> dict[str, Any]:
     spent = (record.budget or {}).get("spent", {})
     return {
         "route": (record.route or {}).get("target", "llm"),
+        "planner": (record.planner or {}).get("name", "llm"),
         "rounds": len(record.rounds),
         "escalations": len(record.escalations),
         "cost_usd": spent.get("cost_usd", record.totals.cost_usd),

@@ -72,6 +72,11 @@ class RunRecord(BaseModel):
     route: dict[str, Any] | None = Field(
         None, description="goal runs: the router's decision (slm or llm), score and reason"
     )
+    planner: dict[str, Any] | None = Field(
+        None,
+        description="goal runs: which planner made the (last) plan: name (direct, local or "
+        "llm), model, and why",
+    )
     rounds: list[dict[str, Any]] = Field(
         default_factory=list,
         description="goal runs: each plan-run-join round (plan, status, joiner decision, cost)",

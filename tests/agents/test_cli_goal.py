@@ -193,7 +193,7 @@ def test_run_goal_plans_streams_runs_and_joins(
     assert record["steps"][1]["model"] == "gpt-4o-mini" and record["steps"][1]["cost_usd"] > 0
     assert record["rounds"][0]["source"] == "planner (streamed)"
     assert record["budget"]["spent"]["llm_calls"] == 3  # plan, the llm step, join
-    assert "goal: route llm, 1 round(s)" in err
+    assert "goal: route llm, planned by llm, 1 round(s)" in err
 
 
 def test_run_goal_stops_at_the_llm_call_budget(
@@ -245,7 +245,7 @@ def test_run_goal_without_streaming_and_cost_budget(
     assert json.loads(out)["budget"]["stopped"] == {"budget": "max_cost_usd", "where": "planning"}
 
 
-def test_plan_with_the_scripted_model_and_no_endpoint_plans_locally(
+def test_plan_with_the_scripted_model_and_no_endpoint_plans_directly(
     taskloom_home: Path, capsys: Any
 ) -> None:
     """`--model scripted` is the shipped fake everywhere, not a file named "scripted"."""
@@ -253,4 +253,51 @@ def test_plan_with_the_scripted_model_and_no_endpoint_plans_locally(
     assert code == 0, err
     assert "model file" not in err
     assert json.loads(out)["version"] == 1
-    assert "plan by scripted" in err
+    assert "plan by scripted (direct planner)" in err
+    assert "why: the router kept the goal on the SLM" in err
+
+
+COMPLEX = (
+    "First look up every open order for this customer, then compare their delivery dates "
+    "with the carrier's status page, and finally draft an apology for each late one."
+)
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_a_complex_goal_without_an_endpoint_exits_2_in_one_line(
+    taskloom_home: Path, capsys: Any, command: str
+) -> None:
+    code, out, err = cli(
+        capsys, command, "--goal", COMPLEX, "--input", EMAIL, "--model", "scripted"
+    )
+    assert code == 2 and out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("taskloom: error: this goal needs an LLM planner")
+    assert "OPENAI_BASE_URL" in line and "python -m llama_cpp.server --model" in line
+    assert "Traceback" not in err
+
+
+def test_local_planner_plans_a_complex_goal_with_a_warning(
+    taskloom_home: Path, capsys: Any
+) -> None:
+    code, out, err = cli(
+        capsys, "plan", "--goal", COMPLEX, "--input", EMAIL, "--model", "scripted",
+        "--local-planner", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["version"] == 1
+    warning = next(line for line in err.splitlines() if line.startswith("taskloom: warning"))
+    assert "--local-planner" in warning and "weak" in warning and "OPENAI_BASE_URL" in warning
+    assert "(local planner)" in err
+
+
+def test_run_goal_records_the_route_and_the_planner(taskloom_home: Path, capsys: Any) -> None:
+    code, out, err = cli(
+        capsys, "run", "--goal", "Say hi", "--input", EMAIL, "--model", "scripted",
+        "--inline", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["route"]["target"] == "slm" and record["route"]["reason"]
+    assert record["planner"]["name"] == "direct" and record["planner"]["why"]
+    assert "goal: route slm, planned by direct" in err

@@ -274,7 +274,7 @@ def test_router_sends_simple_requests_to_the_slm(
 def test_llm_steps_need_an_llm(settings: Settings) -> None:
     plan = {
         "version": 1,
-        "steps": [{"id": "a", "kind": "llm", "inputs": {"instruction": "x"}}],
+        "steps": [{"id": "a", "kind": "llm", "inputs": {"instruction": "Triage ${input.email}"}}],
         "output": "$a.text",
     }
     planner = Planner(ScriptedChatModel(replies=[plan]), is_local=True, settings=settings)

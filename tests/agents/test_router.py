@@ -1,15 +1,12 @@
-"""The router: features, the SLM signal, the threshold, and the direct plan."""
+"""The router: features, the SLM signal and the threshold (direct plans: test_direct.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pytest
-
-from taskloom.agents import Budget, Router, direct_plan
+from taskloom.agents import Budget, Router
 from taskloom.agents.router import feature_score
 from taskloom.chat import Message, ScriptedChatModel
-from taskloom.plan import load_plan
 
 SIMPLE = "Translate 'good night' into Italian."
 COMPLEX = (
@@ -41,17 +38,3 @@ def test_slm_signal_counts_and_is_recorded() -> None:
     assert route.signals["slm"]["label"] == "complex"
     assert route.target == "llm" and "SLM says complex" in route.reason
     assert budget.llm_calls == 0  # the router's call is an SLM call
-
-
-@pytest.mark.parametrize(
-    ("inputs", "kind", "output"),
-    [
-        ({"text": "I love it", "labels": ["pos", "neg"]}, "classify", "$answer.label"),
-        ({"email": "hello"}, "generate", "$answer.text"),
-        ({}, "generate", "$answer.text"),
-    ],
-)
-def test_direct_plan_is_one_valid_step(inputs: dict[str, object], kind: str, output: str) -> None:
-    plan = direct_plan("Is this positive?", inputs)
-    assert [s.kind for s in plan.steps] == [kind] and plan.output == output
-    load_plan(plan, inputs=inputs)

@@ -44,6 +44,7 @@ def steps_by_id(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
         ("--no-stream",),
         ("--route-threshold", "0.7"),
         ("--max-replans", "1"),
+        ("--local-planner",),
         ("--no-route", "--max-replans", "0"),
     ],
 )
