@@ -88,23 +88,22 @@ class Budget:
             if is_reserving:
                 self.llm_calls += 1
 
-    @classmethod
-    def resumed(cls, summary: dict[str, Any] | None, settings: Settings) -> Budget:
-        """The budget of a run being resumed: the limits and spending its record kept
-        (`RunRecord.budget`), so a resumed run goes on under the same budget."""
+    def restore(self, summary: dict[str, Any] | None) -> Budget:
+        """Take back the limits and spending a run's record kept (`RunRecord.budget`), so
+        a resumed run goes on under the same budget. In place: the planner, joiner and
+        router of the run share this object."""
         if not summary:
-            return cls.from_settings(settings)
+            return self
         limits, spent = summary.get("limits", {}), summary.get("spent", {})
-        return cls(
-            max_cost_usd=limits.get("max_cost_usd"),
-            max_llm_calls=limits.get("max_llm_calls"),
-            max_steps=limits.get("max_steps"),
-            cost_usd=float(spent.get("cost_usd", 0.0)),
-            llm_calls=int(spent.get("llm_calls", 0)),
-            steps=int(spent.get("steps", 0)),
-            stopped=summary.get("stopped"),
-            calls=[LLMCall(**c) for c in summary.get("calls", [])],
-        )
+        with self._lock:
+            self.max_cost_usd = limits.get("max_cost_usd")
+            self.max_llm_calls = limits.get("max_llm_calls")
+            self.max_steps = limits.get("max_steps")
+            self.cost_usd = float(spent.get("cost_usd", 0.0))
+            self.llm_calls = int(spent.get("llm_calls", 0))
+            self.steps = int(spent.get("steps", 0))
+            self.calls = [LLMCall(**c) for c in summary.get("calls", [])]
+        return self
 
     def check_steps(self, count: int, where: str) -> None:
         """Refuse `count` more steps when they would pass `max_steps`, or once the

@@ -76,11 +76,10 @@ class EscalatingDispatcher:
         """The dispatcher of a plan or workflow run: the budgets `settings` set (and
         `max_steps`), the endpoint's LLM (if one is configured) for escalations and
         `kind: llm` steps. A resumed run goes on under the budget its record kept."""
-        if resumed is not None and resumed.budget:
-            budget = Budget.resumed(resumed.budget, settings)
-        else:
-            budget = Budget.from_settings(settings)
-            budget.max_steps = max_steps
+        budget = Budget.from_settings(settings)
+        budget.max_steps = max_steps
+        if resumed is not None:
+            budget.restore(resumed.budget)
         llm = OpenAIChatModel.from_settings(settings)
         escalating = cls(inner, llm=llm, budget=budget, settings=settings)
         if resumed is not None:

@@ -137,56 +137,112 @@ def run_goal(
         EndpointUnavailableError: the LLM endpoint kept failing.
     """
     route = route if route is not None else route_goal(goal, inputs, agents)
-    run_id = run_id or new_run_id()
-    started = time.time()
     escalating = EscalatingDispatcher(
         dispatcher, llm=agents.llm, budget=agents.budget, settings=settings
     )
-    ctx = _Rounds(goal, inputs, agents, escalating, settings, checkpointer, on_event, run_id)
-    if route.target == "slm":
-        assert agents.direct is not None  # set in GoalRun.__post_init__
-        direct = agents.direct.plan(goal, inputs)
-        by = _planned_by(
-            "direct",
-            agents.direct.slm,
-            f"the router kept the goal on the SLM ({route.reason}); one step: {direct.why}",
-        )
-        ctx.run_plan(direct.plan, source="router", planner=by)
-    else:
-        ctx.planner_why = f"the router sent the goal to the LLM ({route.reason})"
-        ctx.plan_rounds()
-    record = ctx.record(started, route)
-    record.escalations = list(escalating.escalations)
-    record.budget = agents.budget.summary()
-    if store is not None:
-        store.save(record)
-    log.info("goal_finished", run_id=run_id, status=record.status.value, rounds=len(ctx.rounds))
-    return record
+    ctx = Rounds(
+        goal,
+        inputs,
+        agents,
+        escalating,
+        settings=settings,
+        checkpointer=checkpointer,
+        on_event=on_event,
+        run_id=run_id or new_run_id(),
+        store=store,
+        route=route,
+    )
+    ctx.save()  # the run exists from here on: a crash leaves a record to resume
+    ctx.start()
+    return ctx.finish()
 
 
-class _Rounds:
-    """The rounds of one goal run and the records they produced."""
+class Rounds:
+    """The rounds of one goal run and the records they produced.
+
+    The run's record is saved as it goes: when it starts, after each finished step,
+    each round and each join, so a crashed goal run can be resumed (`agents.resume`).
+    A round that is running is kept in `rounds` with status `running` meanwhile.
+    """
 
     def __init__(
         self,
         goal: str,
         inputs: dict[str, Any],
         agents: GoalRun,
-        dispatcher: Dispatcher,
+        escalating: EscalatingDispatcher,
+        *,
         settings: Settings,
         checkpointer: BaseCheckpointSaver[Any] | None,
         on_event: OnEvent | None,
         run_id: str,
+        store: RunStore | None,
+        route: Route,
+        started: float | None = None,
     ) -> None:
         self.goal, self.inputs, self.agents = goal, inputs, agents
-        self.dispatcher, self.settings = dispatcher, settings
+        self.escalating, self.settings = escalating, settings
+        self.dispatcher: Dispatcher = escalating
         self.checkpointer, self.on_event, self.run_id = checkpointer, on_event, run_id
+        self.store, self.route = store, route
+        self.started = started if started is not None else time.time()
         self.rounds: list[dict[str, Any]] = []
         self.records: list[RunRecord] = []
+        self.live: dict[str, Any] | None = None  # the round running now, as its entry
         self.output: Any = None
         self.stopped: ErrorInfo | None = None
         self.tools = agents.tools if agents.tools is not None else ToolRegistry()
-        self.planner_why = ""  # why the planner plans: the route, for the record
+        self.planner_why = f"the router sent the goal to the LLM ({route.reason})"
+
+    def start(self) -> None:
+        """Run the goal from its route: one direct step, or planning rounds."""
+        if self.route.target == "slm":
+            self.run_direct()
+        else:
+            self.plan_rounds()
+
+    def run_direct(self) -> RunRecord:
+        """The one-step plan of a goal the router kept on the SLM, as the only round."""
+        direct = self.agents.direct
+        assert direct is not None  # set in GoalRun.__post_init__
+        made = direct.plan(self.goal, self.inputs)
+        why = f"the router kept the goal on the SLM ({self.route.reason}); one step: {made.why}"
+        by = _planned_by("direct", direct.slm, why)
+        return self.run_plan(made.plan, source="router", planner=by)
+
+    def finish(self) -> RunRecord:
+        """The final record, saved."""
+        record = self.record()
+        if self.store is not None:
+            self.store.save(record)
+        log.info(
+            "goal_finished", run_id=self.run_id, status=record.status.value, rounds=len(self.rounds)
+        )
+        return record
+
+    def save(self, live: RunRecord | None = None) -> None:
+        """Save the record so far (status running), with the running round's steps."""
+        if self.store is None:
+            return
+        record = self.record(live=live)
+        record.status, record.error, record.finished_at = RunStatus.RUNNING, None, None
+        self.store.save(record)
+
+    def _begin(self, source: str, plan: Plan | None) -> None:
+        self.live = {
+            "round": len(self.records) + 1,
+            "run_id": self._round_id(),
+            "source": source,
+            "plan": plan.model_dump(mode="json", exclude_none=True) if plan else None,
+            "status": RunStatus.RUNNING.value,
+        }
+        self.save()
+
+    def _observe(self, event: dict[str, Any], live: RunRecord) -> None:
+        if self.on_event is not None:
+            self.on_event(event, live)
+        if event.get("event") == "step_finished":
+            self.save(live)
 
     @property
     def planner(self) -> Planner:
@@ -208,6 +264,7 @@ class _Rounds:
     ) -> RunRecord:
         """Run a whole plan as one round."""
         started = time.perf_counter()
+        self._begin(source, plan)
         record = run(
             Workflow.from_plan(plan, tools=self.tools),
             self.inputs,
@@ -216,7 +273,7 @@ class _Rounds:
             checkpointer=self.checkpointer,
             run_id=self._round_id(),
             target=f"goal ({source})",
-            on_event=self.on_event,
+            on_event=self._observe,
         )
         wall_ms = (time.perf_counter() - started) * 1000
         self._keep(record, plan, source, wall_ms, info or {}, planner)
@@ -229,6 +286,7 @@ class _Rounds:
         timing: dict[str, float] = {}
         holder: dict[str, Plan] = {}
         partial = RunRecord(run_id=self._round_id(), target="goal (streamed plan)")
+        self._begin("planner (streamed)", None)  # its plan is known once the stream ends
 
         def on_event(event: dict[str, Any], live: RunRecord) -> None:
             kind = event.get("event")
@@ -237,8 +295,7 @@ class _Rounds:
             elif kind == "step_finished":  # kept in case the plan proves invalid
                 step = partial.step(event["step_id"], event.get("kind", ""))
                 step.merge(StepResult.model_validate(event["result"]))
-            if self.on_event is not None:
-                self.on_event(event, live)
+            self._observe(event, live)
 
         def streamed_plan(flow: Flow, **_: Any) -> Any:
             for step in stream:
@@ -247,6 +304,8 @@ class _Rounds:
             plan = stream.finish()
             timing["plan_ms"] = (time.perf_counter() - started) * 1000
             holder["plan"] = plan
+            if self.live is not None:
+                self.live["plan"] = plan.model_dump(mode="json", exclude_none=True)
             for step in plan.order():
                 if step.id not in flow.steps:
                     flow.add(step)
@@ -295,19 +354,29 @@ class _Rounds:
         info = {"plan_ms": (time.perf_counter() - planned_at) * 1000}
         return self.run_plan(plan, source="planner", info=info)
 
-    def plan_rounds(self) -> None:
-        """Plan, run and join until the joiner finishes, the replans or the budget run out."""
-        learned: str | None = None
-        for n in range(self.settings.max_replans + 1):
+    def plan_rounds(
+        self, *, start: int = 0, first: RunRecord | None = None, learned: str | None = None
+    ) -> None:
+        """Plan, run and join until the joiner finishes, the replans or the budget run out.
+
+        Args:
+            start: planning rounds already done (a resumed run goes on from there).
+            first: a round already run that is still to be joined (a resumed round).
+            learned: what the next plan is told (a resumed run's last join).
+        """
+        for n in range(start, self.settings.max_replans + 1):
             try:
-                record = self.plan_once(learned)
+                record = first if first is not None else self.plan_once(learned)
+                first = None
             except BudgetExceededError as e:
+                self.live = None
                 self.stopped = ErrorInfo.of(e)
                 self.rounds.append(
                     {"round": n + 1, "stopped": {"budget": e.budget, "where": e.where}}
                 )
                 return
             except PlanValidationError as e:
+                self.live = None
                 if n == 0:
                     raise
                 self.rounds.append({"round": n + 1, "error": ErrorInfo.of(e).model_dump()})
@@ -325,11 +394,12 @@ class _Rounds:
                 self.rounds[-1]["join"] = {"stopped": {"budget": e.budget, "where": e.where}}
                 return
             self.rounds[-1]["join"] = decision.as_record()
+            self.save()
             if decision.action == "finish":
                 if record.status == RunStatus.DONE:
                     record.output = decision.answer
                 return
-            learned = _learned(decision.reason, record)
+            learned = learned_from(decision.reason, record)
 
     def _planner_record(self) -> dict[str, Any]:
         """Which planner planned this round (the LLM's or the local model's), and why."""
@@ -352,6 +422,7 @@ class _Rounds:
     ) -> None:
         record.plan = plan.model_dump(mode="json", exclude_none=True)
         self.records.append(record)
+        self.live = None
         is_planned = source.startswith("planner")
         self.rounds.append(
             {
@@ -371,17 +442,20 @@ class _Rounds:
             }
         )
 
-    def record(self, started: float, route: Route) -> RunRecord:
-        """One record for the whole goal run: the last round's result, every round's steps."""
+    def record(self, live: RunRecord | None = None) -> RunRecord:
+        """One record for the whole goal run: the last round's result, every round's steps
+        (and the steps of the `live` round that is still running)."""
         last = self.records[-1] if self.records else None
         record = RunRecord(
             run_id=self.run_id,
             target="goal",
+            goal=self.goal,
             inputs=self.inputs,
-            created_at=started,
+            created_at=self.started,
             plan=last.plan if last else None,
         )
-        for n, r in enumerate(self.records, start=1):
+        records = [*self.records, *([live] if live is not None else [])]
+        for n, r in enumerate(records, start=1):
             for s in r.steps:
                 record.steps.append(s if n == 1 else s.model_copy(update={"id": f"r{n}.{s.id}"}))
         if last is not None:
@@ -389,9 +463,11 @@ class _Rounds:
         else:
             record.status = RunStatus.FAILED
             record.error = self.stopped or ErrorInfo(type="RunFailedError", message="no plan ran")
-        record.route = route.as_record()
+        record.route = self.route.as_record()
         record.planner = self.rounds[-1].get("planner") if self.rounds else None
-        record.rounds = self.rounds
+        record.rounds = [*self.rounds, *([self.live] if self.live is not None else [])]
+        record.escalations = list(self.escalating.escalations)
+        record.budget = self.agents.budget.summary()
         record.finished_at = time.time()
         record.tally()
         return record
@@ -402,7 +478,7 @@ def _planned_by(name: str, model: ChatModel | None, why: str) -> dict[str, Any]:
     return {"name": name, "model": model.name if model is not None else None, "why": why}
 
 
-def _learned(reason: str, record: RunRecord) -> str:
+def learned_from(reason: str, record: RunRecord) -> str:
     """What the next plan is told: the joiner's reason and the last round's results."""
     lines = [f"The joiner said: {reason}"]
     for s in record.steps:

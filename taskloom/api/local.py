@@ -21,6 +21,7 @@ from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.agents.goal import route_goal
 from taskloom.agents.goal import run_goal as run_goal_rounds
 from taskloom.agents.planner import check_goal
+from taskloom.agents.resume import resume_goal as resume_goal_rounds
 from taskloom.agents.wiring import goal_agents
 from taskloom.chat import ChatModel, load_model
 from taskloom.config import Settings
@@ -167,7 +168,7 @@ def resume(
     watcher: Watcher | None = None,
     **options: Any,
 ) -> RunRecord:
-    """Continue a crashed or failed local run from its checkpoint; finished steps stay.
+    """Continue a crashed or failed local run (a goal run too); finished steps stay.
 
     Without Redis configured the steps run in this process.
 
@@ -177,6 +178,8 @@ def resume(
     settings = settings_for(settings, options)
     store = SqliteRunStore(settings.state_path)
     record = store.load(run_id)
+    if record.target == "goal":
+        return _resume_goal(record, settings, store, list(tool_modules), watcher)
     workflow = rebuild(record.plan, record.target, tools=load_tools(list(tool_modules)))
     with (
         connect(settings, is_inline=not settings.redis_url, tools=workflow.tools) as dispatcher,
@@ -194,6 +197,37 @@ def resume(
         )
         store.save(escalating.annotate(done))
         return done
+
+
+def _resume_goal(
+    record: RunRecord,
+    settings: Settings,
+    store: RunStore,
+    modules: list[str],
+    watcher: Watcher | None,
+) -> RunRecord:
+    """A goal run goes on from its record: the same agents, under the budget it kept."""
+    tools = load_tools(modules)
+    with (
+        connect(settings, is_inline=not settings.redis_url, tools=tools) as dispatcher,
+        sqlite_checkpointer(settings.state_path) as checkpointer,
+    ):
+        agents = goal_agents(
+            settings,
+            tools=tools,
+            slm=_slm(dispatcher, settings),
+            is_local_planner=(record.planner or {}).get("name") == "local",
+        )
+        agents.budget.restore(record.budget)
+        return resume_goal_rounds(
+            record,
+            agents,
+            dispatcher=dispatcher,
+            settings=settings,
+            checkpointer=checkpointer,
+            store=store,
+            on_event=_observe(None, watcher, dispatcher, record.run_id),
+        )
 
 
 def run_goal(

@@ -52,8 +52,7 @@ def emit_record(record: RunRecord, *, as_json: bool) -> None:
     )
     if record.status != "done" and record.error:
         click.echo(f"taskloom: error: {record.error.message}", err=True)
-        if not record.target.startswith("goal"):  # a goal run re-plans instead: run it again
-            click.echo(f"resume with: taskloom resume {record.run_id}", err=True)
+        click.echo(f"resume with: taskloom resume {record.run_id}", err=True)
 
 
 def warn_unserved(queues: list[str]) -> None:

@@ -69,6 +69,7 @@ class RunRecord(BaseModel):
     totals: Totals = Field(default_factory=Totals)
     created_at: float = Field(default_factory=time.time)
     finished_at: float | None = None
+    goal: str | None = Field(None, description="goal runs: the goal, as given")
     route: dict[str, Any] | None = Field(
         None, description="goal runs: the router's decision (slm or llm), score and reason"
     )
