@@ -23,7 +23,8 @@ from redis.retry import Retry
 
 from taskloom.config import Settings, key
 from taskloom.dispatch import scripts
-from taskloom.dispatch.client import is_sentinel, open_redis, safe_url
+from taskloom.dispatch.client import is_sentinel, open_redis
+from taskloom.dispatch.client import safe_url as safe_url  # re-exported: callers use it
 from taskloom.errors import ConfigError, RedisUnavailableError
 from taskloom.logs import get_logger
 from taskloom.step import StepResult

@@ -58,17 +58,18 @@ def open_redis(url: str, **options: Any) -> redis.Redis:
     except ValueError as e:
         raise ConfigError(f"Redis URL {safe_url(url)!r} is not valid: {e}") from e
     pool_size = options.pop("max_connections", None)
-    sentinel = Sentinel(
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
         sentinels,
         sentinel_kwargs={"socket_connect_timeout": options.get("socket_connect_timeout", 3.0)},
         **options,
     )
-    return sentinel.master_for(
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         master,
         password=password,
         db=db,
         **({"max_connections": pool_size} if pool_size else {}),
     )
+    return client
 
 
 def _parse_sentinel(url: str) -> tuple[list[tuple[str, int]], str, int, str | None]:

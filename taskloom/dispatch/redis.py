@@ -219,8 +219,9 @@ class _Wait:
         if is_final:
             self.d.broker.reject(self.job_id, error="WorkerLostError", message=message)
             stored = self.d.broker.result(job.run_id, job.step_id)
-            if stored is not None:  # the first final result wins, even now
-                return self.d._verified(StepResult.model_validate_json(stored)), True
+            done = StepResult.model_validate_json(stored) if stored is not None else None
+            if done is not None and done.status == StepStatus.DONE:  # it won the race
+                return self.d._verified(done), True
         error = ErrorInfo(type="WorkerLostError", message=message, is_retryable=True, **ids)
         result = StepResult(
             **ids,

@@ -244,8 +244,25 @@ end
 if f[5] and f[1] ~= 'queued' and f[1] ~= 'started' then return {'outcome', f[5]} end
 if not f[1] then return {'gone', 'its job hash is gone'} end
 local why = 'its job is ' .. f[1]
-if f[4] and f[4] ~= '' then why = why .. ' on worker ' .. f[4] end
-if f[3] and f[3] ~= '' then why = why .. ': ' .. string.sub(f[3], 1, 300) end
+if f[4] and f[4] ~= '' then
+  why = why .. ' on worker ' .. f[4]
+  local w = 'rq:worker:' .. f[4]
+  if redis.call('EXISTS', w) == 1 and redis.call('HEXISTS', w, 'taskloom') == 0 then
+    why = why .. ', which is no taskloom worker'
+  end
+end
+local exc = f[3]
+if not exc or exc == '' then  -- RQ 2+ keeps a failure in the job's results stream
+  local last = redis.call('XREVRANGE', 'rq:results:' .. id, '+', '-', 'COUNT', 1)[1]
+  if last then
+    for i = 1, #last[2], 2 do
+      if last[2][i] == 'exc_string' then exc = last[2][i + 1] end
+    end
+  end
+end
+if exc and exc ~= '' then  -- a traceback's last line names the error
+  why = why .. ': ' .. string.sub(string.match(exc, '([^\\n]+)\\n*$') or exc, 1, 300)
+end
 return {'gone', why}
 """
 

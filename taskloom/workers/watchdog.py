@@ -79,7 +79,9 @@ def timeout_of(envelope: payload.Envelope, settings: Settings) -> float | None:
     return settings.step_timeout_s
 
 
-def timed_out(claim: Claim, envelope: payload.Envelope, *, timeout_s: float, worker: str) -> StepResult:
+def timed_out(
+    claim: Claim, envelope: payload.Envelope, *, timeout_s: float, worker: str
+) -> StepResult:
     """The failed attempt of a step stopped at its deadline (StepTimeoutError)."""
     error = ErrorInfo.of(Deadline(0.0, timeout_s, claim.step_id).error())
     return StepResult(

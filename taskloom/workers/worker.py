@@ -317,7 +317,12 @@ class Worker:
         return self._settle(claim, envelope, result)
 
     def _settle(
-        self, claim: Claim, envelope: payload.Envelope, result: StepResult, *, is_forced: bool = False
+        self,
+        claim: Claim,
+        envelope: payload.Envelope,
+        result: StepResult,
+        *,
+        is_forced: bool = False,
     ) -> Claim | None:
         """Write an attempt's outcome: final when done, not retryable, or out of attempts."""
         if claim.job_id == self._restarting and not is_forced:
@@ -371,6 +376,7 @@ class Worker:
     def _timed_out(self, claim: Claim, envelope: payload.Envelope) -> StepResult:
         timeout_s = timeout_of(envelope, self.settings) or 0.0
         return timed_out(claim, envelope, timeout_s=timeout_s, worker=self.name)
+
     def _restart(self, claim: Claim, envelope: payload.Envelope) -> None:
         """The step ignored its interrupt and still holds the main thread: write its
         timeout outcome from here, then re-execute this process (or exit 75 for a
@@ -395,7 +401,7 @@ class Worker:
         outcome = self._retry_redis(
             lambda: self.broker.finish(
                 claim,
-                result_json=result.model_dump_json(),
+                result_json=payload.sign_result(result, self.settings.secret).model_dump_json(),
                 is_final=is_final,
                 job_status=status.get(result.status, "failed"),
                 dead=dead,
@@ -494,4 +500,3 @@ class Worker:
 
 def _ids(claim: Claim) -> dict[str, str]:
     return {"run_id": claim.run_id, "step_id": claim.step_id, "job_id": claim.job_id}
-

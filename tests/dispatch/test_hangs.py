@@ -15,7 +15,9 @@ import redis
 from taskloom.config import Settings, key
 from taskloom.dispatch.redis import RedisDispatcher
 from taskloom.step import StepJob, StepResult, StepStatus
-from tests.workers.redis_helpers import Spawn, executions, taskloom, wait_for
+from tests.workers.redis_helpers import Spawn, executions, spawn_worker, taskloom, wait_for
+
+__all__ = ["spawn_worker"]
 
 
 def logged_job(step_id: str, log: Path) -> StepJob:
@@ -68,10 +70,11 @@ def test_a_plain_rq_worker_fails_our_jobs_and_the_step_says_why(
         d.close()
     finally:
         rq.kill()
-        _, rq_err = rq.communicate(timeout=10)
+        _, _rq_err = rq.communicate(timeout=10)
     assert result.status == StepStatus.FAILED and result.error is not None
     assert result.error.type == "WorkerLostError"
-    assert "taskloom worker" in result.error.message and "rq worker" in result.error.message
+    assert "which is no taskloom worker" in result.error.message, result.error.message
+    assert "only `taskloom worker` may serve this queue" in result.error.message
     assert result.attempts == 2 and elapsed_s < 20
     assert executions(log) == {}  # a plain RQ worker never ran it
     dead = json.loads(redis.Redis.from_url(redis_url).hget(key("dead", "r"), "swallowed") or b"{}")
@@ -83,8 +86,13 @@ def test_a_step_on_a_queue_no_worker_serves_fails_after_no_worker_timeout_s(
 ) -> None:
     log = tmp_path / "executions.log"
     plan = tmp_path / "plan.json"
-    step = {"id": "orphan", "kind": "tool", "tool": "logged", "queue": "nobody",
-            "inputs": {"log": str(log), "name": "orphan"}}
+    step = {
+        "id": "orphan",
+        "kind": "tool",
+        "tool": "logged",
+        "queue": "nobody",
+        "inputs": {"log": str(log), "name": "orphan"},
+    }
     plan.write_text(json.dumps({"version": 1, "steps": [step], "output": "$orphan.value"}))
     env = {"TASKLOOM_NO_WORKER_TIMEOUT_S": "2", "TASKLOOM_LEASE_S": "1"}
     started = time.monotonic()

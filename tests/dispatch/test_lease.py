@@ -23,11 +23,11 @@ def test_a_job_that_arrives_late_in_the_wait_gets_a_whole_lease(redis_url: str) 
     other = broker.register_worker("other", ["slm"], {})
     for i in range(5):
         got: list[Claim | None] = []
-        waiter = threading.Thread(
-            target=lambda: got.append(
-                broker.wait_and_claim(["slm"], worker="w", timeout_s=1.0)
-            )
-        )
+
+        def wait(into: list[Claim | None] = got) -> None:
+            into.append(broker.wait_and_claim(["slm"], worker="w", timeout_s=1.0))
+
+        waiter = threading.Thread(target=wait)
         waiter.start()
         time.sleep(0.8)  # the job arrives 0.8 s into the worker's 1 s wait
         broker.enqueue(queue="slm", data="[]", run_id="r", step_id=f"s{i}", description="d")
@@ -41,3 +41,5 @@ def test_a_job_that_arrives_late_in_the_wait_gets_a_whole_lease(redis_url: str) 
         _, requeued, dead = broker.heartbeat(other, [])
         assert (requeued, dead) == (0, 0), f"job {i} was taken back after 0.4 s"
         assert r.hget(f"rq:job:{claim.job_id}", "status") == b"started"
+        done = f'{{"run_id":"r","step_id":"s{i}","status":"done"}}'
+        broker.finish(claim, result_json=done, is_final=True, job_status="finished")

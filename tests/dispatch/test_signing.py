@@ -15,7 +15,9 @@ from taskloom.dispatch import payload
 from taskloom.dispatch.redis import RedisDispatcher
 from taskloom.errors import JobRejectedError
 from taskloom.step import StepJob, StepResult, StepStatus
-from tests.workers.redis_helpers import Spawn, wait_for
+from tests.workers.redis_helpers import Spawn, spawn_worker, wait_for
+
+__all__ = ["spawn_worker"]
 
 SECRET = "the-shared-secret"
 
@@ -61,7 +63,10 @@ def test_a_forged_result_is_refused_and_fails_the_step(
     forged = StepResult(run_id="r", step_id="s", status=StepStatus.DONE, value={"x": 666}, sig=sig)
     raw = forged.model_dump_json()
     r.set(key("result", "r", "s"), raw)  # written straight to Redis, as an attacker would
-    r.rpush(key("notify", "r", "s"), json.dumps({"job_id": job_id, "final": True, "result": json.loads(raw)}))
+    r.rpush(
+        key("notify", "r", "s"),
+        json.dumps({"job_id": job_id, "final": True, "result": json.loads(raw)}),
+    )
     waiter.join(timeout=10)
     (result,) = results
     assert result.status == StepStatus.FAILED and result.value is None

@@ -90,11 +90,15 @@ def test_two_coordinators_of_one_run_run_each_step_once(
         for i, s in enumerate(ids)
     ]
     plan = write_plan(
-        tmp_path / "plan.json", {"version": 1, "steps": steps, "output": [f"${s}.value" for s in ids]}
+        tmp_path / "plan.json",
+        {"version": 1, "steps": steps, "output": [f"${s}.value" for s in ids]},
     )
     for _ in range(3):
         spawn_worker()
-    with process(drive(plan, redis_url, "twice")) as a, process(drive(plan, redis_url, "twice")) as b:
+    with (
+        process(drive(plan, redis_url, "twice")) as a,
+        process(drive(plan, redis_url, "twice")) as b,
+    ):
         outputs = [p.output(timeout_s=60) for p in (a, b)]
     records = [json.loads(out.splitlines()[-1])["record"] for out, _ in outputs]
     for record, (_, err) in zip(records, outputs, strict=True):

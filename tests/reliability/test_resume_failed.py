@@ -18,7 +18,12 @@ def test_resume_after_a_step_failure_reruns_only_what_did_not_finish(
     log, flag = tmp_path / "executions.log", tmp_path / "broken"
     flag.touch()
     steps: list[dict[str, Any]] = [
-        {"id": "good", "kind": "tool", "tool": "logged", "inputs": {"log": str(log), "name": "good"}},
+        {
+            "id": "good",
+            "kind": "tool",
+            "tool": "logged",
+            "inputs": {"log": str(log), "name": "good"},
+        },
         {
             "id": "flaky",
             "kind": "tool",

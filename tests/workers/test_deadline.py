@@ -20,7 +20,9 @@ from taskloom.dispatch.redis import RedisDispatcher
 from taskloom.errors import PlanValidationError
 from taskloom.plan import load_plan
 from taskloom.step import StepJob, StepStatus
-from tests.workers.redis_helpers import TOOLS, Spawn, executions, taskloom
+from tests.workers.redis_helpers import Spawn, executions, spawn_worker, taskloom
+
+__all__ = ["spawn_worker"]
 
 
 def logged(step_id: str, log: Path, sleep_s: float = 0.0, **extra: Any) -> dict[str, Any]:
