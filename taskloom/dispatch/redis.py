@@ -105,7 +105,9 @@ class RedisDispatcher:
         if state == "running":  # another coordinator's job for this step is in flight
             log.info("step_already_in_flight", job_id=job_id, **ids)
         log.debug("step_enqueued", queue=queue, job_id=job_id, attempt=job.attempt, **ids)
-        result, is_final = _Wait(self, job, job_id, queue).until_settled(msg)
+        # A second waiter on a step may lose the notice to the first: it looks more often.
+        every_s = self.wait_s if state == "running" else self.settings.lease_s
+        result, is_final = _Wait(self, job, job_id, queue, every_s=every_s).until_settled(msg)
         if result.status == StepStatus.CANCELLED:
             raise RunCancelledError("the run was cancelled", **ids)
         return result, is_final
@@ -142,20 +144,24 @@ class RedisDispatcher:
 class _Wait:
     """Waiting for one attempt's outcome, and noticing when it will never come.
 
-    Notices arrive by BLPOP. About once a lease the job itself is looked at too
+    Notices arrive by BLPOP. About once a lease (once a second for a step that another
+    coordinator's job already runs) the job itself is looked at too
     (`Broker.probe`): a job that is no longer queued, leased or finished was taken by
     something that is not a taskloom worker (a plain `rq worker`) or lost, so the attempt
     fails, to be retried per policy; a job left queued while no live worker serves its
     queue for `no_worker_timeout_s` fails the step.
     """
 
-    def __init__(self, dispatcher: RedisDispatcher, job: StepJob, job_id: str, queue: str):
+    def __init__(
+        self, dispatcher: RedisDispatcher, job: StepJob, job_id: str, queue: str, *, every_s: float
+    ) -> None:
         self.d = dispatcher
         self.job = job
         self.job_id = job_id
         self.queue = queue
+        self.every_s = every_s
         now = time.monotonic()
-        self.probe_at = now + dispatcher.settings.lease_s
+        self.probe_at = now + every_s
         self.served_at = now
 
     def until_settled(self, msg: Notice | None) -> tuple[StepResult, bool]:
@@ -183,7 +189,7 @@ class _Wait:
     def _probe(self) -> tuple[StepResult, bool] | None:
         settings, job = self.d.settings, self.job
         now = time.monotonic()
-        self.probe_at = now + settings.lease_s
+        self.probe_at = now + self.every_s
         state, detail = self.d.broker.probe(self.job_id, job.run_id, job.step_id)
         if state == "result":
             return self.d._verified(StepResult.model_validate_json(detail)), True
