@@ -166,8 +166,9 @@ class Broker:
         deadline = time.monotonic() + self.retry_s
         with self.reachable():
             for attempt in range(1_000):
-                conn: Any = pool.get_connection()
+                conn: Any = None
                 try:
+                    conn = pool.get_connection()  # connects: may fail too, mid-failover
                     conn.send_packed_command(conn.pack_commands(commands))
                     return [conn.read_response() for _ in commands]
                 except redis.exceptions.NoScriptError:
@@ -176,16 +177,19 @@ class Broker:
                     if attempt >= 3:
                         raise redis.ConnectionError("Redis keeps losing our scripts") from None
                 except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as e:
-                    conn.disconnect()
+                    if conn is not None:
+                        conn.disconnect()
                     is_auth = isinstance(e, redis.AuthenticationError)
                     if is_auth or (attempt >= 2 and time.monotonic() > deadline):
                         raise
                     time.sleep(min(0.05 * 4**attempt, 1.0))
                 except BaseException:
-                    conn.disconnect()
+                    if conn is not None:
+                        conn.disconnect()
                     raise
                 finally:
-                    pool.release(conn)
+                    if conn is not None:
+                        pool.release(conn)
             raise redis.ConnectionError("Redis keeps failing")
 
     def _durable(self, commands: list[tuple[Any, ...]], *, what: str) -> list[Any]:

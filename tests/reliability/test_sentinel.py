@@ -68,6 +68,7 @@ def test_killing_the_master_mid_run_loses_no_acknowledged_result(
         kept = [s for s in ids if replica.exists(key("result", "failover", s))]
         sentinel_cluster.kill_master()
         out, err = coordinator.output(timeout_s=120)
+    assert out.strip(), err[-3000:]
     record = json.loads(out.splitlines()[-1])["record"]
     assert record["status"] == "done", err
     assert record["output"] == list(range(30))

@@ -131,6 +131,8 @@ def test_an_slm_step_stops_decoding_at_its_deadline(
 ) -> None:
     """A real worker on the real default model: a long generation stops at 0.5 s."""
     spawn_worker("--model", default_model_path)
+    broker = Broker(redis_url, settings=Settings())
+    (before,) = broker.live_workers()
     d = RedisDispatcher(url=redis_url, settings=Settings(redis_url=redis_url, max_attempts=1))
     job = StepJob(
         run_id="slm",
@@ -143,4 +145,6 @@ def test_an_slm_step_stops_decoding_at_its_deadline(
     d.close()
     assert result.status == StepStatus.FAILED and result.error is not None
     assert result.error.type == "StepTimeoutError" and "step 'essay'" in result.error.message
-    assert result.run_ms < 2000, f"decoding went on for {result.run_ms:.0f} ms"
+    # Stopped by the decode loop itself, at the deadline: the worker was not restarted.
+    assert 450 < result.run_ms < 2000, f"decoding went on for {result.run_ms:.0f} ms"
+    assert [w["name"] for w in broker.live_workers()] == [before["name"]]
