@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,19 +59,21 @@ def test_the_same_job_delivered_again_while_it_runs_runs_once(
 ) -> None:
     log = tmp_path / "executions.log"
     broker = Broker(redis_url, settings=Settings())
-    job = logged_job("r2", "dup", log, sleep_s=1.5)
+    spawn_worker()
+    spawn_worker()  # whichever is idle takes the duplicate delivery at once
+    job = logged_job("r2", "dup", log, sleep_s=2.0)
     data = payload.encode("step", job.model_dump(mode="json"), max_attempts=1, secret=None)
     job_id, _, _, _ = broker.enqueue(
         queue="slm", data=data, run_id="r2", step_id="dup", description="d"
     )
-    spawn_worker()
     wait_for(lambda: executions(log) == {"dup": 1}, what="the job to start")
     r = redis.Redis.from_url(redis_url)
     r.rpush("rq:queue:slm", job_id)  # the same job id delivered again, mid-run
     r.rpush(key("wake", "slm"), "1")
-    spawn_worker()  # a second worker takes the duplicate delivery at once
-    wait_for(lambda: r.exists(key("result", "r2", "dup")), what="the result")
     wait_for(lambda: r.llen("rq:queue:slm") == 0, what="the duplicate to be taken")
+    assert not r.exists(key("result", "r2", "dup"))  # it was taken while the first ran
+    wait_for(lambda: r.exists(key("result", "r2", "dup")), what="the result")
+    time.sleep(0.5)  # a second run, had it started, would have logged by now
     assert executions(log) == {"dup": 1}
 
 
