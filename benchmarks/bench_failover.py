@@ -13,6 +13,10 @@ their ratio, then the throughput of `--runs` concurrent steps per mode.
 
 Everything is on loopback on one machine: the replica's acknowledgement costs a
 loopback round trip here, and more across a network.
+
+Measured here 2026-12-01 (2 shared cores): round trip p50 1.52 ms with WAIT, 1.37 ms
+without (1.11x, +0.16 ms per step); with 20 steps in flight on one worker per mode,
+505 vs 912 steps/s (0.55x: the worker waits for each acknowledgement in turn).
 """
 
 from __future__ import annotations

@@ -15,12 +15,18 @@ queueing behind two workers); peak RSS 150 MiB for the coordinator, 87 MiB per w
 
 It then reports the Redis side of a step, to size one Redis node:
 - commands per step, from the server's `INFO commandstats` over the whole load (commands
-  run inside our Lua scripts count too), with the server's CPU time per step
-  (`INFO cpu`) and the time spent in commands (`usec` of commandstats);
+  run inside our Lua scripts count too), and the server's CPU time per step (`INFO cpu`:
+  everything the server did during the load, idle housekeeping included, divided by the
+  steps), from which one core's ceiling in steps/s follows;
 - the same commands split into the workers' and the coordinator's, from a second,
   smaller load watched with MONITOR: each connection is named (`CLIENT SETNAME`:
   `taskloom-worker`, `taskloom-coordinator`), and the commands a script runs follow its
   EVALSHA in MONITOR's order. MONITOR slows the server, so that phase is not timed.
+
+Measured here 2026-12-01 (2 cores shared with other sessions): 195 and 238 steps/s in
+two runs, interleaved with the code before issue 12 at 183 and 202; 38 commands per
+step (26 the workers', 12 the coordinator's); Redis CPU 420-610 us per step, so one
+core's ceiling of about 1,600-2,400 steps/s.
 """
 
 from __future__ import annotations
@@ -108,13 +114,10 @@ def plan(steps: int) -> dict[str, Any]:
     }
 
 
-def command_stats(r: redis.Redis) -> dict[str, tuple[int, int]]:
-    """{command: (calls, usec)} from INFO commandstats."""
+def command_stats(r: redis.Redis) -> dict[str, int]:
+    """{command: calls} from INFO commandstats."""
     stats: dict[str, Any] = r.info("commandstats")
-    return {
-        name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
-        for name, v in stats.items()
-    }
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
 def server_cpu_s(r: redis.Redis) -> float:
@@ -217,11 +220,10 @@ def main() -> None:
     total = args.runs * args.steps
     done = statuses.count("done")
     calls = {
-        name: stats_after[name][0] - stats_before.get(name, (0, 0))[0]
+        name: stats_after[name] - stats_before.get(name, 0)
         for name in stats_after
         if not name.startswith(("info", "client", "monitor"))
     }
-    usec = sum(stats_after[n][1] - stats_before.get(n, (0, 0))[1] for n in calls)
     per_step = sum(calls.values()) / total
     cpu_us_per_step = (cpu_after - cpu_before) * 1e6 / total
     watched = watched_runs * args.steps
@@ -240,7 +242,6 @@ def main() -> None:
     print("Redis, per step (INFO commandstats over the load above; script commands included)")
     print(f"  commands per step    {per_step:.1f}")
     print("  by command           " + ", ".join(f"{n} {c / total:.1f}" for n, c in top))
-    print(f"  in commands          {usec / total:.1f} us per step (commandstats usec)")
     print(f"  server CPU           {cpu_us_per_step:.1f} us per step (INFO cpu, sys+user)")
     print(f"  one core's ceiling   {1e6 / cpu_us_per_step:,.0f} steps/s at this CPU per step")
     print(f"Redis, by role ({watched} steps watched with MONITOR)")

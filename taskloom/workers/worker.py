@@ -37,13 +37,7 @@ from taskloom.logs import get_logger
 from taskloom.plan import SLM_KINDS
 from taskloom.step import ErrorInfo, StepResult, StepStatus
 from taskloom.workers.handlers import Handler
-from taskloom.workers.watchdog import (
-    EXIT_RESTART,
-    StepWatchdog,
-    restart_process,
-    timed_out,
-    timeout_of,
-)
+from taskloom.workers import watchdog
 
 log = get_logger(__name__)
 
@@ -357,9 +351,9 @@ class Worker:
 
     # -- deadlines ----------------------------------------------------------------------
 
-    def _watch(self, claim: Claim, envelope: payload.Envelope) -> StepWatchdog | None:
+    def _watch(self, claim: Claim, envelope: payload.Envelope) -> watchdog.StepWatchdog | None:
         """A watchdog for a step with a deadline, on a worker that runs one job at a time."""
-        timeout_s = timeout_of(envelope, self.settings)
+        timeout_s = watchdog.timeout_of(envelope, self.settings)
         if not timeout_s or self.concurrency != 1 or envelope.kind != "step":
             return None
         # A tool or an LLM call is interrupted in place. The decode loop stops itself, and
@@ -367,21 +361,21 @@ class Worker:
         # step, so a stuck SLM step is only restarted.
         is_slm = envelope.body.get("kind") in SLM_KINDS
         interrupt = partial(self._interrupt_main, "timeout", job_id=claim.job_id)
-        return StepWatchdog(
+        return watchdog.StepWatchdog(
             timeout_s,
             on_deadline=(lambda: None) if is_slm else interrupt,
             on_stuck=partial(self._restart, claim, envelope),
         )
 
     def _timed_out(self, claim: Claim, envelope: payload.Envelope) -> StepResult:
-        timeout_s = timeout_of(envelope, self.settings) or 0.0
-        return timed_out(claim, envelope, timeout_s=timeout_s, worker=self.name)
+        timeout_s = watchdog.timeout_of(envelope, self.settings) or 0.0
+        return watchdog.timed_out(claim, envelope, timeout_s=timeout_s, worker=self.name)
 
     def _restart(self, claim: Claim, envelope: payload.Envelope) -> None:
         """The step ignored its interrupt and still holds the main thread: write its
         timeout outcome from here, then re-execute this process (or exit 75 for a
         supervisor, with `is_restart_by_exec=False`)."""
-        how = "exec" if self.is_restart_by_exec else f"exit {EXIT_RESTART}"
+        how = "exec" if self.is_restart_by_exec else f"exit {watchdog.EXIT_RESTART}"
         log.error("worker_restarting", reason="step_not_interruptible", how=how, **_ids(claim))
         self._stopping.set()  # no further claim rides on this finish
         self._restarting = claim.job_id
@@ -390,7 +384,7 @@ class Worker:
         self._settle(claim, envelope, self._timed_out(claim, envelope), is_forced=True)
         with contextlib.suppress(RedisUnavailableError):
             self.broker.deregister_worker(self.key, self.queues)
-        restart_process(is_exec=self.is_restart_by_exec)
+        watchdog.restart_process(is_exec=self.is_restart_by_exec)
 
     def _finish(
         self, claim: Claim, result: StepResult, *, is_final: bool, dead: dict[str, Any] | None
