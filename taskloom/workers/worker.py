@@ -36,8 +36,8 @@ from taskloom.errors import JobRejectedError, RedisUnavailableError
 from taskloom.logs import get_logger
 from taskloom.plan import SLM_KINDS
 from taskloom.step import ErrorInfo, StepResult, StepStatus
-from taskloom.workers.handlers import Handler
 from taskloom.workers import watchdog
+from taskloom.workers.handlers import Handler
 
 log = get_logger(__name__)
 
