@@ -148,3 +148,35 @@ def test_an_slm_step_stops_decoding_at_its_deadline(
     # Stopped by the decode loop itself, at the deadline: the worker was not restarted.
     assert 450 < result.run_ms < 2000, f"decoding went on for {result.run_ms:.0f} ms"
     assert [w["name"] for w in broker.live_workers()] == [before["name"]]
+
+
+def test_a_python_workflow_sets_timeout_s_and_a_tool_can_check_it() -> None:
+    """Inline, the deadline is cooperative: a tool that calls deadline.check() stops."""
+    from taskloom import Flow, InlineDispatcher, ScriptedChatModel, run, tool, workflow
+    from taskloom.deadline import check
+
+    @tool
+    def spin(seconds: float) -> dict[str, int]:
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            check()
+            time.sleep(0.01)
+        return {"value": 1}
+
+    @workflow(tools=[spin])
+    def two(flow: Flow) -> dict[str, Any]:
+        slow = flow.call(spin, id="slow", seconds=30, timeout_s=0.3)
+        quick = flow.call(spin, id="quick", seconds=0)
+        return {"slow": slow["value"], "quick": quick["value"]}
+
+    settings = Settings(max_attempts=2, retry_backoff_s=0.01)
+    dispatcher = InlineDispatcher(model=ScriptedChatModel(), tools=two.tools, settings=settings)
+    started = time.monotonic()
+    record = run(two, {}, dispatcher=dispatcher, settings=settings)
+    assert time.monotonic() - started < 5
+    steps = {s.id: s for s in record.steps}
+    assert steps["quick"].status == StepStatus.DONE
+    slow = steps["slow"]
+    assert slow.status == StepStatus.FAILED and slow.attempts == 2
+    assert slow.error is not None and slow.error.type == "StepTimeoutError"
+    assert "deadline of 0.3 s" in slow.error.message
