@@ -36,6 +36,7 @@ RUN_STEP = "_run"  # the step id a submitted run's coordinator job is filed unde
 FINISHED_JOB_TTL_S = 3600  # a finished job's hash and notices; results keep record_ttl_s
 MAX_CONNECTIONS = 10_000  # per Broker: one per step in flight, plus the heartbeat's
 WAIT_TIMEOUT_MS = 2000  # how long a durable write waits for its replicas
+UNREPLICATED_RETRY_S = 10.0  # after a WAIT that timed out, try WAIT again this much later
 FAILOVER_S = 30.0  # how long a Sentinel client keeps retrying while a replica is promoted
 
 
@@ -89,6 +90,7 @@ class Broker:
         # A failover takes seconds (the Sentinels agree the master is down, then promote
         # a replica): a Sentinel client rides it out; a plain one reports the outage fast.
         self.retry_s = FAILOVER_S if self.is_sentinel else 0.25
+        self._unreplicated_until = 0.0  # until then, WAIT is skipped (no replica answered)
         retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 3)
         # Each step a dispatcher waits on holds a connection in BLPOP, so redis-py's
         # default cap of 100 would starve a coordinator (and its heartbeat) past
@@ -198,10 +200,13 @@ class Broker:
         With `wait_replicas` = 0 (one Redis, no Sentinel) this is `_send`. A write that
         reached fewer replicas in time is logged; it stands on the master alone.
         """
-        if not self.wait_replicas:
+        if not self.wait_replicas or time.monotonic() < self._unreplicated_until:
             return self._send(commands)
         replies = self._send([*commands, ("WAIT", self.wait_replicas, WAIT_TIMEOUT_MS)])
         if int(replies[-1]) < self.wait_replicas:
+            # No replica to wait for (e.g. the only one was just promoted): waiting the
+            # whole timeout on every step would keep nothing more, so skip WAIT a while.
+            self._unreplicated_until = time.monotonic() + UNREPLICATED_RETRY_S
             log.warning("write_not_replicated", what=what, replicas=int(replies[-1]))
         return replies[:-1]
 
