@@ -7,9 +7,12 @@ becomes `RedisUnavailableError`, naming the URL (password hidden).
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -255,10 +258,13 @@ class Broker:
         return job_id, state.decode(), (result or None), message
 
     def probe(self, job_id: str, run_id: str, step_id: str) -> tuple[str, bytes]:
-        """Where a job is now: `result` (with the step's result JSON), `leased`, `queued`,
-        or `gone` (with what its hash says: taken by something that is no taskloom worker,
-        or lost)."""
-        state, detail = self._send([self._cmd("probe", [job_id, run_id, step_id])])[0]
+        """Where a job is now: `result` (with the step's result JSON), `outcome` (a
+        settled attempt's result JSON), `leased`, `queued` (b"1" when a live worker
+        serves the queue), or `gone` (with what its hash says: taken by something that is
+        no taskloom worker, or lost, and the error RQ recorded)."""
+        state, detail, *exc = self._send([self._cmd("probe", [job_id, run_id, step_id])])[0]
+        if exc and exc[0]:
+            detail = detail + b": " + _last_line(bytes(exc[0])).encode()
         return state.decode(), bytes(detail)
 
     def wait_notify(self, run_id: str, step_id: str, *, timeout_s: float) -> Notice | None:
@@ -461,3 +467,11 @@ def _claim(got: Any) -> Claim | None:
         deliveries=int(deliveries),
         state=state.decode(),
     )
+
+
+def _last_line(exc: bytes) -> str:
+    """The line of a traceback that names the error (RQ may store it zlib'd and base64'd)."""
+    with contextlib.suppress(ValueError, zlib.error):
+        exc = zlib.decompress(base64.b64decode(exc, validate=True))
+    lines = [line for line in exc.decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""

@@ -223,7 +223,7 @@ return {alive, requeued, dead}
 #   worth retrying); its result, in case the notice went to another waiter;
 # - leased, or queued (with '1' if a live worker serves its queue, else '0');
 # - gone: taken by something that is not a taskloom worker, or lost; with what its hash
-#   says about it.
+#   says about it, and the error RQ recorded (a traceback, maybe compressed), if any.
 PROBE = """
 local id = ARGV[1]
 local r = redis.call('GET', P .. 'result:' .. ARGV[2] .. ':' .. ARGV[3])
@@ -260,10 +260,7 @@ if not exc or exc == '' then  -- RQ 2+ keeps a failure in the job's results stre
     end
   end
 end
-if exc and exc ~= '' then  -- a traceback's last line names the error
-  why = why .. ': ' .. string.sub(string.match(exc, '([^\\n]+)\\n*$') or exc, 1, 300)
-end
-return {'gone', why}
+return {'gone', why, exc or ''}
 """
 
 # KEYS: job, leases. ARGV: job_id, etype, message, now, ttl

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from taskloom.config import Settings, key
@@ -52,12 +53,23 @@ def test_a_job_that_vanished_from_its_queue_is_queued_again(
     d.close()
 
 
+@pytest.mark.parametrize(
+    ("serializer", "says"),
+    [
+        ([], "rq.exceptions.DeserializationError"),  # RQ can't even open our JSON
+        (  # RQ opens it, and run_job refuses to run there
+            ["-S", "rq.serializers.JSONSerializer"],
+            "JobRejectedError: a plain RQ worker took this taskloom job from queue 'slm'",
+        ),
+    ],
+    ids=["pickle_serializer", "json_serializer"],
+)
 def test_a_plain_rq_worker_fails_our_jobs_and_the_step_says_why(
-    tmp_path: Path, redis_url: str
+    tmp_path: Path, redis_url: str, serializer: list[str], says: str
 ) -> None:
     log = tmp_path / "executions.log"
     rq = subprocess.Popen(
-        [str(Path(sys.executable).parent / "rq"), "worker", "slm", "--url", redis_url],
+        [str(Path(sys.executable).parent / "rq"), "worker", "slm", "--url", redis_url, *serializer],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -74,6 +86,7 @@ def test_a_plain_rq_worker_fails_our_jobs_and_the_step_says_why(
     assert result.status == StepStatus.FAILED and result.error is not None
     assert result.error.type == "WorkerLostError"
     assert "which is no taskloom worker" in result.error.message, result.error.message
+    assert says in result.error.message, result.error.message
     assert "only `taskloom worker` may serve this queue" in result.error.message
     assert result.attempts == 2 and elapsed_s < 20
     assert executions(log) == {}  # a plain RQ worker never ran it
