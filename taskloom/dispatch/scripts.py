@@ -31,6 +31,11 @@ local function final_result(job, f, status, etype, message, ttl)
   redis.call('RPUSH', f[2], '{"job_id":"' .. job .. '","final":true,"result":' .. r .. '}')
   redis.call('EXPIRE', f[2], ttl)
 end
+-- Whether a job is in its queue. The scan is bounded (LPOS is linear): in a queue
+-- longer than that, a job marked queued is taken to be there.
+local function in_queue(qk, id)
+  return redis.call('LPOS', qk, id, 'MAXLEN', 1000) or redis.call('LLEN', qk) > 1000
+end
 local function dead_letter(id, etype, message, now, ttl)
   local job = 'rq:job:' .. id
   local f = redis.call('HMGET', job, 'result_key', 'notify_key', 'run_id', 'step_id',
@@ -76,7 +81,7 @@ local prev = redis.call('HGET', P .. 'jobs:' .. run, step)
 if prev then
   local pj = 'rq:job:' .. prev
   local status, origin = unpack(redis.call('HMGET', pj, 'status', 'origin'))
-  if (status == 'queued' and origin and redis.call('LPOS', 'rq:queue:' .. origin, prev))
+  if (status == 'queued' and origin and in_queue('rq:queue:' .. origin, prev))
       or (status == 'started' and redis.call('ZSCORE', P .. 'leases', prev)) then
     return {'running', prev}
   end
@@ -231,7 +236,7 @@ if r then return {'result', r} end
 if redis.call('ZSCORE', P .. 'leases', id) then return {'leased', ''} end
 local job = 'rq:job:' .. id
 local f = redis.call('HMGET', job, 'status', 'origin', 'exc_info', 'worker_name', 'outcome')
-if f[1] == 'queued' and f[2] and redis.call('LPOS', 'rq:queue:' .. f[2], id) then
+if f[1] == 'queued' and f[2] and in_queue('rq:queue:' .. f[2], id) then
   local served = '0'
   for _, w in ipairs(redis.call('SMEMBERS', 'rq:workers:' .. f[2])) do
     if redis.call('EXISTS', w) == 1 and redis.call('HEXISTS', w, 'death') == 0 then
