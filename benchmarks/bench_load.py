@@ -12,6 +12,21 @@ memory (RSS) of the coordinator and of each worker.
 Measured here (2 shared cores): 1,000 steps in 4.0 s, 248 steps/s; step latency p50
 371 ms, p99 1,549 ms (all 1,000 steps are in flight at once, so latency is mostly
 queueing behind two workers); peak RSS 150 MiB for the coordinator, 87 MiB per worker.
+
+It then reports the Redis side of a step, to size one Redis node:
+- commands per step, from the server's `INFO commandstats` over the whole load (commands
+  run inside our Lua scripts count too), and the server's CPU time per step (`INFO cpu`:
+  everything the server did during the load, idle housekeeping included, divided by the
+  steps), from which one core's ceiling in steps/s follows;
+- the same commands split into the workers' and the coordinator's, from a second,
+  smaller load watched with MONITOR: each connection is named (`CLIENT SETNAME`:
+  `taskloom-worker`, `taskloom-coordinator`), and the commands a script runs follow its
+  EVALSHA in MONITOR's order. MONITOR slows the server, so that phase is not timed.
+
+Measured here 2026-12-01 (2 cores shared with other sessions): 195 and 238 steps/s in
+two runs, interleaved with the code before issue 12 at 183 and 202; 38 commands per
+step (26 the workers', 12 the coordinator's); Redis CPU 420-610 us per step, so one
+core's ceiling of about 1,600-2,400 steps/s.
 """
 
 from __future__ import annotations
@@ -99,6 +114,61 @@ def plan(steps: int) -> dict[str, Any]:
     }
 
 
+def command_stats(r: redis.Redis) -> dict[str, int]:
+    """{command: calls} from INFO commandstats."""
+    stats: dict[str, Any] = r.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def server_cpu_s(r: redis.Redis) -> float:
+    cpu: dict[str, Any] = r.info("cpu")
+    return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+
+
+class Monitor:
+    """Count the commands each named client sends (scripts' commands to their caller)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.lines: list[tuple[str, str]] = []  # (client address or "lua", command)
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _watch(self) -> None:
+        conn = redis.Redis.from_url(self.url).connection_pool.get_connection()
+        conn.send_command("MONITOR")
+        conn.read_response()
+        self._ready.set()
+        while not self._stop.is_set():
+            line = conn.read_response()
+            text = line.decode(errors="replace") if isinstance(line, bytes) else str(line)
+            head, _, rest = text.partition("] ")
+            address = head.rpartition(" ")[2]
+            self.lines.append((address, rest.split(" ", 1)[0].strip('"').lower()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        redis.Redis.from_url(self.url).ping()  # one more line, to wake the reader
+        self._thread.join(timeout=10)
+
+    def by_role(self, names: dict[str, str]) -> dict[str, int]:
+        """Commands per role (the client's name); a script's commands go to its caller."""
+        counts: dict[str, int] = {}
+        caller = "other"
+        for address, _command in self.lines:
+            if address != "lua":
+                caller = names.get(address, "other")
+            counts[caller] = counts.get(caller, 0) + 1
+        return counts
+
+
+def client_names(r: redis.Redis) -> dict[str, str]:
+    return {c["addr"]: c["name"] or "other" for c in r.client_list()}
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
@@ -122,11 +192,23 @@ def main() -> None:
             record = run(workflow, {}, dispatcher=timed, settings=settings, run_id=f"load{i}")
             return record.status.value
 
+        r = redis.Redis.from_url(url)
+        stats_before, cpu_before = command_stats(r), server_cpu_s(r)
         started = time.perf_counter()
         with ThreadPoolExecutor(args.runs) as pool:
             statuses = list(pool.map(one, range(args.runs)))
         wall_s = time.perf_counter() - started
+        stats_after, cpu_after = command_stats(r), server_cpu_s(r)
         worker_mb = [peak_rss_mb(w.pid) for w in workers]
+
+        # The split by role, on a smaller load watched with MONITOR (not timed).
+        watched_runs = max(2, args.runs // 10)
+        monitor = Monitor(url)
+        with ThreadPoolExecutor(watched_runs) as pool:
+            list(pool.map(lambda i: one(args.runs + i), range(watched_runs)))
+        names = client_names(r)
+        monitor.stop()
+        roles = monitor.by_role(names)
         timed.close()
     finally:
         for w in workers:
@@ -137,6 +219,14 @@ def main() -> None:
 
     total = args.runs * args.steps
     done = statuses.count("done")
+    calls = {
+        name: stats_after[name] - stats_before.get(name, 0)
+        for name in stats_after
+        if not name.startswith(("info", "client", "monitor"))
+    }
+    per_step = sum(calls.values()) / total
+    cpu_us_per_step = (cpu_after - cpu_before) * 1e6 / total
+    watched = watched_runs * args.steps
     lat = timed.latencies_ms
     coordinator_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{args.runs} concurrent runs x {args.steps} steps on {args.workers} workers")
@@ -148,6 +238,15 @@ def main() -> None:
     print(f"  peak RSS coordinator {coordinator_mb:.0f} MiB")
     for i, mb in enumerate(worker_mb):
         print(f"  peak RSS worker {i}    {mb:.0f} MiB")
+    top = sorted(calls.items(), key=lambda kv: -kv[1])[:8]
+    print("Redis, per step (INFO commandstats over the load above; script commands included)")
+    print(f"  commands per step    {per_step:.1f}")
+    print("  by command           " + ", ".join(f"{n} {c / total:.1f}" for n, c in top))
+    print(f"  server CPU           {cpu_us_per_step:.1f} us per step (INFO cpu, sys+user)")
+    print(f"  one core's ceiling   {1e6 / cpu_us_per_step:,.0f} steps/s at this CPU per step")
+    print(f"Redis, by role ({watched} steps watched with MONITOR)")
+    for role in ("taskloom-worker", "taskloom-coordinator", "other"):
+        print(f"  {role:<21}{roles.get(role, 0) / watched:.1f} commands per step")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskloom.errors import ConfigError
@@ -100,6 +100,26 @@ class Settings(BaseSettings):
     )
     max_cost_usd: float | None = Field(None, ge=0, description="budget: dollars per run")
     max_llm_calls: int | None = Field(None, ge=0, description="budget: LLM calls per run")
+    step_timeout_s: float | None = Field(
+        None, gt=0, description="a step's deadline per attempt, unless it sets timeout_s"
+    )
+    no_worker_timeout_s: float = Field(
+        60.0, gt=0, description="how long a step waits on a queue no live worker serves"
+    )
+    redis_sentinels: str | None = Field(
+        None, description="host:port,host:port of Redis Sentinels (instead of redis_url)"
+    )
+    redis_master: str = Field("mymaster", description="the master's name at the Sentinels")
+    redis_wait_replicas: int | None = Field(
+        None, ge=0, description="replicas a finished step must reach (WAIT); None: 1 on Sentinel"
+    )
+
+    @model_validator(mode="after")
+    def _sentinels_as_url(self) -> Settings:
+        # Sentinels given on their own become the redis+sentinel:// URL everything reads.
+        if self.redis_sentinels and not self.redis_url:
+            self.redis_url = f"redis+sentinel://{self.redis_sentinels}/{self.redis_master}"
+        return self
 
     @classmethod
     def from_env(cls) -> Settings:

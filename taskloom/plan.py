@@ -63,6 +63,9 @@ class Step(BaseModel):
     queue: str | None = Field(None, description="routing hint: the queue to run on")
     model: str | None = Field(None, description="routing hint: the model to run on")
     description: str | None = Field(None, description="what this step is for, for people")
+    timeout_s: float | None = Field(
+        None, gt=0, description="seconds one attempt may run; default Settings.step_timeout_s"
+    )
 
     def dependencies(self) -> list[str]:
         """Step ids this step waits for: those its inputs reference, then `after`."""

@@ -47,6 +47,9 @@ class StepJob(BaseModel):
     tool: str | None = Field(None, description="the registered tool, for kind 'tool'")
     queue: str | None = None
     model: str | None = None
+    timeout_s: float | None = Field(
+        None, gt=0, description="the step's deadline per attempt; None: Settings.step_timeout_s"
+    )
     attempt: int = Field(1, description="1 for the first try")
     enqueued_at: float = Field(default_factory=time.time, description="epoch seconds")
 
@@ -117,6 +120,7 @@ class StepResult(StepOutcome):
     attempts: int = 1
     started_at: float = 0.0
     finished_at: float = 0.0
+    sig: str | None = Field(None, description="the writing worker's HMAC, with a secret set")
 
     @property
     def is_retryable(self) -> bool:

@@ -24,7 +24,7 @@ from taskloom.workflows.store import SqliteRunStore
 from taskloom.workflows.target import load_tools
 
 
-def connect_redis(settings: Settings) -> Broker:
+def connect_redis(settings: Settings, *, client_name: str = "taskloom") -> Broker:
     """A Broker for the configured Redis, checked to answer.
 
     Raises:
@@ -33,7 +33,7 @@ def connect_redis(settings: Settings) -> Broker:
     """
     if not settings.redis_url:
         raise ConfigError("this command needs Redis; set TASKLOOM_REDIS_URL or pass --redis-url")
-    broker = Broker(settings.redis_url, settings=settings)
+    broker = Broker(settings.redis_url, settings=settings, client_name=client_name)
     broker.ping()
     return broker
 
@@ -187,7 +187,7 @@ def serve(
     """
     settings = settings_for(settings, options)
     build_worker(
-        connect_redis(settings),
+        connect_redis(settings, client_name="taskloom-worker"),
         settings=settings,
         queues=list(queues),
         tool_specs=list(tool_modules),

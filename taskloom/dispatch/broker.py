@@ -7,15 +7,17 @@ becomes `RedisUnavailableError`, naming the URL (password hidden).
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from hashlib import sha1
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from pydantic import BaseModel, Field
@@ -24,6 +26,8 @@ from redis.retry import Retry
 
 from taskloom.config import Settings, key
 from taskloom.dispatch import scripts
+from taskloom.dispatch.client import is_sentinel, open_redis
+from taskloom.dispatch.client import safe_url as safe_url  # re-exported: callers use it
 from taskloom.errors import ConfigError, RedisUnavailableError
 from taskloom.logs import get_logger
 from taskloom.step import StepResult
@@ -34,6 +38,9 @@ T = TypeVar("T")
 RUN_STEP = "_run"  # the step id a submitted run's coordinator job is filed under
 FINISHED_JOB_TTL_S = 3600  # a finished job's hash and notices; results keep record_ttl_s
 MAX_CONNECTIONS = 10_000  # per Broker: one per step in flight, plus the heartbeat's
+WAIT_TIMEOUT_MS = 2000  # how long a durable write waits for its replicas
+UNREPLICATED_RETRY_S = 10.0  # after a WAIT that timed out, try WAIT again this much later
+FAILOVER_S = 30.0  # how long a Sentinel client keeps retrying while a replica is promoted
 
 
 def rq_time(at: float | None = None) -> str:
@@ -42,16 +49,6 @@ def rq_time(at: float | None = None) -> str:
     whole = int(at)
     micros = min(999_999, int((at - whole) * 1_000_000))
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micros:06d}Z"
-
-
-def safe_url(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class Notice(BaseModel):
@@ -80,32 +77,35 @@ class Broker:
     """Jobs, results, leases and workers in one Redis.
 
     Args:
-        url: `redis://`, `rediss://` (TLS) or `unix://`, with an optional password.
+        url: `redis://`, `rediss://` (TLS), `unix://` or `redis+sentinel://` (see
+            `taskloom.dispatch.client`), with an optional password.
         settings: leases, attempts and how long results are kept.
+        client_name: the connections' name in Redis's CLIENT LIST.
     """
 
-    def __init__(self, url: str, *, settings: Settings) -> None:
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(
-                f"Redis URL {safe_url(url)!r} must start with redis://, rediss:// or unix://"
-            )
+    def __init__(self, url: str, *, settings: Settings, client_name: str = "taskloom") -> None:
         self.url = url
         self.settings = settings
         self.ttl_s = settings.record_ttl_s
+        self.is_sentinel = is_sentinel(url)
+        replicas = settings.redis_wait_replicas
+        self.wait_replicas = (1 if self.is_sentinel else 0) if replicas is None else replicas
+        # A failover takes seconds (the Sentinels agree the master is down, then promote
+        # a replica): a Sentinel client rides it out; a plain one reports the outage fast.
+        self.retry_s = FAILOVER_S if self.is_sentinel else 0.25
+        self._unreplicated_until = 0.0  # until then, WAIT is skipped (no replica answered)
         retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 3)
-        try:
-            # Each step a dispatcher waits on holds a connection in BLPOP, so redis-py's
-            # default cap of 100 would starve a coordinator (and its heartbeat) past
-            # 100 steps in flight; Redis's own default limit is 10,000 clients.
-            self.redis = redis.Redis.from_url(
-                url,
-                socket_connect_timeout=3.0,
-                retry=retry,
-                health_check_interval=0,
-                max_connections=MAX_CONNECTIONS,
-            )
-        except ValueError as e:
-            raise ConfigError(f"Redis URL {safe_url(url)!r} is not valid: {e}") from e
+        # Each step a dispatcher waits on holds a connection in BLPOP, so redis-py's
+        # default cap of 100 would starve a coordinator (and its heartbeat) past
+        # 100 steps in flight; Redis's own default limit is 10,000 clients.
+        self.redis = open_redis(
+            url,
+            socket_connect_timeout=3.0,
+            retry=retry,
+            health_check_interval=0,
+            max_connections=MAX_CONNECTIONS,
+            client_name=client_name,  # who is who in CLIENT LIST (and bench_load's counts)
+        )
         self._sources = {name: scripts.script(body) for name, body in scripts.ALL.items()}
         self._shas = {name: sha1(src.encode()).hexdigest() for name, src in self._sources.items()}
 
@@ -121,20 +121,30 @@ class Broker:
                 f"Redis at {safe_url(self.url)} refused the credentials ({e}); "
                 "fix the password in TASKLOOM_REDIS_URL / --redis-url"
             ) from e
-        except (redis.ConnectionError, redis.TimeoutError) as e:
+        except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as e:
             raise RedisUnavailableError(
                 f"can't reach Redis at {safe_url(self.url)} ({e}); start it, or point "
                 "TASKLOOM_REDIS_URL / --redis-url at one that runs"
             ) from e
 
     def call(self, fn: Callable[[], T]) -> T:
-        """Run Redis operations, loading our scripts if the server lost them (a restart)."""
+        """Run Redis operations, loading our scripts if the server lost them (a restart
+        or a failover); under Sentinel, retried until a master answers again."""
+        deadline = time.monotonic() + self.retry_s
+        delay_s = 0.05
         with self.reachable():
-            try:
-                return fn()
-            except redis.exceptions.NoScriptError:
-                self._load_scripts()
-                return fn()
+            while True:
+                try:
+                    try:
+                        return fn()
+                    except redis.exceptions.NoScriptError:
+                        self._load_scripts()
+                        return fn()
+                except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as e:
+                    if isinstance(e, redis.AuthenticationError) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(delay_s)
+                    delay_s = min(delay_s * 2, 1.0)
 
     def _load_scripts(self) -> None:
         with self.redis.pipeline(transaction=False) as p:
@@ -158,26 +168,50 @@ class Broker:
         enqueue sent twice is a duplicate delivery, which the exactly-once merge absorbs).
         """
         pool = self.redis.connection_pool
+        deadline = time.monotonic() + self.retry_s
         with self.reachable():
-            for attempt in range(3):
-                conn: Any = pool.get_connection()
+            for attempt in range(1_000):
+                conn: Any = None
                 try:
+                    conn = pool.get_connection()  # connects: may fail too, mid-failover
                     conn.send_packed_command(conn.pack_commands(commands))
                     return [conn.read_response() for _ in commands]
                 except redis.exceptions.NoScriptError:
                     conn.disconnect()  # replies may still be pending on it
                     self._load_scripts()
-                except (redis.ConnectionError, redis.TimeoutError):
-                    conn.disconnect()
-                    if attempt == 2:
+                    if attempt >= 3:
+                        raise redis.ConnectionError("Redis keeps losing our scripts") from None
+                except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as e:
+                    if conn is not None:
+                        conn.disconnect()
+                    is_auth = isinstance(e, redis.AuthenticationError)
+                    if is_auth or (attempt >= 2 and time.monotonic() > deadline):
                         raise
-                    time.sleep(0.05 * 4**attempt)
+                    time.sleep(min(0.05 * 4**attempt, 1.0))
                 except BaseException:
-                    conn.disconnect()
+                    if conn is not None:
+                        conn.disconnect()
                     raise
                 finally:
-                    pool.release(conn)
-            raise redis.ConnectionError("Redis keeps losing our scripts")
+                    if conn is not None:
+                        pool.release(conn)
+            raise redis.ConnectionError("Redis keeps failing")
+
+    def _durable(self, commands: list[tuple[Any, ...]], *, what: str) -> list[Any]:
+        """Send commands whose writes must survive a failover: WAIT for the replicas.
+
+        With `wait_replicas` = 0 (one Redis, no Sentinel) this is `_send`. A write that
+        reached fewer replicas in time is logged; it stands on the master alone.
+        """
+        if not self.wait_replicas or time.monotonic() < self._unreplicated_until:
+            return self._send(commands)
+        replies = self._send([*commands, ("WAIT", self.wait_replicas, WAIT_TIMEOUT_MS)])
+        if int(replies[-1]) < self.wait_replicas:
+            # No replica to wait for (e.g. the only one was just promoted): waiting the
+            # whole timeout on every step would keep nothing more, so skip WAIT a while.
+            self._unreplicated_until = time.monotonic() + UNREPLICATED_RETRY_S
+            log.warning("write_not_replicated", what=what, replicas=int(replies[-1]))
+        return replies[:-1]
 
     def ping(self) -> None:
         """Check that Redis answers."""
@@ -200,9 +234,13 @@ class Broker:
         With `wait_s`, a BLPOP on the step's notify list rides in the same round trip,
         so a fast step's result comes back with the enqueue's reply.
 
+        A step that already has a job queued or leased is not queued again: the caller
+        gets that job's id with state `running`, and waits for it.
+
         Returns:
-            (job_id, state, result, message): state is `queued`, `done` (result holds the
-            stored StepResult JSON) or `cancelled`; message is the notice the BLPOP got.
+            (job_id, state, result, message): state is `queued`, `running`, `done` (result
+            holds the stored StepResult JSON) or `cancelled`; message is the notice the
+            BLPOP got.
         """
         job_id = uuid.uuid4().hex
         args: list[Any] = [job_id, data, rq_time(), queue, run_id, step_id, self.ttl_s, description]
@@ -215,7 +253,19 @@ class Broker:
         state, result = replies[0]
         got = replies[1] if wait_s > 0 else None
         message = None if got is None else Notice.model_validate_json(got[1])
+        if state == b"running":
+            return result.decode(), "running", None, message
         return job_id, state.decode(), (result or None), message
+
+    def probe(self, job_id: str, run_id: str, step_id: str) -> tuple[str, bytes]:
+        """Where a job is now: `result` (with the step's result JSON), `outcome` (a
+        settled attempt's result JSON), `leased`, `queued` (b"1" when a live worker
+        serves the queue), or `gone` (with what its hash says: taken by something that is
+        no taskloom worker, or lost, and the error RQ recorded)."""
+        state, detail, *exc = self._send([self._cmd("probe", [job_id, run_id, step_id])])[0]
+        if exc and exc[0]:
+            detail = detail + b": " + _last_line(bytes(exc[0])).encode()
+        return state.decode(), bytes(detail)
 
     def wait_notify(self, run_id: str, step_id: str, *, timeout_s: float) -> Notice | None:
         """The next notice about a step, or None on timeout."""
@@ -223,8 +273,10 @@ class Broker:
         return None if got is None else Notice.model_validate_json(got[1])
 
     def _claim_args(self, queues: list[str], worker: str) -> list[Any]:
-        deadline_ms = int((time.time() + self.settings.lease_s) * 1000)
-        return [worker, deadline_ms, rq_time(), self.ttl_s, *queues]
+        # The script starts the lease by the server's clock when it claims: a claim that
+        # rides behind a BLPOP runs up to a whole wait after it was sent.
+        lease_ms = int(self.settings.lease_s * 1000)
+        return [worker, lease_ms, rq_time(), self.ttl_s, *queues]
 
     def claim(self, queues: list[str], *, worker: str) -> Claim | None:
         """Pop the next job from the first non-empty queue and lease it to `worker`."""
@@ -276,16 +328,17 @@ class Broker:
             min(FINISHED_JOB_TTL_S, self.ttl_s),
         ]
         if claim_next is None:
-            return bool(self._send([self._cmd("finish", args)])[0]), None
+            return bool(self._durable([self._cmd("finish", args)], what="finish")[0]), None
         cargs = self._claim_args(claim_next, worker)
-        won, got = self._send([self._cmd("finish", args), self._cmd("claim", cargs)])
+        commands = [self._cmd("finish", args), self._cmd("claim", cargs)]
+        won, got = self._durable(commands, what="finish")
         return bool(won), _claim(got)
 
     def reject(self, job_id: str, *, error: str, message: str) -> None:
         """Dead-letter a job that must not run; its step (if known) fails with `message`."""
         keys = [f"rq:job:{job_id}", key("leases")]
         args: list[Any] = [job_id, error, message, int(time.time()), self.ttl_s]
-        self.call(lambda: self._script(self.redis, "reject", keys, args))
+        self._durable([("EVALSHA", self._shas["reject"], len(keys), *keys, *args)], what="reject")
 
     def requeue(self, job_id: str) -> None:
         """Put a leased job back at the front of its queue (a worker draining)."""
@@ -301,8 +354,8 @@ class Broker:
         now = time.time()
         lease_s = self.settings.lease_s
         args: list[Any] = [
-            int(now * 1000),
-            int((now + lease_s) * 1000),
+            0,  # leases are measured on the server's clock (TIME), as claims set them
+            int(lease_s * 1000),
             max(3, int(lease_s * 3)),
             rq_time(now),
             self.settings.max_attempts,
@@ -310,9 +363,9 @@ class Broker:
             int(now),
             *job_ids,
         ]
-        alive, requeued, dead = self.call(
-            lambda: self._script(self.redis, "heartbeat", [key("leases"), worker_key], args)
-        )
+        keys = [key("leases"), worker_key]
+        cmd = ("EVALSHA", self._shas["heartbeat"], len(keys), *keys, *args)
+        alive, requeued, dead = self._durable([cmd], what="heartbeat")[0]
         return bool(alive), int(requeued), int(dead)
 
     def cancel(self, run_id: str) -> tuple[int, int]:
@@ -414,3 +467,11 @@ def _claim(got: Any) -> Claim | None:
         deliveries=int(deliveries),
         state=state.decode(),
     )
+
+
+def _last_line(exc: bytes) -> str:
+    """The line of a traceback that names the error (RQ may store it zlib'd and base64'd)."""
+    with contextlib.suppress(ValueError, zlib.error):
+        exc = zlib.decompress(base64.b64decode(exc, validate=True))
+    lines = [line for line in exc.decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""

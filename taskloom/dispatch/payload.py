@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from taskloom.config import DEFAULT_QUEUE, QUEUE_NAME
 from taskloom.errors import ConfigError, JobRejectedError
-from taskloom.step import StepJob
+from taskloom.step import StepJob, StepResult, StepStatus
 
 JOB_FUNC = "taskloom.workers.worker.run_job"
 PayloadKind = Literal["step", "run"]
@@ -32,7 +32,7 @@ class Envelope(BaseModel):
     kind: PayloadKind = Field(description="the registered payload kind")
     body: dict[str, Any] = Field(description="a StepJob for 'step'; a submitted run for 'run'")
     max_attempts: int = Field(1, description="attempts before a failure is final")
-    sig: str | None = Field(None, description="hex HMAC-SHA256 of kind and body")
+    sig: str | None = Field(None, description="hex HMAC-SHA256 of every other field")
 
 
 def check_queue(name: str) -> str:
@@ -72,13 +72,14 @@ def queue_for(job: StepJob) -> str:
     return queue_name(job.queue, job.model)
 
 
-def _canonical(kind: str, body: dict[str, Any]) -> bytes:
-    return (kind + "\n" + json.dumps(body, sort_keys=True, separators=(",", ":"))).encode()
+def _mac(secret: str, data: dict[str, Any]) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(secret.encode(), canonical, hashlib.sha256).hexdigest()
 
 
-def sign(kind: str, body: dict[str, Any], secret: str) -> str:
-    """The hex HMAC-SHA256 of a payload kind and body."""
-    return hmac.new(secret.encode(), _canonical(kind, body), hashlib.sha256).hexdigest()
+def sign(envelope: dict[str, Any], secret: str) -> str:
+    """The hex HMAC-SHA256 of a whole envelope (every field but `sig`)."""
+    return _mac(secret, {k: v for k, v in envelope.items() if k != "sig"})
 
 
 def encode(
@@ -87,8 +88,29 @@ def encode(
     """The RQ job `data` for a payload (JSON, signed when a secret is set)."""
     envelope: dict[str, Any] = {"v": 1, "kind": kind, "body": body, "max_attempts": max_attempts}
     if secret:
-        envelope["sig"] = sign(kind, body, secret)
+        envelope["sig"] = sign(envelope, secret)
     return json.dumps([JOB_FUNC, None, [envelope], {}], separators=(",", ":"))
+
+
+def sign_result(result: StepResult, secret: str | None) -> StepResult:
+    """The result as a worker writes it: signed when a secret is set."""
+    if not secret:
+        return result
+    return result.model_copy(update={"sig": _mac(secret, _result_fields(result))})
+
+
+def is_verified(result: StepResult, secret: str | None) -> bool:
+    """Whether a result may be merged: any result without a secret; with one, a `done`
+    result must carry a valid worker signature. (Failures are written by the scripts
+    too, e.g. a dead letter, and carry no value to forge.)"""
+    if not secret or result.status != StepStatus.DONE:
+        return True
+    expected = _mac(secret, _result_fields(result))
+    return result.sig is not None and hmac.compare_digest(expected, result.sig)
+
+
+def _result_fields(result: StepResult) -> dict[str, Any]:
+    return result.model_dump(mode="json", exclude={"sig"})
 
 
 def decode(data: bytes, *, secret: str | None) -> Envelope:
@@ -121,7 +143,7 @@ def decode(data: bytes, *, secret: str | None) -> Envelope:
     if secret:
         if envelope.sig is None:
             raise JobRejectedError("job is not signed and this worker has TASKLOOM_SECRET set")
-        expected = sign(envelope.kind, envelope.body, secret)
+        expected = sign(args[0], secret)  # as sent: every field it carries is covered
         if not hmac.compare_digest(expected, envelope.sig):
             raise JobRejectedError(
                 "job signature does not verify; give workers and submitters the same "

@@ -31,11 +31,17 @@ local function final_result(job, f, status, etype, message, ttl)
   redis.call('RPUSH', f[2], '{"job_id":"' .. job .. '","final":true,"result":' .. r .. '}')
   redis.call('EXPIRE', f[2], ttl)
 end
+-- Whether a job is in its queue. The scan is bounded (LPOS is linear): in a queue
+-- longer than that, a job marked queued is taken to be there.
+local function in_queue(qk, id)
+  return redis.call('LPOS', qk, id, 'MAXLEN', 1000) or redis.call('LLEN', qk) > 1000
+end
 local function dead_letter(id, etype, message, now, ttl)
   local job = 'rq:job:' .. id
   local f = redis.call('HMGET', job, 'result_key', 'notify_key', 'run_id', 'step_id',
                        'deliveries', 'origin')
   redis.call('HSET', job, 'status', 'failed', 'exc_info', etype .. ': ' .. message)
+  redis.call('EXPIRE', job, ttl)
   redis.call('ZADD', P .. 'dead', now, id)
   redis.call('ZADD', 'rq:failed:' .. (f[6] or 'unknown'), now + ttl, id)
   if f[3] and f[4] then
@@ -70,6 +76,16 @@ if redis.call('EXISTS', ck) == 1 then
   redis.call('EXPIRE', nk, ttl)
   return {'cancelled', ''}
 end
+-- The step already has a job in flight (queued or leased): the caller waits on that one.
+local prev = redis.call('HGET', P .. 'jobs:' .. run, step)
+if prev then
+  local pj = 'rq:job:' .. prev
+  local status, origin = unpack(redis.call('HMGET', pj, 'status', 'origin'))
+  if (status == 'queued' and origin and in_queue('rq:queue:' .. origin, prev))
+      or (status == 'started' and redis.call('ZSCORE', P .. 'leases', prev)) then
+    return {'running', prev}
+  end
+end
 redis.call('HSET', job, 'data', ARGV[2], 'created_at', ARGV[3], 'enqueued_at', ARGV[3],
   'origin', q, 'status', 'queued', 'description', ARGV[8], 'result_ttl', ttl,
   'run_id', run, 'step_id', step, 'deliveries', '0', 'result_key', rk,
@@ -83,8 +99,10 @@ redis.call('EXPIRE', P .. 'jobs:' .. run, ttl)
 return {'queued', ''}
 """
 
-# ARGV: worker, deadline_ms, now_str, ttl, queue names in priority order...
-# Wake tokens let idle workers block (BLPOP) while the pop of the job itself stays
+# ARGV: worker, lease_ms, now_str, ttl, queue names in priority order...
+# The lease runs from the moment of the claim, by the server's clock (TIME), not from
+# when the worker sent the command: a claim pipelined behind a BLPOP may run up to a
+# whole wait later. Wake tokens let idle workers block (BLPOP) while the pop of the job itself stays
 # atomic with its lease. Whichever token a worker consumed, the script then sets each
 # of its wake lists to the length of its queue, so tokens never drift from jobs.
 CLAIM = """
@@ -107,7 +125,9 @@ for i = 5, #ARGV do
     local job = 'rq:job:' .. id
     local f = redis.call('HMGET', job, 'data', 'origin', 'run_id', 'step_id', 'deliveries',
                          'result_key', 'notify_key', 'cancel_key')
-    if f[1] then
+    if f[1] and redis.call('ZSCORE', leases, id) then
+      -- the same job delivered again while it runs: leave it to its current worker
+    elseif f[1] then
       sync()
       local r = f[6] and redis.call('GET', f[6])
       if r then  -- a duplicate delivery: answer with the merged result, don't run it
@@ -120,7 +140,8 @@ for i = 5, #ARGV do
       if f[8] and redis.call('EXISTS', f[8]) == 1 then state = 'cancelled' end
       redis.call('HSET', job, 'status', 'started', 'worker_name', ARGV[1],
                  'started_at', ARGV[3], 'last_heartbeat', ARGV[3])
-      redis.call('ZADD', leases, ARGV[2], id)
+      local t = redis.call('TIME')
+      redis.call('ZADD', leases, t[1] * 1000 + math.floor(t[2] / 1000) + ARGV[2], id)
       return {id, f[1], f[2], f[3] or '', f[4] or '', f[5] or '0', state}
     end
   end
@@ -139,6 +160,9 @@ local rk, nk = P .. 'result:' .. run .. ':' .. step, P .. 'notify:' .. run .. ':
 redis.call('ZREM', P .. 'leases', id)
 redis.call('HSET', 'rq:job:' .. id, 'status', ARGV[7], 'ended_at', ARGV[8])
 if ARGV[7] == 'finished' then redis.call('EXPIRE', 'rq:job:' .. id, ARGV[12]) end
+-- an attempt that is not final: its outcome stays with the job, for a waiter whose
+-- notice went to another waiter of the same step (see PROBE)
+if ARGV[2] ~= '1' then redis.call('HSET', 'rq:job:' .. id, 'outcome', ARGV[3]) end
 local value, won = ARGV[3], 0
 if ARGV[2] == '1' then
   if redis.call('SET', rk, ARGV[3], 'NX', 'EX', ttl) then
@@ -164,16 +188,19 @@ return won
 """
 
 # KEYS: leases, worker
-# ARGV: now_ms, deadline_ms, worker ttl, now_str, max deliveries, ttl, now, job ids...
+# ARGV: (unused), lease_ms, worker ttl, now_str, max deliveries, ttl, now, job ids...
+# Leases are measured on the server's clock, as `claim` sets them.
 HEARTBEAT = """
-for i = 8, #ARGV do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[i]) end
+local t = redis.call('TIME')
+local now_ms = t[1] * 1000 + math.floor(t[2] / 1000)
+for i = 8, #ARGV do redis.call('ZADD', KEYS[1], 'XX', now_ms + ARGV[2], ARGV[i]) end
 local alive = redis.call('EXISTS', KEYS[2])
 if alive == 1 then
   redis.call('HSET', KEYS[2], 'last_heartbeat', ARGV[4])
   redis.call('EXPIRE', KEYS[2], ARGV[3])
 end
 local requeued, dead = 0, 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, 500)) do
   redis.call('ZREM', KEYS[1], id)
   local job = 'rq:job:' .. id
   local f = redis.call('HMGET', job, 'status', 'origin')
@@ -192,6 +219,53 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT
   end
 end
 return {alive, requeued, dead}
+"""
+
+# ARGV: job_id, run_id, step_id
+# Where a job the coordinator waits on is now, for when its notice is slow to come:
+# - result: the step's final result (whoever wrote it);
+# - outcome: a taskloom worker settled this attempt without a final result (a failure
+#   worth retrying); its result, in case the notice went to another waiter;
+# - leased, or queued (with '1' if a live worker serves its queue, else '0');
+# - gone: taken by something that is not a taskloom worker, or lost; with what its hash
+#   says about it, and the error RQ recorded (a traceback, maybe compressed), if any.
+PROBE = """
+local id = ARGV[1]
+local r = redis.call('GET', P .. 'result:' .. ARGV[2] .. ':' .. ARGV[3])
+if r then return {'result', r} end
+if redis.call('ZSCORE', P .. 'leases', id) then return {'leased', ''} end
+local job = 'rq:job:' .. id
+local f = redis.call('HMGET', job, 'status', 'origin', 'exc_info', 'worker_name', 'outcome')
+if f[1] == 'queued' and f[2] and in_queue('rq:queue:' .. f[2], id) then
+  local served = '0'
+  for _, w in ipairs(redis.call('SMEMBERS', 'rq:workers:' .. f[2])) do
+    if redis.call('EXISTS', w) == 1 and redis.call('HEXISTS', w, 'death') == 0 then
+      served = '1'
+      break
+    end
+  end
+  return {'queued', served}
+end
+if f[5] and f[1] ~= 'queued' and f[1] ~= 'started' then return {'outcome', f[5]} end
+if not f[1] then return {'gone', 'its job hash is gone'} end
+local why = 'its job is ' .. f[1]
+if f[4] and f[4] ~= '' then
+  why = why .. ' on worker ' .. f[4]
+  local w = 'rq:worker:' .. f[4]
+  if redis.call('EXISTS', w) == 1 and redis.call('HEXISTS', w, 'taskloom') == 0 then
+    why = why .. ', which is no taskloom worker'
+  end
+end
+local exc = f[3]
+if not exc or exc == '' then  -- RQ 2+ keeps a failure in the job's results stream
+  local last = redis.call('XREVRANGE', 'rq:results:' .. id, '+', '-', 'COUNT', 1)[1]
+  if last then
+    for i = 1, #last[2], 2 do
+      if last[2][i] == 'exc_string' then exc = last[2][i + 1] end
+    end
+  end
+end
+return {'gone', why, exc or ''}
 """
 
 # KEYS: job, leases. ARGV: job_id, etype, message, now, ttl
@@ -249,4 +323,5 @@ ALL = {
     "reject": REJECT,
     "requeue": REQUEUE,
     "cancel": CANCEL,
+    "probe": PROBE,
 }

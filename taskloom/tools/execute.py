@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from taskloom.chat import ChatModel
 from taskloom.config import Settings
+from taskloom.deadline import step_deadline
 from taskloom.logs import get_logger
 from taskloom.plan import SLM_KINDS
 from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
@@ -37,16 +38,20 @@ def execute(
         "queue_ms": queue_ms,
         "started_at": started,
     }
+    timeout_s = job.timeout_s or settings.step_timeout_s
     try:
-        outcome = run_task(
-            job.kind,
-            job.inputs,
-            output=job.output,
-            model=model() if job.kind in SLM_KINDS else None,
-            tools=tools,
-            tool_name=job.tool,
-            output_retries=settings.output_retries,
-        )
+        # Code inside the step (the decode loop, a tool) sees the deadline; the worker
+        # also interrupts a step that does not look (see taskloom.workers.watchdog).
+        with step_deadline(timeout_s, step_id=job.step_id):
+            outcome = run_task(
+                job.kind,
+                job.inputs,
+                output=job.output,
+                model=model() if job.kind in SLM_KINDS else None,
+                tools=tools,
+                tool_name=job.tool,
+                output_retries=settings.output_retries,
+            )
     except Exception as e:  # a step's failure is data: the dispatcher decides on retries
         finished = time.time()
         error = ErrorInfo.of(e).model_copy(update=_ids(job))

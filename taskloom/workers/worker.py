@@ -34,7 +34,9 @@ from taskloom.dispatch import payload
 from taskloom.dispatch.broker import Broker, Claim
 from taskloom.errors import JobRejectedError, RedisUnavailableError
 from taskloom.logs import get_logger
+from taskloom.plan import SLM_KINDS
 from taskloom.step import ErrorInfo, StepResult, StepStatus
+from taskloom.workers import watchdog
 from taskloom.workers.handlers import Handler
 
 log = get_logger(__name__)
@@ -55,10 +57,19 @@ class _Interrupted(BaseException):
 def run_job(envelope: dict[str, Any]) -> None:
     """The one function our RQ jobs name. It refuses to run under a plain RQ worker.
 
-    A plain `rq worker` would run jobs without checking signatures and without a
-    resident model, so the job is left failed in RQ's registry with this message.
+    A plain `rq worker` would run jobs without checking signatures or a resident model,
+    so the job is left failed in RQ's registry with this message (and the waiting
+    coordinator notices the job is gone).
     """
-    raise JobRejectedError("taskloom jobs run on `taskloom worker`, not on a plain RQ worker")
+    from rq import get_current_job  # only a plain RQ worker calls this
+
+    job = get_current_job()
+    queue = job.origin if job is not None else "?"
+    raise JobRejectedError(
+        f"a plain RQ worker took this taskloom job from queue {queue!r}; a `taskloom "
+        f"worker` must serve this queue: stop the `rq worker` and start "
+        f"`taskloom worker --queue {queue}`"
+    )
 
 
 def worker_name() -> str:
@@ -81,6 +92,8 @@ class Worker:
         is_burst: exit once the queues are empty.
         parent_pid: drain and exit once this process is gone (the embedded cluster's
             workers must not outlive the run, or join a later cluster on the same port).
+        is_restart_by_exec: how to restart when a step can't be stopped at its
+            deadline: re-execute this process (True), or exit 75 for a supervisor.
     """
 
     def __init__(
@@ -95,6 +108,7 @@ class Worker:
         concurrency: int = 1,
         is_burst: bool = False,
         parent_pid: int | None = None,
+        is_restart_by_exec: bool = True,
     ) -> None:
         self.broker = broker
         self.queues = [payload.check_queue(q) for q in queues]
@@ -117,6 +131,8 @@ class Worker:
         self._interruptible = False
         self._interrupt = ""
         self._queues_empty = False  # the claim riding on the last finish found nothing
+        self._restarting = ""  # the job whose stuck step makes this process restart
+        self.is_restart_by_exec = is_restart_by_exec
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -250,15 +266,21 @@ class Worker:
     def _execute(self, claim: Claim, envelope: payload.Envelope, handler: Handler) -> Claim | None:
         with self._lock:
             self._running[claim.job_id] = claim
+        watch = self._watch(claim, envelope)
         try:
             try:
                 self._interruptible = self.concurrency == 1
                 result = handler(envelope, claim)
             finally:
                 self._interruptible = False
+                if watch is not None:
+                    watch.stop()
         except _Interrupted as stop:
             if stop.reason == "cancel":
                 return self._cancelled(claim, envelope)
+            if stop.reason == "timeout":
+                log.warning("step_interrupted", reason="deadline", **_ids(claim))
+                return self._settle(claim, envelope, self._timed_out(claim, envelope))
             self._retry_redis(lambda: self.broker.requeue(claim.job_id))
             log.info("job_requeued", run_id=claim.run_id, step_id=claim.step_id)
             return None
@@ -286,6 +308,19 @@ class Worker:
         finally:
             with self._lock:
                 self._running.pop(claim.job_id, None)
+        return self._settle(claim, envelope, result)
+
+    def _settle(
+        self,
+        claim: Claim,
+        envelope: payload.Envelope,
+        result: StepResult,
+        *,
+        is_forced: bool = False,
+    ) -> Claim | None:
+        """Write an attempt's outcome: final when done, not retryable, or out of attempts."""
+        if claim.job_id == self._restarting and not is_forced:
+            return None  # the watchdog wrote it, and this process is about to be replaced
         attempt = int(envelope.body.get("attempt", 1))
         is_final = (
             result.status == StepStatus.DONE
@@ -314,6 +349,43 @@ class Worker:
         log.info("job_cancelled", run_id=claim.run_id, step_id=claim.step_id)
         return self._finish(claim, result, is_final=True, dead=None)
 
+    # -- deadlines ----------------------------------------------------------------------
+
+    def _watch(self, claim: Claim, envelope: payload.Envelope) -> watchdog.StepWatchdog | None:
+        """A watchdog for a step with a deadline, on a worker that runs one job at a time."""
+        timeout_s = watchdog.timeout_of(envelope, self.settings)
+        if not timeout_s or self.concurrency != 1 or envelope.kind != "step":
+            return None
+        # A tool or an LLM call is interrupted in place. The decode loop stops itself, and
+        # an interrupt between two llama.cpp calls could leave the host's cache out of
+        # step, so a stuck SLM step is only restarted.
+        is_slm = envelope.body.get("kind") in SLM_KINDS
+        interrupt = partial(self._interrupt_main, "timeout", job_id=claim.job_id)
+        return watchdog.StepWatchdog(
+            timeout_s,
+            on_deadline=(lambda: None) if is_slm else interrupt,
+            on_stuck=partial(self._restart, claim, envelope),
+        )
+
+    def _timed_out(self, claim: Claim, envelope: payload.Envelope) -> StepResult:
+        timeout_s = watchdog.timeout_of(envelope, self.settings) or 0.0
+        return watchdog.timed_out(claim, envelope, timeout_s=timeout_s, worker=self.name)
+
+    def _restart(self, claim: Claim, envelope: payload.Envelope) -> None:
+        """The step ignored its interrupt and still holds the main thread: write its
+        timeout outcome from here, then re-execute this process (or exit 75 for a
+        supervisor, with `is_restart_by_exec=False`)."""
+        how = "exec" if self.is_restart_by_exec else f"exit {watchdog.EXIT_RESTART}"
+        log.error("worker_restarting", reason="step_not_interruptible", how=how, **_ids(claim))
+        self._stopping.set()  # no further claim rides on this finish
+        self._restarting = claim.job_id
+        with self._lock:
+            self._running.pop(claim.job_id, None)
+        self._settle(claim, envelope, self._timed_out(claim, envelope), is_forced=True)
+        with contextlib.suppress(RedisUnavailableError):
+            self.broker.deregister_worker(self.key, self.queues)
+        watchdog.restart_process(is_exec=self.is_restart_by_exec)
+
     def _finish(
         self, claim: Claim, result: StepResult, *, is_final: bool, dead: dict[str, Any] | None
     ) -> Claim | None:
@@ -323,7 +395,9 @@ class Worker:
         outcome = self._retry_redis(
             lambda: self.broker.finish(
                 claim,
-                result_json=result.model_dump_json(),
+                result_json=payload.sign_result(
+                    result, reveal(self.settings.secret)
+                ).model_dump_json(),
                 is_final=is_final,
                 job_status=status.get(result.status, "failed"),
                 dead=dead,
@@ -392,7 +466,9 @@ class Worker:
             except Exception:  # keep beating: without it, every lease we hold runs out
                 log.exception("heartbeat_crashed", worker=self.name)
 
-    def _interrupt_main(self, reason: str) -> None:
+    def _interrupt_main(self, reason: str, *, job_id: str | None = None) -> None:
+        if job_id is not None and job_id not in self._running:
+            return  # that step already returned
         self._interrupt = reason
         main = threading.main_thread().ident
         if main is not None:
@@ -416,3 +492,7 @@ class Worker:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGUSR1, on_interrupt)
+
+
+def _ids(claim: Claim) -> dict[str, str]:
+    return {"run_id": claim.run_id, "step_id": claim.step_id, "job_id": claim.job_id}

@@ -143,8 +143,11 @@ class Flow:
         after: Sequence[StepHandle | str] = (),
         queue: str | None = None,
         model: str | None = None,
+        timeout_s: float | None = None,
     ) -> StepHandle:
-        """Add a step of any kind. Handles in `inputs` become references."""
+        """Add a step of any kind. Handles in `inputs` become references.
+
+        `timeout_s` bounds each attempt (default `Settings.step_timeout_s`)."""
         if isinstance(output, type) and issubclass(output, BaseModel):
             output = output.model_json_schema()
         step = Step(
@@ -156,6 +159,7 @@ class Flow:
             after=[a.ref.root if isinstance(a, StepHandle) else a for a in after],
             queue=queue,
             model=model,
+            timeout_s=timeout_s,
         )
         return self.add(step)
 
@@ -186,12 +190,20 @@ class Flow:
         """Write a short text following `instruction`, drawing on `context`."""
         return self._slm("generate", {"instruction": instruction, "context": context}, **options)
 
-    def call(self, tool: Tool | str, /, *, id: str | None = None, **arguments: Any) -> StepHandle:
+    def call(
+        self,
+        tool: Tool | str,
+        /,
+        *,
+        id: str | None = None,
+        timeout_s: float | None = None,
+        **arguments: Any,
+    ) -> StepHandle:
         """Call a registered Python tool with keyword arguments (handles allowed)."""
         name = tool.name if isinstance(tool, Tool) else tool
-        return self.step("tool", arguments, id=id, tool=name)
+        return self.step("tool", arguments, id=id, tool=name, timeout_s=timeout_s)
 
-    _STEP_OPTIONS = ("id", "output", "after", "queue", "model")
+    _STEP_OPTIONS = ("id", "output", "after", "queue", "model", "timeout_s")
 
     def _slm(self, kind: str, inputs: dict[str, Any], **options: Any) -> StepHandle:
         step_options = {k: options.pop(k) for k in self._STEP_OPTIONS if k in options}
@@ -266,6 +278,7 @@ class _StepCall:
             tool=step.tool,
             queue=step.queue,
             model=step.model,
+            timeout_s=step.timeout_s,
         )
         emit({"event": "step_started", **ids, "kind": step.kind, "at": time.time()})
         log.debug("step_started", kind=step.kind, **ids)

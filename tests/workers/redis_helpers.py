@@ -77,3 +77,16 @@ def counts(url: str, name: str) -> dict[str, int]:
     """The per-step counters the test tools keep (`test:started`, `test:executed`)."""
     raw: dict[bytes, bytes] = redis.Redis.from_url(url).hgetall(name)  # type: ignore[assignment]
     return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def executions(log: Path, what: str = "start") -> dict[str, int]:
+    """How often each step's tool ran, from the execution log the test tools append to
+    (a file, so it counts executions independently of anything in Redis)."""
+    found: dict[str, int] = {}
+    if not log.exists():
+        return found
+    for line in log.read_text().splitlines():
+        event, name, _pid = line.split()
+        if event == what:
+            found[name] = found.get(name, 0) + 1
+    return found

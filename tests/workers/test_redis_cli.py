@@ -94,8 +94,7 @@ def test_cancel_stops_queued_and_running_steps(
 ) -> None:
     plan = plan_file(tmp_path, work("slow", sleep_s=5.0), work("after", after=["slow"]))
     spawn_worker("--queue", "runs")
-    # a 3 s lease: under load a 1 s lease can lapse mid-step and re-queue the job
-    spawn_worker(env={"TASKLOOM_LEASE_S": "3"})
+    spawn_worker()
     args = ("--redis-url", redis_url)
     run_id = taskloom("submit", plan, "--input", json.dumps({"url": redis_url}), *args)
     run_id = run_id.stdout.strip()
@@ -236,7 +235,7 @@ def test_progress_learns_which_worker_runs_each_step(
 
     plan = plan_file(tmp_path, work("slow", sleep_s=3.0))
     spawn_worker("--queue", "runs")
-    spawn_worker("--name", "gpu7", env={"TASKLOOM_LEASE_S": "3"})  # see the cancel test
+    spawn_worker("--name", "gpu7")
     run_id = taskloom(
         "submit", plan, "--input", json.dumps({"url": redis_url}), "--redis-url", redis_url
     ).stdout.strip()

@@ -25,6 +25,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
+from taskloom.deadline import check as check_deadline
 from taskloom.errors import ModelError, TaskInputError
 
 TOP_K = 64
@@ -236,6 +237,7 @@ class Decoder:
         followers: dict[tuple[int, ...], set[int]] = {}
         n = no_repeat_ngram
         for _ in range(budget):
+            check_deadline()  # the step's deadline (taskloom.deadline), per token
             logits = self.logits()
             banned = followers.get(tuple(out[-(n - 1) :])) if n and len(out) >= n - 1 else None
             if banned:
