@@ -68,11 +68,13 @@ def test_goal_only_flags_on_a_target_run_exit_2_naming_them(
     assert not counts.exists()  # nothing ran
 
 
+@pytest.mark.parametrize("where", [("--inline",), ("--workers", "1")], ids=["inline", "embedded"])
 def test_max_steps_bounds_a_plan_run(
     tmp_path: Path,
     taskloom_home: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    where: tuple[str, ...],
 ) -> None:
     counts = tmp_path / "counts"
     monkeypatch.setenv("TASKLOOM_TEST_COUNTS", str(counts))
@@ -80,7 +82,17 @@ def test_max_steps_bounds_a_plan_run(
         tmp_path, work("a"), work("b", after=["a"]), work("c", after=["b"]), output="$c.name"
     )
     code, out, err = cli(
-        capsys, "run", plan, "--tools", TOOLS, "--inline", "--json", "--max-steps", "2"
+        capsys,
+        "run",
+        plan,
+        "--tools",
+        TOOLS,
+        *where,
+        "--model",
+        "scripted",
+        "--json",
+        "--max-steps",
+        "2",
     )
     record = json.loads(out)
     assert code == 1, err
