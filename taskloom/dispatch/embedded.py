@@ -102,6 +102,7 @@ class EmbeddedCluster:
         cmd += ["--parent-pid", str(os.getpid())]
         if self.settings.model:
             cmd += ["--model", self.settings.model]
+        cmd += ["--concurrency", str(self.settings.concurrency)]
         for spec in self.tool_specs:
             cmd += ["--tools", spec]
         for q in self.queues:

@@ -54,7 +54,8 @@ def build_worker(
             broker, settings=settings, tools=tools, workflows=workflows, worker=name
         )
     else:
-        chat = load_model(settings)
+        concurrency = concurrency or settings.concurrency
+        chat = load_model(settings.model_copy(update={"concurrency": concurrency}))
         handlers["step"] = step_handler(model=chat, tools=tools, settings=settings, worker=name)
         info["model"] = chat.name
         if not names:

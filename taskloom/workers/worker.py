@@ -10,8 +10,14 @@ job and leases it atomically, finish writes the result once and wakes the waiter
 heartbeat thread extends the leases of running jobs every `lease_s / 3` seconds and
 re-queues the jobs of workers that stopped heartbeating.
 
-Signals: SIGTERM or SIGINT drains (the current job finishes, then the worker exits);
-a second one stops the current job and puts it back on its queue.
+Concurrency: with N > 1 the worker claims up to N jobs and runs each on its own thread;
+the heartbeat extends every lease it holds. SLM steps then decode together on the
+resident model (continuous batching, `taskloom.chat.llama.batch`); `cancel` stops one
+step's sequence through its cancel event (`taskloom.chat.cancel`), leaving the others.
+
+Signals: SIGTERM or SIGINT drains (the running steps finish, then the worker exits);
+a second one stops them and puts them back on their queue. Coordinators (`runs`) are
+put back at once: they resume elsewhere.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from functools import partial
 from types import FrameType
 from typing import Any
 
+from taskloom.chat.cancel import cancel_scope
 from taskloom.config import Settings
 from taskloom.dispatch import payload
 from taskloom.dispatch.broker import Broker, Claim
@@ -110,6 +117,7 @@ class Worker:
         self.jobs_failed = 0
         self.working_s = 0.0  # summed step run time, for the mean `taskloom workers` shows
         self._running: dict[str, Claim] = {}
+        self._cancels: dict[str, threading.Event] = {}  # by job id, for steps on threads
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(self.concurrency)
         self._stopping = threading.Event()
@@ -150,6 +158,7 @@ class Worker:
             "state": "idle",
             "successful_job_count": 0,
             "failed_job_count": 0,
+            "sequences": f"0/{self.concurrency}",
             **self.info,
         }
         self.broker.register_worker(self.name, self.queues, info)
@@ -202,11 +211,19 @@ class Worker:
         return claim
 
     def _drain_threads(self) -> None:
-        """Put back the jobs still running on threads: their coordinators resume elsewhere."""
+        """Let running steps finish (until a second signal); put back what still runs.
+
+        Coordinators are put back at once: their runs resume elsewhere.
+        """
         if self.concurrency == 1:
             return
+        if "run" not in self.handlers:
+            while self._running and self._signals < 2:
+                time.sleep(0.05)
         with self._lock:
             running = list(self._running.values())
+            for event in self._cancels.values():
+                event.set()  # stop their sequences: the jobs go back on the queue
         for claim in running:
             try:
                 self.broker.requeue(claim.job_id)
@@ -248,14 +265,19 @@ class Worker:
                 self._slots.release()
 
     def _execute(self, claim: Claim, envelope: payload.Envelope, handler: Handler) -> Claim | None:
+        cancelled = threading.Event()
         with self._lock:
             self._running[claim.job_id] = claim
+            self._cancels[claim.job_id] = cancelled
         try:
             try:
                 self._interruptible = self.concurrency == 1
-                result = handler(envelope, claim)
+                with cancel_scope(cancelled):
+                    result = handler(envelope, claim)
             finally:
                 self._interruptible = False
+            if cancelled.is_set() and self.broker.is_cancelled(claim.run_id):
+                return self._cancelled(claim, envelope)
         except _Interrupted as stop:
             if stop.reason == "cancel":
                 return self._cancelled(claim, envelope)
@@ -286,6 +308,9 @@ class Worker:
         finally:
             with self._lock:
                 self._running.pop(claim.job_id, None)
+                self._cancels.pop(claim.job_id, None)
+        if self._stopping.is_set() and cancelled.is_set():
+            return None  # stopped by the drain, which puts the job back
         attempt = int(envelope.body.get("attempt", 1))
         is_final = (
             result.status == StepStatus.DONE
@@ -378,6 +403,7 @@ class Worker:
                     state="busy" if running else "idle",
                     current_job=",".join(c.job_id for c in running),
                     current_step=",".join(f"{c.run_id}/{c.step_id}" for c in running),
+                    sequences=f"{len(running)}/{self.concurrency}",
                     successful_job_count=self.jobs_done,
                     failed_job_count=self.jobs_failed,
                     total_working_time=round(self.working_s, 3),
@@ -385,8 +411,13 @@ class Worker:
                 if requeued or dead:
                     log.warning("leases_expired", requeued=requeued, dead_lettered=dead)
                 for claim in running:
-                    if self.concurrency == 1 and self.broker.is_cancelled(claim.run_id):
-                        self._interrupt_main("cancel")
+                    if self.broker.is_cancelled(claim.run_id):
+                        if self.concurrency == 1:
+                            self._interrupt_main("cancel")
+                        with self._lock:
+                            event = self._cancels.get(claim.job_id)
+                        if event is not None:
+                            event.set()
             except RedisUnavailableError as e:
                 log.warning("heartbeat_failed", worker=self.name, error=str(e))
             except Exception:  # keep beating: without it, every lease we hold runs out
