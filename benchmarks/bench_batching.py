@@ -64,23 +64,25 @@ def is_right(got: Any, expected: dict[str, Any]) -> bool:
     return isinstance(got, dict) and all(norm(got.get(k)) == norm(v) for k, v in expected.items())
 
 
-def wait_for_worker(settings: Settings, timeout_s: float = 120.0) -> None:
+def wait_for_worker(settings: Settings, timeout_s: float = 120.0) -> dict[str, str]:
+    """The worker's registration, once it has loaded its model and registered."""
     assert settings.redis_url
     broker = Broker(settings.redis_url, settings=settings)
     deadline = time.monotonic() + timeout_s
-    while not broker.live_workers():
+    while not (workers := broker.live_workers()):
         if time.monotonic() > deadline:
             raise SystemExit("the worker did not register in time")
         time.sleep(0.2)
+    return workers[0]
 
 
-def measure(concurrency: int, schema: dict[str, Any], cases: list[dict[str, Any]]) -> dict[str, float]:
+def measure(concurrency: int, schema: dict[str, Any], cases: list[dict[str, Any]]) -> dict[str, Any]:
     """One worker at `concurrency`: the fan-out's makespan and tokens, then idle latency."""
     inputs = {f"t{i}": c["text"] for i, c in enumerate(cases)}
     base = Settings.from_env().override(concurrency=concurrency)
     with EmbeddedCluster(base, workers=1) as cluster:
         settings = cluster.settings
-        wait_for_worker(settings)
+        worker = wait_for_worker(settings)
         # Warm up: compile the schema's grammar and cache the shared prefix, as a
         # long-running worker would have done long before.
         run(fan_out(schema, 1), {"t0": cases[0]["text"]}, settings=settings)
@@ -103,13 +105,17 @@ def measure(concurrency: int, schema: dict[str, Any], cases: list[dict[str, Any]
         "makespan_s": makespan,
         "right": right,
         "idle_s": statistics.median(idle),
+        "gpu_layers": worker.get("gpu_layers", "-"),
     }
 
 
 def ceiling(n_seq: int, *, n_threads: int, n_tokens: int = 64) -> float:
     """Generation tokens/s of a bare batched-decode loop: `n_seq` sequences, greedy, no grammar."""
     llama_cpp.llama_backend_init()
+    settings = Settings.from_env()
     mparams = llama_cpp.llama_model_default_params()
+    mparams.n_gpu_layers = settings.n_gpu_layers or (-1 if settings.gpu is not None else 0)
+    mparams.main_gpu = settings.gpu or 0
     model = llama_cpp.llama_model_load_from_file(str(default_model_path()).encode(), mparams)
     cparams = llama_cpp.llama_context_default_params()
     cparams.n_ctx = 512 * n_seq
@@ -161,7 +167,7 @@ def main() -> None:
         print(
             f"  {label:15} {m['steps_s']:5.2f} steps/s  {m['tokens_s']:6.1f} tokens/s"
             f"  makespan {m['makespan_s']:5.2f} s  right {m['right']:.0f}/{len(cases)}"
-            f"  idle step {m['idle_s'] * 1000:4.0f} ms"
+            f"  idle step {m['idle_s'] * 1000:4.0f} ms  GPU layers {m['gpu_layers']}"
         )
     print(f"  bare batched decode, {n} sequences, {threads} threads: {bare:6.1f} tokens/s")
     ratios = [

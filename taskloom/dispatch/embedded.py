@@ -93,7 +93,11 @@ class EmbeddedCluster:
         url = f"redis://127.0.0.1:{self._server.port}/0"
         self.settings = self.settings.model_copy(update={"redis_url": url})
         log.info("embedded_server_started", url=url, workers=self.workers)
-        env = {**os.environ, "TASKLOOM_SECRET": self.settings.secret or ""}
+        env = {
+            **os.environ,
+            "TASKLOOM_SECRET": self.settings.secret or "",
+            "TASKLOOM_CONCURRENCY": str(self.settings.concurrency),
+        }
         for i in range(self.workers):
             self._procs.append(self._spawn(i, url, env))
 
@@ -102,7 +106,6 @@ class EmbeddedCluster:
         cmd += ["--parent-pid", str(os.getpid())]
         if self.settings.model:
             cmd += ["--model", self.settings.model]
-        cmd += ["--concurrency", str(self.settings.concurrency)]
         for spec in self.tool_specs:
             cmd += ["--tools", spec]
         for q in self.queues:

@@ -121,6 +121,8 @@ class Worker:
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(self.concurrency)
         self._stopping = threading.Event()
+        self._stopped = threading.Event()  # every job is done or put back: stop beating
+        self._threads: list[threading.Thread] = []  # jobs running on threads
         self._signals = 0
         self._interruptible = False
         self._interrupt = ""
@@ -140,6 +142,7 @@ class Worker:
         finally:
             self._stopping.set()
             self._drain_threads()
+            self._stopped.set()
             with contextlib.suppress(RedisUnavailableError):
                 self.broker.deregister_worker(self.key, self.queues)
             log.info("worker_stopped", worker=self.name, jobs=self.jobs_done)
@@ -188,7 +191,9 @@ class Worker:
             if self.concurrency == 1:
                 claim = self._handle(claim)  # the next job rides on this one's finish
             else:
-                threading.Thread(target=self._handle, args=(claim,), daemon=True).start()
+                thread = threading.Thread(target=self._handle, args=(claim,), daemon=True)
+                self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+                thread.start()
                 claim = None
 
     def _next(self) -> Claim | None:
@@ -218,7 +223,7 @@ class Worker:
         if self.concurrency == 1:
             return
         if "run" not in self.handlers:
-            while self._running and self._signals < 2:
+            while any(t.is_alive() for t in self._threads) and self._signals < 2:
                 time.sleep(0.05)
         with self._lock:
             running = list(self._running.values())
@@ -386,7 +391,8 @@ class Worker:
 
     def _beat(self) -> None:
         interval_s = self.settings.lease_s / 3
-        while not self._stopping.wait(interval_s):
+        # Beat until every job is finished or put back: a draining worker keeps its leases.
+        while not self._stopped.wait(interval_s):
             if self.parent_pid is not None and os.getppid() != self.parent_pid:
                 log.warning("worker_orphaned", worker=self.name, parent_pid=self.parent_pid)
                 self._stopping.set()

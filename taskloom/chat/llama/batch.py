@@ -35,7 +35,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from taskloom.chat.llama.decoder import Draft, Generated, Picker, _common_prefix, _log_softmax
+from taskloom.chat.llama.decoder import Draft, Generated, Picker, common_prefix, log_softmax
 from taskloom.deadline import Deadline
 from taskloom.errors import ModelError, RunCancelledError, TaskloomError
 from taskloom.logs import get_logger
@@ -206,8 +206,8 @@ class Batch:
             if not idle:
                 return
             request = self._queue.popleft()
-            seq = max(idle, key=lambda s: _common_prefix(s.tokens, request.prompt))
-            keep = min(_common_prefix(seq.tokens, request.prompt), len(request.prompt) - 1)
+            seq = max(idle, key=lambda s: self._shared(s, request.prompt))
+            keep = min(self._shared(seq, request.prompt), len(request.prompt) - 1)
             self._truncate(seq, keep)
             self._admitted += 1
             seq.request, seq.phase, seq.order = request, _Phase.PROMPT, self._admitted
@@ -256,7 +256,7 @@ class Batch:
         best, source = len(seq.tokens), None
         for other in self._seqs:
             if other is not seq:
-                n = min(_common_prefix(other.tokens, prompt), cap)
+                n = min(self._shared(other, prompt), cap)
                 if n > best:
                     best, source = n, other
         if source is not None:
@@ -265,7 +265,7 @@ class Batch:
             seq.tokens = list(prompt[:best])
         for other in joining:
             if other.order < seq.order and other.request is not None:
-                shared = min(_common_prefix(other.request.prompt, prompt), cap)
+                shared = min(common_prefix(other.request.prompt, prompt), cap)
                 if shared > len(seq.tokens) and len(other.tokens) < shared:
                     return True
         return False
@@ -302,7 +302,7 @@ class Batch:
                 continue
             try:
                 self._after(seq, request, first=i - len(tokens), last=i - 1)
-            except TaskloomError as e:
+            except Exception as e:  # this request's own failure (its grammar, its stop test)
                 self._fail(seq, request, e)
 
     def _after(self, seq: _Seq, request: Request, *, first: int, last: int) -> None:
@@ -316,7 +316,7 @@ class Batch:
                 self._pick(seq, request, self._logits(last))
                 return
             seq.phase, seq.n_prompt, seq.cont = _Phase.SCORE, len(seq.tokens), 0
-            head = _log_softmax(self._logits(last))
+            head = log_softmax(self._logits(last))
             conts = request.continuations or []
             request.scores = [float(head[c[0]]) if c else 0.0 for c in conts]
             self._next_continuation(seq, request)
@@ -325,7 +325,7 @@ class Batch:
         else:
             cont = self._continuation(seq)
             for j in range(1, len(cont)):
-                request.scores[seq.cont] += float(_log_softmax(self._logits(first + j - 1))[cont[j]])
+                request.scores[seq.cont] += float(log_softmax(self._logits(first + j - 1))[cont[j]])
             request.evaluated += len(cont) - 1
             seq.cont += 1
             self._next_continuation(seq, request)
@@ -363,6 +363,14 @@ class Batch:
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
     # -- sequences ---------------------------------------------------------------------
+
+    def _shared(self, seq: _Seq, prompt: Sequence[int]) -> int:
+        """How much of `prompt` this sequence's cache can give: its common prefix, or
+        nothing once a sliding-window layer has dropped its oldest cells (Gemma 3's
+        local layers), since a prefix copied from it would miss them."""
+        if not seq.tokens or llama_cpp.llama_memory_seq_pos_min(self._mem, seq.id) > 0:
+            return 0
+        return common_prefix(seq.tokens, prompt)
 
     def _truncate(self, seq: _Seq, n: int) -> None:
         if n < len(seq.tokens):

@@ -296,7 +296,13 @@ class Decoder:
             del self.tokens[n:]
 
     def _choose_slot(self, prompt: Sequence[int]) -> None:
-        shared = [_common_prefix(slot, prompt) for slot in self._slots]
+        for seq, slot in enumerate(self._slots):
+            # A sliding-window layer that dropped a slot's oldest cells (Gemma 3's local
+            # layers) leaves no prefix to reuse there.
+            if slot and llama_cpp.llama_memory_seq_pos_min(self._mem, seq) > 0:
+                llama_cpp.llama_memory_seq_rm(self._mem, seq, -1, -1)
+                slot.clear()
+        shared = [common_prefix(slot, prompt) for slot in self._slots]
         best = max(range(len(shared)), key=shared.__getitem__)
         if shared[best] * 2 < len(prompt):
             best = min(range(len(self._slots)), key=lambda i: len(self._slots[i]))
@@ -311,7 +317,7 @@ class Decoder:
         if not prompt:
             raise TaskInputError("an empty prompt has nothing to continue; give the step some text")
         self._choose_slot(prompt)
-        n = min(_common_prefix(self.tokens, prompt), len(prompt) - 1)
+        n = min(common_prefix(self.tokens, prompt), len(prompt) - 1)
         self._truncate(n)
         self._decode(prompt[len(self.tokens) :])
         return len(prompt) - n
@@ -373,7 +379,7 @@ class Decoder:
             The scores, and how many tokens were evaluated for them.
         """
         evaluated = self.evaluate(prompt)
-        first = _log_softmax(self.logits())
+        first = log_softmax(self.logits())
         n0 = len(prompt)
         scores = []
         for cont in continuations:
@@ -386,12 +392,12 @@ class Decoder:
                 self._decode(cont[:-1], all_logits=True)
                 evaluated += len(cont) - 1
                 for j in range(1, len(cont)):
-                    total += float(_log_softmax(self.logits(j - 1))[cont[j]])
+                    total += float(log_softmax(self.logits(j - 1))[cont[j]])
             scores.append(total)
         return scores, evaluated
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
@@ -400,7 +406,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def _log_softmax(x: npt.NDArray[np.single]) -> npt.NDArray[np.float64]:
+def log_softmax(x: npt.NDArray[np.single]) -> npt.NDArray[np.float64]:
     x64 = x.astype(np.float64)
     top = x64.max()
     out: npt.NDArray[np.float64] = x64 - (top + np.log(np.exp(x64 - top).sum()))

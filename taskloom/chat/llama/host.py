@@ -153,6 +153,11 @@ class ModelHost:
         self._formatter = self._chat_formatter()
         self.load_s = time.perf_counter() - started
         self.model_bytes = int(llama_cpp.llama_model_size(self._model.model))
+        n_layers = int(llama_cpp.llama_model_n_layer(self._model.model)) + 1  # + the output
+        offloaded = n_layers if mparams.n_gpu_layers < 0 else min(mparams.n_gpu_layers, n_layers)
+        is_offloading = bool(llama_cpp.llama_supports_gpu_offload())
+        self.gpu_layers = f"{offloaded if is_offloading else 0}/{n_layers}"
+        """Layers on the GPU out of all of them, e.g. `19/19` (`0/19` on a CPU build)."""
         self.calls = 0
         log.info(
             "model_loaded",
@@ -371,6 +376,7 @@ class ModelHost:
             "calls": self.calls,
             "grammars_compiled": self._grammars.compiled,
             "concurrency": self.concurrency,
+            "gpu_layers": self.gpu_layers,
             "busy": self.busy,
         }
 
