@@ -53,7 +53,12 @@ def fan_out(schema: dict[str, Any], n: int, *, first: int = 0) -> Plan:
         for i in range(first, first + n)
     ]
     return Plan.model_validate(
-        {"version": 1, "goal": "fan-out", "steps": steps, "output": {s["id"]: f"${s['id']}" for s in steps}}
+        {
+            "version": 1,
+            "goal": "fan-out",
+            "steps": steps,
+            "output": {s["id"]: f"${s['id']}" for s in steps},
+        }
     )
 
 
@@ -76,7 +81,9 @@ def wait_for_worker(settings: Settings, timeout_s: float = 120.0) -> dict[str, s
     return workers[0]
 
 
-def measure(concurrency: int, schema: dict[str, Any], cases: list[dict[str, Any]]) -> dict[str, Any]:
+def measure(
+    concurrency: int, schema: dict[str, Any], cases: list[dict[str, Any]]
+) -> dict[str, Any]:
     """One worker at `concurrency`: the fan-out's makespan and tokens, then idle latency."""
     inputs = {f"t{i}": c["text"] for i, c in enumerate(cases)}
     base = Settings.from_env().override(concurrency=concurrency)

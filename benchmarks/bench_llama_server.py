@@ -114,7 +114,9 @@ def taskloom_side(
 
         def step(case: dict[str, Any], host: ModelHost = host) -> Any:
             inputs = {"text": case["text"], "max_tokens": MAX_TOKENS}
-            return run_task("extract", inputs, output=schema, model=host, tools=ToolRegistry()).value
+            return run_task(
+                "extract", inputs, output=schema, model=host, tools=ToolRegistry()
+            ).value
 
         step(cases[0])  # warm-up, as above
         elapsed, got = timed_map(step, cases, parallel)
@@ -134,14 +136,18 @@ def main() -> None:
     server = server_side(binary.strip(), cases, schema, parallel=args.parallel, threads=threads)
     ours = taskloom_side(cases, schema, parallel=args.parallel)
     n = len(cases)
-    print(f"{n} extraction prompts ({args.split} split), JSON-schema constrained, {threads} threads")
+    print(
+        f"{n} extraction prompts ({args.split} split), JSON-schema constrained, {threads} threads"
+    )
     for name, side in (("llama-server", server), ("taskloom", ours)):
         for k, (rate, right) in side.items():
             label = "one at a time" if k == 1 else f"{k} in flight"
             print(f"  {name:12} {label:14} {rate:5.2f} steps/s  right {right}/{n}")
     ratio = ours[args.parallel][0] / server[args.parallel][0]
     verdict = "met" if ratio >= 3.0 else "NOT met"
-    print(f"ratio taskloom / llama-server at {args.parallel}: {ratio:.2f} (goal >= 3.0) -> {verdict}")
+    print(
+        f"ratio taskloom / llama-server at {args.parallel}: {ratio:.2f} (goal >= 3.0) -> {verdict}"
+    )
 
 
 if __name__ == "__main__":

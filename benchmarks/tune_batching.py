@@ -35,14 +35,21 @@ def texts() -> tuple[dict[str, Any], list[str]]:
     return schema, out
 
 
-def rate(concurrency: int, threads: int, schema: dict[str, Any], items: list[str]) -> tuple[float, float]:
+def rate(
+    concurrency: int, threads: int, schema: dict[str, Any], items: list[str]
+) -> tuple[float, float]:
     host = ModelHost(default_model_path(), concurrency=concurrency, n_threads=threads)
     tokens = 0
 
     def step(text: str) -> None:
         nonlocal tokens
-        out = run_task("extract", {"text": text, "max_tokens": 64}, output=schema, model=host,
-                       tools=ToolRegistry())
+        out = run_task(
+            "extract",
+            {"text": text, "max_tokens": 64},
+            output=schema,
+            model=host,
+            tools=ToolRegistry(),
+        )
         tokens += out.usage.completion_tokens
 
     step(items[0])  # warm-up: grammar compiled, shared prefix cached

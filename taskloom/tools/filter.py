@@ -81,7 +81,9 @@ def decide(inputs: Inputs, model: ChatModel, messages: list[Message], usage: Usa
         return [head, {"role": "user", "content": user}], query
 
     # The content-free baselines and every passage: parallel sequences on a batching host.
-    logprobs = [s[0] for s in score_all(model, [call(p) for p in [*CONTENT_FREE, *inputs.passages]], usage)]
+    logprobs = [
+        s[0] for s in score_all(model, [call(p) for p in [*CONTENT_FREE, *inputs.passages]], usage)
+    ]
     baseline = sum(logprobs[: len(CONTENT_FREE)]) / len(CONTENT_FREE)
     scored: list[tuple[float, int]] = []
     for i, logprob in enumerate(logprobs[len(CONTENT_FREE) :]):

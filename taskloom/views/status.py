@@ -162,7 +162,18 @@ def format_workers(workers: list[dict[str, str]], *, lease_s: float) -> str:
                 heartbeat,
             ]
         )
-    header = ["WORKER", "MODEL", "GPU", "QUEUES", "STATE", "SEQS", "STEP", "JOBS", "MEAN", "HEARTBEAT"]
+    header = [
+        "WORKER",
+        "MODEL",
+        "GPU",
+        "QUEUES",
+        "STATE",
+        "SEQS",
+        "STEP",
+        "JOBS",
+        "MEAN",
+        "HEARTBEAT",
+    ]
     return table(header, rows)
 
 

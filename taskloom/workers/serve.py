@@ -56,7 +56,9 @@ def build_worker(
             broker, settings=settings, tools=tools, workflows=workflows, worker=name
         )
     else:
-        chat = load_model(settings.model_copy(update={"concurrency": concurrency or settings.concurrency}))
+        chat = load_model(
+            settings.model_copy(update={"concurrency": concurrency or settings.concurrency})
+        )
         # As many steps at once as the model decodes at once (the scripted fake: one).
         concurrency = concurrency or getattr(chat, "concurrency", 1)
         handlers["step"] = step_handler(model=chat, tools=tools, settings=settings, worker=name)

@@ -184,8 +184,9 @@ def test_scoring_kinds_batch_and_agree_with_sequential(
     assert abs(many["confidence"] - one["confidence"]) < 0.02
     passages = ["Parcels ship in 2 days.", "Refunds take a week.", "Our shop opens at 9."]
     query = {"query": "when will my parcel ship", "passages": passages}
-    assert run_task("filter", query, model=batched).value["kept"] == (
-        run_task("filter", query, model=model_host).value["kept"]
+    assert (
+        run_task("filter", query, model=batched).value["kept"]
+        == (run_task("filter", query, model=model_host).value["kept"])
     )
 
 

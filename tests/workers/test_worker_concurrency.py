@@ -44,7 +44,9 @@ def log_counts(log: Path, what: str) -> collections.Counter[str]:
     return collections.Counter(ln.split()[1] for ln in lines if ln.startswith(what + " "))
 
 
-def run_in_thread(url: str, log: Path, n: int, sleep_s: float) -> tuple[threading.Thread, list[Any]]:
+def run_in_thread(
+    url: str, log: Path, n: int, sleep_s: float
+) -> tuple[threading.Thread, list[Any]]:
     out: list[Any] = []
     settings = Settings(redis_url=url, lease_s=1.0)
     t = threading.Thread(

@@ -407,4 +407,3 @@ def _stop_reason(request: Request) -> TaskloomError | None:
     if request.deadline is not None and request.deadline.remaining() <= 0:
         return request.deadline.error()
     return None
-

@@ -309,7 +309,9 @@ class ModelHost:
 
     def _request(self, prompt: list[int], **fields: Any) -> Request:
         """A batch request carrying the calling thread's deadline and cancel event."""
-        return Request(prompt=prompt, deadline=deadline.current(), cancel=cancel.current(), **fields)
+        return Request(
+            prompt=prompt, deadline=deadline.current(), cancel=cancel.current(), **fields
+        )
 
     def score(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
         """The log-probability of each continuation as the start of the reply."""
