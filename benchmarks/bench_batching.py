@@ -27,6 +27,7 @@ from typing import Any
 
 import llama_cpp
 import numpy as np
+from llama_cpp._logger import set_verbose
 
 from taskloom import Plan, Settings, run
 from taskloom.chat.load import default_model_path
@@ -118,6 +119,7 @@ def measure(
 
 def ceiling(n_seq: int, *, n_threads: int, n_tokens: int = 64) -> float:
     """Generation tokens/s of a bare batched-decode loop: `n_seq` sequences, greedy, no grammar."""
+    set_verbose(False)
     llama_cpp.llama_backend_init()
     settings = Settings.from_env()
     mparams = llama_cpp.llama_model_default_params()

