@@ -212,6 +212,8 @@ def test_batched_greedy_output_agrees_with_sequential(
     def extract(host: ModelHost, text: str) -> Any:
         return run_task("extract", {"text": text}, output=data["schema"], model=host).value
 
+    model_host.reset_cache()
+    batched.reset_cache()  # the same cache history on both sides
     alone = [extract(model_host, t) for t in texts]
     assert [extract(batched, t) for t in texts] == alone  # one at a time: exactly the same
     batch = together(*[lambda t=t: extract(batched, t) for t in texts])
