@@ -29,7 +29,7 @@ RUNS = 3
 
 
 def makespan(concurrency: int) -> float:
-    plan = load_plan(EXAMPLES / "triage.json")
+    plan = load_plan(json.loads((EXAMPLES / "triage.json").read_text()))
     inputs = json.loads((EXAMPLES / "triage_input.json").read_text())
     with EmbeddedCluster(Settings.from_env().override(concurrency=concurrency)) as cluster:
         wait_for_worker(cluster.settings)

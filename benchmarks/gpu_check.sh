@@ -19,8 +19,9 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 venv="${GPU_CHECK_VENV:-$here/.venv-gpu}"
 high="${GPU_CHECK_CONCURRENCY:-32}"
 python="$venv/bin/python"
-version="$(python3 -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))' \
-    2>/dev/null || echo 0.3.36)"
+# The llama-cpp-python version the CPU install uses (make install), else the pinned one.
+version="$("${PYTHON:-$here/.venv/bin/python}" -c \
+    'import importlib.metadata as m; print(m.version("llama-cpp-python"))' 2>/dev/null || echo 0.3.36)"
 
 command -v nvidia-smi >/dev/null || { echo "gpu_check: nvidia-smi not found: no NVIDIA GPU here" >&2; exit 3; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
