@@ -202,3 +202,13 @@ def test_missing_model_file_exits_2_naming_it(
     )
     assert code == 2 and err.count("\n") == 1
     assert "model file /nope.gguf does not exist" in err
+
+
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_a_concurrency_below_one_exits_2(
+    command: str, tmp_path: Path, taskloom_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [write(tmp_path, "p.json", tool_plan(work("a"))), "--inline"] if command == "run" else []
+    code, _, err = cli(capsys, command, *args, "--concurrency", "0")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--concurrency" in err and "0" in err
