@@ -20,6 +20,8 @@ from taskloom.errors import ConfigError
 DEFAULT_QUEUE = "slm"
 RUNS_QUEUE = "runs"
 MAX_STEPS = 64
+SLM_CONCURRENCY = 16
+"""Steps an SLM worker decodes together by default (README: "Choosing the concurrency")."""
 KEY_PREFIX = "taskloom"
 PRICES_USD_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
@@ -76,6 +78,9 @@ class Settings(BaseSettings):
     record_ttl_s: int = Field(7 * 24 * 3600, description="how long run records are kept")
     n_ctx: int = Field(4096, ge=256, description="the model host's context window, in tokens")
     n_threads: int | None = Field(None, description="CPU threads for the model; None: all cores")
+    concurrency: int = Field(
+        SLM_CONCURRENCY, ge=1, description="steps one SLM worker decodes at once (batched)"
+    )
     n_gpu_layers: int | None = Field(
         None, description="layers offloaded to the GPU; None: all when `gpu` is set, else none"
     )

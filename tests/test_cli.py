@@ -238,3 +238,13 @@ def test_version_and_python_dash_m() -> None:
         [sys.executable, "-m", "taskloom", "--help"], capture_output=True, text=True, timeout=60
     )
     assert helped.returncode == 0 and "run" in helped.stdout and "worker" in helped.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_a_concurrency_below_one_exits_2(
+    command: str, tmp_path: Path, taskloom_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [write(tmp_path, "p.json", tool_plan(work("a"))), "--inline"] if command == "run" else []
+    code, _, err = cli(capsys, command, *args, "--concurrency", "0")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--concurrency" in err and "0" in err

@@ -29,6 +29,12 @@ GOAL_ONLY = {
 @click.option("--redis-url", metavar="URL", help="Redis to dispatch over (TASKLOOM_REDIS_URL).")
 @click.option("--workers", default=1, show_default=True, help="Local workers to start.")
 @click.option("--model", metavar="PATH", help="GGUF model for SLM steps (TASKLOOM_MODEL).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Steps each local worker decodes at once (default 16; 1: one at a time).",
+)
 @click.option("--run-id", metavar="ID", help="Use this run id instead of a fresh one.")
 @click.option("--inline", is_flag=True, help="Run steps in this process, without Redis.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
@@ -115,6 +121,7 @@ def run(
             max_steps=max_steps,
             watcher=progress,
             planner_model=flags["planner_model"],
+            concurrency=flags["concurrency"],
             **where,
             **budgets,
         )

@@ -20,7 +20,13 @@ from taskloom.views.progress import Progress
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
 @click.option("--tools", "tool_specs", multiple=True, metavar="MODULE", help="Tools to register.")
 @click.option("--redis-url", metavar="URL", help="Redis to serve (TASKLOOM_REDIS_URL).")
-@click.option("--concurrency", type=int, metavar="N", help="Runs at once (runs queue; 8).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Steps decoded at once (SLM queues; 16, TASKLOOM_CONCURRENCY), or runs at once "
+    "(runs queue; 8).",
+)
 @click.option("--name", metavar="NAME", help="Worker name (default host.pid.tag).")
 @click.option("--parent-pid", type=int, hidden=True, help="Exit when this process is gone.")
 def worker(

@@ -95,7 +95,11 @@ class EmbeddedCluster:
         url = f"redis://127.0.0.1:{self._server.port}/0"
         self.settings = self.settings.model_copy(update={"redis_url": url})
         log.info("embedded_server_started", url=url, workers=self.workers)
-        env = {**os.environ, "TASKLOOM_SECRET": reveal(self.settings.secret) or ""}
+        env = {
+            **os.environ,
+            "TASKLOOM_SECRET": reveal(self.settings.secret) or "",
+            "TASKLOOM_CONCURRENCY": str(self.settings.concurrency),
+        }
         for i in range(self.workers):
             self._procs.append(self._spawn(i, url, env))
 

@@ -122,6 +122,15 @@ class ScoresWithUsage(Protocol):
     ) -> tuple[list[float], Completion]: ...
 
 
+@runtime_checkable
+class ScoresMany(Protocol):
+    """A chat model that scores several prompts at once (the model host, batched)."""
+
+    def score_many(
+        self, calls: Sequence[tuple[Sequence[Message], Sequence[str]]]
+    ) -> list[tuple[list[float], Completion]]: ...
+
+
 def parse_inputs(kind: Kind, name: str, raw: dict[str, Any]) -> Any:
     """Validate a step's inputs against its kind.
 
@@ -198,6 +207,20 @@ def score(
     return model.score(messages, continuations)
 
 
+def score_all(
+    model: ChatModel,
+    calls: Sequence[tuple[Sequence[Message], Sequence[str]]],
+    usage: Usage,
+) -> list[list[float]]:
+    """`score` for several prompts; a batching host scores them as parallel sequences."""
+    if isinstance(model, ScoresMany):
+        scored = model.score_many(calls)
+        for _, spent in scored:
+            usage.add(spent)
+        return [scores for scores, _ in scored]
+    return [score(model, messages, continuations, usage) for messages, continuations in calls]
+
+
 def softmax(logprobs: Sequence[float]) -> list[float]:
     """Normalise log-probabilities into probabilities that sum to 1."""
     top = max(logprobs)
@@ -224,8 +247,8 @@ def calibrated(
     answer's probability by its average probability on content-free inputs, then
     renormalises.
     """
-    probs = softmax(score(model, messages, continuations, usage))
-    priors = [softmax(score(model, cf, continuations, usage)) for cf in content_free]
+    calls = [(m, continuations) for m in [messages, *content_free]]
+    probs, *priors = [softmax(s) for s in score_all(model, calls, usage)]
     mean = [sum(p[i] for p in priors) / len(priors) for i in range(len(continuations))]
     ratios = [p / max(m, 1e-9) for p, m in zip(probs, mean, strict=True)]
     total = sum(ratios)

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import Field
 
 from taskloom.chat import ChatModel, Message
-from taskloom.tools.base import CONTENT_FREE, KindInputs, Usage, score
+from taskloom.tools.base import CONTENT_FREE, KindInputs, Usage, score_all
 
 GAIN_MIDPOINT = 0.5
 """Log-likelihood gain per query word (nats) that scores 0.5."""
@@ -76,14 +76,18 @@ def decide(inputs: Inputs, model: ChatModel, messages: list[Message], usage: Usa
     query = [" " + inputs.query.strip()]
     n_tokens = max(len(inputs.query.split()), 1)
 
-    def logprob(passage: str) -> float:
+    def call(passage: str) -> tuple[list[Message], list[str]]:
         user = render(inputs.model_copy(update={"passages": [passage]}))
-        return score(model, [head, {"role": "user", "content": user}], query, usage)[0]
+        return [head, {"role": "user", "content": user}], query
 
-    baseline = sum(logprob(cf) for cf in CONTENT_FREE) / len(CONTENT_FREE)
+    # The content-free baselines and every passage: parallel sequences on a batching host.
+    logprobs = [
+        s[0] for s in score_all(model, [call(p) for p in [*CONTENT_FREE, *inputs.passages]], usage)
+    ]
+    baseline = sum(logprobs[: len(CONTENT_FREE)]) / len(CONTENT_FREE)
     scored: list[tuple[float, int]] = []
-    for i, passage in enumerate(inputs.passages):
-        gain = (logprob(passage) - baseline) / n_tokens
+    for i, logprob in enumerate(logprobs[len(CONTENT_FREE) :]):
+        gain = (logprob - baseline) / n_tokens
         scored.append((1 / (1 + math.exp(-2 * (gain - GAIN_MIDPOINT))), i))
     kept = sorted((s for s in scored if s[0] >= inputs.threshold), key=lambda s: (-s[0], s[1]))
     kept = kept[: inputs.top_k]

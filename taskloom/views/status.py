@@ -129,7 +129,8 @@ def format_status(view: RunView) -> str:
 
 
 def format_workers(workers: list[dict[str, str]], *, lease_s: float) -> str:
-    """A row per live worker: model, GPU, queues, current step, jobs, mean step time, heartbeat.
+    """A row per live worker: model, GPU, queues, busy/total sequences, current steps, jobs,
+    mean step time, heartbeat.
 
     A worker whose heartbeat is older than the lease is marked stale: its jobs are about
     to be queued again.
@@ -145,6 +146,8 @@ def format_workers(workers: list[dict[str, str]], *, lease_s: float) -> str:
         heartbeat = "-" if age is None else f"{age:.1f}s ago"
         if age is not None and age > lease_s:
             heartbeat += " STALE"
+        steps = [s for s in (w.get("current_step") or "").split(",") if s]
+        step = "-" if not steps else steps[0] + (f" +{len(steps) - 1}" if len(steps) > 1 else "")
         rows.append(
             [
                 w["name"],
@@ -152,13 +155,25 @@ def format_workers(workers: list[dict[str, str]], *, lease_s: float) -> str:
                 w.get("gpu", "-") or "-",
                 w.get("queues", ""),
                 w.get("state", "?"),
-                w.get("current_step", "") or "-",
+                w.get("sequences", "-") or "-",
+                step,
                 str(jobs),
                 mean,
                 heartbeat,
             ]
         )
-    header = ["WORKER", "MODEL", "GPU", "QUEUES", "STATE", "STEP", "JOBS", "MEAN", "HEARTBEAT"]
+    header = [
+        "WORKER",
+        "MODEL",
+        "GPU",
+        "QUEUES",
+        "STATE",
+        "SEQS",
+        "STEP",
+        "JOBS",
+        "MEAN",
+        "HEARTBEAT",
+    ]
     return table(header, rows)
 
 

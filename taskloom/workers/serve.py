@@ -32,7 +32,9 @@ def build_worker(
     """A worker: a resident model for SLM queues, or coordinators for `runs`.
 
     With no queues it serves `slm` and `slm:<model>`. The model loads here, once,
-    before the worker takes any job.
+    before the worker takes any job. An SLM worker runs `concurrency` steps at once
+    (default: `settings.concurrency` on a GGUF model, whose host batches them; 1 on
+    the scripted fake).
 
     Raises:
         ConfigError: a bad queue name, or `runs` mixed with SLM queues.
@@ -54,9 +56,14 @@ def build_worker(
             broker, settings=settings, tools=tools, workflows=workflows, worker=name
         )
     else:
-        chat = load_model(settings)
+        chat = load_model(
+            settings.model_copy(update={"concurrency": concurrency or settings.concurrency})
+        )
+        # As many steps at once as the model decodes at once (the scripted fake: one).
+        concurrency = concurrency or getattr(chat, "concurrency", 1)
         handlers["step"] = step_handler(model=chat, tools=tools, settings=settings, worker=name)
         info["model"] = chat.name
+        info["gpu_layers"] = getattr(chat, "gpu_layers", "-")
         if not names:
             names = [DEFAULT_QUEUE]
             by_model = f"{DEFAULT_QUEUE}:{payload.model_tag(chat.name)}"

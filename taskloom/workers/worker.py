@@ -10,8 +10,14 @@ job and leases it atomically, finish writes the result once and wakes the waiter
 heartbeat thread extends the leases of running jobs every `lease_s / 3` seconds and
 re-queues the jobs of workers that stopped heartbeating.
 
-Signals: SIGTERM or SIGINT drains (the current job finishes, then the worker exits);
-a second one stops the current job and puts it back on its queue.
+Concurrency: with N > 1 the worker claims up to N jobs and runs each on its own thread;
+the heartbeat extends every lease it holds. SLM steps then decode together on the
+resident model (continuous batching, `taskloom.chat.llama.batch`); `cancel` stops one
+step's sequence through its cancel event (`taskloom.chat.cancel`), leaving the others.
+
+Signals: SIGTERM or SIGINT drains (the running steps finish, then the worker exits);
+a second one stops them and puts them back on their queue. Coordinators (`runs`) are
+put back at once: they resume elsewhere.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from functools import partial
 from types import FrameType
 from typing import Any
 
+from taskloom.chat.cancel import cancel_scope
 from taskloom.config import Settings, reveal
 from taskloom.dispatch import payload
 from taskloom.dispatch.broker import Broker, Claim
@@ -38,6 +45,7 @@ from taskloom.plan import SLM_KINDS
 from taskloom.step import ErrorInfo, StepResult, StepStatus
 from taskloom.workers import watchdog
 from taskloom.workers.handlers import Handler
+from taskloom.workers.heartbeat import Heartbeat
 
 log = get_logger(__name__)
 
@@ -77,7 +85,7 @@ def worker_name() -> str:
     return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:4]}"
 
 
-class Worker:
+class Worker(Heartbeat):
     """Serve queues until stopped (or, with `burst`, until they are empty).
 
     Args:
@@ -124,9 +132,12 @@ class Worker:
         self.jobs_failed = 0
         self.working_s = 0.0  # summed step run time, for the mean `taskloom workers` shows
         self._running: dict[str, Claim] = {}
+        self._cancels: dict[str, threading.Event] = {}  # by job id, for steps on threads
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(self.concurrency)
         self._stopping = threading.Event()
+        self._stopped = threading.Event()  # every job is done or put back: stop beating
+        self._threads: list[threading.Thread] = []  # jobs running on threads
         self._signals = 0
         self._interruptible = False
         self._interrupt = ""
@@ -148,6 +159,7 @@ class Worker:
         finally:
             self._stopping.set()
             self._drain_threads()
+            self._stopped.set()
             with contextlib.suppress(RedisUnavailableError):
                 self.broker.deregister_worker(self.key, self.queues)
             log.info("worker_stopped", worker=self.name, jobs=self.jobs_done)
@@ -166,6 +178,7 @@ class Worker:
             "state": "idle",
             "successful_job_count": 0,
             "failed_job_count": 0,
+            "sequences": f"0/{self.concurrency}",
             **self.info,
         }
         self.broker.register_worker(self.name, self.queues, info)
@@ -195,7 +208,9 @@ class Worker:
             if self.concurrency == 1:
                 claim = self._handle(claim)  # the next job rides on this one's finish
             else:
-                threading.Thread(target=self._handle, args=(claim,), daemon=True).start()
+                thread = threading.Thread(target=self._handle, args=(claim,), daemon=True)
+                self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+                thread.start()
                 claim = None
 
     def _next(self) -> Claim | None:
@@ -218,11 +233,19 @@ class Worker:
         return claim
 
     def _drain_threads(self) -> None:
-        """Put back the jobs still running on threads: their coordinators resume elsewhere."""
+        """Let running steps finish (until a second signal); put back what still runs.
+
+        Coordinators are put back at once: their runs resume elsewhere.
+        """
         if self.concurrency == 1:
             return
+        if "run" not in self.handlers:
+            while any(t.is_alive() for t in self._threads) and self._signals < 2:
+                time.sleep(0.05)
         with self._lock:
             running = list(self._running.values())
+            for event in self._cancels.values():
+                event.set()  # stop their sequences: the jobs go back on the queue
         for claim in running:
             try:
                 self.broker.requeue(claim.job_id)
@@ -264,17 +287,22 @@ class Worker:
                 self._slots.release()
 
     def _execute(self, claim: Claim, envelope: payload.Envelope, handler: Handler) -> Claim | None:
+        cancelled = threading.Event()
         with self._lock:
             self._running[claim.job_id] = claim
+            self._cancels[claim.job_id] = cancelled
         watch = self._watch(claim, envelope)
         try:
             try:
                 self._interruptible = self.concurrency == 1
-                result = handler(envelope, claim)
+                with cancel_scope(cancelled):
+                    result = handler(envelope, claim)
             finally:
                 self._interruptible = False
                 if watch is not None:
                     watch.stop()
+            if cancelled.is_set() and self.broker.is_cancelled(claim.run_id):
+                return self._cancelled(claim, envelope)
         except _Interrupted as stop:
             if stop.reason == "cancel":
                 return self._cancelled(claim, envelope)
@@ -308,6 +336,9 @@ class Worker:
         finally:
             with self._lock:
                 self._running.pop(claim.job_id, None)
+                self._cancels.pop(claim.job_id, None)
+        if self._stopping.is_set() and cancelled.is_set():
+            return None  # stopped by the drain, which puts the job back
         return self._settle(claim, envelope, result)
 
     def _settle(
@@ -431,40 +462,7 @@ class Worker:
                 time.sleep(delay_s)
                 delay_s = min(delay_s * 2, 2.0)
 
-    # -- heartbeat and signals --------------------------------------------------------
-
-    def _beat(self) -> None:
-        interval_s = self.settings.lease_s / 3
-        while not self._stopping.wait(interval_s):
-            if self.parent_pid is not None and os.getppid() != self.parent_pid:
-                log.warning("worker_orphaned", worker=self.name, parent_pid=self.parent_pid)
-                self._stopping.set()
-            with self._lock:
-                running = list(self._running.values())
-            try:
-                is_alive, requeued, dead = self.broker.heartbeat(
-                    self.key, [c.job_id for c in running]
-                )
-                if not is_alive:  # our registration expired (e.g. Redis restarted)
-                    self._register()
-                self.broker.update_worker(
-                    self.key,
-                    state="busy" if running else "idle",
-                    current_job=",".join(c.job_id for c in running),
-                    current_step=",".join(f"{c.run_id}/{c.step_id}" for c in running),
-                    successful_job_count=self.jobs_done,
-                    failed_job_count=self.jobs_failed,
-                    total_working_time=round(self.working_s, 3),
-                )
-                if requeued or dead:
-                    log.warning("leases_expired", requeued=requeued, dead_lettered=dead)
-                for claim in running:
-                    if self.concurrency == 1 and self.broker.is_cancelled(claim.run_id):
-                        self._interrupt_main("cancel")
-            except RedisUnavailableError as e:
-                log.warning("heartbeat_failed", worker=self.name, error=str(e))
-            except Exception:  # keep beating: without it, every lease we hold runs out
-                log.exception("heartbeat_crashed", worker=self.name)
+    # -- signals -----------------------------------------------------------------------
 
     def _interrupt_main(self, reason: str, *, job_id: str | None = None) -> None:
         if job_id is not None and job_id not in self._running:

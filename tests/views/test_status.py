@@ -12,7 +12,7 @@ def rq_time(seconds_ago: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def test_workers_table_shows_step_mean_and_marks_stale() -> None:
+def test_workers_table_shows_sequences_steps_mean_and_marks_stale() -> None:
     live = [
         {
             "name": "gpu0",
@@ -20,7 +20,8 @@ def test_workers_table_shows_step_mean_and_marks_stale() -> None:
             "gpu": "0",
             "queues": "slm",
             "state": "busy",
-            "current_step": "r1/contact",
+            "current_step": "r1/contact,r1/intent,r2/contact",
+            "sequences": "3/16",
             "successful_job_count": "3",
             "failed_job_count": "1",
             "total_working_time": "2.0",
@@ -43,11 +44,13 @@ def test_workers_table_shows_step_mean_and_marks_stale() -> None:
         "GPU",
         "QUEUES",
         "STATE",
+        "SEQS",
         "STEP",
         "JOBS",
         "MEAN",
         "HEARTBEAT",
     ]
-    assert lines[1].split()[:8] == ["gpu0", "gemma", "0", "slm", "busy", "r1/contact", "4", "500ms"]
+    row = ["gpu0", "gemma", "0", "slm", "busy", "3/16", "r1/contact", "+2", "4", "500ms"]
+    assert lines[1].split()[:10] == row
     assert "STALE" not in lines[1]
-    assert lines[2].split()[5:8] == ["-", "0", "-"] and lines[2].endswith("STALE")
+    assert lines[2].split()[5:9] == ["-", "-", "0", "-"] and lines[2].endswith("STALE")

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from taskloom.deadline import check as check_deadline
+from taskloom import deadline
 from taskloom.errors import ModelError, TaskInputError
 
 TOP_K = 64
@@ -71,6 +71,128 @@ class _Candidates:
         return self.data["logit"][: self.array.size]
 
 
+@dataclass
+class Draft:
+    """One generation in progress: its settings, the tokens so far and what it has seen."""
+
+    grammar: Any
+    temperature: float
+    rng: np.random.Generator
+    is_done: Callable[[bytes], bool] | None = None
+    grammar_first: bool = False
+    no_repeat_ngram: int = 0
+    out: list[int] = field(default_factory=list)
+    text: bytes = b""
+    rejected: int = 0
+    full_masks: int = 0
+    is_finished: bool = False
+    followers: dict[tuple[int, ...], set[int]] = field(default_factory=dict)
+    """For no-repeat: the tokens seen after each run of n - 1 tokens."""
+
+    def generated(self, evaluated: int) -> Generated:
+        return Generated(
+            tokens=self.out,
+            text=self.text.decode("utf-8", errors="replace"),
+            prompt_tokens_evaluated=evaluated,
+            rejected=self.rejected,
+            full_masks=self.full_masks,
+        )
+
+
+class Picker:
+    """Chooses each next token of a draft: sample first, then check it against the grammar.
+
+    Not thread-safe (it reuses candidate buffers): one decode loop owns it.
+    """
+
+    def __init__(self, vocab: Any, n_vocab: int, *, piece: Callable[[int], bytes]) -> None:
+        self._vocab = vocab
+        self._piece = piece
+        self._all = _Candidates(n_vocab)
+        self._all_ids = np.arange(n_vocab, dtype=np.intc)
+        ends = {llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)}
+        # End tokens join the top-K retry so that a finished grammar never needs a full mask.
+        self._ends = np.array(sorted(t for t in ends if t >= 0), dtype=np.intc)
+        self._top = _Candidates(TOP_K + len(self._ends))
+
+    def advance(self, d: Draft, logits: npt.NDArray[np.single]) -> int:
+        """Pick the next token from `logits` (a view it may modify) and add it to `d`.
+
+        Returns the token to decode next; when `d.is_finished` is set, nothing is.
+
+        Raises:
+            ModelError: the grammar allows no token here.
+        """
+        out, n, grammar = d.out, d.no_repeat_ngram, d.grammar
+        banned = d.followers.get(tuple(out[-(n - 1) :])) if n and len(out) >= n - 1 else None
+        if banned:
+            ids = np.fromiter(banned, dtype=np.intc)
+            saved = logits[ids].copy()
+            logits[ids] = -np.inf
+        if grammar is not None and d.grammar_first:
+            masked = self._all.apply(grammar, self._all_ids, logits)
+            token = int(self._all_ids[int(np.argmax(masked))])
+            d.full_masks += 1
+            llama_cpp.llama_sampler_accept(grammar, token)
+        else:
+            token = self._pick(logits, d.temperature, d.rng)
+        if grammar is not None and not d.grammar_first:
+            allowed = self._top.apply(
+                grammar, np.array([token], dtype=np.intc), logits[token : token + 1]
+            )
+            if not np.isfinite(allowed[0]):
+                d.rejected += 1
+                try:
+                    token, is_full = self._pick_allowed(grammar, logits, d.temperature, d.rng)
+                except ModelError:
+                    if not banned:
+                        raise
+                    logits[ids] = saved  # the grammar allows only a repeat here
+                    token, is_full = self._pick_allowed(grammar, logits, d.temperature, d.rng)
+                d.full_masks += is_full
+            llama_cpp.llama_sampler_accept(grammar, token)
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            d.is_finished = True
+            return token
+        if n and len(out) >= n - 1:
+            d.followers.setdefault(tuple(out[len(out) - n + 1 :]), set()).add(token)
+        out.append(token)
+        d.text += self._piece(token)
+        if d.is_done is not None and d.is_done(d.text):
+            d.is_finished = True
+        return token
+
+    def _pick(
+        self, logits: npt.NDArray[np.single], temperature: float, rng: np.random.Generator
+    ) -> int:
+        if temperature <= 0:
+            return int(np.argmax(logits))
+        # Sampling from the top candidates only keeps this cheap on a 262k vocabulary.
+        top = np.argpartition(logits, -TOP_K)[-TOP_K:]
+        return int(top[_sample(logits[top], temperature, rng)])
+
+    def _pick_allowed(
+        self,
+        grammar: Any,
+        logits: npt.NDArray[np.single],
+        temperature: float,
+        rng: np.random.Generator,
+    ) -> tuple[int, bool]:
+        """The best (or a sampled) token the grammar allows: top-K first, then all."""
+        top = np.argpartition(logits, -TOP_K)[-TOP_K:].astype(np.intc)
+        top = np.concatenate([top, self._ends[~np.isin(self._ends, top)]])
+        masked = self._top.apply(grammar, top, logits[top])
+        ids, is_full = top, False
+        if not np.isfinite(masked).any():
+            masked = self._all.apply(grammar, self._all_ids, logits)
+            ids, is_full = self._all_ids, True
+            if not np.isfinite(masked).any():
+                raise ModelError("the grammar allows no token here; check the output schema")
+        if temperature <= 0:
+            return int(ids[int(np.argmax(masked))]), is_full
+        return int(ids[_sample(masked, temperature, rng)]), is_full
+
+
 class Decoder:
     """Evaluates prompts and generates tokens on one llama.cpp context (not thread-safe).
 
@@ -92,12 +214,7 @@ class Decoder:
         self._n_batch = n_batch
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self._pieces: dict[int, bytes] = {}
-        self._all = _Candidates(self.n_vocab)
-        self._all_ids = np.arange(self.n_vocab, dtype=np.intc)
-        ends = {llama_cpp.llama_vocab_eos(self._vocab), llama_cpp.llama_vocab_eot(self._vocab)}
-        # End tokens join the top-K retry so that a finished grammar never needs a full mask.
-        self._ends = np.array(sorted(t for t in ends if t >= 0), dtype=np.intc)
-        self._top = _Candidates(TOP_K + len(self._ends))
+        self.picker = Picker(self._vocab, self.n_vocab, piece=self.piece)
 
     @property
     def tokens(self) -> list[int]:
@@ -179,7 +296,13 @@ class Decoder:
             del self.tokens[n:]
 
     def _choose_slot(self, prompt: Sequence[int]) -> None:
-        shared = [_common_prefix(slot, prompt) for slot in self._slots]
+        for seq, slot in enumerate(self._slots):
+            # A sliding-window layer that dropped a slot's oldest cells (Gemma 3's local
+            # layers) leaves no prefix to reuse there.
+            if slot and llama_cpp.llama_memory_seq_pos_min(self._mem, seq) > 0:
+                llama_cpp.llama_memory_seq_rm(self._mem, seq, -1, -1)
+                slot.clear()
+        shared = [common_prefix(slot, prompt) for slot in self._slots]
         best = max(range(len(shared)), key=shared.__getitem__)
         if shared[best] * 2 < len(prompt):
             best = min(range(len(self._slots)), key=lambda i: len(self._slots[i]))
@@ -194,7 +317,7 @@ class Decoder:
         if not prompt:
             raise TaskInputError("an empty prompt has nothing to continue; give the step some text")
         self._choose_slot(prompt)
-        n = min(_common_prefix(self.tokens, prompt), len(prompt) - 1)
+        n = min(common_prefix(self.tokens, prompt), len(prompt) - 1)
         self._truncate(n)
         self._decode(prompt[len(self.tokens) :])
         return len(prompt) - n
@@ -229,89 +352,21 @@ class Decoder:
                 the grammar allows nothing else); this stops greedy decoding's loops.
         """
         evaluated = self.evaluate(prompt)
-        rng = rng if rng is not None else np.random.default_rng(0)
-        out: list[int] = []
-        text = b""
-        rejected = full_masks = 0
-        budget = min(max_tokens, self.n_ctx - len(self.tokens))
-        followers: dict[tuple[int, ...], set[int]] = {}
-        n = no_repeat_ngram
-        for _ in range(budget):
-            check_deadline()  # the step's deadline (taskloom.deadline), per token
-            logits = self.logits()
-            banned = followers.get(tuple(out[-(n - 1) :])) if n and len(out) >= n - 1 else None
-            if banned:
-                ids = np.fromiter(banned, dtype=np.intc)
-                saved = logits[ids].copy()
-                logits[ids] = -np.inf
-            if grammar is not None and grammar_first:
-                masked = self._all.apply(grammar, self._all_ids, logits)
-                token = int(self._all_ids[int(np.argmax(masked))])
-                full_masks += 1
-                llama_cpp.llama_sampler_accept(grammar, token)
-            else:
-                token = self._pick(logits, temperature, rng)
-            if grammar is not None and not grammar_first:
-                allowed = self._top.apply(
-                    grammar, np.array([token], dtype=np.intc), logits[token : token + 1]
-                )
-                if not np.isfinite(allowed[0]):
-                    rejected += 1
-                    try:
-                        token, is_full = self._pick_allowed(grammar, logits, temperature, rng)
-                    except ModelError:
-                        if not banned:
-                            raise
-                        logits[ids] = saved  # the grammar allows only a repeat here
-                        token, is_full = self._pick_allowed(grammar, logits, temperature, rng)
-                    full_masks += is_full
-                llama_cpp.llama_sampler_accept(grammar, token)
-            if self.is_eog(token):
-                break
-            if n and len(out) >= n - 1:
-                followers.setdefault(tuple(out[len(out) - n + 1 :]), set()).add(token)
-            out.append(token)
-            text += self.piece(token)
-            if is_done is not None and is_done(text):
+        draft = Draft(
+            grammar=grammar,
+            temperature=temperature,
+            rng=rng if rng is not None else np.random.default_rng(0),
+            is_done=is_done,
+            grammar_first=grammar_first,
+            no_repeat_ngram=no_repeat_ngram,
+        )
+        for _ in range(min(max_tokens, self.n_ctx - len(self.tokens))):
+            deadline.check()  # the step's own deadline, if the worker set one
+            token = self.picker.advance(draft, self.logits())
+            if draft.is_finished:
                 break
             self._decode([token])
-        return Generated(
-            tokens=out,
-            text=text.decode("utf-8", errors="replace"),
-            prompt_tokens_evaluated=evaluated,
-            rejected=rejected,
-            full_masks=full_masks,
-        )
-
-    def _pick(
-        self, logits: npt.NDArray[np.single], temperature: float, rng: np.random.Generator
-    ) -> int:
-        if temperature <= 0:
-            return int(np.argmax(logits))
-        # Sampling from the top candidates only keeps this cheap on a 262k vocabulary.
-        top = np.argpartition(logits, -TOP_K)[-TOP_K:]
-        return int(top[_sample(logits[top], temperature, rng)])
-
-    def _pick_allowed(
-        self,
-        grammar: Any,
-        logits: npt.NDArray[np.single],
-        temperature: float,
-        rng: np.random.Generator,
-    ) -> tuple[int, bool]:
-        """The best (or a sampled) token the grammar allows: top-K first, then all."""
-        top = np.argpartition(logits, -TOP_K)[-TOP_K:].astype(np.intc)
-        top = np.concatenate([top, self._ends[~np.isin(self._ends, top)]])
-        masked = self._top.apply(grammar, top, logits[top])
-        ids, is_full = top, False
-        if not np.isfinite(masked).any():
-            masked = self._all.apply(grammar, self._all_ids, logits)
-            ids, is_full = self._all_ids, True
-            if not np.isfinite(masked).any():
-                raise ModelError("the grammar allows no token here; check the output schema")
-        if temperature <= 0:
-            return int(ids[int(np.argmax(masked))]), is_full
-        return int(ids[_sample(masked, temperature, rng)]), is_full
+        return draft.generated(evaluated)
 
     # --- scoring ---------------------------------------------------------------------
 
@@ -324,7 +379,7 @@ class Decoder:
             The scores, and how many tokens were evaluated for them.
         """
         evaluated = self.evaluate(prompt)
-        first = _log_softmax(self.logits())
+        first = log_softmax(self.logits())
         n0 = len(prompt)
         scores = []
         for cont in continuations:
@@ -337,12 +392,12 @@ class Decoder:
                 self._decode(cont[:-1], all_logits=True)
                 evaluated += len(cont) - 1
                 for j in range(1, len(cont)):
-                    total += float(_log_softmax(self.logits(j - 1))[cont[j]])
+                    total += float(log_softmax(self.logits(j - 1))[cont[j]])
             scores.append(total)
         return scores, evaluated
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
@@ -351,7 +406,7 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def _log_softmax(x: npt.NDArray[np.single]) -> npt.NDArray[np.float64]:
+def log_softmax(x: npt.NDArray[np.single]) -> npt.NDArray[np.float64]:
     x64 = x.astype(np.float64)
     top = x64.max()
     out: npt.NDArray[np.float64] = x64 - (top + np.log(np.exp(x64 - top).sum()))

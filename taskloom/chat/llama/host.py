@@ -1,9 +1,14 @@
 """The model host: one GGUF model, loaded once per process, behind the ChatModel Protocol.
 
-`ModelHost` owns a llama.cpp model and context. Calls are serialised with a lock,
-because a llama.cpp context is not thread-safe. Each call reports prompt tokens,
-prompt tokens actually evaluated (fewer when the previous call shared a prefix),
+`ModelHost` owns a llama.cpp model and context. With `concurrency=1` calls are
+serialised with a lock, because a llama.cpp context is not thread-safe. With
+`concurrency=N > 1`, calls from up to N threads decode together in one batch (see
+`batch.py`): one `llama_decode` per token for all of them. Each call reports prompt
+tokens, prompt tokens actually evaluated (fewer when a cached prefix was reused),
 completion tokens and wall time.
+
+Calls honour the calling thread's step deadline (`taskloom.deadline`) and, in a batch,
+its cancel event (`taskloom.chat.cancel`): past either, that call fails alone.
 
 A prompt that does not fit the context window fails with `TaskInputError`; it is never
 truncated, because silently dropping the end of a text would drop the fields a step
@@ -12,6 +17,7 @@ asks for. Shorten the text, or raise `n_ctx` (`Settings.n_ctx`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -22,13 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
 from llama_cpp._internals import LlamaContext, LlamaModel
 from llama_cpp._logger import set_verbose
 from llama_cpp._utils import suppress_stdout_stderr
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from taskloom.chat import Completion, Message
-from taskloom.chat.llama.decoder import Decoder
+from taskloom import deadline
+from taskloom.chat import Completion, Message, cancel
+from taskloom.chat.llama.batch import CHUNK, Batch, Request
+from taskloom.chat.llama.decoder import Decoder, Draft, Generated
 from taskloom.chat.llama.grammar import GrammarCache
 from taskloom.chat.load import check_model_file, default_model_path
 from taskloom.config import Settings
@@ -57,8 +66,13 @@ class ModelHost:
         n_ctx: the context window, in tokens.
         n_threads: CPU threads for generation (default: half the logical cores, as in
             llama-cpp-python, since decoding one token at a time is memory-bound and
-            spinning threads suffer most when cores are shared). Prompt evaluation
+            spinning threads suffer most when cores are shared; with `concurrency > 1`,
+            every core, since a batch of tokens is compute-bound). Prompt evaluation
             always uses every core.
+        concurrency: calls decoded together (1: one at a time, as a plain lock). The
+            KV cache holds `concurrency` sequences of `n_ctx` tokens.
+        chunk: with `concurrency > 1`, prompt tokens evaluated per step while other
+            calls are generating.
         n_gpu_layers: layers offloaded to the GPU (-1: all; 0: CPU only).
         gpu: the GPU to run on (sets `main_gpu` and keeps the model on that one device);
             with `n_gpu_layers` left at None, every layer is offloaded to it.
@@ -79,6 +93,8 @@ class ModelHost:
         gpu: int | None = None,
         main_gpu: int = 0,
         name: str | None = None,
+        concurrency: int = 1,
+        chunk: int = CHUNK,
     ) -> None:
         self.path = Path(path).expanduser()
         check_model_file(self.path)
@@ -100,10 +116,15 @@ class ModelHost:
         except ValueError as e:
             raise ModelFileError(f"model file {self.path} could not be loaded: {e}") from e
         cores = os.cpu_count() or 1
-        threads = n_threads or max(cores // 2, 1)
+        self.concurrency = max(1, concurrency)
+        is_batched = self.concurrency > 1
+        threads = n_threads or (cores if is_batched else max(cores // 2, 1))
+        n_seq = self.concurrency if is_batched else N_SLOTS
         cparams = llama_cpp.llama_context_default_params()
-        cparams.n_ctx = n_ctx * N_SLOTS
-        cparams.n_seq_max = N_SLOTS
+        cparams.n_ctx = n_ctx * n_seq
+        cparams.n_seq_max = n_seq
+        # One cache for all sequences, so a shared prefix is stored once (seq_cp tags it).
+        cparams.kv_unified = is_batched
         cparams.n_batch = N_BATCH
         cparams.n_ubatch = N_BATCH
         cparams.n_threads = threads
@@ -114,9 +135,29 @@ class ModelHost:
             self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
         self._decoder = Decoder(self._model.model, self._ctx.ctx, n_batch=N_BATCH)
         self._grammars = GrammarCache(self._model.vocab)
+        self._grammar_lock = threading.Lock()
+        self._n_ctx = n_ctx if is_batched else self._decoder.n_ctx
+        self._batch = (
+            Batch(
+                self._ctx.ctx,
+                self._decoder.picker,
+                n_vocab=self._decoder.n_vocab,
+                n_seq=n_seq,
+                n_ctx=n_ctx,
+                n_batch=N_BATCH,
+                chunk=chunk,
+            )
+            if is_batched
+            else None
+        )
         self._formatter = self._chat_formatter()
         self.load_s = time.perf_counter() - started
         self.model_bytes = int(llama_cpp.llama_model_size(self._model.model))
+        n_layers = int(llama_cpp.llama_model_n_layer(self._model.model)) + 1  # + the output
+        offloaded = n_layers if mparams.n_gpu_layers < 0 else min(mparams.n_gpu_layers, n_layers)
+        is_offloading = bool(llama_cpp.llama_supports_gpu_offload())
+        self.gpu_layers = f"{offloaded if is_offloading else 0}/{n_layers}"
+        """Layers on the GPU out of all of them, e.g. `19/19` (`0/19` on a CPU build)."""
         self.calls = 0
         log.info(
             "model_loaded",
@@ -126,6 +167,7 @@ class ModelHost:
             rss_mb=round(_rss_mb(), 1),
             n_ctx=n_ctx,
             n_threads=threads,
+            concurrency=self.concurrency,
             n_gpu_layers=mparams.n_gpu_layers,
         )
 
@@ -144,8 +186,15 @@ class ModelHost:
 
     @property
     def n_ctx(self) -> int:
-        """The context window, in tokens."""
-        return self._decoder.n_ctx
+        """The context window of one call, in tokens."""
+        return self._n_ctx
+
+    @property
+    def busy(self) -> int:
+        """Calls being decoded now (at most `concurrency`)."""
+        if self._batch is not None:
+            return self._batch.busy
+        return int(self._lock.locked())
 
     def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
         """The prompt's tokens, rendered with the model's own chat template."""
@@ -189,26 +238,13 @@ class ModelHost:
             SchemaError: the schema can't become a grammar.
             TaskInputError: the prompt doesn't fit the context window.
         """
-        with self._lock:
-            started = time.perf_counter()
-            prompt = self.prompt_tokens(messages)
-            self._fit(prompt, min(max_tokens, 16))
-            grammar = self._grammars.sampler(schema) if schema is not None else None
-            try:
-                out = self._decoder.generate(
-                    prompt,
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    grammar=grammar,
-                    is_done=_json_done if schema is not None else None,
-                    grammar_first=grammar_first,
-                    no_repeat_ngram=NO_REPEAT_NGRAM,
-                )
-            finally:
-                if grammar is not None:
-                    llama_cpp.llama_sampler_free(grammar)
-            self.calls += 1
-            run_ms = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        with self._lock if self._batch is None else contextlib.nullcontext():
+            prompt, out = self._generate(
+                messages, schema, max_tokens, temperature, grammar_first=grammar_first
+            )
+        self.calls += 1
+        run_ms = (time.perf_counter() - started) * 1000
         log.debug(
             "model_completed",
             prompt_tokens=len(prompt),
@@ -227,6 +263,56 @@ class ModelHost:
             run_ms=run_ms,
         )
 
+    def _generate(
+        self,
+        messages: Sequence[Message],
+        schema: dict[str, Any] | None,
+        max_tokens: int,
+        temperature: float,
+        *,
+        grammar_first: bool,
+    ) -> tuple[list[int], Generated]:
+        prompt = self.prompt_tokens(messages)
+        self._fit(prompt, min(max_tokens, 16))
+        if schema is None:
+            grammar = None
+        else:
+            with self._grammar_lock:
+                grammar = self._grammars.sampler(schema)
+        is_done = _json_done if schema is not None else None
+        try:
+            if self._batch is None:
+                return prompt, self._decoder.generate(
+                    prompt,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    grammar=grammar,
+                    is_done=is_done,
+                    grammar_first=grammar_first,
+                    no_repeat_ngram=NO_REPEAT_NGRAM,
+                )
+            draft = Draft(
+                grammar=grammar,
+                temperature=temperature,
+                rng=np.random.default_rng(0),
+                is_done=is_done,
+                grammar_first=grammar_first,
+                no_repeat_ngram=NO_REPEAT_NGRAM,
+            )
+            request = self._batch.submit(self._request(prompt, draft=draft, max_tokens=max_tokens))
+            generated = request.wait().generated
+            assert generated is not None
+            return prompt, generated
+        finally:
+            if grammar is not None:
+                llama_cpp.llama_sampler_free(grammar)
+
+    def _request(self, prompt: list[int], **fields: Any) -> Request:
+        """A batch request carrying the calling thread's deadline and cancel event."""
+        return Request(
+            prompt=prompt, deadline=deadline.current(), cancel=cancel.current(), **fields
+        )
+
     def score(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
         """The log-probability of each continuation as the start of the reply."""
         return self.score_usage(messages, continuations)[0]
@@ -235,22 +321,51 @@ class ModelHost:
         self, messages: Sequence[Message], continuations: Sequence[str]
     ) -> tuple[list[float], Completion]:
         """Like `score`, with the tokens it spent (as a Completion with empty text)."""
-        with self._lock:
-            started = time.perf_counter()
+        return self.score_many([(messages, continuations)])[0]
+
+    def score_many(
+        self, calls: Sequence[tuple[Sequence[Message], Sequence[str]]]
+    ) -> list[tuple[list[float], Completion]]:
+        """`score_usage` for several prompts at once: parallel sequences in one batch."""
+        started = time.perf_counter()
+        prepared = []
+        for messages, continuations in calls:
             prompt = self.prompt_tokens(messages)
             conts = [self._decoder.tokenize(c, special=False) for c in continuations]
             self._fit(prompt, max((len(c) for c in conts), default=0))
-            scores, evaluated = self._decoder.score(prompt, conts)
-            self.calls += 1
-            run_ms = (time.perf_counter() - started) * 1000
-        return scores, Completion(
-            text="",
-            model=self._name,
-            prompt_tokens=len(prompt),
-            completion_tokens=0,
-            prompt_tokens_evaluated=evaluated,
-            run_ms=run_ms,
-        )
+            if any(len(c) > N_BATCH for c in conts):
+                raise TaskInputError(
+                    f"a continuation to score is longer than {N_BATCH} tokens; shorten it"
+                )
+            prepared.append((prompt, conts))
+        results: list[tuple[list[float], int]] = []
+        if self._batch is None:
+            with self._lock:
+                results = [self._decoder.score(p, c) for p, c in prepared]
+        else:
+            batch = self._batch
+            requests = [batch.submit(self._request(p, continuations=c)) for p, c in prepared]
+            try:
+                results = [(r.scores, r.evaluated) for r in (q.wait() for q in requests)]
+            finally:
+                for r in requests:  # an error in one: let the others finish first
+                    r.done.wait()
+        self.calls += len(prepared)
+        run_ms = (time.perf_counter() - started) * 1000
+        return [
+            (
+                scores,
+                Completion(
+                    text="",
+                    model=self._name,
+                    prompt_tokens=len(prompt),
+                    completion_tokens=0,
+                    prompt_tokens_evaluated=evaluated,
+                    run_ms=run_ms,
+                ),
+            )
+            for (scores, evaluated), (prompt, _) in zip(results, prepared, strict=True)
+        ]
 
     def stats(self) -> dict[str, Any]:
         """Load time, memory and call count, for worker heartbeats and benchmarks."""
@@ -262,15 +377,23 @@ class ModelHost:
             "rss_mb": _rss_mb(),
             "calls": self.calls,
             "grammars_compiled": self._grammars.compiled,
+            "concurrency": self.concurrency,
+            "gpu_layers": self.gpu_layers,
+            "busy": self.busy,
         }
 
     def reset_cache(self) -> None:
         """Forget the cached prefix (the next call evaluates its whole prompt)."""
+        if self._batch is not None:
+            self._batch.reset()
+            return
         with self._lock:
             self._decoder.reset()
 
     def close(self) -> None:
         """Free the model; the host can't be used afterwards."""
+        if self._batch is not None:
+            self._batch.close()
         with self._lock:
             self._grammars.close()
             self._decoder.close()
@@ -301,4 +424,5 @@ def default_host(settings: Settings | None = None) -> ModelHost:
         n_threads=settings.n_threads,
         n_gpu_layers=settings.n_gpu_layers,
         gpu=settings.gpu,
+        concurrency=settings.concurrency,
     )
