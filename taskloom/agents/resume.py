@@ -27,7 +27,7 @@ from taskloom.errors import InputError
 from taskloom.logs import get_logger
 from taskloom.plan import Plan
 from taskloom.step import StepJob, StepOutcome, StepResult, StepStatus
-from taskloom.workflows.record import RunRecord, RunStatus
+from taskloom.workflows.record import RunRecord, RunStatus, StepRecord
 from taskloom.workflows.runner import OnEvent
 from taskloom.workflows.store import RunStore
 
@@ -163,7 +163,8 @@ def _is_later_round(step_id: str) -> bool:
     return bool(dot) and head[:1] == "r" and head[1:].isdigit()
 
 
-def _result(run_id: str, step: Any) -> StepResult:
+def _result(run_id: str, step: StepRecord) -> StepResult:
+    """A finished step's record as the result the replay hands back."""
     outcome = {name: getattr(step, name) for name in StepOutcome.model_fields}
     return StepResult(
         **outcome,
