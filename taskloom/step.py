@@ -109,6 +109,13 @@ class StepOutcome(BaseModel):
     prompt_tokens_evaluated: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    confidence: float | None = Field(
+        None, description="how sure the kind is of its output (0..1); None: it does not say"
+    )
+    meta: dict[str, Any] = Field(
+        default_factory=dict,
+        description="how the kind decided, e.g. `absence`: per field, present or absent",
+    )
 
 
 class StepResult(StepOutcome):

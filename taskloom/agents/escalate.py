@@ -2,8 +2,9 @@
 
 `EscalatingDispatcher` wraps any Dispatcher (inline or Redis). A step escalates when
 its output failed validation after its re-asks, or when its confidence is below
-`escalate_below`, and an LLM is configured and the budget allows. The same kind
-runs on the LLM's ChatModel (`run_task` works with any ChatModel), so the step's
+`escalate_below` (the result's `confidence`: for `classify` the label's probability,
+for `extract` and `fill_slots` that of the least certain absence decision), and an LLM
+is configured and the budget allows. The same kind runs on the LLM's ChatModel (`run_task` works with any ChatModel), so the step's
 output keeps its shape. `kind: llm` steps always run on the LLM, here.
 Every escalation (or one the budget refused) is kept in `escalations`.
 
@@ -120,7 +121,9 @@ class EscalatingDispatcher:
                 return "output failed validation after its retries"
             return None
         value = result.value
-        confidence = value.get("confidence") if isinstance(value, dict) else None
+        confidence = result.confidence
+        if confidence is None and isinstance(value, dict):
+            confidence = value.get("confidence")  # a result from before `confidence` existed
         if isinstance(confidence, int | float) and confidence < self.settings.escalate_below:
             return f"confidence {confidence:.2f} below {self.settings.escalate_below:.2f}"
         return None
@@ -144,6 +147,7 @@ class EscalatingDispatcher:
                     output=job.output,
                     model=self.llm,
                     output_retries=self.settings.output_retries,
+                    is_reviewed=False,  # the LLM's own nulls stand
                 )
         except TaskloomError as e:
             result = _failed(job, e, started)
@@ -181,6 +185,8 @@ class EscalatingDispatcher:
             cost_usd=call.cost_usd + (slm.cost_usd if slm else 0.0),
             started_at=slm.started_at if slm else started,
             finished_at=finished,
+            confidence=outcome.confidence,
+            meta=outcome.meta,
         )
         if slm is None:
             self.budget.record_steps(1, 0.0)

@@ -29,12 +29,16 @@ def run_task(
     tools: ToolRegistry | None = None,
     tool_name: str | None = None,
     output_retries: int = 2,
+    is_reviewed: bool = True,
 ) -> Outcome:
     """Run one step of any kind: an SLM kind on `model`, or a registered Python tool.
 
     Raises:
         TaskInputError, ToolError, SchemaError: the step can't run as written.
         OutputValidationError: the model's output kept failing validation.
+
+    `is_reviewed=False` skips a kind's review of the answer (absence decided by the
+    runtime): an escalation to the LLM trusts the LLM's nulls.
     """
     if kind == StepKind.TOOL:
         registry = tools if tools is not None else ToolRegistry()
@@ -45,7 +49,13 @@ def run_task(
     if model is None:
         raise TaskInputError(f"kind {kind!r} needs a model, and none was given")
     return run_kind(
-        KINDS[kind], kind, inputs, output=output, model=model, output_retries=output_retries
+        KINDS[kind],
+        kind,
+        inputs,
+        output=output,
+        model=model,
+        output_retries=output_retries,
+        is_reviewed=is_reviewed,
     )
 
 

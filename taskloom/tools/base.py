@@ -9,9 +9,10 @@ A kind module defines:
 - `finish(value, inputs, model, messages)`: the kind's output from the model's JSON.
 
 Optional: `SHOW_SCHEMA = False` to leave the schema out of the prompt, `copy_text(inputs)`
-for copy-constrained strings, `DEFAULT_EXAMPLES` used when a step gives none, and
+for copy-constrained strings, `DEFAULT_EXAMPLES` used when a step gives none,
 `decide(inputs, model, messages, usage)` for kinds decided by scoring alone (no
-generation). `run_kind` does the rest: prompt layout, constrained call, validation
+generation), and `review(value, inputs, schema, model, messages, usage)`, a `Review` of
+the generated answer before `finish` (absence decided by the runtime, `absence.py`). `run_kind` does the rest: prompt layout, constrained call, validation
 and re-asks.
 
 The prompt is a few-shot document that reads well to base and chat models alike:
@@ -90,10 +91,22 @@ class Usage:
 
 @dataclass(frozen=True)
 class Outcome:
-    """A kind's output with what it cost."""
+    """A kind's output with what it cost, how sure the kind is, and why (`meta`)."""
 
     value: Any
     usage: Usage
+    confidence: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Review:
+    """A kind's second look at the model's answer (see `absence`): the answer as
+    decided, the confidence of the decisions, and their record for the step's `meta`."""
+
+    value: Any
+    confidence: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Kind(Protocol):
@@ -127,7 +140,10 @@ class ScoresMany(Protocol):
     """A chat model that scores several prompts at once (the model host, batched)."""
 
     def score_many(
-        self, calls: Sequence[tuple[Sequence[Message], Sequence[str]]]
+        self,
+        calls: Sequence[tuple[Sequence[Message], Sequence[str]]],
+        *,
+        prefixes: Sequence[str] | None = None,
     ) -> list[tuple[list[float], Completion]]: ...
 
 
@@ -211,13 +227,25 @@ def score_all(
     model: ChatModel,
     calls: Sequence[tuple[Sequence[Message], Sequence[str]]],
     usage: Usage,
+    *,
+    prefixes: Sequence[str] | None = None,
 ) -> list[list[float]]:
-    """`score` for several prompts; a batching host scores them as parallel sequences."""
+    """`score` for several prompts; a batching host scores them as parallel sequences.
+
+    `prefixes`: per call, the start of the reply that comes before every continuation.
+    The model host evaluates it once as part of the prompt; for any other model it is
+    written in front of each continuation (the same log-probability differences).
+    """
     if isinstance(model, ScoresMany):
-        scored = model.score_many(calls)
+        scored = model.score_many(calls, prefixes=prefixes)
         for _, spent in scored:
             usage.add(spent)
         return [scores for scores, _ in scored]
+    if prefixes is not None:
+        calls = [
+            (messages, [prefix + c for c in continuations])
+            for (messages, continuations), prefix in zip(calls, prefixes, strict=True)
+        ]
     return [score(model, messages, continuations, usage) for messages, continuations in calls]
 
 
@@ -282,8 +310,12 @@ def run_kind(
     output: dict[str, Any] | None,
     model: ChatModel,
     output_retries: int = 2,
+    is_reviewed: bool = True,
 ) -> Outcome:
     """Run one SLM step: validate inputs, call the model constrained, check the output.
+
+    With `is_reviewed` (the default) a kind with a `review` looks at the answer again
+    (for `extract` and `fill_slots`: absence decided by the runtime).
 
     Raises:
         TaskInputError: the inputs don't fit the kind, or the prompt doesn't fit the
@@ -299,7 +331,11 @@ def run_kind(
     usage = Usage()
     decide = getattr(kind, "decide", None)
     if decide is not None:
-        return Outcome(value=decide(inputs, model, messages, usage), usage=usage)
+        decided = decide(inputs, model, messages, usage)
+        sure = decided.get("confidence") if isinstance(decided, dict) else None
+        return Outcome(
+            value=decided, usage=usage, confidence=sure if isinstance(sure, float) else None
+        )
     copy_text = getattr(kind, "copy_text", None)
     text = copy_text(inputs) if copy_text is not None else None
     value = ask_until_valid(
@@ -312,7 +348,18 @@ def run_kind(
         output_retries=output_retries,
         usage=usage,
     )
-    return Outcome(value=kind.finish(value, inputs, model, messages), usage=usage)
+    review = getattr(kind, "review", None) if is_reviewed else None
+    looked = (
+        review(value, inputs, schema, model, messages, usage)
+        if review is not None and isinstance(value, dict)
+        else Review(value=value)
+    )
+    return Outcome(
+        value=kind.finish(looked.value, inputs, model, messages),
+        usage=usage,
+        confidence=looked.confidence,
+        meta=looked.meta,
+    )
 
 
 def ask_until_valid(

@@ -81,6 +81,8 @@ def execute(
         if is_priced
         else 0.0,
         finished_at=finished,
+        confidence=outcome.confidence,
+        meta=outcome.meta,
     )
 
 

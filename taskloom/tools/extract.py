@@ -8,7 +8,8 @@ from pydantic import Field
 
 from taskloom.chat import ChatModel, Message
 from taskloom.errors import TaskInputError
-from taskloom.tools.base import KindInputs
+from taskloom.tools import absence
+from taskloom.tools.base import KindInputs, Review, Usage
 
 
 class Inputs(KindInputs):
@@ -17,6 +18,11 @@ class Inputs(KindInputs):
     text: str = Field(description="the text to extract from")
     copy_spans: bool = Field(
         False, alias="copy", description="string values must be verbatim spans of the text"
+    )
+    absence: bool = Field(
+        True,
+        description="the runtime decides whether each nullable field is absent"
+        " (docs/absence.md); false trusts the model's nulls",
     )
 
 
@@ -44,6 +50,19 @@ def answer(output: Any) -> Any:
 
 def copy_text(inputs: Inputs) -> str | None:
     return inputs.text if inputs.copy_spans else None
+
+
+def review(
+    value: dict[str, Any],
+    inputs: Inputs,
+    schema: dict[str, Any],
+    model: ChatModel,
+    messages: list[Message],
+    usage: Usage,
+) -> Review:
+    """Absence decided by the runtime for every nullable field (see `absence`)."""
+    fields = absence.nullable_fields(schema) if inputs.absence else []
+    return absence.review(value, fields, messages=messages, model=model, usage=usage)
 
 
 def finish(value: Any, inputs: Inputs, model: ChatModel, messages: list[Message]) -> Any:

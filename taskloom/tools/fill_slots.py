@@ -11,7 +11,8 @@ from typing import Any
 from pydantic import Field
 
 from taskloom.chat import ChatModel, Message
-from taskloom.tools.base import KindInputs
+from taskloom.tools import absence
+from taskloom.tools.base import KindInputs, Review, Usage
 
 
 class Inputs(KindInputs):
@@ -21,6 +22,11 @@ class Inputs(KindInputs):
     slots: dict[str, str] = Field(min_length=1, description="slot name → what it holds")
     copy_spans: bool = Field(
         False, alias="copy", description="slot values must be verbatim spans of the text"
+    )
+    absence: bool = Field(
+        True,
+        description="the runtime decides whether each nullable slot is absent"
+        " (docs/absence.md); false trusts the model's nulls",
     )
 
 
@@ -55,6 +61,19 @@ def answer(output: Any) -> Any:
 
 def copy_text(inputs: Inputs) -> str | None:
     return inputs.text if inputs.copy_spans else None
+
+
+def review(
+    value: dict[str, Any],
+    inputs: Inputs,
+    schema: dict[str, Any],
+    model: ChatModel,
+    messages: list[Message],
+    usage: Usage,
+) -> Review:
+    """Absence decided by the runtime for every nullable slot (see `absence`)."""
+    fields = absence.nullable_fields(schema) if inputs.absence else []
+    return absence.review(value, fields, messages=messages, model=model, usage=usage)
 
 
 def finish(value: Any, inputs: Inputs, model: ChatModel, messages: list[Message]) -> Any:

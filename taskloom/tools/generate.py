@@ -2,18 +2,27 @@
 
 The answer is `{"text": ...}` with `maxLength` set to twice `max_tokens` characters, so
 the grammar closes the string before the token budget runs out: a small model rarely
-stops by itself, and a cut-off JSON answer would fail validation.
+stops by itself, and a cut-off JSON answer would fail validation. The runtime then
+trims the text to its last sentence end (`.`, `!` or `?`), so a reply never stops
+mid-sentence or mid-word; a text with no sentence end is cut at its last whole word.
+
+The prompt casts the model as the one who writes (a support agent answering a
+customer, by default), and one example shows a reply of a few sentences that greets
+the person by name: a 270M model otherwise continues the customer's own message.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import Field
 
 from taskloom.chat import ChatModel, Message
 from taskloom.tools.base import KindInputs
+
+SENTENCE_END = re.compile(r"[.!?](?=[\"')\]]*(\s|$))")
 
 
 class Inputs(KindInputs):
@@ -30,9 +39,29 @@ def schema(inputs: Inputs, output: dict[str, Any] | None) -> dict[str, Any]:
 
 SHOW_SCHEMA = False
 
+DEFAULT_EXAMPLES = [
+    {
+        "input": {
+            "instruction": "Draft a short reply to Tom Baker",
+            "context": [
+                {"name": "Tom Baker", "order_id": "B-311"},
+                ["Exchanges are free within 30 days."],
+            ],
+        },
+        "output": {
+            "text": "Dear Tom Baker, thank you for contacting us about order B-311."
+            " Exchanges are free within 30 days, so we will send you a new one right away."
+            " Kind regards, the support team."
+        },
+    }
+]
+
 
 def instruction(inputs: Inputs) -> str:
-    return "Write what the instruction asks for, briefly, using the context."
+    return (
+        "You are a support agent. Write what the instruction asks for, in a few short"
+        " sentences, speaking to the person by name and using the context."
+    )
 
 
 def render(inputs: Inputs) -> str:
@@ -44,5 +73,19 @@ def answer(output: Any) -> Any:
     return output
 
 
+def trim(text: str, *, is_cut: bool) -> str:
+    """`text` up to its last sentence end. Without one, a text cut by its budget
+    (`is_cut`) loses its last, perhaps partial, word; any other is kept whole."""
+    text = text.strip()
+    ends = [m.end() for m in SENTENCE_END.finditer(text)]
+    if ends:
+        return text[: ends[-1]]
+    if is_cut and " " in text:
+        return text.rsplit(None, 1)[0].rstrip(",;:-")
+    return text
+
+
 def finish(value: Any, inputs: Inputs, model: ChatModel, messages: list[Message]) -> Any:
-    return {"text": value["text"]}
+    # A text the grammar closed at maxLength ends wherever the budget ran out.
+    text = value["text"]
+    return {"text": trim(text, is_cut=len(text) >= 2 * inputs.max_tokens)}

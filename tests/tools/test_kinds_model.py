@@ -53,17 +53,22 @@ def test_extract_returns_the_fields_of_shipped_texts(model_host: ModelHost) -> N
     23 of 33: llama.cpp's kernels differ by CPU, and greedy choices near a tie flip. The
     guard sits below both; the quality work (issue 15) is measured on its own sets.
     The 270M model sometimes gives null for a field that is there, or copies the
-    wrong span; every value is a span of the text."""
+    wrong span; every string the model wrote is a span of the text, checked on its raw
+    answer (before the runtime's absence decisions and `finish` null anything)."""
     data = load("extract_texts.json")
     right = total = whole = 0
     for case in data["cases"]:
         model_host.reset_cache()  # the same numerics whatever ran before
         inputs = {"text": case["text"], "copy": True, "examples": CONTACT_EXAMPLES}
-        value = run_task("extract", inputs, output=data["schema"], model=model_host).value
+        outcome = run_task("extract", inputs, output=data["schema"], model=model_host)
+        value = outcome.value
         hits = [same(value[k], v) for k, v in case["expected"].items()]
         right, total, whole = right + sum(hits), total + len(hits), whole + all(hits)
-        for k, v in value.items():
-            assert v is None or v in case["text"], f"{k}={v!r} is not a span of the text"
+        # The model's own answer, before the runtime nulled anything: the copy
+        # constraint, not `finish`, must have made every string a span.
+        raw = json.loads(outcome.usage.raw_outputs[-1])
+        for k, v in raw.items():
+            assert not isinstance(v, str) or v in case["text"], f"{k}={v!r} is not a span"
     print(f"\nextract: {right}/{total} fields right ({right / total:.0%}), {whole} whole texts")
     assert len(data["cases"]) >= 10
     assert right / total >= 0.65
@@ -157,3 +162,46 @@ def test_heldout_slot_filling_accuracy(model_host: ModelHost) -> None:
                     misses.append(f"{case['text']!r}: {slot}={got!r}")
     print(f"\nheld-out slots: {right}/{total} ({right / total:.0%}); misses: {misses}")
     assert right / total >= 0.75
+
+
+def test_absent_fields_and_slots_come_back_null(model_host: ModelHost) -> None:
+    """Absence decided by the runtime (docs/absence.md), on every absent field and slot
+    of the shipped texts: the 11 extraction texts (7 absent fields of 33) and the 18
+    held-out slots (2 absent). The issue's goal is 90% returned as
+    null with present values still 90% right. Measured: ABSENT_MEASURED. The thresholds
+    are ABSENT_WHY."""
+    absent = nulled = present = kept = 0
+
+    def count(got: Any, expected: Any) -> None:
+        nonlocal absent, nulled, present, kept
+        if expected is None:
+            absent, nulled = absent + 1, nulled + (got is None)
+        else:
+            present, kept = present + 1, kept + same(got, expected)
+
+    data = load("extract_texts.json")
+    for case in data["cases"]:
+        model_host.reset_cache()
+        inputs = {"text": case["text"], "copy": True, "examples": CONTACT_EXAMPLES}
+        value = run_task("extract", inputs, output=data["schema"], model=model_host).value
+        for k, expected in case["expected"].items():
+            count(value[k], expected)
+    for task in load("heldout_slots.json")["tasks"]:
+        for case in task["cases"]:
+            model_host.reset_cache()
+            inputs = {
+                "text": case["text"],
+                "slots": task["slots"],
+                "copy": True,
+                "examples": task["examples"],
+            }
+            slots = run_task("fill_slots", inputs, model=model_host).value["slots"]
+            for slot, expected in case["expected"].items():
+                count(slots[slot], expected)
+    print(
+        f"\nabsent → null: {nulled}/{absent} ({nulled / absent:.0%});"
+        f" present right: {kept}/{present} ({kept / present:.0%})"
+    )
+    assert absent >= 9
+    assert nulled / absent >= ABSENT_RECALL
+    assert kept / present >= PRESENT_RIGHT

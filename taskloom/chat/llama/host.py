@@ -327,13 +327,24 @@ class ModelHost:
         return self.score_many([(messages, continuations)])[0]
 
     def score_many(
-        self, calls: Sequence[tuple[Sequence[Message], Sequence[str]]]
+        self,
+        calls: Sequence[tuple[Sequence[Message], Sequence[str]]],
+        *,
+        prefixes: Sequence[str] | None = None,
     ) -> list[tuple[list[float], Completion]]:
-        """`score_usage` for several prompts at once: parallel sequences in one batch."""
+        """`score_usage` for several prompts at once: parallel sequences in one batch.
+
+        Args:
+            prefixes: per call, text the reply starts with before each continuation. It
+                joins the prompt, so it is evaluated once (and shared with any cached
+                prompt it extends) rather than scored token by token per continuation.
+        """
         started = time.perf_counter()
         prepared = []
-        for messages, continuations in calls:
+        for i, (messages, continuations) in enumerate(calls):
             prompt = self.prompt_tokens(messages)
+            if prefixes is not None and prefixes[i]:
+                prompt += self._decoder.tokenize(prefixes[i], special=False)
             conts = [self._decoder.tokenize(c, special=False) for c in continuations]
             self._fit(prompt, max((len(c) for c in conts), default=0))
             if any(len(c) > N_BATCH for c in conts):

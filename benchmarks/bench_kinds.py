@@ -1,0 +1,338 @@
+"""The SLM kinds' quality on the evaluation sets, and what absence decided by the runtime costs.
+
+    python benchmarks/bench_kinds.py                 # the test halves (what is reported)
+    python benchmarks/bench_kinds.py --split dev     # the dev halves (for tuning)
+    python benchmarks/bench_kinds.py --split dev --shots similar --kinds extract
+
+Real: the default GGUF model (gemma-3-270m Q4_K_M) in a `ModelHost` with continuous
+batching (`--concurrency`, default 8): the cases of a kind run as concurrent steps,
+through `run_task`, exactly as a worker runs them. Nothing is simulated. The sets are
+`benchmarks/data/eval_{extract,slots,classify,filter}.json`, written by hand (see
+benchmarks/README.md), each split into a dev half (tuning) and a test half.
+
+Printed per kind: accuracy; for extract and fill_slots, present fields right and
+absent → null precision and recall (a null is "absent" returned; a filter case with no
+relevant passage counts as absent when nothing is kept); for classify, the expected
+calibration error of `confidence` (10 equal-width bins). Extraction runs twice, with and
+without the runtime's absence check (`absence: false`), side by side: the ratio of
+prompt tokens evaluated and of wall time is the check's cost.
+
+`--shots similar` picks each case's two examples from the dev half by word overlap
+(leaving the case itself out), instead of the fixed examples of its schema or task.
+`--dump FILE` writes every absence decision (with both log-likelihoods), for tuning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import results
+
+from taskloom.chat.llama.host import ModelHost
+from taskloom.chat.load import default_model_path
+from taskloom.tools import Outcome, run_task
+
+DATA = Path(__file__).parent / "data"
+GOAL = 0.90
+
+
+def load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((DATA / f"eval_{name}.json").read_text())
+    return data
+
+
+def same(got: Any, expected: Any) -> bool:
+    accepted = expected if isinstance(expected, list) else [expected]
+    if got is None:
+        return None in accepted
+    return isinstance(got, str) and got.strip().lower() in [
+        a.lower() for a in accepted if isinstance(a, str)
+    ]
+
+
+def is_absent(expected: Any) -> bool:
+    return expected is None
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def similar(text: str, pool: list[dict[str, Any]], k: int = 2) -> list[dict[str, Any]]:
+    """The `k` pool cases sharing most words with `text` (Jaccard), the case itself left out."""
+    mine = words(text)
+    ranked = sorted(
+        (c for c in pool if c["text"] != text),
+        key=lambda c: -len(mine & words(c["text"])) / max(len(mine | words(c["text"])), 1),
+    )
+    return ranked[:k]
+
+
+class Fields:
+    """Counts over fields (or slots): right, present right, absent → null."""
+
+    def __init__(self) -> None:
+        self.right = self.total = 0
+        self.present_right = self.present = 0
+        self.null_and_absent = self.nulls = self.absent = 0
+
+    def add(self, got: Any, expected: Any) -> None:
+        ok = same(got, expected)
+        self.right += ok
+        self.total += 1
+        absent = is_absent(expected)
+        if absent:
+            self.absent += 1
+        else:
+            self.present += 1
+            self.present_right += ok
+        if got is None:
+            self.nulls += 1
+            self.null_and_absent += absent
+
+    def rows(self, kind: str, what: str) -> list[results.Row]:
+        acc = self.right / max(self.total, 1)
+        present = self.present_right / max(self.present, 1)
+        precision = self.null_and_absent / max(self.nulls, 1)
+        recall = self.null_and_absent / max(self.absent, 1)
+        print(
+            f"{kind}: {self.right}/{self.total} {what} right ({acc:.1%}); present"
+            f" {self.present_right}/{self.present} ({present:.1%}); absent→null precision"
+            f" {precision:.1%} ({self.null_and_absent}/{self.nulls}), recall {recall:.1%}"
+            f" ({self.null_and_absent}/{self.absent})"
+        )
+        return [
+            row(f"{kind}: {what} right", acc, GOAL),
+            row(f"{kind}: present {what} right", present, GOAL),
+            row(f"{kind}: absent → null recall", recall, GOAL),
+            row(f"{kind}: absent → null precision", precision, None),
+        ]
+
+
+def row(what: str, value: float, target: float | None) -> results.Row:
+    return {
+        "what": what,
+        "measured": f"{value:.1%}",
+        "target": f"≥ {target:.0%}" if target is not None else "reported",
+        "met": value >= target if target is not None else None,
+    }
+
+
+def run_all(
+    host: ModelHost, jobs: list[Callable[[], Outcome]], concurrency: int
+) -> tuple[list[Outcome], float]:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        outcomes = list(pool.map(lambda job: job(), jobs))
+    return outcomes, time.perf_counter() - started
+
+
+def bench_extract(host: ModelHost, args: argparse.Namespace, dump: list[Any]) -> list[results.Row]:
+    data = load("extract")
+    cases = [c for c in data["cases"] if c["split"] == args.split]
+    dev = [c for c in data["cases"] if c["split"] == "dev"]
+
+    def job(case: dict[str, Any], absence: bool) -> Callable[[], Outcome]:
+        if args.shots == "similar":
+            pool = [c for c in dev if c["schema"] == case["schema"]]
+            examples = [
+                {"input": {"text": c["text"]}, "output": {k: first(v) for k, v in c["expected"].items()}}
+                for c in similar(case["text"], pool)
+            ]
+        else:
+            examples = data["examples"][case["schema"]]
+        inputs = {"text": case["text"], "copy": True, "examples": examples, "absence": absence}
+        schema = data["schemas"][case["schema"]]
+        return lambda: run_task("extract", inputs, output=schema, model=host)
+
+    rows: list[results.Row] = []
+    spent = {}
+    for absence in (False, True):
+        host.reset_cache()
+        outcomes, wall_s = run_all(host, [job(c, absence) for c in cases], args.concurrency)
+        fields = Fields()
+        for case, outcome in zip(cases, outcomes, strict=True):
+            for k, expected in case["expected"].items():
+                fields.add(outcome.value[k], expected)
+            for k, d in outcome.meta.get("absence", {}).items():
+                dump.append({"kind": "extract", "id": case["id"], "field": k, **d,
+                             "expected": case["expected"][k]})
+        evaluated = sum(o.usage.prompt_tokens_evaluated for o in outcomes)
+        spent[absence] = (evaluated, wall_s)
+        label = "extract" if absence else "extract (absence check off)"
+        print(f"{label}: {len(cases)} texts in {wall_s:.1f} s, {evaluated} prompt tokens evaluated")
+        got = fields.rows(label, "fields")
+        if absence:
+            rows += got
+        else:
+            rows.append(got[0] | {"target": "reported", "met": None})
+            rows.append(got[2] | {"target": "reported", "met": None})
+    tokens = spent[True][0] / max(spent[False][0], 1)
+    wall = spent[True][1] / max(spent[False][1], 1e-9)
+    print(f"ratio absence check on / off: prompt tokens evaluated {tokens:.2f}, wall time {wall:.2f}")
+    rows.append(
+        {"what": "extract: absence check cost (time on / off)", "measured": f"{wall:.2f}×",
+         "target": "reported", "met": None}
+    )
+    return rows
+
+
+def first(v: Any) -> Any:
+    return v[0] if isinstance(v, list) else v
+
+
+def bench_slots(host: ModelHost, args: argparse.Namespace, dump: list[Any]) -> list[results.Row]:
+    data = load("slots")
+    cases = [c for c in data["cases"] if c["split"] == args.split]
+    dev = [c for c in data["cases"] if c["split"] == "dev"]
+
+    def job(case: dict[str, Any]) -> Callable[[], Outcome]:
+        task = data["tasks"][case["task"]]
+        examples = task["examples"]
+        if args.shots == "similar":
+            pool = [c for c in dev if c["task"] == case["task"]]
+            examples = [
+                {"input": {"text": c["text"]},
+                 "output": {"slots": {k: first(v) for k, v in c["expected"].items()}}}
+                for c in similar(case["text"], pool)
+            ]
+        inputs = {"text": case["text"], "slots": task["slots"], "copy": True, "examples": examples}
+        return lambda: run_task("fill_slots", inputs, model=host)
+
+    host.reset_cache()
+    outcomes, wall_s = run_all(host, [job(c) for c in cases], args.concurrency)
+    fields = Fields()
+    for case, outcome in zip(cases, outcomes, strict=True):
+        for k, expected in case["expected"].items():
+            fields.add(outcome.value["slots"][k], expected)
+        for k, d in outcome.meta.get("absence", {}).items():
+            dump.append({"kind": "fill_slots", "id": case["id"], "field": k, **d,
+                         "expected": case["expected"][k]})
+    print(f"fill_slots: {len(cases)} utterances in {wall_s:.1f} s")
+    return fields.rows("fill_slots", "slots")
+
+
+def expected_calibration_error(pairs: list[tuple[float, bool]], bins: int = 10) -> float:
+    """Σ over equal-width confidence bins of |accuracy − mean confidence| × share of cases."""
+    total = 0.0
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        inside = [(c, ok) for c, ok in pairs if low < c <= high or (b == 0 and c == 0)]
+        if inside:
+            acc = sum(ok for _, ok in inside) / len(inside)
+            conf = sum(c for c, _ in inside) / len(inside)
+            total += abs(acc - conf) * len(inside) / len(pairs)
+    return total
+
+
+def bench_classify(host: ModelHost, args: argparse.Namespace, dump: list[Any]) -> list[results.Row]:
+    data = load("classify")
+    cases = [c for c in data["cases"] if c["split"] == args.split]
+    jobs = [
+        (lambda c=c: run_task("classify", {"text": c["text"], "labels": data["tasks"][c["task"]]},
+                              model=host))
+        for c in cases
+    ]
+    host.reset_cache()
+    outcomes, wall_s = run_all(host, jobs, args.concurrency)
+    pairs = [
+        (float(o.value["confidence"]), o.value["label"] == c["label"])
+        for c, o in zip(cases, outcomes, strict=True)
+    ]
+    acc = sum(ok for _, ok in pairs) / len(pairs)
+    ece = expected_calibration_error(pairs)
+    mean_conf = sum(c for c, _ in pairs) / len(pairs)
+    print(
+        f"classify: {sum(ok for _, ok in pairs)}/{len(pairs)} right ({acc:.1%}) in {wall_s:.1f} s;"
+        f" mean confidence {mean_conf:.2f}, expected calibration error {ece:.3f}"
+    )
+    return [
+        row("classify: accuracy", acc, None),
+        {"what": "classify: expected calibration error", "measured": f"{ece:.3f}",
+         "target": "reported", "met": None},
+    ]
+
+
+def bench_filter(host: ModelHost, args: argparse.Namespace, dump: list[Any]) -> list[results.Row]:
+    data = load("filter")
+    cases = [c for c in data["cases"] if c["split"] == args.split]
+    jobs = [
+        (lambda c=c: run_task("filter", {"query": c["query"], "passages": c["passages"]},
+                              model=host))
+        for c in cases
+    ]
+    host.reset_cache()
+    outcomes, wall_s = run_all(host, jobs, args.concurrency)
+    right = total = exact = empty_and_none = empties = nones = 0
+    for case, outcome in zip(cases, outcomes, strict=True):
+        kept = set(outcome.value["kept"])
+        relevant = set(case["relevant"])
+        for p in case["passages"]:
+            right += (p in kept) == (p in relevant)
+            total += 1
+        exact += kept == relevant
+        empties += not kept
+        nones += not relevant
+        empty_and_none += not kept and not relevant
+    acc = right / total
+    precision = empty_and_none / max(empties, 1)
+    recall = empty_and_none / max(nones, 1)
+    print(
+        f"filter: {right}/{total} passages kept or dropped right ({acc:.1%}), {exact}/{len(cases)}"
+        f" cases exact, in {wall_s:.1f} s; no relevant passage → nothing kept: precision"
+        f" {precision:.1%} ({empty_and_none}/{empties}), recall {recall:.1%} ({empty_and_none}/{nones})"
+    )
+    return [
+        row("filter: passages kept or dropped right", acc, None),
+        row("filter: cases exactly right", exact / len(cases), None),
+        row("filter: nothing relevant → nothing kept, recall", recall, None),
+        row("filter: nothing relevant → nothing kept, precision", precision, None),
+    ]
+
+
+BENCHES = {
+    "extract": bench_extract,
+    "fill_slots": bench_slots,
+    "classify": bench_classify,
+    "filter": bench_filter,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--split", choices=["dev", "test"], default="test")
+    parser.add_argument("--kinds", nargs="+", choices=list(BENCHES), default=list(BENCHES))
+    parser.add_argument("--shots", choices=["fixed", "similar"], default="fixed")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--dump", type=Path, help="write every absence decision here (JSON)")
+    args = parser.parse_args()
+    host = ModelHost(default_model_path(), n_ctx=2048, concurrency=args.concurrency)
+    started = time.perf_counter()
+    rows: list[results.Row] = []
+    dump: list[Any] = []
+    print(f"split: {args.split}, shots: {args.shots}, concurrency {args.concurrency}")
+    for kind in args.kinds:
+        rows += BENCHES[kind](host, args, dump)
+    print(f"whole benchmark: {time.perf_counter() - started:.0f} s")
+    host.close()
+    if args.dump:
+        args.dump.write_text(json.dumps(dump, indent=1, ensure_ascii=False))
+    if args.split == "test" and args.shots == "fixed" and args.kinds == list(BENCHES):
+        results.record(
+            "bench_kinds",
+            real="the default GGUF model (gemma-3-270m Q4_K_M), batched; the kinds as a worker"
+            " runs them, on the test halves of benchmarks/data/eval_*.json",
+            simulated="nothing",
+            rows=rows,
+        )
+
+
+if __name__ == "__main__":
+    main()

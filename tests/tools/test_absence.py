@@ -1,0 +1,152 @@
+"""Absence decided by the runtime (taskloom.tools.absence), on the scripted fake.
+
+The fake's `scores` function plays the model's likelihoods: each check scores the
+answer up to a field followed by ` null`, and by the model's candidate.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from taskloom.agents.budget import Budget
+from taskloom.agents.escalate import EscalatingDispatcher
+from taskloom.chat import ScriptedChatModel
+from taskloom.config import Settings
+from taskloom.dispatch.inline import InlineDispatcher
+from taskloom.step import StepJob, StepStatus
+from taskloom.tools import run_task
+from taskloom.tools.absence import is_nullable, nullable_fields, p_absent
+
+CONTACT = {
+    "type": "object",
+    "properties": {
+        "name": {"type": ["string", "null"]},
+        "city": {"type": ["string", "null"]},
+        "kind": {"type": "string"},
+    },
+    "required": ["name", "city", "kind"],
+}
+TEXT = "Ann Lee wrote from Paris about an order"
+
+
+def scorer(null_wins: set[str], *, by: float = 5.0) -> Any:
+    """Likelihoods where ` null` beats the candidate by `by` nats for `null_wins` fields,
+    and loses by as much for the others."""
+
+    def score(continuation: str) -> float:
+        field = re.findall(r'"(\w+)":', continuation)[-1]
+        is_null = continuation.endswith(": null")
+        return -1.0 if is_null == (field in null_wins) else -1.0 - by
+
+    return score
+
+
+def extract(model: ScriptedChatModel, **inputs: Any) -> Any:
+    return run_task("extract", {"text": TEXT, "copy": True, **inputs}, output=CONTACT, model=model)
+
+
+def test_nullable_fields_are_those_whose_schema_admits_null() -> None:
+    assert nullable_fields(CONTACT) == ["name", "city"]
+    assert is_nullable({"anyOf": [{"type": "string"}, {"type": "null"}]})
+    assert not is_nullable({"type": "string"})
+
+
+def test_a_span_the_model_likes_less_than_null_becomes_null_with_its_decision() -> None:
+    answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
+    model = ScriptedChatModel([answer], scores=scorer({"city"}))
+    out = extract(model)
+    assert out.value == {"name": "Ann Lee", "city": None, "kind": "order"}
+    city, name = out.meta["absence"]["city"], out.meta["absence"]["name"]
+    assert city["decision"] == "absent" and city["candidate"] == "Paris"
+    assert name["decision"] == "present" and name["candidate"] == "Ann Lee"
+    assert city["confidence"] > 0.9 and name["confidence"] > 0.9
+    assert "kind" not in out.meta["absence"], "a field that can't be null is not weighed"
+    assert out.confidence == min(city["confidence"], name["confidence"])
+
+
+def test_the_checks_score_each_field_after_the_answer_up_to_it() -> None:
+    seen: list[str] = []
+
+    def score(continuation: str) -> float:
+        seen.append(continuation)
+        return -1.0
+
+    answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
+    extract(ScriptedChatModel([answer], scores=score))
+    assert seen == [
+        ' {"name": null',
+        ' {"name": "Ann Lee"',
+        ' {"name": "Ann Lee", "city": null',
+        ' {"name": "Ann Lee", "city": "Paris"',
+    ]
+
+
+def test_a_null_the_model_wrote_stays_null_and_says_how_sure_it_is() -> None:
+    answer = {"name": None, "city": None, "kind": "order"}
+    out = extract(ScriptedChatModel([answer], scores=scorer(set())))
+    assert out.value["name"] is None and out.value["city"] is None
+    name = out.meta["absence"]["name"]
+    assert name["decision"] == "absent" and name["candidate"] is None
+    assert name["confidence"] < 0.5, "the model preferred a value: an unsure null"
+
+
+def test_equal_scores_are_no_evidence_and_the_answer_stands() -> None:
+    answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
+    out = extract(ScriptedChatModel([answer]))  # the fake scores every continuation alike
+    assert out.value == answer
+    assert out.confidence == 0.5
+    assert p_absent(-2.0, -2.0, "x") == 0.5
+
+
+def test_a_plan_can_turn_the_check_off() -> None:
+    answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
+    scored: list[str] = []
+    model = ScriptedChatModel([answer], scores=lambda c: scored.append(c) or -1.0)
+    out = extract(model, absence=False)
+    assert out.value == answer and out.meta == {} and out.confidence is None
+    assert scored == []
+
+
+def test_fill_slots_reports_a_slot_decided_absent_as_missing() -> None:
+    model = ScriptedChatModel([{"date": "Madrid", "room": "hall"}], scores=scorer({"date"}))
+    out = run_task(
+        "fill_slots",
+        {"text": "to Madrid, hall", "slots": {"date": "the date", "room": "the room"}},
+        model=model,
+    )
+    assert out.value == {"slots": {"date": None, "room": "hall"}, "missing": ["date"]}
+    assert out.meta["absence"]["date"]["decision"] == "absent"
+
+
+def test_the_step_result_carries_the_decisions_and_a_low_confidence_escalates(
+    tmp_path: Any,
+) -> None:
+    settings = Settings(home=tmp_path / "home", escalate_below=0.9)
+    answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
+    slm = ScriptedChatModel([answer], scores=scorer({"city"}, by=0.5), name="slm")
+    llm = ScriptedChatModel([{"name": "Ann Lee", "city": None, "kind": "order"}], name="llm")
+    dispatcher = EscalatingDispatcher(
+        InlineDispatcher(model=slm, settings=settings),
+        llm=llm,
+        budget=Budget.from_settings(settings),
+        settings=settings,
+    )
+    job = StepJob(
+        run_id="r1",
+        step_id="contact",
+        kind="extract",
+        inputs={"text": TEXT, "copy": True},
+        output=CONTACT,
+    )
+    slm_result = InlineDispatcher(
+        model=ScriptedChatModel([answer], scores=scorer({"city"}, by=0.5)), settings=settings
+    ).dispatch(job)
+    assert slm_result.status == StepStatus.DONE
+    assert slm_result.confidence is not None and slm_result.confidence < 0.9
+    assert slm_result.meta["absence"]["city"]["decision"] == "absent"
+    result = dispatcher.dispatch(job)
+    (esc,) = dispatcher.escalations
+    assert esc["reason"].startswith("confidence") and esc["status"] == "done"
+    assert result.model == "llm" and result.value["city"] is None
+    assert llm.calls, "the step ran again on the LLM"
