@@ -143,7 +143,10 @@ def bench_extract(host: ModelHost, args: argparse.Namespace, dump: list[Any]) ->
         if args.shots == "similar":
             pool = [c for c in dev if c["schema"] == case["schema"]]
             examples = [
-                {"input": {"text": c["text"]}, "output": {k: first(v) for k, v in c["expected"].items()}}
+                {
+                    "input": {"text": c["text"]},
+                    "output": {k: first(v) for k, v in c["expected"].items()},
+                }
                 for c in similar(case["text"], pool)
             ]
         else:
@@ -162,8 +165,15 @@ def bench_extract(host: ModelHost, args: argparse.Namespace, dump: list[Any]) ->
             for k, expected in case["expected"].items():
                 fields.add(outcome.value[k], expected)
             for k, d in outcome.meta.get("absence", {}).items():
-                dump.append({"kind": "extract", "id": case["id"], "field": k, **d,
-                             "expected": case["expected"][k]})
+                dump.append(
+                    {
+                        "kind": "extract",
+                        "id": case["id"],
+                        "field": k,
+                        **d,
+                        "expected": case["expected"][k],
+                    }
+                )
         evaluated = sum(o.usage.prompt_tokens_evaluated for o in outcomes)
         spent[absence] = (evaluated, wall_s)
         label = "extract" if absence else "extract (absence check off)"
@@ -176,10 +186,16 @@ def bench_extract(host: ModelHost, args: argparse.Namespace, dump: list[Any]) ->
             rows.append(got[2] | {"target": "reported", "met": None})
     tokens = spent[True][0] / max(spent[False][0], 1)
     wall = spent[True][1] / max(spent[False][1], 1e-9)
-    print(f"ratio absence check on / off: prompt tokens evaluated {tokens:.2f}, wall time {wall:.2f}")
+    print(
+        f"ratio absence check on / off: prompt tokens evaluated {tokens:.2f}, wall time {wall:.2f}"
+    )
     rows.append(
-        {"what": "extract: absence check cost (time on / off)", "measured": f"{wall:.2f}×",
-         "target": "reported", "met": None}
+        {
+            "what": "extract: absence check cost (time on / off)",
+            "measured": f"{wall:.2f}×",
+            "target": "reported",
+            "met": None,
+        }
     )
     return rows
 
@@ -199,8 +215,10 @@ def bench_slots(host: ModelHost, args: argparse.Namespace, dump: list[Any]) -> l
         if args.shots == "similar":
             pool = [c for c in dev if c["task"] == case["task"]]
             examples = [
-                {"input": {"text": c["text"]},
-                 "output": {"slots": {k: first(v) for k, v in c["expected"].items()}}}
+                {
+                    "input": {"text": c["text"]},
+                    "output": {"slots": {k: first(v) for k, v in c["expected"].items()}},
+                }
                 for c in similar(case["text"], pool)
             ]
         inputs = {"text": case["text"], "slots": task["slots"], "copy": True, "examples": examples}
@@ -213,8 +231,15 @@ def bench_slots(host: ModelHost, args: argparse.Namespace, dump: list[Any]) -> l
         for k, expected in case["expected"].items():
             fields.add(outcome.value["slots"][k], expected)
         for k, d in outcome.meta.get("absence", {}).items():
-            dump.append({"kind": "fill_slots", "id": case["id"], "field": k, **d,
-                         "expected": case["expected"][k]})
+            dump.append(
+                {
+                    "kind": "fill_slots",
+                    "id": case["id"],
+                    "field": k,
+                    **d,
+                    "expected": case["expected"][k],
+                }
+            )
     print(f"fill_slots: {len(cases)} utterances in {wall_s:.1f} s")
     return fields.rows("fill_slots", "slots")
 
@@ -236,8 +261,11 @@ def bench_classify(host: ModelHost, args: argparse.Namespace, dump: list[Any]) -
     data = load("classify")
     cases = [c for c in data["cases"] if c["split"] == args.split]
     jobs = [
-        (lambda c=c: run_task("classify", {"text": c["text"], "labels": data["tasks"][c["task"]]},
-                              model=host))
+        (
+            lambda c=c: run_task(
+                "classify", {"text": c["text"], "labels": data["tasks"][c["task"]]}, model=host
+            )
+        )
         for c in cases
     ]
     host.reset_cache()
@@ -255,8 +283,12 @@ def bench_classify(host: ModelHost, args: argparse.Namespace, dump: list[Any]) -
     )
     return [
         row("classify: accuracy", acc, None),
-        {"what": "classify: expected calibration error", "measured": f"{ece:.3f}",
-         "target": "reported", "met": None},
+        {
+            "what": "classify: expected calibration error",
+            "measured": f"{ece:.3f}",
+            "target": "reported",
+            "met": None,
+        },
     ]
 
 
@@ -264,8 +296,11 @@ def bench_filter(host: ModelHost, args: argparse.Namespace, dump: list[Any]) -> 
     data = load("filter")
     cases = [c for c in data["cases"] if c["split"] == args.split]
     jobs = [
-        (lambda c=c: run_task("filter", {"query": c["query"], "passages": c["passages"]},
-                              model=host))
+        (
+            lambda c=c: run_task(
+                "filter", {"query": c["query"], "passages": c["passages"]}, model=host
+            )
+        )
         for c in cases
     ]
     host.reset_cache()
@@ -287,7 +322,8 @@ def bench_filter(host: ModelHost, args: argparse.Namespace, dump: list[Any]) -> 
     print(
         f"filter: {right}/{total} passages kept or dropped right ({acc:.1%}), {exact}/{len(cases)}"
         f" cases exact, in {wall_s:.1f} s; no relevant passage → nothing kept: precision"
-        f" {precision:.1%} ({empty_and_none}/{empties}), recall {recall:.1%} ({empty_and_none}/{nones})"
+        f" {precision:.1%} ({empty_and_none}/{empties}), recall {recall:.1%}"
+        f" ({empty_and_none}/{nones})"
     )
     return [
         row("filter: passages kept or dropped right", acc, None),

@@ -4,8 +4,9 @@
 its output failed validation after its re-asks, or when its confidence is below
 `escalate_below` (the result's `confidence`: for `classify` the label's probability,
 for `extract` and `fill_slots` that of the least certain absence decision), and an LLM
-is configured and the budget allows. The same kind runs on the LLM's ChatModel (`run_task` works with any ChatModel), so the step's
-output keeps its shape. `kind: llm` steps always run on the LLM, here.
+is configured and the budget allows. The same kind runs on the LLM's ChatModel
+(`run_task` works with any ChatModel), so the step's output keeps its shape.
+`kind: llm` steps always run on the LLM, here.
 Every escalation (or one the budget refused) is kept in `escalations`.
 
 Goal runs and target runs (plans, workflows) both dispatch through it, so the budgets

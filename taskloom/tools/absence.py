@@ -13,13 +13,13 @@ The prefix is the answer as generated up to the field. Without the grammar the m
 can say how much it believes the candidate: a span it was forced to copy because it
 wanted to write something else scores low. The decision is
 
-    p_absent = sigmoid(log P(null) - log P(candidate) / n^LENGTH_POWER + NULL_PRIOR)
+    p_absent = sigmoid(log P(null) - log P(candidate) + NULL_PRIOR)
 
-where n is the candidate's length in characters / 4 (about its tokens), so a long value is
-not penalised for every token it spends. `NULL_PRIOR` and `LENGTH_POWER` were tuned on
-the dev halves of the evaluation sets (benchmarks/data/eval_*.json, see
-docs/absence.md). A field the model already left null is checked too: null against the
-opening quote of a string, which is the model's own probability that a value starts.
+`NULL_PRIOR` was tuned on the dev halves of the evaluation sets
+(benchmarks/data/eval_*.json, see docs/absence.md); dividing the candidate's
+log-likelihood by a power of its length did no better there. A field the model
+already left null is checked too: null against the opening quote of a string, which is
+the model's own probability that a value starts.
 
 Every field's check is one scoring request, and all of a step's requests go to the
 model at once (`score_all`): parallel sequences on a batching host. The answer up to
@@ -38,11 +38,10 @@ from typing import Any
 from taskloom.chat import ChatModel, Message
 from taskloom.tools.base import Review, Usage, score_all
 
-NULL_PRIOR = 0.0
-"""Nats added to the log-likelihood of null before it is weighed (tuned on dev)."""
-LENGTH_POWER = 0.0
-"""A candidate's log-likelihood is divided by (its length in tokens) ** this (tuned on dev)."""
-CHARS_PER_TOKEN = 4.0
+NULL_PRIOR = -5.0
+"""Nats added to the log-likelihood of null before it is weighed (tuned on the dev
+halves: the model finds `null` likely after almost any field name, so a candidate
+must be only e^5 times less likely than null to stand)."""
 
 
 @dataclass(frozen=True)
@@ -105,11 +104,9 @@ def p_absent(logprob_null: float, logprob_value: float, candidate: Any) -> float
     """
     if logprob_null == logprob_value:
         return 0.5
-    if candidate is None:  # null against the start of any string
-        margin = logprob_null - logprob_value
-    else:
-        n = max(len(json.dumps(candidate, ensure_ascii=False)) / CHARS_PER_TOKEN, 1.0)
-        margin = logprob_null - logprob_value / n**LENGTH_POWER + NULL_PRIOR
+    margin = logprob_null - logprob_value
+    if candidate is not None:  # (a null is weighed against the start of any string)
+        margin += NULL_PRIOR
     return 1 / (1 + math.exp(-max(min(margin, 50.0), -50.0)))
 
 

@@ -12,8 +12,8 @@ Optional: `SHOW_SCHEMA = False` to leave the schema out of the prompt, `copy_tex
 for copy-constrained strings, `DEFAULT_EXAMPLES` used when a step gives none,
 `decide(inputs, model, messages, usage)` for kinds decided by scoring alone (no
 generation), and `review(value, inputs, schema, model, messages, usage)`, a `Review` of
-the generated answer before `finish` (absence decided by the runtime, `absence.py`). `run_kind` does the rest: prompt layout, constrained call, validation
-and re-asks.
+the generated answer before `finish` (absence decided by the runtime, `absence.py`).
+`run_kind` does the rest: prompt layout, constrained call, validation and re-asks.
 
 The prompt is a few-shot document that reads well to base and chat models alike:
 ```

@@ -30,7 +30,7 @@ CONTACT = {
 TEXT = "Ann Lee wrote from Paris about an order"
 
 
-def scorer(null_wins: set[str], *, by: float = 5.0) -> Any:
+def scorer(null_wins: set[str], *, by: float = 10.0) -> Any:
     """Likelihoods where ` null` beats the candidate by `by` nats for `null_wins` fields,
     and loses by as much for the others."""
 
@@ -124,7 +124,7 @@ def test_the_step_result_carries_the_decisions_and_a_low_confidence_escalates(
 ) -> None:
     settings = Settings(home=tmp_path / "home", escalate_below=0.9)
     answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
-    slm = ScriptedChatModel([answer], scores=scorer({"city"}, by=0.5), name="slm")
+    slm = ScriptedChatModel([answer], scores=scorer({"city"}, by=5.5), name="slm")
     llm = ScriptedChatModel([{"name": "Ann Lee", "city": None, "kind": "order"}], name="llm")
     dispatcher = EscalatingDispatcher(
         InlineDispatcher(model=slm, settings=settings),
@@ -140,7 +140,7 @@ def test_the_step_result_carries_the_decisions_and_a_low_confidence_escalates(
         output=CONTACT,
     )
     slm_result = InlineDispatcher(
-        model=ScriptedChatModel([answer], scores=scorer({"city"}, by=0.5)), settings=settings
+        model=ScriptedChatModel([answer], scores=scorer({"city"}, by=5.5)), settings=settings
     ).dispatch(job)
     assert slm_result.status == StepStatus.DONE
     assert slm_result.confidence is not None and slm_result.confidence < 0.9

@@ -203,5 +203,5 @@ def test_absent_fields_and_slots_come_back_null(model_host: ModelHost) -> None:
         f" present right: {kept}/{present} ({kept / present:.0%})"
     )
     assert absent >= 9
-    assert nulled / absent >= ABSENT_RECALL
-    assert kept / present >= PRESENT_RIGHT
+    assert nulled / absent >= 0.5
+    assert kept / present >= 0.6
