@@ -47,7 +47,8 @@ def same(got: Any, expected: Any) -> bool:
 
 
 def test_extract_returns_the_fields_of_shipped_texts(model_host: ModelHost) -> None:
-    """Measured (cold cache per text): 25 of 33 fields (76%), 5 of 11 texts whole, with
+    """Measured with the runtime's absence check (docs/absence.md): 23 of 33 fields (70%),
+    3 of 11 texts whole. Before it (cold cache per text): 25 of 33 (76%), with
     copy and two examples (zero-shot, measured once with a warm cache: 24 of 33). The
     same code and wheel version built on another machine of this kind (AMD EPYC) gives
     23 of 33: llama.cpp's kernels differ by CPU, and greedy choices near a tie flip. The
@@ -75,11 +76,11 @@ def test_extract_returns_the_fields_of_shipped_texts(model_host: ModelHost) -> N
 
 
 def test_fill_slots_reports_missing_slots_as_missing(model_host: ModelHost) -> None:
-    """Measured (cold cache): 1 of 5 absent slots reported missing. The 270M model tends
-    to copy the start of the utterance into a slot it can't find ("date": "I need to get
-    to Madrid"); with a warm cache the same prompt can come out right, the logits being
-    that close. `missing` always lists exactly the slots left null. The threshold is
-    what the model reaches, far below what the issue asks."""
+    """Measured (cold cache): 4 of 5 absent slots reported missing with the runtime's
+    absence check (docs/absence.md); 1 of 5 before it, when the 270M model copied the
+    start of the utterance into a slot it could not find ("date": "I need to get to
+    Madrid"). `missing` always lists exactly the slots left null. The threshold is one
+    below what was reached."""
     slots = {"city": "the destination city", "date": "the travel date", "seat": "the seat class"}
     examples = [
         {
@@ -106,7 +107,7 @@ def test_fill_slots_reports_missing_slots_as_missing(model_host: ModelHost) -> N
         reported += len(expected_missing & set(value["missing"]))
         absent += len(expected_missing)
     print(f"\nfill_slots: {reported}/{absent} absent slots reported missing")
-    assert reported >= 1
+    assert reported >= 3
 
 
 def test_filter_keeps_relevant_passages_and_drops_off_topic_ones(model_host: ModelHost) -> None:
@@ -138,9 +139,9 @@ def test_classify_picks_the_right_label(model_host: ModelHost) -> None:
 def test_heldout_slot_filling_accuracy(model_host: ModelHost) -> None:
     """The held-out set (18 slots, written before tuning), copy-constrained, 2-shot.
 
-    The issue's target is 90%. Measured: 14 of 18 (78%); the design notes' baseline
-    was 14 of 17. The misses are a span where the slot is absent, and null where a
-    value is present. The threshold below is what the model reaches, not the target.
+    The issue's target is 90%. Measured: 15 of 18 (83%) with the runtime's absence
+    check, 14 of 18 (78%) before it; the design notes' baseline was 14 of 17. The misses
+    are nulls where a value is present, and a span where the slot is absent. The threshold below is what the model reaches, not the target.
     """
     right = total = 0
     misses = []
@@ -168,8 +169,10 @@ def test_absent_fields_and_slots_come_back_null(model_host: ModelHost) -> None:
     """Absence decided by the runtime (docs/absence.md), on every absent field and slot
     of the shipped texts: the 11 extraction texts (7 absent fields of 33) and the 18
     held-out slots (2 absent). The issue's goal is 90% returned as
-    null with present values still 90% right. Measured: ABSENT_MEASURED. The thresholds
-    are ABSENT_WHY."""
+    null with present values still 90% right. Measured: 8 of 9 absent returned null (89%),
+    30 of 42 present values right (71%): both short of the goal. The thresholds sit one
+    field below what was reached (greedy near-ties flip between llama.cpp builds); they
+    are not the goal."""
     absent = nulled = present = kept = 0
 
     def count(got: Any, expected: Any) -> None:
@@ -203,5 +206,5 @@ def test_absent_fields_and_slots_come_back_null(model_host: ModelHost) -> None:
         f" present right: {kept}/{present} ({kept / present:.0%})"
     )
     assert absent >= 9
-    assert nulled / absent >= 0.5
-    assert kept / present >= 0.6
+    assert nulled >= 7
+    assert kept / present >= 0.69
