@@ -141,7 +141,8 @@ def test_heldout_slot_filling_accuracy(model_host: ModelHost) -> None:
 
     The issue's target is 90%. Measured: 15 of 18 (83%) with the runtime's absence
     check, 14 of 18 (78%) before it; the design notes' baseline was 14 of 17. The misses
-    are nulls where a value is present, and a span where the slot is absent. The threshold below is what the model reaches, not the target.
+    are nulls where a value is present, and a span where the slot is absent. The
+    threshold below is what the model reaches, not the target.
     """
     right = total = 0
     misses = []
