@@ -2,9 +2,9 @@
 
 The answer is `{"text": ...}` with `maxLength` set to twice `max_tokens` characters, so
 the grammar closes the string before the token budget runs out: a small model rarely
-stops by itself, and a cut-off JSON answer would fail validation. The runtime then
-trims the text to its last sentence end (`.`, `!` or `?`), so a reply never stops
-mid-sentence or mid-word; a text with no sentence end is cut at its last whole word.
+stops by itself, and a cut-off JSON answer would fail validation. A text the budget cut
+is then trimmed to its last sentence end (`.`, `!` or `?`), so a reply never stops
+mid-sentence or mid-word; one with no sentence end is cut at its last whole word.
 
 The prompt casts the model as the one who writes (a support agent answering a
 customer, by default), and one example shows a reply of a few sentences that greets
@@ -74,13 +74,15 @@ def answer(output: Any) -> Any:
 
 
 def trim(text: str, *, is_cut: bool) -> str:
-    """`text` up to its last sentence end. Without one, a text cut by its budget
-    (`is_cut`) loses its last, perhaps partial, word; any other is kept whole."""
+    """A text cut by its budget (`is_cut`) up to its last sentence end, or without one,
+    less its last, perhaps partial, word. A text the model ended itself is kept whole."""
     text = text.strip()
+    if not is_cut:
+        return text
     ends = [m.end() for m in SENTENCE_END.finditer(text)]
     if ends:
         return text[: ends[-1]]
-    if is_cut and " " in text:
+    if " " in text:
         return text.rsplit(None, 1)[0].rstrip(",;:-")
     return text
 

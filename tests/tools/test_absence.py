@@ -150,3 +150,17 @@ def test_the_step_result_carries_the_decisions_and_a_low_confidence_escalates(
     assert esc["reason"].startswith("confidence") and esc["status"] == "done"
     assert result.model == "llm" and result.value["city"] is None
     assert llm.calls, "the step ran again on the LLM"
+
+
+def test_generate_trims_a_text_its_budget_cut_to_the_last_sentence_end() -> None:
+    from taskloom.tools.generate import trim
+
+    assert trim("Dear Ann, thanks. We will call you on Fri", is_cut=True) == "Dear Ann, thanks."
+    assert trim("Dear Ann, we will call you on Fri", is_cut=True) == "Dear Ann, we will call you on"
+    assert trim("Hello Ann, done {x}", is_cut=False) == "Hello Ann, done {x}"
+    cut = run_task(
+        "generate",
+        {"instruction": "reply", "max_tokens": 14},
+        model=ScriptedChatModel([{"text": "Hi Ann. All is well. We ship"}]),
+    )
+    assert cut.value == {"text": "Hi Ann. All is well."}
