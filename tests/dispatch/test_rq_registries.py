@@ -86,9 +86,15 @@ def test_rq_info_and_registries_show_executing_then_finished(
     args = [sys.executable, "-m", "taskloom.cli", "run", str(plan), "--redis-url", redis_url]
     run = subprocess.Popen([*args, "--run-id", "rq1", "--json"], stdout=subprocess.PIPE)
     try:
-        started = wait_for(lambda: registries(redis_url)[0], what="a job in StartedJobRegistry")
-        wait_for(lambda: registries(redis_url)[1], what="the quick step to finish")
+        # `quick` finished and `held` runs (it waits for the gate)
+        started, _, _ = wait_for(
+            lambda: (lists := registries(redis_url))[0] and lists[1] and lists,
+            timeout_s=60,
+            what="one job finished and one in StartedJobRegistry",
+        )
         assert rq_info(redis_url)["slm"] == (0, 1, 1, 0)
+        held = redis.Redis.from_url(redis_url).hget(key("jobs", "rq1"), "held")
+        assert held is not None and started == [held.decode()]
         job = fetch(redis_url, started[0])
         assert job.get_status() == "started" and job.started_at is not None
         assert job.worker_name and job.ended_at is None
@@ -156,7 +162,11 @@ def test_a_job_requeued_from_rqs_failed_registry_runs_its_step_again(
     flag.unlink()  # the cause is fixed: requeue it the way RQ's tools do
     registry = FailedJobRegistry("slm", connection=r, serializer=JSONSerializer)
     registry.requeue(failed_ids[0])
-    wait_for(lambda: failed_ids[0] in registries(redis_url)[1], what="the requeued job to finish")
+    wait_for(
+        lambda: failed_ids[0] in registries(redis_url)[1],
+        timeout_s=60,
+        what="the requeued job to finish",
+    )
     assert executions(log) == {"good": 1, "flaky": 2}  # it ran again, once
     assert json.loads(broker.result("rq2", "flaky") or b"{}")["status"] == "done"
     assert rq_info(redis_url)["slm"] == (0, 0, 2, 0)

@@ -15,6 +15,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -248,3 +249,21 @@ def test_an_unreachable_postgres_is_exit_3(tmp_path: Path, taskloom_home: Path) 
     assert done.returncode == 3, done.stderr
     assert "can't reach PostgreSQL" in done.stderr and "secret" not in done.stderr
     assert done.stderr.count("\n") == 1
+
+
+def test_without_the_postgres_extra_the_error_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taskloom.config import Settings
+    from taskloom.errors import ConfigError
+    from taskloom.workflows.checkpointer import open_checkpointer
+
+    monkeypatch.setitem(sys.modules, "langgraph.checkpoint.postgres", None)  # not installed
+    settings = Settings(home=tmp_path, checkpointer="postgresql://u@127.0.0.1:1/db")
+    needs = r'pip install "taskloom\[postgres\]"'
+    with pytest.raises(ConfigError, match=needs), open_checkpointer(settings):
+        pass
+    sqlite = Settings(home=tmp_path, checkpointer=f"sqlite:///{tmp_path}/elsewhere.sqlite")
+    with open_checkpointer(sqlite) as saver:
+        assert type(saver).__name__ == "SqliteSaver"
+    assert (tmp_path / "elsewhere.sqlite").exists()
