@@ -12,7 +12,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskloom.errors import ConfigError
@@ -118,6 +125,18 @@ class Settings(BaseSettings):
     redis_wait_replicas: int | None = Field(
         None, ge=0, description="replicas a finished step must reach (WAIT); None: 1 on Sentinel"
     )
+    checkpointer: str | None = Field(
+        None,
+        description="where LangGraph checkpoints go: sqlite:///PATH or postgresql://…; "
+        "None: the local runs.sqlite",
+    )
+
+    @field_validator("checkpointer")
+    @classmethod
+    def _checkpointer_url(cls, url: str | None) -> str | None:
+        if url:
+            checkpointer_scheme(url)
+        return url
 
     @model_validator(mode="after")
     def _sentinels_as_url(self) -> Settings:
@@ -198,6 +217,29 @@ def env_var(name: str) -> str:
     if isinstance(alias, AliasChoices):
         return str(alias.choices[-1])
     return f"TASKLOOM_{name.upper()}"
+
+
+CHECKPOINTER_SCHEMES = {"sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgres"}
+
+
+def checkpointer_scheme(url: str) -> str:
+    """`sqlite` or `postgres`: the kind of checkpointer a URL names.
+
+    Raises:
+        ValueError: another scheme, or a sqlite URL without a path.
+    """
+    scheme, sep, rest = url.partition("://")
+    kind = CHECKPOINTER_SCHEMES.get(scheme.lower()) if sep else None
+    if kind is None:
+        raise ValueError(
+            f"checkpointer URL {url.split('@')[-1]!r} is neither sqlite:///PATH nor "
+            "postgresql://USER@HOST/DB"
+        )
+    if kind == "sqlite" and not rest.startswith("/"):
+        raise ValueError(
+            f"a sqlite checkpointer needs an absolute path: sqlite:///PATH, not {url!r}"
+        )
+    return kind
 
 
 def reveal(secret: SecretStr | None) -> str | None:

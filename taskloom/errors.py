@@ -16,6 +16,7 @@ TaskloomError                      base; carries run_id / step_id when known
 ├── InfrastructureError            something outside us is down: exit code 3
 │   ├── RedisUnavailableError      Redis can't be reached (names the URL)
 │   ├── EndpointUnavailableError   the OpenAI-compatible endpoint can't be reached
+│   ├── CheckpointerUnavailableError  the checkpointer's PostgreSQL can't be reached
 │   └── WorkerLostError            workers died: a job's lease ran out too often, or
 │                                  every local worker of the embedded cluster exited
 ├── RunFailedError                 a run ended without its output: exit code 1
@@ -138,6 +139,10 @@ class RedisUnavailableError(InfrastructureError):
 
 class EndpointUnavailableError(InfrastructureError):
     """The OpenAI-compatible endpoint cannot be reached or keeps failing."""
+
+
+class CheckpointerUnavailableError(InfrastructureError):
+    """The PostgreSQL server of a `postgresql://` checkpointer cannot be reached."""
 
 
 class WorkerLostError(InfrastructureError):

@@ -32,10 +32,11 @@ from taskloom.dispatch.redis import RedisDispatcher
 from taskloom.plan import Plan
 from taskloom.tools import Tool, ToolRegistry
 from taskloom.views.status import running_workers
+from taskloom.workflows.checkpointer import open_checkpointer
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord
 from taskloom.workflows.redis_store import RedisRunStore
-from taskloom.workflows.runner import OnEvent, new_run_id, sqlite_checkpointer
+from taskloom.workflows.runner import OnEvent, new_run_id
 from taskloom.workflows.runner import resume as resume_workflow
 from taskloom.workflows.runner import run as run_workflow
 from taskloom.workflows.store import MirroredRunStore, RunStore, SqliteRunStore
@@ -141,7 +142,7 @@ def run(
                     tool_specs=_worker_modules(label, modules, workflow),
                 )
             )
-        checkpointer = stack.enter_context(sqlite_checkpointer(settings.state_path))
+        checkpointer = stack.enter_context(open_checkpointer(settings))
         escalating = EscalatingDispatcher.for_target(dispatcher, settings, max_steps=max_steps)
         store = _store(settings, dispatcher)
         record = run_workflow(
@@ -183,7 +184,7 @@ def resume(
     workflow = rebuild(record.plan, record.target, tools=load_tools(list(tool_modules)))
     with (
         connect(settings, is_inline=not settings.redis_url, tools=workflow.tools) as dispatcher,
-        sqlite_checkpointer(settings.state_path) as checkpointer,
+        open_checkpointer(settings) as checkpointer,
     ):
         escalating = EscalatingDispatcher.for_target(dispatcher, settings, resumed=record)
         done = resume_workflow(
@@ -210,7 +211,7 @@ def _resume_goal(
     tools = load_tools(modules)
     with (
         connect(settings, is_inline=not settings.redis_url, tools=tools) as dispatcher,
-        sqlite_checkpointer(settings.state_path) as checkpointer,
+        open_checkpointer(settings) as checkpointer,
     ):
         agents = goal_agents(
             settings,
@@ -286,7 +287,7 @@ def run_goal(
             dispatcher = stack.enter_context(
                 connect(settings, workers=workers, tools=tools, tool_specs=modules)
             )
-        checkpointer = stack.enter_context(sqlite_checkpointer(settings.state_path))
+        checkpointer = stack.enter_context(open_checkpointer(settings))
         return run_goal_rounds(
             goal,
             inputs or {},

@@ -36,6 +36,11 @@ GOAL_ONLY = {
     help="Steps each local worker decodes at once (default 16; 1: one at a time).",
 )
 @click.option("--run-id", metavar="ID", help="Use this run id instead of a fresh one.")
+@click.option(
+    "--checkpointer",
+    metavar="URL",
+    help="LangGraph checkpoints: sqlite:///PATH or postgresql://… (TASKLOOM_CHECKPOINTER).",
+)
 @click.option("--inline", is_flag=True, help="Run steps in this process, without Redis.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
 @goal_options
@@ -122,6 +127,7 @@ def run(
             watcher=progress,
             planner_model=flags["planner_model"],
             concurrency=flags["concurrency"],
+            checkpointer=flags["checkpointer"],
             **where,
             **budgets,
         )
@@ -140,17 +146,23 @@ def _is_given(value: Any) -> bool:
 @click.option("--model", metavar="PATH", help="GGUF model for SLM steps (TASKLOOM_MODEL).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
 @click.option("--redis-url", metavar="URL", help="Look the run up in Redis (TASKLOOM_REDIS_URL).")
+@click.option(
+    "--checkpointer",
+    metavar="URL",
+    help="LangGraph checkpoints: sqlite:///PATH or postgresql://… (TASKLOOM_CHECKPOINTER).",
+)
 def resume(
     run_id: str,
     tool_specs: tuple[str, ...],
     model: str | None,
     as_json: bool,
     redis_url: str | None = None,
+    checkpointer: str | None = None,
 ) -> None:
     """Resume a crashed or failed run, local or submitted; finished steps are kept."""
     from taskloom.api import local, remote
 
-    where: dict[str, Any] = {"redis_url": redis_url, "model": model}
+    where: dict[str, Any] = {"redis_url": redis_url, "model": model, "checkpointer": checkpointer}
     with Progress(total=None, is_quiet=as_json) as progress:
         record = None
         if settings_from(**where).redis_url:  # a submitted run, if Redis has it

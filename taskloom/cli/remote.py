@@ -27,6 +27,11 @@ from taskloom.views.progress import Progress
     help="Steps decoded at once (SLM queues; 16, TASKLOOM_CONCURRENCY), or runs at once "
     "(runs queue; 8).",
 )
+@click.option(
+    "--checkpointer",
+    metavar="URL",
+    help="A runs worker's LangGraph checkpoints: sqlite:///PATH or postgresql://….",
+)
 @click.option("--name", metavar="NAME", help="Worker name (default host.pid.tag).")
 @click.option("--parent-pid", type=int, hidden=True, help="Exit when this process is gone.")
 def worker(

@@ -337,7 +337,8 @@ class Broker:
     def reject(self, job_id: str, *, error: str, message: str) -> None:
         """Dead-letter a job that must not run; its step (if known) fails with `message`."""
         keys = [f"rq:job:{job_id}", key("leases")]
-        args: list[Any] = [job_id, error, message, int(time.time()), self.ttl_s]
+        now = time.time()
+        args: list[Any] = [job_id, error, message, int(now), self.ttl_s, rq_time(now)]
         self._durable([("EVALSHA", self._shas["reject"], len(keys), *keys, *args)], what="reject")
 
     def requeue(self, job_id: str) -> None:
