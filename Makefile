@@ -27,5 +27,13 @@ test: install
 
 check: lint types test
 
+# Every benchmark in one go, then the README's table from benchmarks/results.json.
+BENCH_QUICK := bench_dispatch
 bench: install
-	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@start=$$(date +%s); \
+	for b in benchmarks/bench_*.py; do \
+		flags=; case " $(BENCH_QUICK) " in *" $$(basename $$b .py) "*) flags=--quick;; esac; \
+		echo "== $$b $$flags"; $(BIN)/python $$b $$flags || exit 1; \
+	done; \
+	$(BIN)/python benchmarks/table.py; \
+	echo "make bench: every benchmark in $$(( $$(date +%s) - start )) s"

@@ -226,6 +226,7 @@ class ModelHost:
         max_tokens: int = 256,
         temperature: float = 0.0,
         grammar_first: bool = False,
+        stop_at_json: bool = False,
     ) -> Completion:
         """Complete the chat; with `schema`, the output is JSON that conforms to it.
 
@@ -233,6 +234,8 @@ class ModelHost:
             grammar_first: mask the whole vocabulary at every token, as stock grammar
                 sampling does, instead of checking the sampled token first. The greedy
                 output is the same, only slower: for tests and benchmarks.
+            stop_at_json: without a schema, stop as a schema's generation does, once the
+                text is a whole JSON object (benchmarks compare the two stopping alike).
 
         Raises:
             SchemaError: the schema can't become a grammar.
@@ -241,7 +244,12 @@ class ModelHost:
         started = time.perf_counter()
         with self._lock if self._batch is None else contextlib.nullcontext():
             prompt, out = self._generate(
-                messages, schema, max_tokens, temperature, grammar_first=grammar_first
+                messages,
+                schema,
+                max_tokens,
+                temperature,
+                grammar_first=grammar_first,
+                stop_at_json=stop_at_json,
             )
         self.calls += 1
         run_ms = (time.perf_counter() - started) * 1000
@@ -261,6 +269,8 @@ class ModelHost:
             completion_tokens=len(out.tokens),
             prompt_tokens_evaluated=out.prompt_tokens_evaluated,
             run_ms=run_ms,
+            grammar_rejections=out.rejected,
+            full_masks=out.full_masks,
         )
 
     def _generate(
@@ -271,6 +281,7 @@ class ModelHost:
         temperature: float,
         *,
         grammar_first: bool,
+        stop_at_json: bool = False,
     ) -> tuple[list[int], Generated]:
         prompt = self.prompt_tokens(messages)
         self._fit(prompt, min(max_tokens, 16))
@@ -279,7 +290,7 @@ class ModelHost:
         else:
             with self._grammar_lock:
                 grammar = self._grammars.sampler(schema)
-        is_done = _json_done if schema is not None else None
+        is_done = _json_done if schema is not None or stop_at_json else None
         try:
             if self._batch is None:
                 return prompt, self._decoder.generate(
