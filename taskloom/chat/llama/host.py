@@ -111,6 +111,9 @@ class ModelHost:
         mparams.main_gpu = gpu if gpu is not None else main_gpu
         if gpu is not None:
             mparams.split_mode = llama_cpp.LLAMA_SPLIT_MODE_NONE
+        # llama.cpp's AMX weight buffers segfault in the first decode on this machine's
+        # CPUs (AMX, in a sandbox that does not grant the tile state); plain ones work.
+        mparams.use_extra_bufts = not _has_amx()
         try:
             self._model = LlamaModel(path_model=str(self.path), params=mparams, verbose=False)
         except ValueError as e:
@@ -411,6 +414,14 @@ class ModelHost:
             self._ctx.close()  # type: ignore[no-untyped-call]
             self._model.close()  # type: ignore[no-untyped-call]
         log.info("model_closed", model=self._name, calls=self.calls)
+
+
+def _has_amx() -> bool:
+    """Whether the CPU advertises AMX tiles (Linux; False where that can't be read)."""
+    try:
+        return "amx_tile" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
 
 
 def _json_done(text: bytes) -> bool:
