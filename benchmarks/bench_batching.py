@@ -104,10 +104,14 @@ def measure(
         started = time.perf_counter()
         record = run(fan_out(schema, len(cases)), inputs, settings=settings)
         makespan = time.perf_counter() - started
-    assert record.status == "done", [s.error for s in record.steps if s.error]
+    # A step whose output stayed invalid after its re-asks counts as not right (it still
+    # took its time), rather than ending the benchmark.
+    failed = [s.id for s in record.steps if s.error]
+    if failed:
+        print(f"  concurrency {concurrency}: {len(failed)} step(s) failed: {', '.join(failed)}")
     tokens = sum(s.completion_tokens for s in record.steps)
-    output = record.output if isinstance(record.output, dict) else {}
-    right = sum(is_right(output.get(f"s{i}"), c["expected"]) for i, c in enumerate(cases))
+    values = {s.id: s.value for s in record.steps}
+    right = sum(is_right(values.get(f"s{i}"), c["expected"]) for i, c in enumerate(cases))
     return {
         "steps_s": len(cases) / makespan,
         "tokens_s": tokens / makespan,

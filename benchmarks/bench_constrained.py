@@ -40,6 +40,7 @@ from llama_cpp import Llama, LlamaGrammar, StoppingCriteriaList
 
 from taskloom.chat import Completion, Message
 from taskloom.chat.llama.host import ModelHost, default_model_path
+from taskloom.chat.llama.host import _json_done as json_done  # what ends a schema's generation
 
 SCHEMA = {
     "type": "object",
@@ -137,18 +138,6 @@ def rates(
     )
 
 
-def json_done(text: str) -> bool:
-    """Whether `text` is a whole JSON object already (what ends a schema's generation)."""
-    stripped = text.rstrip()
-    if not stripped.endswith("}"):
-        return False
-    try:
-        json.loads(stripped)
-    except ValueError:
-        return False
-    return True
-
-
 def measure(
     host: ModelHost, llm: Llama, schema: dict[str, object], messages: list[Message]
 ) -> dict[str, object]:
@@ -175,7 +164,7 @@ def measure(
     grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
 
     def stop(ids: npt.NDArray[np.intc], logits: npt.NDArray[np.single]) -> bool:
-        return json_done(llm.detokenize(list(ids[n_prompt:])).decode(errors="replace"))
+        return json_done(llm.detokenize(list(ids[n_prompt:])))
 
     def stock(with_grammar: bool) -> Callable[[], tuple[int, float]]:
         def call() -> tuple[int, float]:

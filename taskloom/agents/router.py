@@ -150,7 +150,7 @@ def feature_score(goal: str, inputs: Mapping[str, Any]) -> float:
     return _sigmoid(feature_logit(goal, inputs))
 
 
-SLM_MIX = (1.0, 1.0, 0.0)
+SLM_MIX = (0.69, 0.22, -0.12)
 """(features, SLM, bias) weights of the log-odds mix when the SLM's judgement counts;
 fitted on the training set with the features' weights fixed (`benchmarks/fit_router.py`)."""
 
