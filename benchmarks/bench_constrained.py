@@ -32,6 +32,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +40,7 @@ import results
 from llama_cpp import Llama, LlamaGrammar, StoppingCriteriaList
 
 from taskloom.chat import Completion, Message
-from taskloom.chat.llama.host import ModelHost, default_model_path
+from taskloom.chat.llama.host import ModelHost, _has_amx, default_model_path
 from taskloom.chat.llama.host import _json_done as json_done  # what ends a schema's generation
 
 SCHEMA = {
@@ -189,10 +190,30 @@ def measure(
     }
 
 
+def stock_llama(path: str) -> Llama:
+    """Stock llama-cpp-python's `Llama`, with the weight buffers taskloom's host uses: no
+    AMX buffers on a CPU with AMX tiles, where llama.cpp segfaults in the first decode
+    (`Llama` has no argument for it, so its default parameters are patched meanwhile)."""
+    import llama_cpp.llama_cpp as bindings
+
+    default = bindings.llama_model_default_params
+
+    def params() -> Any:
+        p = default()
+        p.use_extra_bufts = not _has_amx()
+        return p
+
+    bindings.llama_model_default_params = params
+    try:
+        return Llama(path, n_ctx=4096, n_threads=THREADS, verbose=False)
+    finally:
+        bindings.llama_model_default_params = default
+
+
 def main() -> None:
     path = str(default_model_path())
     host = ModelHost(path, n_threads=THREADS)
-    llm = Llama(path, n_ctx=4096, n_threads=THREADS, verbose=False)
+    llm = stock_llama(path)
     rows: list[results.Row] = []
     for name, (schema, messages) in CASES.items():
         m = measure(host, llm, schema, messages)
