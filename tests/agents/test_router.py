@@ -45,7 +45,9 @@ def test_slm_signal_counts_and_is_recorded() -> None:
 
     slm = Contrary()
     budget = Budget()
-    route = Router(slm, threshold=0.3, budget=budget).route(SIMPLE, {})
+    route = Router(slm, threshold=0.3, mix=(1.0, 1.0, 0.0), budget=budget).route(SIMPLE, {})
     assert route.signals["slm"]["label"] == "complex"
     assert route.target == "llm" and "SLM says complex" in route.reason
+    # with the fitted mix it still raises the score above the features' own
+    assert Router(slm).route(SIMPLE, {}).score > feature_score(SIMPLE, {})
     assert budget.llm_calls == 0  # the router's call is an SLM call
