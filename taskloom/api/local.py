@@ -1,4 +1,4 @@
-"""Running here: `run`, `resume`, `run_goal`, `plan_goal` and `validate`.
+"""Running here: `run`, `resume`, `run_goal`, `plan_goal`, `route` and `validate`.
 
 With no Redis configured a run takes the embedded default, like `ray.init()`: a local
 Redis-compatible server and local worker processes on the default model, through the
@@ -22,6 +22,7 @@ from taskloom.agents.goal import route_goal
 from taskloom.agents.goal import run_goal as run_goal_rounds
 from taskloom.agents.planner import check_goal
 from taskloom.agents.resume import resume_goal as resume_goal_rounds
+from taskloom.agents.router import Route, Router
 from taskloom.agents.wiring import goal_agents
 from taskloom.chat import ChatModel, load_model
 from taskloom.config import Settings
@@ -380,6 +381,27 @@ def plan_goal(
         why=why,
         route=routed,
     )
+
+
+def route(
+    goal: str,
+    inputs: dict[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
+    **options: Any,
+) -> Route:
+    """The router's decision for a goal (target `slm` or `llm`, score, reason); nothing runs.
+
+    Needs only the SLM (the router's `classify` runs on it), never an LLM endpoint.
+
+    Raises:
+        InputError: the goal is empty.
+        ModelFileError: the GGUF file is missing or corrupt.
+    """
+    check_goal(goal)  # before loading a model
+    settings = settings_for(settings, options)
+    router = Router(load_model(settings), threshold=settings.route_threshold, settings=settings)
+    return router.route(goal, inputs or {})
 
 
 def validate(

@@ -15,6 +15,7 @@ with ScriptedServer([Reply(text='{"version": 1, ...}'), Reply(status=429)]) as s
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -63,6 +64,19 @@ def tokens_of(text: str, *, chars: int = 4) -> list[str]:
     return [text[i : i + chars] for i in range(0, len(text), chars)] or [""]
 
 
+_WORD_PIECE = re.compile(r"\s?[A-Za-z]{1,8}|\s?\d{1,3}|\s?[^\w\s]{1,2}|\s+|.", re.DOTALL)
+
+
+def word_tokens(text: str) -> list[str]:
+    """Split text roughly as a BPE tokenizer does: words (with their leading space, up to
+    8 letters a piece), numbers up to 3 digits, punctuation in runs of up to 2.
+
+    On English prose this gives about 4 characters a token, and a token never ends
+    inside a word, as a real model's tokens don't (`tokens_of` cuts every 4 characters).
+    """
+    return _WORD_PIECE.findall(text) or [""]
+
+
 @dataclass
 class ScriptedServer:
     """Serve scripted chat completions on 127.0.0.1, on a free port.
@@ -72,6 +86,7 @@ class ScriptedServer:
         respond: computes a reply from the request body once `replies` is used up.
         latency_s: default wait before answering.
         tokens_per_s: default streaming rate (0: every chunk at once).
+        tokenize: how a reply is cut into streamed tokens (`tokens_of`, `word_tokens`).
         rejects_json_schema: answer 400 to `response_format: json_schema`.
     """
 
@@ -79,6 +94,7 @@ class ScriptedServer:
     respond: Responder | None = None
     latency_s: float = 0.0
     tokens_per_s: float = 0.0
+    tokenize: Callable[[str], list[str]] = tokens_of
     rejects_json_schema: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     _queue: list[Reply] = field(default_factory=list)
@@ -181,7 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("stream"):
             self._stream(body, reply, latency_s, rate)
         else:
-            time.sleep(latency_s + (len(tokens_of(reply.content)) / rate if rate else 0.0))
+            time.sleep(latency_s + (len(server.tokenize(reply.content)) / rate if rate else 0.0))
             self._json(200, _completion(body, reply))
 
     def _stream(self, body: dict[str, Any], reply: Reply, latency_s: float, rate: float) -> None:
@@ -192,7 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         time.sleep(latency_s)
         cid = "chatcmpl-" + uuid.uuid4().hex[:12]
-        pieces = tokens_of(reply.content)
+        pieces = self.scripted.tokenize(reply.content)
         for i, piece in enumerate(pieces):
             delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
             self._event(_chunk(cid, body, [{"index": 0, "delta": delta, "finish_reason": None}]))

@@ -111,6 +111,9 @@ class ModelHost:
         mparams.main_gpu = gpu if gpu is not None else main_gpu
         if gpu is not None:
             mparams.split_mode = llama_cpp.LLAMA_SPLIT_MODE_NONE
+        # llama.cpp's AMX weight buffers segfault in the first decode on this machine's
+        # CPUs (AMX, in a sandbox that does not grant the tile state); plain ones work.
+        mparams.use_extra_bufts = not _has_amx()
         try:
             self._model = LlamaModel(path_model=str(self.path), params=mparams, verbose=False)
         except ValueError as e:
@@ -226,6 +229,7 @@ class ModelHost:
         max_tokens: int = 256,
         temperature: float = 0.0,
         grammar_first: bool = False,
+        stop_at_json: bool = False,
     ) -> Completion:
         """Complete the chat; with `schema`, the output is JSON that conforms to it.
 
@@ -233,6 +237,8 @@ class ModelHost:
             grammar_first: mask the whole vocabulary at every token, as stock grammar
                 sampling does, instead of checking the sampled token first. The greedy
                 output is the same, only slower: for tests and benchmarks.
+            stop_at_json: without a schema, stop as a schema's generation does, once the
+                text is a whole JSON object (benchmarks compare the two stopping alike).
 
         Raises:
             SchemaError: the schema can't become a grammar.
@@ -241,7 +247,12 @@ class ModelHost:
         started = time.perf_counter()
         with self._lock if self._batch is None else contextlib.nullcontext():
             prompt, out = self._generate(
-                messages, schema, max_tokens, temperature, grammar_first=grammar_first
+                messages,
+                schema,
+                max_tokens,
+                temperature,
+                grammar_first=grammar_first,
+                stop_at_json=stop_at_json,
             )
         self.calls += 1
         run_ms = (time.perf_counter() - started) * 1000
@@ -261,6 +272,8 @@ class ModelHost:
             completion_tokens=len(out.tokens),
             prompt_tokens_evaluated=out.prompt_tokens_evaluated,
             run_ms=run_ms,
+            grammar_rejections=out.rejected,
+            full_masks=out.full_masks,
         )
 
     def _generate(
@@ -271,6 +284,7 @@ class ModelHost:
         temperature: float,
         *,
         grammar_first: bool,
+        stop_at_json: bool = False,
     ) -> tuple[list[int], Generated]:
         prompt = self.prompt_tokens(messages)
         self._fit(prompt, min(max_tokens, 16))
@@ -279,7 +293,7 @@ class ModelHost:
         else:
             with self._grammar_lock:
                 grammar = self._grammars.sampler(schema)
-        is_done = _json_done if schema is not None else None
+        is_done = _json_done if schema is not None or stop_at_json else None
         try:
             if self._batch is None:
                 return prompt, self._decoder.generate(
@@ -400,6 +414,14 @@ class ModelHost:
             self._ctx.close()  # type: ignore[no-untyped-call]
             self._model.close()  # type: ignore[no-untyped-call]
         log.info("model_closed", model=self._name, calls=self.calls)
+
+
+def _has_amx() -> bool:
+    """Whether the CPU advertises AMX tiles (Linux; False where that can't be read)."""
+    try:
+        return "amx_tile" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
 
 
 def _json_done(text: bytes) -> bool:
