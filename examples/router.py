@@ -15,7 +15,7 @@ from typing import Any
 from taskloom import Router, Settings
 from taskloom.chat import load_model
 
-REQUESTS = [
+REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("Is this review positive or negative?", {"review": "Loved it, would buy again."}),
     ("Translate this sentence into French.", {"text": "The parcel arrived this morning."}),
     (

@@ -56,5 +56,9 @@ def check_local(*modules: str, hint: str = "") -> None:
         MissingExtraError: naming the first one that is missing.
     """
     for module in modules:
-        if find_spec(module) is None:
+        try:
+            found = find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent that won't import, or a blocked module
+            found = False
+        if not found:
             raise missing_extra(module, hint=hint)

@@ -138,10 +138,15 @@ def test_validate_json_reports_the_result_and_every_problem(
     result = json.loads(out)
     assert code == 2 and not err and result["valid"] is False and result["steps"] is None
     assert result["error"] == "PlanValidationError"
-    assert result["problems"] == ["step 'a': duplicate id", "step 'a': 'after' names unknown step 'zz'"]
+    assert result["problems"] == [
+        "step 'a': duplicate id",
+        "step 'a': 'after' names unknown step 'zz'",
+    ]
     code, out, _ = cli(capsys, "validate", str(tmp_path / "missing.json"), "--json")
     result = json.loads(out)
-    assert code == 2 and result["error"] == "TargetError" and "missing.json" in result["problems"][0]
+    assert (
+        code == 2 and result["error"] == "TargetError" and "missing.json" in result["problems"][0]
+    )
 
 
 def test_run_json_record_failure_exit_1_and_nothing_lost(

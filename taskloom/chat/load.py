@@ -11,7 +11,7 @@ from pathlib import Path
 from taskloom.chat.base import ChatModel
 from taskloom.config import Settings
 from taskloom.errors import ModelFileError
-from taskloom.extras import DEFAULT_MODEL, LLAMA, check_local, missing_extra, require_local
+from taskloom.extras import DEFAULT_MODEL, LLAMA, check_local, require_local
 
 SCRIPTED = "scripted"
 """The model name that selects `ScriptedChatModel`, the shipped fake (no file)."""
