@@ -168,5 +168,8 @@ def test_a_plain_install_validates_and_names_the_extra_where_it_is_needed(
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert done.stderr.count("\n") <= 2 and "Traceback" not in done.stderr, done.stderr
         assert 'pip install "taskloom[local]"' in done.stderr, (args, done.stderr)
+    # a runs coordinator needs no model: it gets as far as Redis (down here: exit 3)
+    runs = run(taskloom, "worker", "--queue", "runs", "--redis-url", "redis://127.0.0.1:1/0")
+    assert runs.returncode == 3 and "can't reach Redis" in runs.stderr, runs.stderr
     scripted = run(taskloom, "run", plan, "--input", inputs, "--inline", "--model", "scripted")
     assert scripted.returncode == 0, scripted.stderr
