@@ -23,7 +23,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import openai
 
@@ -284,36 +284,53 @@ class OpenAIChatModel:
 
         A probe (a `response_format` this endpoint has not yet accepted) is sent once,
         without retries: llama.cpp's server rejects an unknown one with HTTP 500, which
-        the SDK would retry. A probe that fails transiently is sent again with retries.
+        the SDK would retry. A probe that fails transiently is sent again with the
+        retries left, so a request is still tried `planner_retries + 1` times in all.
         """
-        client = self._client.with_options(max_retries=0) if is_probe else self._client
-        attempts = 1 if is_probe else self.settings.planner_retries + 1
+        retries = self.settings.planner_retries
         try:
-            return client.chat.completions.create(**request)
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-            raise ConfigError(
+            return self._send(request, max_retries=0 if is_probe else retries)
+        except (openai.APIConnectionError, openai.APIStatusError) as e:
+            if not is_probe or not _is_retryable(e) or retries == 0:
+                self._raise(e, attempts=1 if is_probe else retries + 1)
+        try:
+            return self._send(request, max_retries=retries - 1)
+        except (openai.APIConnectionError, openai.APIStatusError) as e:
+            self._raise(e, attempts=retries + 1)
+
+    def _raise(self, e: Exception, *, attempts: int) -> NoReturn:
+        mapped = self._mapped(e, attempts=attempts)
+        if mapped is e:
+            raise e
+        raise mapped from e
+
+    def _send(self, request: dict[str, Any], *, max_retries: int) -> Any:
+        client = self._client
+        if max_retries != self.settings.planner_retries:
+            client = client.with_options(max_retries=max_retries)
+        return client.chat.completions.create(**request)
+
+    def _mapped(self, e: Exception, *, attempts: int) -> Exception:
+        """The taskloom error for an SDK error; a rejected request stays as it is, for
+        the caller to ask differently (a simpler `response_format`)."""
+        if isinstance(e, openai.AuthenticationError | openai.PermissionDeniedError):
+            return ConfigError(
                 f"{self.base_url} refused the API key ({_why(e)}); set OPENAI_API_KEY"
-            ) from e
-        except openai.NotFoundError as e:
-            raise ConfigError(
+            )
+        if isinstance(e, openai.NotFoundError):
+            return ConfigError(
                 f"{self.base_url} has no model {self._model!r} ({_why(e)}); "
                 "set TASKLOOM_PLANNER_MODEL or pass --planner-model"
-            ) from e
-        except openai.APIStatusError as e:
+            )
+        if isinstance(e, openai.APIStatusError):
             if _rejects_request(e):
-                raise  # the caller may ask differently (a simpler response_format)
+                return e
             if not _is_transient(e):
-                raise ConfigError(
+                return ConfigError(
                     f"{self.base_url} refused the request ({_why(e)}: {e.message}); "
                     "check OPENAI_BASE_URL and the model"
-                ) from e
-            if is_probe:
-                return self._call(request)
-            raise self._unavailable(e, attempts=attempts) from e
-        except openai.APIConnectionError as e:
-            if is_probe:
-                return self._call(request)
-            raise self._unavailable(e, attempts=attempts) from e
+                )
+        return self._unavailable(e, attempts=attempts)
 
     def _unavailable(self, e: Exception, *, attempts: int) -> EndpointUnavailableError:
         return EndpointUnavailableError(
@@ -335,6 +352,14 @@ def _rejects_request(e: openai.APIStatusError) -> bool:
 
 def _is_transient(e: openai.APIStatusError) -> bool:
     return e.status_code in (408, 409, 429) or e.status_code >= 500
+
+
+def _is_retryable(e: Exception) -> bool:
+    """What the SDK would have retried: a refused connection, a timeout, a transient
+    status that is not a rejection of the request."""
+    if isinstance(e, openai.APIStatusError):
+        return _is_transient(e) and not _rejects_request(e)
+    return isinstance(e, openai.APIConnectionError)
 
 
 def _why(e: Exception) -> str:
