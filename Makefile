@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/taskloom: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[local,dev]'
 	touch $@
 
 install: $(BIN)/taskloom

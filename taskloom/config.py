@@ -97,8 +97,9 @@ class Settings(BaseSettings):
         description="price per million tokens by model name; others cost slm_usd_per_mtok",
     )
     planner_timeout_s: float = Field(60.0, gt=0, description="per-request LLM timeout")
-    planner_retries: int = Field(3, ge=0, description="LLM retries on 429/5xx/timeouts")
-    planner_backoff_s: float = Field(0.5, ge=0, description="first LLM retry delay; doubles")
+    planner_retries: int = Field(
+        3, ge=0, description="LLM retries on 408/409/429/5xx/timeouts (the openai SDK's backoff)"
+    )
     plan_repairs: int = Field(2, ge=0, description="times a bad plan goes back to the model")
     max_replans: int = Field(2, ge=0, description="replans the joiner may ask for")
     llm_usd_per_mtok: tuple[float, float] | None = Field(

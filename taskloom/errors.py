@@ -12,6 +12,7 @@ TaskloomError                      base; carries run_id / step_id when known
 │   ├── SchemaError                an output schema the grammar compiler can't handle
 │   ├── ConfigError                a bad setting (queue name, URL, secret)
 │   │   └── PlannerRequiredError   a goal that needs an LLM planner, and no endpoint is set
+│   ├── MissingExtraError          a local model or server, without `taskloom[local]`
 │   └── RunNotFoundError           a run id that never existed or has expired
 ├── InfrastructureError            something outside us is down: exit code 3
 │   ├── RedisUnavailableError      Redis can't be reached (names the URL)
@@ -121,6 +122,11 @@ class ConfigError(UserError):
 
 class PlannerRequiredError(ConfigError):
     """A goal the router sends to the LLM planner, with no endpoint configured to plan it."""
+
+
+class MissingExtraError(UserError):
+    """Something that needs the `local` extra (llama.cpp, the default model, the embedded
+    server), run where it is not installed."""
 
 
 class RunNotFoundError(UserError):

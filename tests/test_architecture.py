@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "taskloom"
 
 LAYERS = [
-    {"errors", "config", "step", "plan", "logs", "deadline"},  # core
+    {"errors", "config", "step", "plan", "logs", "deadline", "extras", "schema"},  # core
     {"chat"},
     {"tools"},
     {"dispatch"},

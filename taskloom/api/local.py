@@ -25,12 +25,13 @@ from taskloom.agents.resume import resume_goal as resume_goal_rounds
 from taskloom.agents.router import Route, Router
 from taskloom.agents.wiring import goal_agents
 from taskloom.chat import ChatModel, load_model
+from taskloom.chat.load import check_local_model
 from taskloom.config import Settings
 from taskloom.dispatch.base import Dispatcher
 from taskloom.dispatch.connection import connect
 from taskloom.dispatch.inline import InlineDispatcher
 from taskloom.dispatch.redis import RedisDispatcher
-from taskloom.plan import Plan
+from taskloom.plan import SLM_KINDS, Plan
 from taskloom.tools import Tool, ToolRegistry
 from taskloom.views.status import running_workers
 from taskloom.workflows.checkpointer import open_checkpointer
@@ -132,6 +133,8 @@ def run(
     workflow = resolve_target(target, settings=settings, inputs=inputs, tools=registry)
     label = target if isinstance(target, str) else str(target) if isinstance(target, Path) else ""
     run_id = run_id or new_run_id()
+    if is_inline and dispatcher is None and _needs_slm(workflow):
+        check_local_model(settings)  # before the run starts, not as each step's failure
     with ExitStack() as stack:
         if dispatcher is None:
             dispatcher = stack.enter_context(
@@ -160,6 +163,12 @@ def run(
         )
         store.save(escalating.annotate(record))
         return record
+
+
+def _needs_slm(workflow: Workflow) -> bool:
+    """Whether a run may need the small model: a plan with an SLM step, or any workflow
+    (its steps are known only as it runs)."""
+    return workflow.plan is None or any(s.kind in SLM_KINDS for s in workflow.plan.steps)
 
 
 def resume(

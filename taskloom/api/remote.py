@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from taskloom.api.local import Target, Watcher, resolve_target, settings_for
+from taskloom.chat.load import check_local_model
 from taskloom.config import RUNS_QUEUE, Settings
 from taskloom.dispatch.broker import Broker
 from taskloom.errors import ConfigError
@@ -184,12 +185,16 @@ def serve(
     Raises:
         ConfigError: a bad queue name, or `runs` mixed with SLM queues.
         ModelFileError: the model can't be loaded.
+        MissingExtraError: an SLM worker without `taskloom[local]` installed.
     """
     settings = settings_for(settings, options)
+    queues = list(queues)
+    if RUNS_QUEUE not in queues:
+        check_local_model(settings)  # before Redis: a model box without the extra
     build_worker(
         connect_redis(settings, client_name="taskloom-worker"),
         settings=settings,
-        queues=list(queues),
+        queues=queues,
         tool_specs=list(tool_modules),
         name=name,
         concurrency=concurrency,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
@@ -9,7 +10,7 @@ import click
 from taskloom.cli.app import cli
 from taskloom.cli.common import emit_record, exit_for, parse_inputs, settings_from, warn_unserved
 from taskloom.cli.goal import emit_goal_summary, goal_options, warn_local_planner
-from taskloom.errors import InputError
+from taskloom.errors import InputError, PlanValidationError, UserError
 from taskloom.views.progress import Progress
 
 GOAL_ONLY = {
@@ -178,13 +179,28 @@ def resume(
 @cli.command()
 @click.argument("plan_file", metavar="PLAN.json")
 @click.option("--input", "input_text", metavar="JSON|@FILE", help="Also check $input references.")
-def validate(plan_file: str, input_text: str | None) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print {file, valid, steps, problems, error} as JSON."
+)
+def validate(plan_file: str, input_text: str | None, as_json: bool) -> None:
     """Validate a plan: exit 0 if valid, 2 with every reason."""
     from taskloom.api import local
 
-    inputs = parse_inputs(input_text) if input_text else None
-    plan = local.validate(plan_file, inputs=inputs)
-    click.echo(f"{plan_file}: valid plan, {len(plan.steps)} steps")
+    try:
+        inputs = parse_inputs(input_text) if input_text else None
+        plan = local.validate(plan_file, inputs=inputs)
+    except UserError as e:
+        if not as_json:
+            raise
+        problems = e.problems if isinstance(e, PlanValidationError) else [str(e)]
+        result = {"file": plan_file, "valid": False, "steps": None, "problems": problems}
+        click.echo(json.dumps({**result, "error": type(e).__name__}, ensure_ascii=False))
+        raise SystemExit(e.exit_code) from e
+    if as_json:
+        result = {"file": plan_file, "valid": True, "steps": len(plan.steps), "problems": []}
+        click.echo(json.dumps({**result, "error": None}, ensure_ascii=False))
+    else:
+        click.echo(f"{plan_file}: valid plan, {len(plan.steps)} steps")
 
 
 @cli.command()

