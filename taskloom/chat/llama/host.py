@@ -36,6 +36,8 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from taskloom import deadline
 from taskloom.chat import Completion, Message, cancel
+from taskloom.chat import gpu as gpus
+from taskloom.chat.llama import placement
 from taskloom.chat.llama.batch import CHUNK, Batch, Request
 from taskloom.chat.llama.decoder import Decoder, Draft, Generated
 from taskloom.chat.llama.grammar import GrammarCache
@@ -111,9 +113,12 @@ class ModelHost:
         mparams.main_gpu = gpu if gpu is not None else main_gpu
         if gpu is not None:
             mparams.split_mode = llama_cpp.LLAMA_SPLIT_MODE_NONE
+        listening = placement.listen()
+        load_log = listening.__enter__()  # until the context exists: its buffers count too
         try:
             self._model = LlamaModel(path_model=str(self.path), params=mparams, verbose=False)
         except ValueError as e:
+            listening.__exit__(None, None, None)
             raise ModelFileError(f"model file {self.path} could not be loaded: {e}") from e
         cores = os.cpu_count() or 1
         self.concurrency = max(1, concurrency)
@@ -131,8 +136,11 @@ class ModelHost:
         cparams.n_threads_batch = max(cores, threads)
         # A full-size sliding-window cache lets a call roll back to any shared prefix.
         cparams.swa_full = True
-        with suppress_stdout_stderr(disable=False):
-            self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
+        try:
+            with suppress_stdout_stderr(disable=False):
+                self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
+        finally:
+            listening.__exit__(None, None, None)
         self._decoder = Decoder(self._model.model, self._ctx.ctx, n_batch=N_BATCH)
         self._grammars = GrammarCache(self._model.vocab)
         self._grammar_lock = threading.Lock()
@@ -154,9 +162,9 @@ class ModelHost:
         self.load_s = time.perf_counter() - started
         self.model_bytes = int(llama_cpp.llama_model_size(self._model.model))
         n_layers = int(llama_cpp.llama_model_n_layer(self._model.model)) + 1  # + the output
-        offloaded = n_layers if mparams.n_gpu_layers < 0 else min(mparams.n_gpu_layers, n_layers)
-        is_offloading = bool(llama_cpp.llama_supports_gpu_offload())
-        self.gpu_layers = f"{offloaded if is_offloading else 0}/{n_layers}"
+        self.placement = placement.read(load_log, n_layers=n_layers)
+        """Where llama.cpp put the model: device, device_name, gpu_layers, vram_mb."""
+        self.gpu_layers = str(self.placement["gpu_layers"])
         """Layers on the GPU out of all of them, e.g. `19/19` (`0/19` on a CPU build)."""
         self.calls = 0
         log.info(
@@ -169,6 +177,7 @@ class ModelHost:
             n_threads=threads,
             concurrency=self.concurrency,
             n_gpu_layers=mparams.n_gpu_layers,
+            **self.placement,
         )
 
     def _chat_formatter(self) -> Jinja2ChatFormatter | None:
@@ -415,14 +424,16 @@ def _json_done(text: bytes) -> bool:
 
 
 def default_host(settings: Settings | None = None) -> ModelHost:
-    """A host for `settings.model`, or for the default model when it is None."""
+    """A host for `settings.model`, or for the default model when it is None, on the GPU
+    the settings or CUDA_VISIBLE_DEVICES name (`taskloom.chat.gpu.placement`)."""
     settings = settings if settings is not None else Settings()
     path = Path(settings.model).expanduser() if settings.model else default_model_path()
+    gpu, n_gpu_layers = gpus.placement(settings)
     return ModelHost(
         path,
         n_ctx=settings.n_ctx,
         n_threads=settings.n_threads,
-        n_gpu_layers=settings.n_gpu_layers,
-        gpu=settings.gpu,
+        n_gpu_layers=n_gpu_layers,
+        gpu=gpu,
         concurrency=settings.concurrency,
     )
