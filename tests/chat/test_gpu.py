@@ -74,16 +74,28 @@ def test_placement_honours_flags_then_cuda_visible_devices() -> None:
 def test_a_load_log_gives_device_layers_and_vram() -> None:
     cuda = placement.LoadLog(
         [
+            "llama_model_load_from_file_impl: using device CUDA0 (NVIDIA H200) - 140487 MiB free\n",
             "load_tensors: offloading 18 repeating layers to GPU\n",
             "load_tensors: offloaded 19/19 layers to GPU\n",
             "load_tensors:        CUDA0 model buffer size =   230.50 MiB\n",
             "load_tensors:   CPU_Mapped model buffer size =    80.00 MiB\n",
             "llama_kv_cache:      CUDA0 KV buffer size =    72.00 MiB\n",
+            "llama_context:  CUDA_Host  output buffer size =     1.00 MiB\n",
             "llama_context:      CUDA0 compute buffer size =    10.25 MiB\n",
         ]
     )
     got = placement.read(cuda, n_layers=19)
-    assert (got["device"], got["gpu_layers"], got["vram_mb"]) == ("CUDA0", "19/19", 312.8)
-    cpu = placement.LoadLog(["load_tensors:   CPU_Mapped model buffer size =   241.0 MiB\n"])
+    assert got == {
+        "device": "CUDA0",
+        "device_name": "NVIDIA H200",
+        "gpu_layers": "19/19",
+        "vram_mb": 312.8,
+    }
+    cpu = placement.LoadLog(
+        [
+            "load_tensors:   CPU_Mapped model buffer size =   241.0 MiB\n",
+            "load_tensors:          AMX model buffer size =   213.9 MiB\n",
+        ]
+    )
     got = placement.read(cpu, n_layers=19)
-    assert (got["device"], got["gpu_layers"], got["vram_mb"]) == ("CPU", "0/19", 0.0)
+    assert got == {"device": "CPU", "device_name": "-", "gpu_layers": "0/19", "vram_mb": 0.0}

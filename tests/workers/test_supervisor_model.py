@@ -29,7 +29,7 @@ def test_a_real_model_child_shows_what_llama_cpp_reports_and_runs_a_step(
     supervise(*args, box="real", model=default_model_path, ready=1)
     shown = taskloom("workers", "--json", "--redis-url", redis_url)
     (child,) = [w for w in json.loads(shown.stdout) if w["name"] == "real.cpu.0"]
-    assert child["device"] == "CPU" and child["device_name"]
+    assert child["device"] == "CPU" and child["device_name"] == "-"
     assert re.fullmatch(r"0/\d+", child["gpu_layers"]) and child["vram_mb"] == "0.0"
     assert child["model"].startswith("gemma")
     table = taskloom("workers", "--redis-url", redis_url).stdout

@@ -162,6 +162,7 @@ class ModelHost:
         self.load_s = time.perf_counter() - started
         self.model_bytes = int(llama_cpp.llama_model_size(self._model.model))
         n_layers = int(llama_cpp.llama_model_n_layer(self._model.model)) + 1  # + the output
+        self._load_log = load_log
         self.placement = placement.read(load_log, n_layers=n_layers)
         """Where llama.cpp put the model: device, device_name, gpu_layers, vram_mb."""
         self.gpu_layers = str(self.placement["gpu_layers"])
