@@ -65,6 +65,7 @@ class ChildSpec:
 class _Child:
     spec: ChildSpec
     proc: subprocess.Popen[bytes] | None = None
+    relay: threading.Thread | None = None
     started_at: float = 0.0
     exits: deque[float] = field(default_factory=deque)  # crash times, within the window
     restart_at: float | None = None
@@ -183,9 +184,10 @@ class Supervisor:
         child.started_at = time.monotonic()
         child.restart_at = None
         if child.proc.stderr is not None:
-            threading.Thread(
+            child.relay = threading.Thread(
                 target=self._relay, args=(child, child.proc.stderr), daemon=True
-            ).start()
+            )
+            child.relay.start()
         log.info("child_started", child=spec.name, pid=child.proc.pid, gpu=spec.gpu)
 
     def _relay(self, child: _Child, stream: IO[bytes]) -> None:
@@ -213,6 +215,8 @@ class Supervisor:
             return
         pid = child.proc.pid
         child.proc = None
+        if child.relay is not None:
+            child.relay.join(timeout=1.0)  # its last words, for a crash loop's line
         if self.on_exit is not None:
             self.on_exit(pid)
         self._exited(child, code, now)
