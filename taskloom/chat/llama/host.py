@@ -60,6 +60,11 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _has_amx() -> bool:
+    """Whether llama.cpp's CPU backend would use Intel AMX on this machine."""
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+
+
 class ModelHost:
     """A resident GGUF model that completes chats, constrained to JSON schemas.
 
@@ -113,6 +118,11 @@ class ModelHost:
         mparams.main_gpu = gpu if gpu is not None else main_gpu
         if gpu is not None:
             mparams.split_mode = llama_cpp.LLAMA_SPLIT_MODE_NONE
+        if _has_amx():
+            # The weights repacked for AMX crash the first decode on some Xeons
+            # (SIGSEGV in ggml_backend_amx_mul_mat, ggml-org/llama.cpp#20824, seen here
+            # on this Q4_K_M model): keep them in the plain CPU buffers there.
+            mparams.use_extra_bufts = False
         listening = placement.listen()
         load_log = listening.__enter__()  # until the context exists: its buffers count too
         try:
