@@ -31,7 +31,7 @@ import results
 from llama_cpp._logger import set_verbose
 
 from taskloom import Plan, Settings, run
-from taskloom.chat.llama.host import _has_amx
+from taskloom.chat.llama.host import amx_in_use
 from taskloom.chat.load import default_model_path
 from taskloom.dispatch.broker import Broker
 from taskloom.dispatch.embedded import EmbeddedCluster
@@ -131,7 +131,7 @@ def ceiling(n_seq: int, *, n_threads: int, n_tokens: int = 64) -> float:
     mparams = llama_cpp.llama_model_default_params()
     mparams.n_gpu_layers = settings.n_gpu_layers or (-1 if settings.gpu is not None else 0)
     mparams.main_gpu = settings.gpu or 0
-    mparams.use_extra_bufts = not _has_amx()  # as the host: AMX buffers segfault here
+    mparams.use_extra_bufts = not amx_in_use()  # as the host: AMX buffers segfault here
     model = llama_cpp.llama_model_load_from_file(str(default_model_path()).encode(), mparams)
     cparams = llama_cpp.llama_context_default_params()
     cparams.n_ctx = 512 * n_seq

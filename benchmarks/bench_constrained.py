@@ -40,7 +40,7 @@ import results
 from llama_cpp import Llama, LlamaGrammar, StoppingCriteriaList
 
 from taskloom.chat import Completion, Message
-from taskloom.chat.llama.host import ModelHost, _has_amx, default_model_path
+from taskloom.chat.llama.host import ModelHost, amx_in_use, default_model_path
 from taskloom.chat.llama.host import _json_done as json_done  # what ends a schema's generation
 
 SCHEMA = {
@@ -200,7 +200,7 @@ def stock_llama(path: str) -> Llama:
 
     def params() -> Any:
         p = default()
-        p.use_extra_bufts = not _has_amx()
+        p.use_extra_bufts = not amx_in_use()
         return p
 
     bindings.llama_model_default_params = params

@@ -132,6 +132,20 @@ class Settings(BaseSettings):
         "None: the local runs.sqlite",
     )
 
+    # A box's supervisor (`taskloom worker --gpus/--processes`) and its metrics.
+    restart_backoff_s: float = Field(
+        1.0, gt=0, description="first delay before a dead worker is restarted; doubles"
+    )
+    crash_loop_exits: int = Field(
+        5, ge=1, description="exits within crash_loop_window_s after which a worker stays down"
+    )
+    crash_loop_window_s: float = Field(
+        60.0, gt=0, description="the window in which a worker's exits count as a crash loop"
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="port for /metrics and /healthz; None: not served"
+    )
+
     @field_validator("checkpointer")
     @classmethod
     def _checkpointer_url(cls, url: str | None) -> str | None:

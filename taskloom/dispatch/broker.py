@@ -454,6 +454,15 @@ class Broker:
                 workers.append({"name": name.removeprefix("rq:worker:"), **data})
         return workers
 
+    def request_drain(self, worker_key: str) -> None:
+        """Tell a worker to drain (`taskloom drain`): its heartbeat reads this field, and
+        the worker finishes its steps, takes no more and exits 0."""
+        self.call(lambda: self.redis.hset(worker_key, "drain", "1"))
+
+    def is_drain_requested(self, worker_key: str) -> bool:
+        """Whether `taskloom drain` asked this worker to drain."""
+        return bool(self.call(lambda: self.redis.hexists(worker_key, "drain")))
+
 
 def _claim(got: Any) -> Claim | None:
     if not got:
