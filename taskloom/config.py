@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from pydantic import (
     AliasChoices,
@@ -265,3 +266,8 @@ def reveal(secret: SecretStr | None) -> str | None:
 def key(*parts: str) -> str:
     """A Redis key under taskloom's prefix, e.g. `key("result", run_id, step_id)`."""
     return ":".join((KEY_PREFIX, *parts))
+
+
+def settings_for(settings: Settings | None, options: dict[str, Any]) -> Settings:
+    """`settings` (or the environment's), with the options that were given applied."""
+    return (settings if settings is not None else Settings.from_env()).override(**options)

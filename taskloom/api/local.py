@@ -26,7 +26,7 @@ from taskloom.agents.router import Route, Router
 from taskloom.agents.wiring import goal_agents
 from taskloom.chat import ChatModel, load_model
 from taskloom.chat.load import check_local_model
-from taskloom.config import Settings
+from taskloom.config import Settings, settings_for
 from taskloom.dispatch.base import Dispatcher
 from taskloom.dispatch.connection import connect
 from taskloom.dispatch.inline import InlineDispatcher
@@ -74,11 +74,6 @@ class Watcher(Protocol):
     def update(self, event: dict[str, Any], record: RunRecord) -> None: ...
 
     def watch(self, workers_of: Callable[[], dict[str, str]]) -> None: ...
-
-
-def settings_for(settings: Settings | None, options: dict[str, Any]) -> Settings:
-    """`settings` (or the environment's), with the options that were given applied."""
-    return (settings if settings is not None else Settings.from_env()).override(**options)
 
 
 def run(

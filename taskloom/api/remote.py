@@ -9,22 +9,22 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taskloom.api.local import Target, Watcher, resolve_target, settings_for
-from taskloom.chat import gpu
-from taskloom.chat.load import check_local_model
-from taskloom.config import RUNS_QUEUE, Settings
+from taskloom.config import RUNS_QUEUE, Settings, settings_for
 from taskloom.dispatch.broker import Broker
 from taskloom.errors import ConfigError
 from taskloom.views.status import RunView, running_workers, view
-from taskloom.workers.box import plan_box, run_box, serve_one
-from taskloom.workers.watchdog import EXIT_RESTART
-from taskloom.workflows import submitted
 from taskloom.workflows.record import RunRecord
 from taskloom.workflows.redis_store import RedisRunStore
 from taskloom.workflows.store import SqliteRunStore
-from taskloom.workflows.target import load_tools
+
+if TYPE_CHECKING:
+    from taskloom.api.local import Target, Watcher
+
+# `status`, `result`, `cancel`, `workers` and `drain` import only what they read, so they
+# start fast: the functions that build, run or serve workflows import LangGraph, the
+# agents and the workers where they are called.
 
 
 def connect_redis(settings: Settings, *, client_name: str = "taskloom") -> Broker:
@@ -56,6 +56,10 @@ def submit(
         UserError: a bad target, inputs or queue name.
         RedisUnavailableError: Redis can't be reached.
     """
+    from taskloom.api.local import resolve_target
+    from taskloom.workflows import submitted
+    from taskloom.workflows.target import load_tools
+
     settings = settings_for(settings, options)
     inputs = dict(inputs or {})
     workflow = resolve_target(
@@ -85,6 +89,10 @@ def unserved_queues(
 
     A submitted run also needs the `runs` queue.
     """
+    from taskloom.api.local import resolve_target
+    from taskloom.workflows import submitted
+    from taskloom.workflows.target import load_tools
+
     settings = settings_for(settings, options)
     broker = connect_redis(settings)
     tools = load_tools(list(tool_modules))
@@ -99,6 +107,8 @@ def cancel(run_id: str, *, settings: Settings | None = None, **options: Any) -> 
     Returns:
         (queued jobs cancelled, jobs still running).
     """
+    from taskloom.workflows import submitted
+
     return submitted.cancel(connect_redis(settings_for(settings, options)), run_id)
 
 
@@ -156,6 +166,8 @@ def resume_submitted(
     **options: Any,
 ) -> RunRecord | None:
     """Drive a submitted run again, here; None if Redis has no such run."""
+    from taskloom.workflows import submitted
+
     settings = settings_for(settings, options)
     return submitted.resume_submitted(
         connect_redis(settings),
@@ -199,6 +211,11 @@ def serve(
         ModelFileError: the model can't be loaded.
         MissingExtraError: an SLM worker without `taskloom[local]` installed.
     """
+    from taskloom.chat import gpu
+    from taskloom.chat.load import check_local_model
+    from taskloom.workers.box import serve_one
+    from taskloom.workers.watchdog import EXIT_RESTART
+
     settings = settings_for(settings, options)
     queues = list(queues)
     if RUNS_QUEUE not in queues:
@@ -250,6 +267,8 @@ def supervise(
             port in use.
         RedisUnavailableError: Redis can't be reached.
     """
+    from taskloom.workers.box import plan_box, run_box
+
     settings = settings_for(settings, options)
     children = plan_box(settings, gpus=gpus, processes=processes, box=box)
     connect_redis(settings)  # fail here, not in every child
