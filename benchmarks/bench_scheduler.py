@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
+import results
 from langgraph.func import entrypoint, task
 from langgraph.graph import END, START, StateGraph
 
@@ -23,6 +24,7 @@ from taskloom import InlineDispatcher, Plan, Settings, Workflow, load_plan, run,
 from taskloom.cli import configure_logging
 from taskloom.tools import ToolRegistry
 from taskloom.workflows import sqlite_checkpointer
+from taskloom.workflows.runner import run as run_workflow
 
 # id → (seconds, dependencies): three branches of different shapes
 DAG: dict[str, tuple[float, list[str]]] = {
@@ -104,10 +106,12 @@ def overhead_ms_per_step(n: int, settings: Settings, *, durable: bool) -> float:
         if durable:
             with sqlite_checkpointer(Path(d) / "runs.sqlite") as cp:
                 started = time.perf_counter()
-                record = run(wf, {}, dispatcher=dispatcher, settings=settings, checkpointer=cp)
-        else:
+                record = run_workflow(
+                    wf, {}, dispatcher=dispatcher, settings=settings, checkpointer=cp
+                )
+        else:  # the scheduler alone: no checkpointer (the public `run` always keeps one)
             started = time.perf_counter()
-            record = run(wf, {}, dispatcher=dispatcher, settings=settings)
+            record = run_workflow(wf, {}, dispatcher=dispatcher, settings=settings)
         elapsed = time.perf_counter() - started
     assert record.status == "done" and len(record.steps) == n
     return elapsed * 1000 / n
@@ -148,6 +152,27 @@ def main() -> None:
     print(f"  taskloom, in-memory        {ours:.3f} ms/step  (target ≤ 1 ms)")
     print(f"  taskloom, SQLite checkpoints {durable:.3f} ms/step")
     print(f"  bare LangGraph @task       {bare:.3f} ms/step  (taskloom ÷ bare: {ours / bare:.2f}×)")
+    results.record(
+        "bench_scheduler",
+        real="taskloom's scheduler, LangGraph, SQLite checkpoints, the inline dispatcher",
+        simulated="step work: fixed sleeps (the DAG) and no-op tools (the overhead)",
+        rows=[
+            results.Row(
+                what="eager makespan ÷ critical path, unbalanced DAG",
+                measured=f"{eager / cp:.2f} (the same DAG superstep by superstep on a "
+                f"StateGraph: {superstep / cp:.2f})",
+                target="≤ 1.10",
+                met=eager / cp <= 1.10,
+            ),
+            results.Row(
+                what=f"scheduler overhead per no-op step, {n:,} steps, inline",
+                measured=f"{ours:.2f} ms (SQLite checkpoints: {durable:.2f} ms; bare "
+                f"LangGraph task: {bare:.2f} ms)",
+                target="≤ 1 ms",
+                met=ours <= 1.0,
+            ),
+        ],
+    )
 
 
 if __name__ == "__main__":

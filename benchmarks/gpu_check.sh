@@ -12,6 +12,8 @@
 # 3. Prints steps/s and tokens/s of each, the ratio 32 ÷ 1, the layers the worker
 #    offloaded (its registration's `gpu_layers`) and the GPU memory in use (nvidia-smi,
 #    sampled every 0.5 s). The bare batched-decode ceiling runs on the GPU as well.
+# 4. Runs `taskloom worker --gpus all` once (benchmarks/gpu_box.py) and prints what
+#    `taskloom workers --json` shows for its children, a step on each, and /metrics.
 # GPU_CHECK_VENV and GPU_CHECK_CONCURRENCY override the venv and the high concurrency.
 set -euo pipefail
 
@@ -54,3 +56,8 @@ kill "$sampler" 2>/dev/null || true
 sampler=""
 echo "peak GPU memory in use during the benchmark: $(sort -n "$out/vram.txt" | tail -1) MiB" \
     "(before it: $(head -1 "$out/vram.txt") MiB)"
+
+# 4. One supervisor for the whole box, `taskloom worker --gpus all`: what its children
+#    report after loading (device, layers offloaded, VRAM), a step each, /metrics.
+echo "== taskloom worker --gpus all (one supervisor for the box)"
+"$python" benchmarks/gpu_box.py

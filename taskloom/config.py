@@ -11,8 +11,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskloom.errors import ConfigError
@@ -90,8 +98,9 @@ class Settings(BaseSettings):
         description="price per million tokens by model name; others cost slm_usd_per_mtok",
     )
     planner_timeout_s: float = Field(60.0, gt=0, description="per-request LLM timeout")
-    planner_retries: int = Field(3, ge=0, description="LLM retries on 429/5xx/timeouts")
-    planner_backoff_s: float = Field(0.5, ge=0, description="first LLM retry delay; doubles")
+    planner_retries: int = Field(
+        3, ge=0, description="LLM retries on 408/409/429/5xx/timeouts (the openai SDK's backoff)"
+    )
     plan_repairs: int = Field(2, ge=0, description="times a bad plan goes back to the model")
     max_replans: int = Field(2, ge=0, description="replans the joiner may ask for")
     llm_usd_per_mtok: tuple[float, float] | None = Field(
@@ -118,6 +127,32 @@ class Settings(BaseSettings):
     redis_wait_replicas: int | None = Field(
         None, ge=0, description="replicas a finished step must reach (WAIT); None: 1 on Sentinel"
     )
+    checkpointer: str | None = Field(
+        None,
+        description="where LangGraph checkpoints go: sqlite:///PATH or postgresql://…; "
+        "None: the local runs.sqlite",
+    )
+
+    # A box's supervisor (`taskloom worker --gpus/--processes`) and its metrics.
+    restart_backoff_s: float = Field(
+        1.0, gt=0, description="first delay before a dead worker is restarted; doubles"
+    )
+    crash_loop_exits: int = Field(
+        5, ge=1, description="exits within crash_loop_window_s after which a worker stays down"
+    )
+    crash_loop_window_s: float = Field(
+        60.0, gt=0, description="the window in which a worker's exits count as a crash loop"
+    )
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="port for /metrics and /healthz; None: not served"
+    )
+
+    @field_validator("checkpointer")
+    @classmethod
+    def _checkpointer_url(cls, url: str | None) -> str | None:
+        if url:
+            checkpointer_scheme(url)
+        return url
 
     @model_validator(mode="after")
     def _sentinels_as_url(self) -> Settings:
@@ -200,6 +235,29 @@ def env_var(name: str) -> str:
     return f"TASKLOOM_{name.upper()}"
 
 
+CHECKPOINTER_SCHEMES = {"sqlite": "sqlite", "postgresql": "postgres", "postgres": "postgres"}
+
+
+def checkpointer_scheme(url: str) -> str:
+    """`sqlite` or `postgres`: the kind of checkpointer a URL names.
+
+    Raises:
+        ValueError: another scheme, or a sqlite URL without a path.
+    """
+    scheme, sep, rest = url.partition("://")
+    kind = CHECKPOINTER_SCHEMES.get(scheme.lower()) if sep else None
+    if kind is None:
+        raise ValueError(
+            f"checkpointer URL {url.split('@')[-1]!r} is neither sqlite:///PATH nor "
+            "postgresql://USER@HOST/DB"
+        )
+    if kind == "sqlite" and not rest.startswith("/"):
+        raise ValueError(
+            f"a sqlite checkpointer needs an absolute path: sqlite:///PATH, not {url!r}"
+        )
+    return kind
+
+
 def reveal(secret: SecretStr | None) -> str | None:
     """A secret's text, for the one place that must use it (signing, the API client)."""
     return secret.get_secret_value() if secret is not None else None
@@ -208,3 +266,8 @@ def reveal(secret: SecretStr | None) -> str | None:
 def key(*parts: str) -> str:
     """A Redis key under taskloom's prefix, e.g. `key("result", run_id, step_id)`."""
     return ":".join((KEY_PREFIX, *parts))
+
+
+def settings_for(settings: Settings | None, options: dict[str, Any]) -> Settings:
+    """`settings` (or the environment's), with the options that were given applied."""
+    return (settings if settings is not None else Settings.from_env()).override(**options)

@@ -12,10 +12,12 @@ TaskloomError                      base; carries run_id / step_id when known
 │   ├── SchemaError                an output schema the grammar compiler can't handle
 │   ├── ConfigError                a bad setting (queue name, URL, secret)
 │   │   └── PlannerRequiredError   a goal that needs an LLM planner, and no endpoint is set
+│   ├── MissingExtraError          a local model or server, without `taskloom[local]`
 │   └── RunNotFoundError           a run id that never existed or has expired
 ├── InfrastructureError            something outside us is down: exit code 3
 │   ├── RedisUnavailableError      Redis can't be reached (names the URL)
 │   ├── EndpointUnavailableError   the OpenAI-compatible endpoint can't be reached
+│   ├── CheckpointerUnavailableError  the checkpointer's PostgreSQL can't be reached
 │   └── WorkerLostError            workers died: a job's lease ran out too often, or
 │                                  every local worker of the embedded cluster exited
 ├── RunFailedError                 a run ended without its output: exit code 1
@@ -122,6 +124,11 @@ class PlannerRequiredError(ConfigError):
     """A goal the router sends to the LLM planner, with no endpoint configured to plan it."""
 
 
+class MissingExtraError(UserError):
+    """Something that needs the `local` extra (llama.cpp, the default model, the embedded
+    server), run where it is not installed."""
+
+
 class RunNotFoundError(UserError):
     """A run id that never existed, or whose record has expired."""
 
@@ -138,6 +145,10 @@ class RedisUnavailableError(InfrastructureError):
 
 class EndpointUnavailableError(InfrastructureError):
     """The OpenAI-compatible endpoint cannot be reached or keeps failing."""
+
+
+class CheckpointerUnavailableError(InfrastructureError):
+    """The PostgreSQL server of a `postgresql://` checkpointer cannot be reached."""
 
 
 class WorkerLostError(InfrastructureError):

@@ -1,7 +1,8 @@
 """The plan wire format (version 1): Plan, Step, references and validation.
 
 A plan is data: a DAG of typed steps that can be saved, validated, edited and run
-again without any LLM. See DESIGN.md, "Plan wire format", for the format itself.
+again without any LLM. docs/plan-format.md describes the format for users, and
+`taskloom.schema` generates its JSON Schema from these models.
 """
 
 from __future__ import annotations
@@ -49,8 +50,14 @@ class Step(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(description="unique id, matching ^[a-z][a-z0-9_]{0,63}$")
-    kind: str = Field(description="extract, fill_slots, filter, classify, generate, tool or llm")
+    id: str = Field(
+        description="unique id, matching ^[a-z][a-z0-9_]{0,63}$",
+        json_schema_extra={"pattern": STEP_ID.pattern},
+    )
+    kind: str = Field(
+        description="extract, fill_slots, filter, classify, generate, tool or llm",
+        json_schema_extra={"enum": [k.value for k in StepKind]},
+    )
     inputs: dict[str, Any] = Field(
         default_factory=dict,
         description="literal values, or references: $input.path, $step_id.path, ${ref} in text",

@@ -121,6 +121,34 @@ def test_validate_ok_and_missing_input_reference(
     assert code == 2 and "step 'docs': $input.kb is not in the run's inputs" in err
 
 
+def test_validate_json_reports_the_result_and_every_problem(
+    tmp_path: Path, taskloom_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(capsys, "validate", "examples/triage.json", "--json")
+    assert code == 0 and not err
+    assert json.loads(out) == {
+        "file": "examples/triage.json",
+        "valid": True,
+        "steps": 5,
+        "problems": [],
+        "error": None,
+    }
+    bad = write(tmp_path, "bad.json", tool_plan(work("a", after=["zz"]), work("a")))
+    code, out, err = cli(capsys, "validate", bad, "--json")
+    result = json.loads(out)
+    assert code == 2 and not err and result["valid"] is False and result["steps"] is None
+    assert result["error"] == "PlanValidationError"
+    assert result["problems"] == [
+        "step 'a': duplicate id",
+        "step 'a': 'after' names unknown step 'zz'",
+    ]
+    code, out, _ = cli(capsys, "validate", str(tmp_path / "missing.json"), "--json")
+    result = json.loads(out)
+    assert (
+        code == 2 and result["error"] == "TargetError" and "missing.json" in result["problems"][0]
+    )
+
+
 def test_run_json_record_failure_exit_1_and_nothing_lost(
     tmp_path: Path,
     taskloom_home: Path,

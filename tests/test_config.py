@@ -37,6 +37,8 @@ def _other_value(name: str) -> tuple[str, Any]:
     if kind is float:
         value = default / 2 if default else 0.5
         return str(value), value
+    if name == "checkpointer":  # a URL whose scheme is checked
+        return "sqlite:///tmp/taskloom-elsewhere.sqlite", "sqlite:///tmp/taskloom-elsewhere.sqlite"
     if kind is str:
         return f"custom-{name}", f"custom-{name}"
     if kind is Path:

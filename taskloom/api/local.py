@@ -1,4 +1,4 @@
-"""Running here: `run`, `resume`, `run_goal`, `plan_goal` and `validate`.
+"""Running here: `run`, `resume`, `run_goal`, `plan_goal`, `route` and `validate`.
 
 With no Redis configured a run takes the embedded default, like `ray.init()`: a local
 Redis-compatible server and local worker processes on the default model, through the
@@ -22,20 +22,23 @@ from taskloom.agents.goal import route_goal
 from taskloom.agents.goal import run_goal as run_goal_rounds
 from taskloom.agents.planner import check_goal
 from taskloom.agents.resume import resume_goal as resume_goal_rounds
+from taskloom.agents.router import Route, Router
 from taskloom.agents.wiring import goal_agents
 from taskloom.chat import ChatModel, load_model
-from taskloom.config import Settings
+from taskloom.chat.load import check_local_model
+from taskloom.config import Settings, settings_for
 from taskloom.dispatch.base import Dispatcher
 from taskloom.dispatch.connection import connect
 from taskloom.dispatch.inline import InlineDispatcher
 from taskloom.dispatch.redis import RedisDispatcher
-from taskloom.plan import Plan
+from taskloom.plan import SLM_KINDS, Plan
 from taskloom.tools import Tool, ToolRegistry
 from taskloom.views.status import running_workers
+from taskloom.workflows.checkpointer import open_checkpointer
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord
 from taskloom.workflows.redis_store import RedisRunStore
-from taskloom.workflows.runner import OnEvent, new_run_id, sqlite_checkpointer
+from taskloom.workflows.runner import OnEvent, new_run_id
 from taskloom.workflows.runner import resume as resume_workflow
 from taskloom.workflows.runner import run as run_workflow
 from taskloom.workflows.store import MirroredRunStore, RunStore, SqliteRunStore
@@ -71,11 +74,6 @@ class Watcher(Protocol):
     def update(self, event: dict[str, Any], record: RunRecord) -> None: ...
 
     def watch(self, workers_of: Callable[[], dict[str, str]]) -> None: ...
-
-
-def settings_for(settings: Settings | None, options: dict[str, Any]) -> Settings:
-    """`settings` (or the environment's), with the options that were given applied."""
-    return (settings if settings is not None else Settings.from_env()).override(**options)
 
 
 def run(
@@ -130,6 +128,8 @@ def run(
     workflow = resolve_target(target, settings=settings, inputs=inputs, tools=registry)
     label = target if isinstance(target, str) else str(target) if isinstance(target, Path) else ""
     run_id = run_id or new_run_id()
+    if is_inline and dispatcher is None and _needs_slm(workflow):
+        check_local_model(settings)  # before the run starts, not as each step's failure
     with ExitStack() as stack:
         if dispatcher is None:
             dispatcher = stack.enter_context(
@@ -141,7 +141,7 @@ def run(
                     tool_specs=_worker_modules(label, modules, workflow),
                 )
             )
-        checkpointer = stack.enter_context(sqlite_checkpointer(settings.state_path))
+        checkpointer = stack.enter_context(open_checkpointer(settings))
         escalating = EscalatingDispatcher.for_target(dispatcher, settings, max_steps=max_steps)
         store = _store(settings, dispatcher)
         record = run_workflow(
@@ -158,6 +158,12 @@ def run(
         )
         store.save(escalating.annotate(record))
         return record
+
+
+def _needs_slm(workflow: Workflow) -> bool:
+    """Whether a run may need the small model: a plan with an SLM step, or any workflow
+    (its steps are known only as it runs)."""
+    return workflow.plan is None or any(s.kind in SLM_KINDS for s in workflow.plan.steps)
 
 
 def resume(
@@ -183,7 +189,7 @@ def resume(
     workflow = rebuild(record.plan, record.target, tools=load_tools(list(tool_modules)))
     with (
         connect(settings, is_inline=not settings.redis_url, tools=workflow.tools) as dispatcher,
-        sqlite_checkpointer(settings.state_path) as checkpointer,
+        open_checkpointer(settings) as checkpointer,
     ):
         escalating = EscalatingDispatcher.for_target(dispatcher, settings, resumed=record)
         done = resume_workflow(
@@ -210,7 +216,7 @@ def _resume_goal(
     tools = load_tools(modules)
     with (
         connect(settings, is_inline=not settings.redis_url, tools=tools) as dispatcher,
-        sqlite_checkpointer(settings.state_path) as checkpointer,
+        open_checkpointer(settings) as checkpointer,
     ):
         agents = goal_agents(
             settings,
@@ -286,7 +292,7 @@ def run_goal(
             dispatcher = stack.enter_context(
                 connect(settings, workers=workers, tools=tools, tool_specs=modules)
             )
-        checkpointer = stack.enter_context(sqlite_checkpointer(settings.state_path))
+        checkpointer = stack.enter_context(open_checkpointer(settings))
         return run_goal_rounds(
             goal,
             inputs or {},
@@ -379,6 +385,27 @@ def plan_goal(
         why=why,
         route=routed,
     )
+
+
+def route(
+    goal: str,
+    inputs: dict[str, Any] | None = None,
+    *,
+    settings: Settings | None = None,
+    **options: Any,
+) -> Route:
+    """The router's decision for a goal (target `slm` or `llm`, score, reason); nothing runs.
+
+    Needs only the SLM (the router's `classify` runs on it), never an LLM endpoint.
+
+    Raises:
+        InputError: the goal is empty.
+        ModelFileError: the GGUF file is missing or corrupt.
+    """
+    check_goal(goal)  # before loading a model
+    settings = settings_for(settings, options)
+    router = Router(load_model(settings), threshold=settings.route_threshold, settings=settings)
+    return router.route(goal, inputs or {})
 
 
 def validate(

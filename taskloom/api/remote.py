@@ -9,19 +9,22 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taskloom.api.local import Target, Watcher, resolve_target, settings_for
-from taskloom.config import RUNS_QUEUE, Settings
+from taskloom.config import RUNS_QUEUE, Settings, settings_for
 from taskloom.dispatch.broker import Broker
 from taskloom.errors import ConfigError
 from taskloom.views.status import RunView, running_workers, view
-from taskloom.workers.serve import build_worker
-from taskloom.workflows import submitted
 from taskloom.workflows.record import RunRecord
 from taskloom.workflows.redis_store import RedisRunStore
 from taskloom.workflows.store import SqliteRunStore
-from taskloom.workflows.target import load_tools
+
+if TYPE_CHECKING:
+    from taskloom.api.local import Target, Watcher
+
+# `status`, `result`, `cancel`, `workers` and `drain` import only what they read, so they
+# start fast: the functions that build, run or serve workflows import LangGraph, the
+# agents and the workers where they are called.
 
 
 def connect_redis(settings: Settings, *, client_name: str = "taskloom") -> Broker:
@@ -53,6 +56,10 @@ def submit(
         UserError: a bad target, inputs or queue name.
         RedisUnavailableError: Redis can't be reached.
     """
+    from taskloom.api.local import resolve_target
+    from taskloom.workflows import submitted
+    from taskloom.workflows.target import load_tools
+
     settings = settings_for(settings, options)
     inputs = dict(inputs or {})
     workflow = resolve_target(
@@ -82,6 +89,10 @@ def unserved_queues(
 
     A submitted run also needs the `runs` queue.
     """
+    from taskloom.api.local import resolve_target
+    from taskloom.workflows import submitted
+    from taskloom.workflows.target import load_tools
+
     settings = settings_for(settings, options)
     broker = connect_redis(settings)
     tools = load_tools(list(tool_modules))
@@ -96,6 +107,8 @@ def cancel(run_id: str, *, settings: Settings | None = None, **options: Any) -> 
     Returns:
         (queued jobs cancelled, jobs still running).
     """
+    from taskloom.workflows import submitted
+
     return submitted.cancel(connect_redis(settings_for(settings, options)), run_id)
 
 
@@ -153,6 +166,8 @@ def resume_submitted(
     **options: Any,
 ) -> RunRecord | None:
     """Drive a submitted run again, here; None if Redis has no such run."""
+    from taskloom.workflows import submitted
+
     settings = settings_for(settings, options)
     return submitted.resume_submitted(
         connect_redis(settings),
@@ -176,26 +191,126 @@ def serve(
     concurrency: int | None = None,
     is_burst: bool = False,
     parent_pid: int | None = None,
+    max_jobs: int | None = None,
+    gpus: str | None = None,
+    processes: int | None = None,
+    child: str | None = None,
     settings: Settings | None = None,
     **options: Any,
-) -> None:
-    """Run a worker in this process until it is stopped (or, with `is_burst`, idle).
+) -> int:
+    """Run a worker in this process until it is stopped (or, with `is_burst`, idle); with
+    `gpus` or `processes`, supervise this box's workers instead (`supervise`).
+
+    Returns:
+        The exit status: 0, or 75 for a supervisor's child that ran `max_jobs` jobs
+        (its supervisor starts a fresh one).
 
     Raises:
-        ConfigError: a bad queue name, or `runs` mixed with SLM queues.
+        ConfigError: a bad queue name, `runs` mixed with SLM queues, a GPU on a
+            CPU-only llama.cpp build, or a metrics port in use.
         ModelFileError: the model can't be loaded.
+        MissingExtraError: an SLM worker without `taskloom[local]` installed.
     """
+    from taskloom.chat import gpu
+    from taskloom.chat.load import check_local_model
+    from taskloom.workers.box import serve_one
+    from taskloom.workers.watchdog import EXIT_RESTART
+
     settings = settings_for(settings, options)
-    build_worker(
+    queues = list(queues)
+    if RUNS_QUEUE not in queues:
+        check_local_model(settings)  # before Redis: a model box without the extra
+    if gpus is not None or processes is not None:
+        args = [a for q in queues for a in ("--queue", q)]
+        args += [a for t in tool_modules for a in ("--tools", t)]
+        args += ["--burst"] if is_burst else []
+        args += ["--concurrency", str(concurrency)] if concurrency else []
+        args += ["--max-jobs", str(max_jobs)] if max_jobs else []
+        return supervise(
+            gpus=gpus,
+            processes=1 if processes is None else processes,
+            box=name,
+            worker_args=args,
+            settings=settings,
+        )
+    gpu.check_settings(settings)  # before Redis: a GPU this build can't use is bad input
+    outcome = serve_one(
         connect_redis(settings, client_name="taskloom-worker"),
         settings=settings,
-        queues=list(queues),
+        queues=queues,
         tool_specs=list(tool_modules),
         name=name,
         concurrency=concurrency,
         is_burst=is_burst,
         parent_pid=parent_pid,
-    ).work()
+        max_jobs=max_jobs,
+        child=child,
+    )
+    return EXIT_RESTART if outcome == "recycled" and child is not None else 0
+
+
+def supervise(
+    *,
+    gpus: str | None = None,
+    processes: int = 1,
+    box: str | None = None,
+    worker_args: Iterable[str] = (),
+    settings: Settings | None = None,
+    **options: Any,
+) -> int:
+    """Keep this box's workers alive: one per GPU of `gpus` (times `processes`), or
+    `processes` on the CPU; the exit status once they are all drained or stopped
+    (1 if one crash-looped).
+
+    Raises:
+        ConfigError: bad `processes` or `gpus`, a GPU on a CPU-only build, a metrics
+            port in use.
+        RedisUnavailableError: Redis can't be reached.
+    """
+    from taskloom.workers.box import plan_box, run_box
+
+    settings = settings_for(settings, options)
+    children = plan_box(settings, gpus=gpus, processes=processes, box=box)
+    connect_redis(settings)  # fail here, not in every child
+    return run_box(children, settings=settings, worker_args=list(worker_args))
+
+
+def drain(
+    names: Iterable[str] = (),
+    *,
+    is_all: bool = False,
+    queue: str | None = None,
+    settings: Settings | None = None,
+    **options: Any,
+) -> list[str]:
+    """Tell workers to drain: they finish their current steps, take no more and exit 0.
+
+    Args:
+        names: the workers (as `taskloom workers` lists them).
+        is_all: every live worker (of `queue`, if given).
+        queue: only the workers serving this queue.
+
+    Returns:
+        The workers told.
+
+    Raises:
+        ConfigError: neither names nor `is_all`, or a name no live worker has.
+    """
+    broker = connect_redis(settings_for(settings, options))
+    live = {w["name"]: w for w in broker.live_workers(queue)}
+    wanted = list(names)
+    if not wanted and not is_all:
+        raise ConfigError("name the workers to drain (see taskloom workers), or pass --all")
+    unknown = [n for n in wanted if n not in live]
+    if unknown:
+        where = f" serving queue {queue!r}" if queue else ""
+        raise ConfigError(
+            f"no live worker named {unknown[0]!r}{where}; list them with taskloom workers"
+        )
+    chosen = sorted(live) if is_all and not wanted else wanted
+    for name in chosen:
+        broker.request_drain(f"rq:worker:{name}")
+    return chosen
 
 
 def _planned(record: RunRecord) -> int | None:

@@ -41,4 +41,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'taskloom.chat' has no attribute {name!r}")
+    if name == "ModelHost":
+        from taskloom.extras import LLAMA, require_local
+
+        require_local(LLAMA)
     return getattr(import_module(_LAZY[name]), name)

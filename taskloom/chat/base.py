@@ -33,6 +33,12 @@ class Completion(BaseModel):
         None, description="prompt tokens actually evaluated (fewer when a prefix was reused)"
     )
     run_ms: float = Field(0.0, description="wall time of the call")
+    grammar_rejections: int | None = Field(
+        None, description="sampled tokens the grammar rejected (local constrained decoding)"
+    )
+    full_masks: int | None = Field(
+        None, description="tokens for which the whole vocabulary was masked by the grammar"
+    )
 
 
 @runtime_checkable

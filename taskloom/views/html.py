@@ -1,7 +1,9 @@
 """A run as one self-contained HTML file: the plan graph and a timeline per worker.
 
-Layout happens here, in Python, and the page is plain SVG with a few lines of script
-for the hover panel: no network fetches, nothing to load, and it renders fast.
+Layout happens in Python (`layout.py`: layers, barycentre ordering, wide layers
+wrapped into a grid), and the page is plain SVG with a few lines of inline script for
+the hover panel and for panning and zooming the graph: no network fetches, nothing to
+load, and it renders fast.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ import html
 import json
 from typing import Any
 
+from taskloom.views import layout
 from taskloom.views.mermaid import STATUS_STYLES
 from taskloom.workflows.record import RunRecord, StepRecord
 
 NODE_W, NODE_H, GAP_X, GAP_Y = 150, 38, 56, 14
 TIMELINE_W, LANE_H, LABEL_W = 960, 18, 140
 MAX_VALUE_CHARS = 400
+CELL_W, CELL_H = NODE_W + GAP_X, NODE_H + GAP_Y
+GRAPH_MAX_H = 560  # a bigger graph is shown whole, scaled down: zoom in to read it
 
 
 def _fill(status: str) -> tuple[str, str]:
@@ -31,35 +36,32 @@ def _short(value: Any) -> Any:
     return value if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS] + "…"
 
 
-def _levels(steps: list[StepRecord]) -> dict[str, int]:
-    known = {s.id for s in steps}
-    level: dict[str, int] = {}
-    for s in steps:  # recorded in the order steps were added: dependencies come first
-        level[s.id] = 1 + max((level.get(d, 0) for d in s.depends_on if d in known), default=-1)
-    return level
-
-
 def _graph(steps: list[StepRecord]) -> str:
-    level = _levels(steps)
-    rows: dict[int, int] = {}
-    pos: dict[str, tuple[int, int]] = {}
-    for s in steps:
-        row = rows.get(level[s.id], 0)
-        rows[level[s.id]] = row + 1
-        pos[s.id] = (20 + level[s.id] * (NODE_W + GAP_X), 20 + row * (NODE_H + GAP_Y))
-    width = 40 + (max(level.values(), default=0) + 1) * (NODE_W + GAP_X)
-    height = 40 + max(rows.values(), default=1) * (NODE_H + GAP_Y)
-    out = [f'<svg id="graph" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">']
-    for s in steps:
-        x2, y2 = pos[s.id]
-        for dep in s.depends_on:
-            if dep in pos:
-                x1, y1 = pos[dep][0] + NODE_W, pos[dep][1] + NODE_H // 2
-                mid = (x1 + x2) // 2
-                out.append(
-                    f'<path class="edge" d="M{x1},{y1} C{mid},{y1} {mid},{y2 + NODE_H // 2} '
-                    f'{x2},{y2 + NODE_H // 2}"/>'
-                )
+    """The plan as SVG: a layered grid (see `layout`), drawn at full size in its viewBox;
+    the page's script pans and zooms it."""
+    ids = [s.id for s in steps]
+    edges = [(d, s.id) for s in steps for d in s.depends_on if d != s.id]
+    placed = layout.grid(ids, edges)
+
+    def at(column: int, row: int) -> tuple[int, int]:
+        # a column shorter than the tallest is centred on it
+        shift = (placed.rows - placed.column_rows[column]) * CELL_H // 2
+        return 20 + column * CELL_W, 20 + shift + row * CELL_H
+
+    pos = {sid: at(*cell) for sid, cell in placed.cells.items()}
+    width = 40 + max(placed.columns, 1) * CELL_W - GAP_X
+    height = 40 + max(placed.rows, 1) * CELL_H - GAP_Y
+    out = [
+        f'<svg id="graph" viewBox="0 0 {width} {height}" data-width="{width}" '
+        f'data-height="{height}" width="100%" height="{min(height, GRAPH_MAX_H)}" '
+        'preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for dep, sid in edges:
+        if dep in pos and sid in pos:
+            points = _route(
+                dep, sid, placed, pos, [at(*c) for c in placed.routes.get((dep, sid), [])]
+            )
+            out.append(f'<path class="edge" d="{_path(points)}"/>')
     for s in steps:
         x, y = pos[s.id]
         fill, stroke = _fill(s.status.value)
@@ -73,6 +75,53 @@ def _graph(steps: list[StepRecord]) -> str:
         )
     out.append("</svg>")
     return "".join(out)
+
+
+def _route(
+    dep: str,
+    sid: str,
+    placed: layout.Layout,
+    pos: dict[str, tuple[int, int]],
+    waypoints: list[tuple[int, int]],
+) -> list[tuple[int, int, bool]]:
+    """The points an edge passes, each with whether it is reached by a straight line.
+
+    It leaves its step's right side and enters the next one's left side; in a wrapped
+    layer it runs along the gap between rows to the layer's edge, so it never crosses
+    a box of its own layer; through a waypoint it runs straight across the free cell.
+    """
+    (x1, y1), (x2, y2) = pos[dep], pos[sid]
+    points: list[tuple[int, int, bool]] = [(x1 + NODE_W, y1 + NODE_H // 2, False)]
+    column, _ = placed.cells[dep]
+    last = placed.spans[column][1]
+    if column < last:  # out of a wrapped layer: right, along the gap below the box
+        gap = y1 + NODE_H + GAP_Y // 2
+        points += [(x1 + NODE_W + GAP_X // 2, gap, False)]
+        points += [(20 + last * CELL_W + NODE_W + GAP_X // 4, gap, True)]
+    for x, y in waypoints:
+        points += [(x, y + NODE_H // 2, False), (x + NODE_W, y + NODE_H // 2, True)]
+    column, _ = placed.cells[sid]
+    first = placed.spans[column][0]
+    if column > first:  # into a wrapped layer: along the gap above the box
+        gap = y2 - GAP_Y // 2
+        points += [(20 + first * CELL_W - GAP_X // 4, gap, False)]
+        points += [(x2 - GAP_X // 2, gap, True)]
+    points.append((x2, y2 + NODE_H // 2, False))
+    return points
+
+
+def _path(points: list[tuple[int, int, bool]]) -> str:
+    """SVG path data: straight where marked, else a horizontal S-curve."""
+    x0, y0, _ = points[0]
+    d = [f"M{x0},{y0}"]
+    for x, y, is_straight in points[1:]:
+        if is_straight or y == y0:
+            d.append(f"L{x},{y}")
+        else:
+            mid = (x0 + x) // 2
+            d.append(f"C{mid},{y0} {mid},{y} {x},{y}")
+        x0, y0 = x, y
+    return " ".join(d)
 
 
 def _timeline(steps: list[StepRecord]) -> str:
@@ -162,9 +211,43 @@ h1{font-size:18px}h2{font-size:15px;margin-top:24px}
 background:#fafafa;border:1px solid #d4d4d8;border-radius:6px;padding:8px;font-size:12px;
 white-space:pre-wrap}
 .legend span{display:inline-block;padding:2px 8px;margin-right:6px;border-radius:4px}
+#graph-view{border:1px solid #e4e4e7;border-radius:6px;margin-right:400px;overflow:hidden}
+#graph{display:block;touch-action:none;user-select:none;cursor:grab}
+.tools{font-size:12px;color:#52525b}.tools button{margin-left:4px;min-width:28px}
 """
 
 SCRIPT = """
+const graph = document.getElementById('graph');
+const full = {x: 0, y: 0, w: +graph.dataset.width, h: +graph.dataset.height};
+let box = {...full};
+const show = () => graph.setAttribute('viewBox', `${box.x} ${box.y} ${box.w} ${box.h}`);
+const at = e => {  // a pointer's position in the graph's own units
+  const p = graph.createSVGPoint();
+  p.x = e.clientX; p.y = e.clientY;
+  return p.matrixTransform(graph.getScreenCTM().inverse());
+};
+const zoom = (k, p) => {
+  const w = Math.min(full.w * 4, Math.max(80, box.w * k)), f = w / box.w;
+  box = {x: p.x - (p.x - box.x) * f, y: p.y - (p.y - box.y) * f, w: w, h: box.h * f};
+  show();
+};
+graph.addEventListener('wheel', e => {
+  e.preventDefault();
+  zoom(e.deltaY > 0 ? 1.25 : 0.8, at(e));
+}, {passive: false});
+let grab = null;
+graph.addEventListener('pointerdown', e => { grab = at(e); graph.setPointerCapture(e.pointerId); });
+graph.addEventListener('pointermove', e => {
+  if (!grab) return;
+  const p = at(e);
+  box.x -= p.x - grab.x; box.y -= p.y - grab.y;
+  show();
+});
+graph.addEventListener('pointerup', () => { grab = null; });
+const centre = () => ({x: box.x + box.w / 2, y: box.y + box.h / 2});
+document.getElementById('zoom-in').onclick = () => zoom(0.8, centre());
+document.getElementById('zoom-out').onclick = () => zoom(1.25, centre());
+document.getElementById('zoom-fit').onclick = () => { box = {...full}; show(); };
 const steps = JSON.parse(document.getElementById('steps').textContent);
 const detail = document.getElementById('detail');
 document.querySelectorAll('[data-step]').forEach(el => {
@@ -191,7 +274,10 @@ def render_html(record: RunRecord) -> str:
         f"<p>{html.escape(record.target or 'workflow')} · {t.done}/{t.steps} steps done · "
         f"{t.prompt_tokens + t.completion_tokens} tokens · ${t.cost_usd:.6f}</p>"
         f'<p class="legend">{legend}</p>'
-        f"<h2>Plan</h2>{_graph(record.steps)}"
+        "<h2>Plan</h2>"
+        '<p class="tools">drag to pan, wheel to zoom <button id="zoom-in">+</button>'
+        '<button id="zoom-out">−</button><button id="zoom-fit">fit</button></p>'
+        f'<div id="graph-view">{_graph(record.steps)}</div>'
         "<h2>Timeline (grey: waiting in the queue; colour: running)</h2>"
         f"{_timeline(record.steps)}"
         '<pre id="detail">hover a step to see its inputs, output, tokens and cost</pre>'

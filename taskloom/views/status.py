@@ -129,8 +129,8 @@ def format_status(view: RunView) -> str:
 
 
 def format_workers(workers: list[dict[str, str]], *, lease_s: float) -> str:
-    """A row per live worker: model, GPU, queues, busy/total sequences, current steps, jobs,
-    mean step time, heartbeat.
+    """A row per live worker: model, GPU, device (as llama.cpp placed the model), queues,
+    busy/total sequences, current steps, jobs, mean step time, heartbeat.
 
     A worker whose heartbeat is older than the lease is marked stale: its jobs are about
     to be queued again.
@@ -153,6 +153,7 @@ def format_workers(workers: list[dict[str, str]], *, lease_s: float) -> str:
                 w["name"],
                 w.get("model", "-") or "-",
                 w.get("gpu", "-") or "-",
+                _device(w),
                 w.get("queues", ""),
                 w.get("state", "?"),
                 w.get("sequences", "-") or "-",
@@ -166,6 +167,7 @@ def format_workers(workers: list[dict[str, str]], *, lease_s: float) -> str:
         "WORKER",
         "MODEL",
         "GPU",
+        "DEVICE",
         "QUEUES",
         "STATE",
         "SEQS",
@@ -175,6 +177,16 @@ def format_workers(workers: list[dict[str, str]], *, lease_s: float) -> str:
         "HEARTBEAT",
     ]
     return table(header, rows)
+
+
+def _device(worker: dict[str, str]) -> str:
+    """Where llama.cpp put the model: `CUDA0 19/19 240MiB`, `CPU 0/19`, or `-`."""
+    device = worker.get("device") or "-"
+    if device == "-":
+        return device
+    vram = float(worker.get("vram_mb") or 0)
+    layers = worker.get("gpu_layers") or ""
+    return " ".join(p for p in (device, layers, f"{vram:.0f}MiB" if vram else "") if p)
 
 
 def goal_summary(record: RunRecord) -> dict[str, Any]:

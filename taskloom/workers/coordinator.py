@@ -4,12 +4,14 @@ A submitted run is a `run` job on the `runs` queue. A worker started with
 `--queue runs` loads no model; it runs the workflow with a RedisDispatcher, so its
 steps go to the SLM workers, and keeps the run record in Redis. If that worker dies,
 the job's lease runs out and another worker drives the run again: steps that already
-have a result are not queued again.
+have a result are not queued again. With `Settings.checkpointer` set (e.g. PostgreSQL,
+shared by every `runs` worker), it goes on from the run's last LangGraph checkpoint.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from typing import Any
 
 from taskloom.agents.escalate import EscalatingDispatcher
@@ -21,10 +23,11 @@ from taskloom.errors import InfrastructureError, TaskloomError
 from taskloom.step import ErrorInfo, StepResult, StepStatus
 from taskloom.tools import ToolRegistry
 from taskloom.workers.handlers import Handler
+from taskloom.workflows.checkpointer import open_checkpointer
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.redis_store import RedisRunStore
-from taskloom.workflows.runner import run
+from taskloom.workflows.runner import has_checkpoint, resume, run
 from taskloom.workflows.target import rebuild
 
 
@@ -59,16 +62,37 @@ def run_handler(
                 if event.get("event") == "step_finished":
                     store.save(record)
 
-            record = run(
-                workflow,
-                dict(body.get("inputs") or {}),
-                dispatcher=dispatcher,
-                settings=settings,
-                store=store,
-                run_id=run_id,
-                target=target,
-                on_event=save,
-            )
+            with ExitStack() as stack:
+                # With a checkpointer configured, a run whose coordinator died goes on
+                # from its last checkpoint; without, it is driven again from the start
+                # (steps that have a result in Redis are not queued again either way).
+                checkpointer = (
+                    stack.enter_context(open_checkpointer(settings))
+                    if settings.checkpointer
+                    else None
+                )
+                if checkpointer is not None and has_checkpoint(checkpointer, run_id):
+                    record = resume(
+                        store.load(run_id),
+                        workflow,
+                        dispatcher=dispatcher,
+                        settings=settings,
+                        checkpointer=checkpointer,
+                        store=store,
+                        on_event=save,
+                    )
+                else:
+                    record = run(
+                        workflow,
+                        dict(body.get("inputs") or {}),
+                        dispatcher=dispatcher,
+                        settings=settings,
+                        checkpointer=checkpointer,
+                        store=store,
+                        run_id=run_id,
+                        target=target,
+                        on_event=save,
+                    )
             store.save(dispatcher.annotate(record))
         except InfrastructureError:
             raise  # not the run's fault: the lease re-queues it once Redis is back

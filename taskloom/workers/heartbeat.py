@@ -2,8 +2,9 @@
 
 Every `lease_s / 3` seconds it extends the leases of the jobs the worker runs, re-queues
 the jobs of workers that stopped heartbeating, refreshes what `taskloom workers` shows
-(state, busy/total sequences, counts), and passes on `cancel` to the running steps. It
-beats until every job is finished or put back, so a draining worker keeps its leases.
+(state, busy/total sequences, counts), passes on `cancel` to the running steps, and
+starts draining when `taskloom drain` asks. It beats until every job is finished or put
+back, so a draining worker keeps its leases.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from taskloom.logs import get_logger
 
 if TYPE_CHECKING:
     from taskloom.dispatch.broker import Broker, Claim
+    from taskloom.workers.metrics import WorkerMetrics
 
 log = get_logger(__name__)
 
@@ -34,6 +36,8 @@ class Heartbeat:
     jobs_done: int
     jobs_failed: int
     working_s: float
+    is_drained: bool
+    metrics: WorkerMetrics | None = None  # set by `build_worker` when metrics are served
     _lock: threading.Lock
     _running: dict[str, Claim]
     _cancels: dict[str, threading.Event]
@@ -71,6 +75,12 @@ class Heartbeat:
                 )
                 if requeued or dead:
                     log.warning("leases_expired", requeued=requeued, dead_lettered=dead)
+                    if self.metrics is not None:
+                        self.metrics.leases_expired(requeued=requeued, dead=dead)
+                if not self._stopping.is_set() and self.broker.is_drain_requested(self.key):
+                    log.info("worker_draining", worker=self.name, reason="drain_command")
+                    self.is_drained = True
+                    self._stopping.set()
                 for claim in running:
                     if self.broker.is_cancelled(claim.run_id):
                         if self.concurrency == 1:

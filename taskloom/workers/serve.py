@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskloom.chat import load_model
+from taskloom.chat import gpu, load_model
 from taskloom.config import DEFAULT_QUEUE, QUEUE_NAME, RUNS_QUEUE, Settings
 from taskloom.dispatch import payload
 from taskloom.dispatch.broker import Broker
 from taskloom.errors import ConfigError
 from taskloom.workers.coordinator import run_handler
 from taskloom.workers.handlers import Handler, step_handler
+from taskloom.workers.metrics import WorkerMetrics
 from taskloom.workers.worker import Worker, worker_name
 from taskloom.workflows.target import collect
 
@@ -28,16 +29,21 @@ def build_worker(
     concurrency: int | None = None,
     is_burst: bool = False,
     parent_pid: int | None = None,
+    max_jobs: int | None = None,
+    metrics: WorkerMetrics | None = None,
+    slot: dict[str, Any] | None = None,
 ) -> Worker:
     """A worker: a resident model for SLM queues, or coordinators for `runs`.
 
     With no queues it serves `slm` and `slm:<model>`. The model loads here, once,
     before the worker takes any job. An SLM worker runs `concurrency` steps at once
     (default: `settings.concurrency` on a GGUF model, whose host batches them; 1 on
-    the scripted fake).
+    the scripted fake). `slot` is where a supervisor put it (box, gpu, index, pid):
+    shown by `taskloom workers`, and a stuck step then exits 75 for the supervisor.
 
     Raises:
-        ConfigError: a bad queue name, or `runs` mixed with SLM queues.
+        ConfigError: a bad queue name, `runs` mixed with SLM queues, or a GPU asked
+            for on a llama.cpp build without GPU offload.
         ModelFileError: the model can't be loaded.
     """
     names = [payload.check_queue(q) for q in queues]
@@ -47,10 +53,11 @@ def build_worker(
             "--queue runs can't be mixed with SLM queues: a coordinator would block the "
             "model; start a separate worker for each"
         )
+    gpu.check_settings(settings)
     tools, workflows = collect(tool_specs)
     name = name or worker_name()
     handlers: dict[str, Handler] = {}
-    info: dict[str, Any] = {"model": "-", "gpu": "-" if settings.gpu is None else settings.gpu}
+    info: dict[str, Any] = {"model": "-", "gpu": "-", **(slot or {})}
     if is_runs:
         handlers["run"] = run_handler(
             broker, settings=settings, tools=tools, workflows=workflows, worker=name
@@ -62,14 +69,18 @@ def build_worker(
         # As many steps at once as the model decodes at once (the scripted fake: one).
         concurrency = concurrency or getattr(chat, "concurrency", 1)
         handlers["step"] = step_handler(model=chat, tools=tools, settings=settings, worker=name)
+        if metrics is not None:
+            handlers["step"] = metrics.observe(handlers["step"], model=chat.name)
+            metrics.model_loaded(chat.name, getattr(chat, "load_s", 0.0))
         info["model"] = chat.name
-        info["gpu_layers"] = getattr(chat, "gpu_layers", "-")
+        # Where llama.cpp put the model, as it reported after loading (not the flags).
+        info |= getattr(chat, "placement", {"device": "-", "gpu_layers": "-"})
         if not names:
             names = [DEFAULT_QUEUE]
             by_model = f"{DEFAULT_QUEUE}:{payload.model_tag(chat.name)}"
             if QUEUE_NAME.match(by_model):
                 names.append(by_model)
-    return Worker(
+    worker = Worker(
         broker,
         queues=names,
         handlers=handlers,
@@ -79,4 +90,8 @@ def build_worker(
         concurrency=concurrency or (RUNS_CONCURRENCY if is_runs else 1),
         is_burst=is_burst,
         parent_pid=parent_pid,
+        is_restart_by_exec=slot is None,
+        max_jobs=max_jobs,
     )
+    worker.metrics = metrics
+    return worker

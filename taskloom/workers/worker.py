@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import sys
 import threading
@@ -32,7 +31,6 @@ import time
 import uuid
 from collections.abc import Callable
 from functools import partial
-from types import FrameType
 from typing import Any
 
 from taskloom.chat.cancel import cancel_scope
@@ -46,20 +44,9 @@ from taskloom.step import ErrorInfo, StepResult, StepStatus
 from taskloom.workers import watchdog
 from taskloom.workers.handlers import Handler
 from taskloom.workers.heartbeat import Heartbeat
+from taskloom.workers.signals import Interrupted, Signals
 
 log = get_logger(__name__)
-
-
-class _Interrupted(BaseException):
-    """Steers the main thread out of a running job (cancel, or a second SIGTERM).
-
-    A BaseException, like KeyboardInterrupt, so that a step's own `except Exception`
-    can't swallow it; it never leaves this module.
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def run_job(envelope: dict[str, Any]) -> None:
@@ -85,7 +72,7 @@ def worker_name() -> str:
     return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:4]}"
 
 
-class Worker(Heartbeat):
+class Worker(Signals, Heartbeat):
     """Serve queues until stopped (or, with `burst`, until they are empty).
 
     Args:
@@ -102,6 +89,8 @@ class Worker(Heartbeat):
             workers must not outlive the run, or join a later cluster on the same port).
         is_restart_by_exec: how to restart when a step can't be stopped at its
             deadline: re-execute this process (True), or exit 75 for a supervisor.
+        max_jobs: stop after this many jobs (`is_recycled` is then set), so that a
+            supervisor starts a fresh process, as Celery's max-tasks-per-child does.
     """
 
     def __init__(
@@ -117,6 +106,7 @@ class Worker(Heartbeat):
         is_burst: bool = False,
         parent_pid: int | None = None,
         is_restart_by_exec: bool = True,
+        max_jobs: int | None = None,
     ) -> None:
         self.broker = broker
         self.queues = [payload.check_queue(q) for q in queues]
@@ -144,6 +134,9 @@ class Worker(Heartbeat):
         self._queues_empty = False  # the claim riding on the last finish found nothing
         self._restarting = ""  # the job whose stuck step makes this process restart
         self.is_restart_by_exec = is_restart_by_exec
+        self.max_jobs = max_jobs
+        self.is_recycled = False  # stopped at max_jobs
+        self.is_drained = False  # stopped by `taskloom drain` (see the heartbeat)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -167,6 +160,11 @@ class Worker(Heartbeat):
     def stop(self) -> None:
         """Ask the worker to stop after the current job."""
         self._stopping.set()
+
+    @property
+    def is_stopping(self) -> bool:
+        """Whether it is draining (or stopped): what a standalone /healthz reports."""
+        return self._stopping.is_set()
 
     def _register(self) -> None:
         info = {
@@ -303,7 +301,7 @@ class Worker(Heartbeat):
                     watch.stop()
             if cancelled.is_set() and self.broker.is_cancelled(claim.run_id):
                 return self._cancelled(claim, envelope)
-        except _Interrupted as stop:
+        except Interrupted as stop:
             if stop.reason == "cancel":
                 return self._cancelled(claim, envelope)
             if stop.reason == "timeout":
@@ -364,6 +362,11 @@ class Worker(Heartbeat):
             self.jobs_done += 1
         else:
             self.jobs_failed += 1
+        if self.max_jobs and self.jobs_done + self.jobs_failed >= self.max_jobs:
+            if not self._stopping.is_set():
+                log.info("worker_recycling", worker=self.name, max_jobs=self.max_jobs)
+            self.is_recycled = True
+            self._stopping.set()  # no next claim rides on this finish
         self.working_s += result.run_ms / 1000
         return self._finish(claim, result, is_final=is_final, dead=dead)
 
@@ -461,35 +464,6 @@ class Worker(Heartbeat):
                     return None
                 time.sleep(delay_s)
                 delay_s = min(delay_s * 2, 2.0)
-
-    # -- signals -----------------------------------------------------------------------
-
-    def _interrupt_main(self, reason: str, *, job_id: str | None = None) -> None:
-        if job_id is not None and job_id not in self._running:
-            return  # that step already returned
-        self._interrupt = reason
-        main = threading.main_thread().ident
-        if main is not None:
-            signal.pthread_kill(main, signal.SIGUSR1)
-
-    def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def on_stop(signum: int, frame: FrameType | None) -> None:
-            self._signals += 1
-            self._stopping.set()
-            log.info("worker_draining", worker=self.name, signal=signal.Signals(signum).name)
-            if self._signals > 1 and self._interruptible:
-                raise _Interrupted("drain")
-
-        def on_interrupt(signum: int, frame: FrameType | None) -> None:
-            if self._interruptible:
-                raise _Interrupted(self._interrupt)
-
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
-        signal.signal(signal.SIGUSR1, on_interrupt)
 
 
 def _ids(claim: Claim) -> dict[str, str]:

@@ -10,10 +10,11 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from taskloom.workflows.checkpointer import open_checkpointer, sqlite_checkpointer
     from taskloom.workflows.definition import Workflow, workflow
     from taskloom.workflows.flow import Flow, StepHandle
     from taskloom.workflows.record import RunRecord, RunStatus, StepRecord
-    from taskloom.workflows.runner import new_run_id, resume, run, sqlite_checkpointer
+    from taskloom.workflows.runner import new_run_id, resume, run
     from taskloom.workflows.store import MemoryRunStore, RunStore, SqliteRunStore
 
 _WHERE = {
@@ -25,7 +26,8 @@ _WHERE = {
     "new_run_id": "runner",
     "resume": "runner",
     "run": "runner",
-    "sqlite_checkpointer": "runner",
+    "open_checkpointer": "checkpointer",
+    "sqlite_checkpointer": "checkpointer",
     "MemoryRunStore": "store",
     "RunStore": "store",
     "SqliteRunStore": "store",
@@ -44,6 +46,7 @@ __all__ = [
     "StepRecord",
     "Workflow",
     "new_run_id",
+    "open_checkpointer",
     "resume",
     "run",
     "sqlite_checkpointer",

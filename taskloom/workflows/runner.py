@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.sqlite import SqliteSaver
 
 from taskloom.config import Settings
 from taskloom.dispatch.base import Dispatcher
 from taskloom.errors import RunCancelledError, RunFailedError
 from taskloom.logs import get_logger
 from taskloom.step import ErrorInfo, StepResult, StepStatus
+from taskloom.workflows.checkpointer import sqlite_checkpointer as sqlite_checkpointer
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.store import RunStore
@@ -34,17 +31,9 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
-@contextmanager
-def sqlite_checkpointer(path: Path) -> Iterator[SqliteSaver]:
-    """LangGraph's SQLite checkpointer on a local file (WAL: one commit per step is cheap)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    try:
-        yield SqliteSaver(conn)
-    finally:
-        conn.close()
+def has_checkpoint(checkpointer: BaseCheckpointSaver[Any], run_id: str) -> bool:
+    """Whether the checkpointer holds a checkpoint of this run (its LangGraph thread)."""
+    return checkpointer.get_tuple({"configurable": {"thread_id": run_id}}) is not None
 
 
 def run(

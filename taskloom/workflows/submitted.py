@@ -7,6 +7,7 @@ A submitted run is a `run` job on the `runs` queue; a `runs` worker drives it
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from typing import Any
 
 from taskloom.config import RUNS_QUEUE, Settings, reveal
@@ -15,10 +16,11 @@ from taskloom.dispatch.broker import RUN_STEP, Broker
 from taskloom.dispatch.redis import RedisDispatcher
 from taskloom.logs import get_logger
 from taskloom.step import ErrorInfo
+from taskloom.workflows.checkpointer import open_checkpointer
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.redis_store import RedisRunStore
-from taskloom.workflows.runner import OnEvent, new_run_id, run
+from taskloom.workflows.runner import OnEvent, has_checkpoint, new_run_id, resume, run
 from taskloom.workflows.target import collect, rebuild
 
 log = get_logger(__name__)
@@ -99,7 +101,8 @@ def resume_submitted(
 ) -> RunRecord | None:
     """Drive a submitted run again, in this process; None if Redis has no such run.
 
-    Steps that already have a `done` result are not queued again.
+    Steps that already have a `done` result are not queued again; with a checkpointer
+    configured that holds the run, it goes on from its last checkpoint.
     """
     store = RedisRunStore(broker)
     if not store.exists(run_id):
@@ -113,13 +116,29 @@ def resume_submitted(
         else rebuild(record.plan, record.target, tools=tools)
     )
     broker.uncancel(run_id)
-    return run(
-        workflow,
-        record.inputs,
-        dispatcher=RedisDispatcher(broker, settings=settings),
-        settings=settings,
-        store=store,
-        run_id=run_id,
-        target=record.target,
-        on_event=on_event,
-    )
+    dispatcher = RedisDispatcher(broker, settings=settings)
+    with ExitStack() as stack:
+        checkpointer = (
+            stack.enter_context(open_checkpointer(settings)) if settings.checkpointer else None
+        )
+        if checkpointer is not None and has_checkpoint(checkpointer, run_id):
+            return resume(
+                record,
+                workflow,
+                dispatcher=dispatcher,
+                settings=settings,
+                checkpointer=checkpointer,
+                store=store,
+                on_event=on_event,
+            )
+        return run(
+            workflow,
+            record.inputs,
+            dispatcher=dispatcher,
+            settings=settings,
+            checkpointer=checkpointer,
+            store=store,
+            run_id=run_id,
+            target=record.target,
+            on_event=on_event,
+        )

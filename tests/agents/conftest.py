@@ -47,7 +47,6 @@ def fast_settings(tmp_path: Any) -> Settings:
         home=tmp_path / "home",
         planner_timeout_s=2.0,
         planner_retries=2,
-        planner_backoff_s=0.01,
         retry_backoff_s=0.01,
     )
 

@@ -84,7 +84,6 @@ def settings(tmp_path: Any) -> Settings:
         home=tmp_path / "home",
         planner_timeout_s=2.0,
         planner_retries=1,
-        planner_backoff_s=0.01,
         retry_backoff_s=0.01,
         escalate_below=0.0,
     )

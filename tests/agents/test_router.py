@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskloom.agents import Budget, Router
-from taskloom.agents.router import feature_score
+from taskloom.agents.router import feature_score, features
 from taskloom.chat import Message, ScriptedChatModel
 
 SIMPLE = "Translate 'good night' into Italian."
@@ -17,6 +17,17 @@ COMPLEX = (
 
 def test_features_separate_one_step_from_multi_step_requests() -> None:
     assert feature_score(SIMPLE, {}) < 0.2 < 0.8 < feature_score(COMPLEX, {})
+
+
+def test_features_count_grammar_not_fitted_words() -> None:
+    f = features(COMPLEX, {})
+    assert f["sequence"] == 1  # "then"
+    assert f["collection"] == 2  # "each", "every"
+    assert f["actions"] >= 2
+    # quoted text is data: its "then" and "each" order nothing
+    quoted = features("Translate 'first this, then each of those' into Welsh.", {})
+    assert quoted["sequence"] == quoted["collection"] == quoted["actions"] == 0
+    assert features("What is the capital of Peru?", {})["question"] == 1
 
 
 def test_threshold_trades_cost_for_quality() -> None:
@@ -34,7 +45,9 @@ def test_slm_signal_counts_and_is_recorded() -> None:
 
     slm = Contrary()
     budget = Budget()
-    route = Router(slm, threshold=0.3, slm_weight=0.5, budget=budget).route(SIMPLE, {})
+    route = Router(slm, threshold=0.3, mix=(1.0, 1.0, 0.0), budget=budget).route(SIMPLE, {})
     assert route.signals["slm"]["label"] == "complex"
     assert route.target == "llm" and "SLM says complex" in route.reason
+    # with the fitted mix it still raises the score above the features' own
+    assert Router(slm).route(SIMPLE, {}).score > feature_score(SIMPLE, {})
     assert budget.llm_calls == 0  # the router's call is an SLM call

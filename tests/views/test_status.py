@@ -42,6 +42,7 @@ def test_workers_table_shows_sequences_steps_mean_and_marks_stale() -> None:
         "WORKER",
         "MODEL",
         "GPU",
+        "DEVICE",
         "QUEUES",
         "STATE",
         "SEQS",
@@ -50,7 +51,17 @@ def test_workers_table_shows_sequences_steps_mean_and_marks_stale() -> None:
         "MEAN",
         "HEARTBEAT",
     ]
-    row = ["gpu0", "gemma", "0", "slm", "busy", "3/16", "r1/contact", "+2", "4", "500ms"]
-    assert lines[1].split()[:10] == row
+    row = ["gpu0", "gemma", "0", "-", "slm", "busy", "3/16", "r1/contact", "+2", "4", "500ms"]
+    assert lines[1].split()[:11] == row
     assert "STALE" not in lines[1]
-    assert lines[2].split()[5:9] == ["-", "-", "0", "-"] and lines[2].endswith("STALE")
+    assert lines[2].split()[6:10] == ["-", "-", "0", "-"] and lines[2].endswith("STALE")
+
+
+def test_workers_table_shows_where_llama_cpp_put_the_model() -> None:
+    live = [
+        {"name": "a", "gpu": "0", "device": "CUDA0", "gpu_layers": "19/19", "vram_mb": "312.4"},
+        {"name": "b", "gpu": "-", "device": "CPU", "gpu_layers": "0/19", "vram_mb": "0.0"},
+    ]
+    lines = format_workers(live, lease_s=5.0).splitlines()
+    assert "CUDA0 19/19 312MiB" in lines[1]
+    assert "CPU 0/19" in lines[2] and "MiB" not in lines[2]

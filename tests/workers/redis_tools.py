@@ -80,3 +80,14 @@ def fails_while(log: str, name: str, flag: str) -> dict[str, int]:
     if os.path.exists(flag):
         raise ValueError(f"{flag} is still there")
     return {"value": 1}
+
+
+@tool
+def gated(log: str, name: str, gate: str, wait_s: float = 60.0) -> dict[str, int]:
+    """Log an execution, then hold the step until the file `gate` exists (or `wait_s`)."""
+    _log(log, f"start {name}")
+    until = time.monotonic() + wait_s
+    while not os.path.exists(gate) and time.monotonic() < until:
+        time.sleep(0.02)
+    _log(log, f"end {name}")
+    return {"value": 1}

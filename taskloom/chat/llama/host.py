@@ -36,6 +36,8 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from taskloom import deadline
 from taskloom.chat import Completion, Message, cancel
+from taskloom.chat import gpu as gpus
+from taskloom.chat.llama import placement
 from taskloom.chat.llama.batch import CHUNK, Batch, Request
 from taskloom.chat.llama.decoder import Decoder, Draft, Generated
 from taskloom.chat.llama.grammar import GrammarCache
@@ -56,6 +58,11 @@ NO_REPEAT_NGRAM = 8
 def _rss_mb() -> float:
     """Peak resident memory of this process, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def amx_in_use() -> bool:
+    """Whether llama.cpp's CPU backend would use Intel AMX on this machine."""
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
 
 
 class ModelHost:
@@ -111,12 +118,17 @@ class ModelHost:
         mparams.main_gpu = gpu if gpu is not None else main_gpu
         if gpu is not None:
             mparams.split_mode = llama_cpp.LLAMA_SPLIT_MODE_NONE
-        # llama.cpp's AMX weight buffers segfault in the first decode on this machine's
-        # CPUs (AMX, in a sandbox that does not grant the tile state); plain ones work.
-        mparams.use_extra_bufts = not _has_amx()
+        if amx_in_use():
+            # The weights repacked for AMX crash the first decode on some Xeons
+            # (SIGSEGV in ggml_backend_amx_mul_mat, ggml-org/llama.cpp#20824, seen here
+            # on this Q4_K_M model): keep them in the plain CPU buffers there.
+            mparams.use_extra_bufts = False
+        listening = placement.listen()
+        load_log = listening.__enter__()  # until the context exists: its buffers count too
         try:
             self._model = LlamaModel(path_model=str(self.path), params=mparams, verbose=False)
         except ValueError as e:
+            listening.__exit__(None, None, None)
             raise ModelFileError(f"model file {self.path} could not be loaded: {e}") from e
         cores = os.cpu_count() or 1
         self.concurrency = max(1, concurrency)
@@ -134,8 +146,11 @@ class ModelHost:
         cparams.n_threads_batch = max(cores, threads)
         # A full-size sliding-window cache lets a call roll back to any shared prefix.
         cparams.swa_full = True
-        with suppress_stdout_stderr(disable=False):
-            self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
+        try:
+            with suppress_stdout_stderr(disable=False):
+                self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
+        finally:
+            listening.__exit__(None, None, None)
         self._decoder = Decoder(self._model.model, self._ctx.ctx, n_batch=N_BATCH)
         self._grammars = GrammarCache(self._model.vocab)
         self._grammar_lock = threading.Lock()
@@ -157,9 +172,10 @@ class ModelHost:
         self.load_s = time.perf_counter() - started
         self.model_bytes = int(llama_cpp.llama_model_size(self._model.model))
         n_layers = int(llama_cpp.llama_model_n_layer(self._model.model)) + 1  # + the output
-        offloaded = n_layers if mparams.n_gpu_layers < 0 else min(mparams.n_gpu_layers, n_layers)
-        is_offloading = bool(llama_cpp.llama_supports_gpu_offload())
-        self.gpu_layers = f"{offloaded if is_offloading else 0}/{n_layers}"
+        self._load_log = load_log
+        self.placement = placement.read(load_log, n_layers=n_layers)
+        """Where llama.cpp put the model: device, device_name, gpu_layers, vram_mb."""
+        self.gpu_layers = str(self.placement["gpu_layers"])
         """Layers on the GPU out of all of them, e.g. `19/19` (`0/19` on a CPU build)."""
         self.calls = 0
         log.info(
@@ -172,6 +188,7 @@ class ModelHost:
             n_threads=threads,
             concurrency=self.concurrency,
             n_gpu_layers=mparams.n_gpu_layers,
+            **self.placement,
         )
 
     def _chat_formatter(self) -> Jinja2ChatFormatter | None:
@@ -229,6 +246,7 @@ class ModelHost:
         max_tokens: int = 256,
         temperature: float = 0.0,
         grammar_first: bool = False,
+        stop_at_json: bool = False,
     ) -> Completion:
         """Complete the chat; with `schema`, the output is JSON that conforms to it.
 
@@ -236,6 +254,8 @@ class ModelHost:
             grammar_first: mask the whole vocabulary at every token, as stock grammar
                 sampling does, instead of checking the sampled token first. The greedy
                 output is the same, only slower: for tests and benchmarks.
+            stop_at_json: without a schema, stop as a schema's generation does, once the
+                text is a whole JSON object (benchmarks compare the two stopping alike).
 
         Raises:
             SchemaError: the schema can't become a grammar.
@@ -244,7 +264,12 @@ class ModelHost:
         started = time.perf_counter()
         with self._lock if self._batch is None else contextlib.nullcontext():
             prompt, out = self._generate(
-                messages, schema, max_tokens, temperature, grammar_first=grammar_first
+                messages,
+                schema,
+                max_tokens,
+                temperature,
+                grammar_first=grammar_first,
+                stop_at_json=stop_at_json,
             )
         self.calls += 1
         run_ms = (time.perf_counter() - started) * 1000
@@ -264,6 +289,8 @@ class ModelHost:
             completion_tokens=len(out.tokens),
             prompt_tokens_evaluated=out.prompt_tokens_evaluated,
             run_ms=run_ms,
+            grammar_rejections=out.rejected,
+            full_masks=out.full_masks,
         )
 
     def _generate(
@@ -274,6 +301,7 @@ class ModelHost:
         temperature: float,
         *,
         grammar_first: bool,
+        stop_at_json: bool = False,
     ) -> tuple[list[int], Generated]:
         prompt = self.prompt_tokens(messages)
         self._fit(prompt, min(max_tokens, 16))
@@ -282,7 +310,7 @@ class ModelHost:
         else:
             with self._grammar_lock:
                 grammar = self._grammars.sampler(schema)
-        is_done = _json_done if schema is not None else None
+        is_done = _json_done if schema is not None or stop_at_json else None
         try:
             if self._batch is None:
                 return prompt, self._decoder.generate(
@@ -416,14 +444,6 @@ class ModelHost:
         log.info("model_closed", model=self._name, calls=self.calls)
 
 
-def _has_amx() -> bool:
-    """Whether the CPU advertises AMX tiles (Linux; False where that can't be read)."""
-    try:
-        return "amx_tile" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
 def _json_done(text: bytes) -> bool:
     """Whether `text` is already a whole JSON object or array (nothing can follow)."""
     stripped = text.rstrip()
@@ -437,14 +457,16 @@ def _json_done(text: bytes) -> bool:
 
 
 def default_host(settings: Settings | None = None) -> ModelHost:
-    """A host for `settings.model`, or for the default model when it is None."""
+    """A host for `settings.model`, or for the default model when it is None, on the GPU
+    the settings or CUDA_VISIBLE_DEVICES name (`taskloom.chat.gpu.placement`)."""
     settings = settings if settings is not None else Settings()
     path = Path(settings.model).expanduser() if settings.model else default_model_path()
+    gpu, n_gpu_layers = gpus.placement(settings)
     return ModelHost(
         path,
         n_ctx=settings.n_ctx,
         n_threads=settings.n_threads,
-        n_gpu_layers=settings.n_gpu_layers,
-        gpu=settings.gpu,
+        n_gpu_layers=n_gpu_layers,
+        gpu=gpu,
         concurrency=settings.concurrency,
     )
