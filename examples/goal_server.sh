@@ -14,7 +14,10 @@ PYTHON="${PYTHON:-python}"
 PORT="${PORT:-8080}"
 
 model=$("$PYTHON" -c "from taskloom.chat.load import default_model_path; print(default_model_path())")
-"$PYTHON" -m llama_cpp.server --model "$model" --model_alias gemma-270m \
+# taskloom.testing.llama_server is `python -m llama_cpp.server` with the same arguments;
+# it only keeps llama.cpp's AMX weight repacking off on the Xeons where it crashes
+# (ggml-org/llama.cpp#20824), as taskloom's own model host does.
+"$PYTHON" -m taskloom.testing.llama_server --model "$model" --model_alias gemma-270m \
   --host 127.0.0.1 --port "$PORT" --n_ctx 4096 --verbose False >/dev/null 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait' EXIT

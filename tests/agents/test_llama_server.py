@@ -35,7 +35,8 @@ def llama_server(default_model_path: str) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "llama_cpp.server",
+            # llama_cpp.server, with the AMX workaround of taskloom's host where it applies
+            sys.executable, "-m", "taskloom.testing.llama_server",
             "--model", default_model_path, "--model_alias", "gemma-270m",
             "--host", "127.0.0.1", "--port", str(port),
             "--n_ctx", "4096", "--n_threads", "2", "--verbose", "False",
