@@ -174,3 +174,17 @@ def review(
         confidence=confidence(decisions),
         meta={"absence": {d.field: d.describe() for d in decisions}},
     )
+
+
+def review_nullable(
+    value: dict[str, Any],
+    inputs: Any,
+    schema: dict[str, Any],
+    model: ChatModel,
+    messages: list[Message],
+    usage: Usage,
+) -> Review:
+    """A kind's `review`: absence decided for every nullable field of its answer's schema,
+    unless the step's `absence` input turns it off."""
+    fields = nullable_fields(schema) if inputs.absence else []
+    return review(value, fields, messages=messages, model=model, usage=usage)

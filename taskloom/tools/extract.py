@@ -9,7 +9,7 @@ from pydantic import Field
 from taskloom.chat import ChatModel, Message
 from taskloom.errors import TaskInputError
 from taskloom.tools import absence
-from taskloom.tools.base import KindInputs, Review, Usage
+from taskloom.tools.base import KindInputs
 
 
 class Inputs(KindInputs):
@@ -52,17 +52,7 @@ def copy_text(inputs: Inputs) -> str | None:
     return inputs.text if inputs.copy_spans else None
 
 
-def review(
-    value: dict[str, Any],
-    inputs: Inputs,
-    schema: dict[str, Any],
-    model: ChatModel,
-    messages: list[Message],
-    usage: Usage,
-) -> Review:
-    """Absence decided by the runtime for every nullable field (see `absence`)."""
-    fields = absence.nullable_fields(schema) if inputs.absence else []
-    return absence.review(value, fields, messages=messages, model=model, usage=usage)
+review = absence.review_nullable  # absence decided for every nullable field
 
 
 def finish(value: Any, inputs: Inputs, model: ChatModel, messages: list[Message]) -> Any:
