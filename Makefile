@@ -2,20 +2,45 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install lint types test test-fast test-slow check bench
+.PHONY: install lock newest lint types test test-fast test-slow check bench
 
-# pip keeps the llama-cpp-python wheel it builds in ~/.cache/pip: later installs are fast.
-$(BIN)/taskloom: pyproject.toml
+# The dev and CI environment is requirements-dev.lock, exactly: pip installs the pinned
+# versions, then taskloom itself without resolving anything again. pyproject keeps the
+# ranges users get. pip keeps the llama-cpp-python wheel it builds in ~/.cache/pip, so
+# later installs are fast.
+$(BIN)/taskloom: pyproject.toml requirements-dev.lock
+	rm -rf $(VENV)
 	python3 -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[local,dev]'
+	$(BIN)/pip install -q "$$(grep '^pip==' requirements-dev.lock)"
+	$(BIN)/pip install -q -r requirements-dev.lock
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(BIN)/taskloom
 
+# Take upgrades on purpose: the newest versions inside pyproject's ranges, resolved by uv
+# against the configured index (UV_INDEX_URL and friends, as pip's are for pip), written
+# to requirements-dev.lock; `git diff requirements-dev.lock` shows what moved.
+# `make lock UPGRADE="--upgrade-package redis"` moves one package only.
+UPGRADE ?= --upgrade
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --extra local --extra dev --python-version 3.11 \
+		--quiet $(UPGRADE) -o requirements-dev.lock
+	$(MAKE) install
+
+# The ranges kept honest: the newest versions pyproject allows, in a throwaway venv, run
+# through mypy and the fast tests. It reports; CI does not fail on it (see the README).
+NEWEST ?= .venv-newest
+newest: install
+	rm -rf $(NEWEST)
+	python3 -m venv $(NEWEST)
+	$(NEWEST)/bin/pip install -q --upgrade pip
+	$(NEWEST)/bin/pip install -q -e '.[local,dev]'
+	$(BIN)/python .ci/newest.py $(NEWEST)/bin/python
+
 lint: install
-	$(BIN)/ruff check taskloom tests benchmarks examples
-	$(BIN)/ruff format --check taskloom tests benchmarks examples
+	$(BIN)/ruff check taskloom tests benchmarks examples .ci
+	$(BIN)/ruff format --check taskloom tests benchmarks examples .ci
 
 types: install
 	$(BIN)/mypy

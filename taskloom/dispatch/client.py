@@ -58,12 +58,12 @@ def open_redis(url: str, **options: Any) -> redis.Redis:
     except ValueError as e:
         raise ConfigError(f"Redis URL {safe_url(url)!r} is not valid: {e}") from e
     pool_size = options.pop("max_connections", None)
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         sentinels,
         sentinel_kwargs={"socket_connect_timeout": options.get("socket_connect_timeout", 3.0)},
         **options,
     )
-    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
         master,
         password=password,
         db=db,
