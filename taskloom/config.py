@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     escalate_below: float = Field(
         0.5, ge=0, le=1, description="SLM confidence below which a step is re-run on the LLM"
     )
+    calibration: str | None = Field(
+        None,
+        description="calibration file (taskloom calibrate) mapping SLM confidences to"
+        " probabilities and saying which answers are accepted; None: the one shipped",
+    )
     max_cost_usd: float | None = Field(None, ge=0, description="budget: dollars per run")
     max_llm_calls: int | None = Field(None, ge=0, description="budget: LLM calls per run")
     step_timeout_s: float | None = Field(

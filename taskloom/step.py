@@ -110,11 +110,19 @@ class StepOutcome(BaseModel):
     completion_tokens: int = 0
     cost_usd: float = 0.0
     confidence: float | None = Field(
-        None, description="how sure the kind is of its output (0..1); None: it does not say"
+        None,
+        description="the probability that the output is right (0..1, calibrated); for"
+        " extract and fill_slots that of its least certain field; None: the kind does not say",
+    )
+    accepted: bool | None = Field(
+        None,
+        description="whether the output is accepted as right by the calibrated threshold;"
+        " False: flagged for the next tier (the LLM, or review); None: not judged (tools)",
     )
     meta: dict[str, Any] = Field(
         default_factory=dict,
-        description="how the kind decided, e.g. `absence`: per field, present or absent",
+        description="how the kind decided: `fields` (per field: value, confidence,"
+        " accepted), `absence` (per nullable field: present or absent)",
     )
 
 

@@ -121,6 +121,10 @@ class EscalatingDispatcher:
             if result.error is not None and result.error.is_a(OutputValidationError):
                 return "output failed validation after its retries"
             return None
+        if result.accepted is False:
+            flagged = [name for name, f in _fields(result).items() if not f.get("accepted")]
+            what = f"fields {', '.join(flagged)}" if flagged else "its answer"
+            return f"{what} not accepted by the calibration (confidence {result.confidence})"
         value = result.value
         confidence = result.confidence
         if confidence is None and isinstance(value, dict):
@@ -171,11 +175,14 @@ class EscalatingDispatcher:
             calls=max(1, u.calls),
         )
         finished = time.time()
+        value, meta = outcome.value, outcome.meta
+        if slm is not None and _fields(slm):
+            value, meta = keep_accepted(job.kind, slm, outcome.value)
         result = StepResult(
             run_id=job.run_id,
             step_id=job.step_id,
             status=StepStatus.DONE,
-            value=outcome.value,
+            value=value,
             attempts=job.attempt + (slm.attempts if slm else 0),
             worker=f"llm{'+' + slm.worker if slm and slm.worker else ''}",
             model=self.llm.name,
@@ -187,7 +194,8 @@ class EscalatingDispatcher:
             started_at=slm.started_at if slm else started,
             finished_at=finished,
             confidence=outcome.confidence,
-            meta=outcome.meta,
+            accepted=True,  # the LLM's answer is the higher tier's: it stands
+            meta=meta,
         )
         if slm is None:
             self.budget.record_steps(1, 0.0)
@@ -223,6 +231,39 @@ class EscalatingDispatcher:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _fields(result: StepResult) -> dict[str, Any]:
+    fields = result.meta.get("fields")
+    return fields if isinstance(fields, dict) else {}
+
+
+def keep_accepted(kind: str, slm: StepResult, llm_value: Any) -> tuple[Any, dict[str, Any]]:
+    """Per field: the SLM's value where it was accepted, the LLM's where it was flagged.
+
+    Returns the merged value (in the kind's output shape) and its `meta.fields`, each
+    field marked with the tier that gave it.
+    """
+    slm_fields = _fields(slm)
+    llm_flat = llm_value.get("slots", {}) if kind == StepKind.FILL_SLOTS else llm_value
+    if not isinstance(llm_flat, dict):
+        return llm_value, {}
+    merged, fields = {}, {}
+    for name, f in slm_fields.items():
+        ours = bool(f.get("accepted"))
+        merged[name] = f.get("value") if ours else llm_flat.get(name)
+        fields[name] = {
+            **f,
+            "value": merged[name],
+            "accepted": True,
+            "by": "slm" if ours else "llm",
+        }
+    for name, v in llm_flat.items():
+        merged.setdefault(name, v)
+    if kind == StepKind.FILL_SLOTS:
+        missing = [n for n, v in merged.items() if v is None]
+        return {"slots": merged, "missing": missing}, {"fields": fields}
+    return merged, {"fields": fields}
 
 
 def _failed(job: StepJob, e: TaskloomError, started: float) -> StepResult:

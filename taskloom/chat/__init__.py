@@ -13,7 +13,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from taskloom.chat.base import COPY_KEYWORD, ChatModel, Completion, Message
+from taskloom.chat.base import COPY_KEYWORD, ChatModel, Completion, Message, TokenLogprob
 from taskloom.chat.load import SCRIPTED, check_model, load_model
 from taskloom.chat.scripted import ScriptedChatModel, sample_for_schema
 
@@ -32,6 +32,7 @@ __all__ = [
     "ModelHost",
     "OpenAIChatModel",
     "ScriptedChatModel",
+    "TokenLogprob",
     "check_model",
     "load_model",
     "sample_for_schema",

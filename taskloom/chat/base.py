@@ -22,6 +22,16 @@ class Message(TypedDict):
     content: str
 
 
+class TokenLogprob(BaseModel):
+    """One generated token, and how much the model itself wanted it."""
+
+    text: str = Field(description="the token's text")
+    logprob: float = Field(description="its log-probability under the model, no grammar")
+    top_logprob: float = Field(
+        description="the log-probability of the model's own first choice at that point"
+    )
+
+
 class Completion(BaseModel):
     """What one model call returned, with its accounting."""
 
@@ -38,6 +48,9 @@ class Completion(BaseModel):
     )
     full_masks: int | None = Field(
         None, description="tokens for which the whole vocabulary was masked by the grammar"
+    )
+    tokens: list[TokenLogprob] | None = Field(
+        None, description="each generated token with its log-probabilities, where known"
     )
 
 

@@ -50,6 +50,16 @@ def emit_record(record: RunRecord, *, as_json: bool) -> None:
         f"{t.prompt_tokens + t.completion_tokens} tokens, ${t.cost_usd:.6f}, {seconds:.1f}s",
         err=True,
     )
+    if record.review:
+        shown = ", ".join(
+            f"{v['step']}.{v['field']}" if v["field"] else str(v["step"]) for v in record.review[:5]
+        )
+        more = f" and {len(record.review) - 5} more" if len(record.review) > 5 else ""
+        click.echo(
+            f"taskloom: {len(record.review)} values need review (not accepted by the"
+            f" calibration): {shown}{more}; see `review` in --json",
+            err=True,
+        )
     if record.status != "done" and record.error:
         click.echo(f"taskloom: error: {record.error.message}", err=True)
         click.echo(f"resume with: taskloom resume {record.run_id}", err=True)

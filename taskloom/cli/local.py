@@ -1,8 +1,9 @@
-"""Commands that run here: run, resume, validate and show."""
+"""Commands that run here: run, resume, validate, show and calibrate."""
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -228,3 +229,106 @@ def show(run_id: str, html_path: str | None, mermaid: bool, redis_url: str | Non
                 f"can't write {html_path}: {e.strerror}; choose a writable path"
             ) from e
         click.echo(f"wrote {html_path}", err=True)
+
+
+@cli.command()
+@click.option(
+    "--examples",
+    "examples_path",
+    required=True,
+    metavar="FILE.jsonl",
+    help='Labelled examples, one {"step": ..., "expected": ...} a line (docs/calibration.md).',
+)
+@click.option("--out", metavar="FILE", help="Write here (default: TASKLOOM_HOME/calibration.json).")
+@click.option(
+    "--target",
+    type=click.FloatRange(0.5, 0.999),
+    default=0.95,
+    show_default=True,
+    help="Precision the accepted answers must reach.",
+)
+@click.option(
+    "--level",
+    type=click.FloatRange(0.5, 0.999),
+    default=0.90,
+    show_default=True,
+    help="Confidence of the Clopper–Pearson lower bound on that precision.",
+)
+@click.option("--model", metavar="PATH", help="GGUF model for the steps (TASKLOOM_MODEL).")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Steps decoded together.")
+@click.option("--json", "as_json", is_flag=True, help="Print the calibration as JSON.")
+def calibrate(
+    examples_path: str,
+    out: str | None,
+    target: float,
+    level: float,
+    model: str | None,
+    concurrency: int | None,
+    as_json: bool,
+) -> None:
+    """Run labelled steps, and write the thresholds that reach a target precision."""
+    from pathlib import Path
+
+    from taskloom import calibration, labelled
+    from taskloom.chat import load_model
+
+    examples = labelled.read(examples_path)
+    settings = settings_from(model=model, concurrency=concurrency)
+    base = calibration.load(settings.calibration)
+    host = load_model(settings)
+    with click.progressbar(length=len(examples), label="running", file=sys.stderr) as bar:
+        graded, failed = labelled.run(
+            examples,
+            model=host,
+            calibration=base,
+            concurrency=settings.concurrency,
+            progress=bar.update,
+        )
+    for line in failed:
+        click.echo(f"taskloom: warning: not graded: {line}", err=True)
+    if not graded:
+        raise InputError(f"no example in {examples_path!r} could be graded; see the warnings")
+    fitted = labelled.recalibrate(base, graded, target=target, level=level)
+    path = Path(out) if out else settings.home / "calibration.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(fitted.model_dump_json(indent=1, exclude_none=True) + "\n")
+    if as_json:
+        click.echo(fitted.model_dump_json(indent=2, exclude_none=True))
+    else:
+        click.echo(format_calibration(fitted, graded, target=target, level=level))
+    click.echo(
+        f"wrote {path}; use it with TASKLOOM_CALIBRATION={path} (workers and runs)", err=True
+    )
+
+
+def format_calibration(fitted: Any, graded: list[Any], *, target: float, level: float) -> str:
+    """Per kind: the risk–coverage table and the threshold chosen."""
+    from taskloom import calibration, labelled
+
+    lines = []
+    for kind, cal in sorted(fitted.kinds.items()):
+        mine = [g for g in graded if g.kind == kind and g.evidence is not None]
+        if not mine:
+            continue
+        conf = [labelled.confidence_of(fitted, kind, g.evidence) for g in mine]
+        right = [g.is_right for g in mine]
+        lines.append(
+            f"{kind}: {len(mine)} answers, {sum(right)} right ({sum(right) / len(mine):.1%});"
+            f" AURC {calibration.aurc(conf, right):.3f}"
+        )
+        lines.append("  coverage  precision  confidence ≥")
+        for row in calibration.risk_coverage(conf, right)[1::2]:
+            lines.append(
+                f"  {row['coverage']:>8.0%}  {row['precision']:>9.1%}  {row['threshold']:.4f}"
+            )
+        if cal.threshold is None:
+            lines.append(
+                f"  no threshold reaches {target:.0%} precision with {level:.0%} confidence:"
+                f" every {kind} answer is flagged for review"
+            )
+        else:
+            lines.append(
+                f"  threshold {cal.threshold}: accepts {cal.coverage:.1%} at {cal.precision:.1%}"
+                f" precision (lower bound ≥ {target:.0%} at {level:.0%})"
+            )
+    return "\n".join(lines)

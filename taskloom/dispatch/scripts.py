@@ -242,12 +242,16 @@ local requeued, dead = 0, 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, 500)) do
   redis.call('ZREM', KEYS[1], id)
   local job = 'rq:job:' .. id
-  local f = redis.call('HMGET', job, 'status', 'origin')
+  local f = redis.call('HMGET', job, 'status', 'origin', 'worker_name', 'lost_by')
   if f[1] == 'started' and f[2] then
     local d = redis.call('HINCRBY', job, 'deliveries', 1)
+    -- which workers lost it, and when: the record's answer to "why was it retried?"
+    local lost = (f[4] and f[4] ~= '' and f[4] .. ', ' or '') .. (f[3] or '?') .. ' at ' .. ARGV[4]
+    redis.call('HSET', job, 'lost_by', lost)
     if d >= tonumber(ARGV[5]) then
       dead_letter(id, 'WorkerLostError', 'its worker stopped answering ' .. d ..
-        ' times (killed or out of memory?)', tonumber(ARGV[7]), tonumber(ARGV[6]), ARGV[4])
+        ' times (killed or out of memory?): ' .. lost,
+        tonumber(ARGV[7]), tonumber(ARGV[6]), ARGV[4])
       dead = dead + 1
     else
       unstart(job, f[2])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from taskloom import calibration as calibrations
+from taskloom.calibration import Calibration
 from taskloom.chat import ChatModel
 from taskloom.errors import TaskInputError
 from taskloom.plan import StepKind
@@ -30,6 +32,7 @@ def run_task(
     tool_name: str | None = None,
     output_retries: int = 2,
     is_reviewed: bool = True,
+    calibration: Calibration | None = None,
 ) -> Outcome:
     """Run one step of any kind: an SLM kind on `model`, or a registered Python tool.
 
@@ -38,7 +41,8 @@ def run_task(
         OutputValidationError: the model's output kept failing validation.
 
     `is_reviewed=False` skips a kind's review of the answer (absence decided by the
-    runtime): an escalation to the LLM trusts the LLM's nulls.
+    runtime): an escalation to the LLM trusts the LLM's nulls. `calibration`: the
+    confidences' mapping and thresholds (default: the one the package ships).
     """
     if kind == StepKind.TOOL:
         registry = tools if tools is not None else ToolRegistry()
@@ -56,6 +60,7 @@ def run_task(
         model=model,
         output_retries=output_retries,
         is_reviewed=is_reviewed,
+        calibration=calibration if calibration is not None else calibrations.load(),
     )
 
 

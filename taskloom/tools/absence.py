@@ -85,7 +85,7 @@ def nullable_fields(schema: dict[str, Any]) -> list[str]:
     return [name for name, sub in props.items() if is_nullable(sub)]
 
 
-def _prefix(value: dict[str, Any], field: str) -> str:
+def answer_prefix(value: dict[str, Any], field: str) -> str:
     """The answer as written up to `field`'s value (as the examples show JSON)."""
     parts = []
     for key, v in value.items():
@@ -125,7 +125,7 @@ def weigh(
         candidate = value[field]
         shown = ' "' if candidate is None else " " + json.dumps(candidate, ensure_ascii=False)
         calls.append((messages, [" null", shown]))
-        prefixes.append(_prefix(value, field))
+        prefixes.append(answer_prefix(value, field))
     scored = score_all(model, calls, usage, prefixes=prefixes)
     decisions = []
     for field, (null, written) in zip(checked, scored, strict=True):
@@ -174,17 +174,3 @@ def review(
         confidence=confidence(decisions),
         meta={"absence": {d.field: d.describe() for d in decisions}},
     )
-
-
-def review_nullable(
-    value: dict[str, Any],
-    inputs: Any,
-    schema: dict[str, Any],
-    model: ChatModel,
-    messages: list[Message],
-    usage: Usage,
-) -> Review:
-    """A kind's `review`: absence decided for every nullable field of its answer's schema,
-    unless the step's `absence` input turns it off."""
-    fields = nullable_fields(schema) if inputs.absence else []
-    return review(value, fields, messages=messages, model=model, usage=usage)

@@ -38,7 +38,8 @@ from typing import Any, Protocol, runtime_checkable
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from taskloom.chat import ChatModel, Completion, Message
+from taskloom.calibration import Calibration, signature
+from taskloom.chat import ChatModel, Completion, Message, TokenLogprob
 from taskloom.chat.base import COPY_KEYWORD
 from taskloom.errors import OutputValidationError, SchemaError, TaskInputError
 
@@ -76,10 +77,15 @@ class Usage:
     prompt_tokens_evaluated: int = 0
     calls: int = 0
     raw_outputs: list[str] = field(default_factory=list)
+    last_text: str = ""
+    """The text of the last generation (not scoring), which `last_tokens` spell."""
+    last_tokens: list[TokenLogprob] | None = None
 
     def add(self, c: Completion) -> None:
         """Count one model call."""
         self.model = c.model
+        if c.completion_tokens or c.text:
+            self.last_text, self.last_tokens = c.text, c.tokens
         self.prompt_tokens += c.prompt_tokens
         self.completion_tokens += c.completion_tokens
         evaluated = c.prompt_tokens_evaluated
@@ -97,6 +103,8 @@ class Outcome:
     usage: Usage
     confidence: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    accepted: bool | None = None
+    """Whether the answer is accepted as right (None: the kind says nothing, e.g. a tool)."""
 
 
 @dataclass(frozen=True)
@@ -311,11 +319,15 @@ def run_kind(
     model: ChatModel,
     output_retries: int = 2,
     is_reviewed: bool = True,
+    calibration: Calibration,
 ) -> Outcome:
     """Run one SLM step: validate inputs, call the model constrained, check the output.
 
     With `is_reviewed` (the default) a kind with a `review` looks at the answer again
-    (for `extract` and `fill_slots`: absence decided by the runtime).
+    (for `extract` and `fill_slots`: absence decided by the runtime, and each field's
+    calibrated confidence). `calibration` maps confidences to probabilities of being
+    right and says which are accepted (`Outcome.accepted`, and per field in
+    `meta.fields`).
 
     Raises:
         TaskInputError: the inputs don't fit the kind, or the prompt doesn't fit the
@@ -329,12 +341,20 @@ def run_kind(
     validator = check_schema(schema, name)
     messages = build_messages(kind, inputs, schema)
     usage = Usage()
+    sig = signature(name, raw_inputs, output)
     decide = getattr(kind, "decide", None)
     if decide is not None:
         decided = decide(inputs, model, messages, usage)
-        sure = decided.get("confidence") if isinstance(decided, dict) else None
+        raw = decided.get("confidence") if isinstance(decided, dict) else None
+        sure = calibration.step_confidence(name, raw if isinstance(raw, float) else None)
+        if sure is not None and isinstance(decided, dict):
+            decided = {**decided, "confidence": round(sure, 4)}
         return Outcome(
-            value=decided, usage=usage, confidence=sure if isinstance(sure, float) else None
+            value=decided,
+            usage=usage,
+            confidence=sure,
+            meta={"raw_confidence": raw} if isinstance(raw, float) else {},
+            accepted=calibration.is_accepted(name, sure, sig),
         )
     copy_text = getattr(kind, "copy_text", None)
     text = copy_text(inputs) if copy_text is not None else None
@@ -350,16 +370,35 @@ def run_kind(
     )
     review = getattr(kind, "review", None) if is_reviewed else None
     looked = (
-        review(value, inputs, schema, model, messages, usage)
+        review(value, inputs, schema, model, messages, usage, kind=name, calibration=calibration)
         if review is not None and isinstance(value, dict)
         else Review(value=value)
     )
+    meta, accepted = accept(looked, name, sig, calibration)
     return Outcome(
         value=kind.finish(looked.value, inputs, model, messages),
         usage=usage,
         confidence=looked.confidence,
-        meta=looked.meta,
+        meta=meta,
+        accepted=accepted,
     )
+
+
+def accept(
+    looked: Review, kind: str, sig: str, calibration: Calibration
+) -> tuple[dict[str, Any], bool | None]:
+    """Each field (`meta.fields`) and the step accepted or flagged by the calibration's
+    thresholds; a step is accepted when every field is. A kind that states no confidence
+    (`generate`) is judged by its review's `accepted` in `meta`, if any."""
+    fields = looked.meta.get("fields")
+    if isinstance(fields, dict) and fields:
+        for f in fields.values():
+            f["accepted"] = calibration.is_accepted(kind, f.get("confidence"), sig)
+        return looked.meta, all(f["accepted"] for f in fields.values())
+    if looked.confidence is not None:
+        return looked.meta, calibration.is_accepted(kind, looked.confidence, sig)
+    said = looked.meta.get("accepted")
+    return looked.meta, said if isinstance(said, bool) else None
 
 
 def ask_until_valid(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from taskloom import calibration as calibrations
 from taskloom.chat import ChatModel
 from taskloom.config import Settings
 from taskloom.deadline import step_deadline
@@ -51,6 +52,7 @@ def execute(
                 tools=tools,
                 tool_name=job.tool,
                 output_retries=settings.output_retries,
+                calibration=calibrations.load(settings.calibration),
             )
     except Exception as e:  # a step's failure is data: the dispatcher decides on retries
         finished = time.time()
@@ -82,6 +84,7 @@ def execute(
         else 0.0,
         finished_at=finished,
         confidence=outcome.confidence,
+        accepted=outcome.accepted,
         meta=outcome.meta,
     )
 

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from taskloom.chat import ChatModel, Message
 from taskloom.errors import TaskInputError
-from taskloom.tools import absence
+from taskloom.tools import confidence
 from taskloom.tools.base import KindInputs
 
 
@@ -52,7 +52,7 @@ def copy_text(inputs: Inputs) -> str | None:
     return inputs.text if inputs.copy_spans else None
 
 
-review = absence.review_nullable  # absence decided for every nullable field
+review = confidence.review  # absence decided, then each field's calibrated confidence
 
 
 def finish(value: Any, inputs: Inputs, model: ChatModel, messages: list[Message]) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from taskloom.chat import ChatModel, Message
-from taskloom.tools import absence
+from taskloom.tools import confidence
 from taskloom.tools.base import KindInputs
 
 
@@ -63,7 +63,7 @@ def copy_text(inputs: Inputs) -> str | None:
     return inputs.text if inputs.copy_spans else None
 
 
-review = absence.review_nullable  # absence decided for every nullable slot
+review = confidence.review  # absence decided, then each slot's calibrated confidence
 
 
 def finish(value: Any, inputs: Inputs, model: ChatModel, messages: list[Message]) -> Any:

@@ -9,6 +9,10 @@ mid-sentence or mid-word; one with no sentence end is cut at its last whole word
 The prompt casts the model as the one who writes (a support agent answering a
 customer, by default), and one example shows a reply of a few sentences that greets
 the person by name: a 270M model otherwise continues the customer's own message.
+
+Grounded: every id, number or code in the text must come from the instruction or the
+context (`taskloom.chat.grounding`). The model host enforces it while decoding; a text
+from any other model that invents one is flagged (`accepted: false`, `meta.invented`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from typing import Any
 from pydantic import Field
 
 from taskloom.chat import ChatModel, Message
-from taskloom.tools.base import KindInputs
+from taskloom.chat.grounding import GROUNDING_KEYWORD, Grounding
+from taskloom.tools.base import KindInputs, Review, Usage
 
 SENTENCE_END = re.compile(r"[.!?](?=[\"')\]]*(\s|$))")
 
@@ -34,7 +39,33 @@ class Inputs(KindInputs):
 
 def schema(inputs: Inputs, output: dict[str, Any] | None) -> dict[str, Any]:
     text = {"type": "string", "maxLength": 2 * inputs.max_tokens}
-    return {"type": "object", "properties": {"text": text}, "required": ["text"]}
+    return {
+        "type": "object",
+        "properties": {"text": text},
+        "required": ["text"],
+        GROUNDING_KEYWORD: source(inputs),
+    }
+
+
+def source(inputs: Inputs) -> str:
+    """What the text's ids and numbers may come from: the instruction and the context."""
+    context = "" if inputs.context is None else json.dumps(inputs.context, ensure_ascii=False)
+    return f"{inputs.instruction}\n{context}"
+
+
+def review(
+    value: dict[str, Any],
+    inputs: Inputs,
+    schema: dict[str, Any],
+    model: ChatModel,
+    messages: list[Message],
+    usage: Usage,
+    **_: Any,
+) -> Review:
+    """Ids and numbers the text has that its sources lack: none when the model host
+    grounded the decoding; another chat model's are found here, and flag the step."""
+    invented = Grounding(source(inputs)).invented(str(value.get("text", "")))
+    return Review(value=value, meta={"invented": invented, "accepted": not invented})
 
 
 SHOW_SCHEMA = False

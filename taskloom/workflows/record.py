@@ -53,6 +53,26 @@ class Totals(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    flagged: int = Field(0, description="values not accepted by the calibration: see `review`")
+
+
+def flagged_values(step: StepRecord) -> list[dict[str, Any]]:
+    """The step's values that were not accepted (per field where the kind has fields)."""
+    if step.status != StepStatus.DONE or step.accepted is not False:
+        return []
+    fields = step.meta.get("fields")
+    if isinstance(fields, dict) and fields:
+        return [
+            {
+                "step": step.id,
+                "field": name,
+                "value": f.get("value"),
+                "confidence": f.get("confidence"),
+            }
+            for name, f in fields.items()
+            if isinstance(f, dict) and f.get("accepted") is False
+        ]
+    return [{"step": step.id, "field": None, "value": step.value, "confidence": step.confidence}]
 
 
 class RunRecord(BaseModel):
@@ -88,6 +108,11 @@ class RunRecord(BaseModel):
     budget: dict[str, Any] | None = Field(
         None, description="limits, what was spent, and which budget stopped the run and where"
     )
+    review: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="values an SLM gave that the calibration did not accept and no higher"
+        " tier replaced: step, field (None for a whole step), value, confidence",
+    )
     _index: dict[str, StepRecord] = PrivateAttr(default_factory=dict)
 
     def step(self, step_id: str, kind: str = "") -> StepRecord:
@@ -113,6 +138,8 @@ class RunRecord(BaseModel):
             t.prompt_tokens += s.prompt_tokens
             t.completion_tokens += s.completion_tokens
             t.cost_usd += s.cost_usd
+        self.review = [v for s in self.steps for v in flagged_values(s)]
+        t.flagged = len(self.review)
         self.totals = t
 
 

@@ -17,6 +17,7 @@ as a scoring probe) never evicts a long shared instruction.
 from __future__ import annotations
 
 import ctypes
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from taskloom import deadline
+from taskloom.chat.grounding import Grounding
 from taskloom.errors import ModelError, TaskInputError
 
 TOP_K = 64
@@ -43,6 +45,11 @@ class Generated:
     prompt_tokens_evaluated: int
     rejected: int
     full_masks: int
+    logprobs: list[float] = field(default_factory=list)
+    """Per generated token: its log-probability under the model alone (no grammar)."""
+    top_logprobs: list[float] = field(default_factory=list)
+    """Per generated token: the log-probability of the model's own first choice there;
+    above `logprobs` where the grammar overrode the model."""
 
 
 class _Candidates:
@@ -88,6 +95,12 @@ class Draft:
     is_finished: bool = False
     followers: dict[tuple[int, ...], set[int]] = field(default_factory=dict)
     """For no-repeat: the tokens seen after each run of n - 1 tokens."""
+    logprobs: list[float] = field(default_factory=list)
+    top_logprobs: list[float] = field(default_factory=list)
+    grounding: Grounding | None = None
+    """Ids and numbers must come from this source (`taskloom.chat.grounding`)."""
+    ungrounded: int = 0
+    """Tokens the grounding turned down."""
 
     def generated(self, evaluated: int) -> Generated:
         return Generated(
@@ -96,6 +109,8 @@ class Draft:
             prompt_tokens_evaluated=evaluated,
             rejected=self.rejected,
             full_masks=self.full_masks,
+            logprobs=self.logprobs,
+            top_logprobs=self.top_logprobs,
         )
 
 
@@ -114,6 +129,16 @@ class Picker:
         # End tokens join the top-K retry so that a finished grammar never needs a full mask.
         self._ends = np.array(sorted(t for t in ends if t >= 0), dtype=np.intc)
         self._top = _Candidates(TOP_K + len(self._ends))
+        self._n_vocab = n_vocab
+        self._blank: npt.NDArray[np.intc] | None = None
+
+    @property
+    def blank(self) -> npt.NDArray[np.intc]:
+        """Tokens made of whitespace alone (found once, on first use)."""
+        if self._blank is None:
+            found = [t for t in range(self._n_vocab) if (p := self._piece(t)) and not p.strip()]
+            self._blank = np.array(found, dtype=np.intc)
+        return self._blank
 
     def advance(self, d: Draft, logits: npt.NDArray[np.single]) -> int:
         """Pick the next token from `logits` (a view it may modify) and add it to `d`.
@@ -124,7 +149,17 @@ class Picker:
             ModelError: the grammar allows no token here.
         """
         out, n, grammar = d.out, d.no_repeat_ngram, d.grammar
+        # The model's own view of each token (confidence reads it): one pass over the
+        # logits, small beside the decode that produced them.
+        top = float(logits.max())
+        lse = top + math.log(float(np.exp(logits - top).sum()))
         banned = d.followers.get(tuple(out[-(n - 1) :])) if n and len(out) >= n - 1 else None
+        if grammar is not None and not d.grammar_first:
+            # A JSON answer never needs a token of whitespace alone (" " then "1" can
+            # always be " 1"), and greedy decoding that takes one lands off the model's
+            # own path: after `"order_id": ` + " ", this model wants a bare number, which
+            # the schema forbids, and null wins over the id it would have quoted.
+            banned = {*(banned or ()), *self.blank.tolist()}
         if banned:
             ids = np.fromiter(banned, dtype=np.intc)
             saved = logits[ids].copy()
@@ -150,6 +185,10 @@ class Picker:
                     logits[ids] = saved  # the grammar allows only a repeat here
                     token, is_full = self._pick_allowed(grammar, logits, d.temperature, d.rng)
                 d.full_masks += is_full
+        if d.grounding is not None and not self._is_grounded(d, token):
+            d.ungrounded += 1
+            token = self._grounded(d, logits, grammar)
+        if grammar is not None and not d.grammar_first:
             llama_cpp.llama_sampler_accept(grammar, token)
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
             d.is_finished = True
@@ -157,10 +196,38 @@ class Picker:
         if n and len(out) >= n - 1:
             d.followers.setdefault(tuple(out[len(out) - n + 1 :]), set()).add(token)
         out.append(token)
+        d.logprobs.append(float(logits[token]) - lse)
+        d.top_logprobs.append(top - lse)
         d.text += self._piece(token)
         if d.is_done is not None and d.is_done(d.text):
             d.is_finished = True
         return token
+
+    def _is_grounded(self, d: Draft, token: int) -> bool:
+        assert d.grounding is not None
+        text = d.text.decode("utf-8", errors="ignore")
+        return d.grounding.allows(text, self._piece(token).decode("utf-8", errors="ignore"))
+
+    def _grounded(self, d: Draft, logits: npt.NDArray[np.single], grammar: Any) -> int:
+        """The model's best token that the grammar allows and that invents no id or number;
+        failing that among the top candidates, the best allowed one with no digit."""
+        top = np.argpartition(logits, -TOP_K)[-TOP_K:]
+        ranked = [int(t) for t in top[np.argsort(-logits[top])] if np.isfinite(logits[t])]
+
+        def is_allowed(t: int) -> bool:
+            if grammar is None:
+                return True
+            one = np.array([t], dtype=np.intc)
+            return bool(np.isfinite(self._top.apply(grammar, one, logits[t : t + 1])[0]))
+
+        allowed = [t for t in ranked if is_allowed(t)]
+        for t in allowed:
+            if self._is_grounded(d, t):
+                return t
+        for t in allowed:
+            if not any(c in b"0123456789" for c in self._piece(t)):
+                return t
+        return allowed[0] if allowed else ranked[0]
 
     def _pick(
         self, logits: npt.NDArray[np.single], temperature: float, rng: np.random.Generator
@@ -340,6 +407,7 @@ class Decoder:
         rng: np.random.Generator | None = None,
         grammar_first: bool = False,
         no_repeat_ngram: int = 0,
+        grounding: Grounding | None = None,
     ) -> Generated:
         """Generate after `prompt` until an end-of-generation token or `max_tokens`.
 
@@ -350,6 +418,7 @@ class Decoder:
                 grammar sampling does (slow; for tests and benchmarks).
             no_repeat_ngram: with n > 0, never generate the same n tokens twice (unless
                 the grammar allows nothing else); this stops greedy decoding's loops.
+            grounding: ids and numbers must come from its source (`chat.grounding`).
         """
         evaluated = self.evaluate(prompt)
         draft = Draft(
@@ -359,6 +428,7 @@ class Decoder:
             is_done=is_done,
             grammar_first=grammar_first,
             no_repeat_ngram=no_repeat_ngram,
+            grounding=grounding,
         )
         for _ in range(min(max_tokens, self.n_ctx - len(self.tokens))):
             deadline.check()  # the step's own deadline, if the worker set one

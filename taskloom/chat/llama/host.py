@@ -35,8 +35,9 @@ from llama_cpp._utils import suppress_stdout_stderr
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from taskloom import deadline
-from taskloom.chat import Completion, Message, cancel
+from taskloom.chat import Completion, Message, TokenLogprob, cancel
 from taskloom.chat import gpu as gpus
+from taskloom.chat.grounding import GROUNDING_KEYWORD, Grounding
 from taskloom.chat.llama import placement
 from taskloom.chat.llama.batch import CHUNK, Batch, Request
 from taskloom.chat.llama.decoder import Decoder, Draft, Generated
@@ -291,6 +292,14 @@ class ModelHost:
             run_ms=run_ms,
             grammar_rejections=out.rejected,
             full_masks=out.full_masks,
+            tokens=[
+                TokenLogprob(
+                    text=self._decoder.piece(t).decode("utf-8", errors="replace"),
+                    logprob=lp,
+                    top_logprob=top,
+                )
+                for t, lp, top in zip(out.tokens, out.logprobs, out.top_logprobs, strict=True)
+            ],
         )
 
     def _generate(
@@ -305,6 +314,10 @@ class ModelHost:
     ) -> tuple[list[int], Generated]:
         prompt = self.prompt_tokens(messages)
         self._fit(prompt, min(max_tokens, 16))
+        grounding = None
+        if schema is not None and GROUNDING_KEYWORD in schema:
+            grounding = Grounding(str(schema[GROUNDING_KEYWORD]))
+            schema = {k: v for k, v in schema.items() if k != GROUNDING_KEYWORD}
         if schema is None:
             grammar = None
         else:
@@ -321,6 +334,7 @@ class ModelHost:
                     is_done=is_done,
                     grammar_first=grammar_first,
                     no_repeat_ngram=NO_REPEAT_NGRAM,
+                    grounding=grounding,
                 )
             draft = Draft(
                 grammar=grammar,
@@ -329,6 +343,7 @@ class ModelHost:
                 is_done=is_done,
                 grammar_first=grammar_first,
                 no_repeat_ngram=NO_REPEAT_NGRAM,
+                grounding=grounding,
             )
             request = self._batch.submit(self._request(prompt, draft=draft, max_tokens=max_tokens))
             generated = request.wait().generated

@@ -1,0 +1,77 @@
+"""Fit the shipped calibration (taskloom/calibration.json) on the dev halves, and only them.
+
+    python benchmarks/bench_kinds.py --split dev --kinds extract fill_slots classify \\
+        --dump dev.json
+    python benchmarks/fit_confidence.py dev.json       # prints, then writes the file
+
+Per kind: extract and fill_slots get logistic weights over each field's signals
+(taskloom/tools/confidence.py); classify gets Platt scaling of its own confidence.
+`calibration.fit_kind` chooses each threshold on out-of-fold confidences (5 folds by
+case), so no threshold is picked on answers its weights were fitted to: the lowest
+confidence whose accepted answers reach 95% precision with the Clopper–Pearson lower
+bound at 90%. Nothing here reads a test half or a held-out set: rows of any other
+split are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from taskloom import calibration
+from taskloom.calibration import Calibration, KindCalibration
+from taskloom.tools.confidence import FEATURES, Signals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("dumps", nargs="+", type=Path)
+    parser.add_argument("--l2", type=float, default=1.0)
+    parser.add_argument("--out", type=Path, default=calibration.DEFAULT_PATH)
+    parser.add_argument("--dry-run", action="store_true", help="print, write nothing")
+    args = parser.parse_args()
+    dump: list[dict[str, Any]] = []
+    for path in args.dumps:
+        dump += json.loads(path.read_text())
+    if any(r["split"] != "dev" for r in dump):
+        raise SystemExit("fit_confidence: only dev-half rows may be fitted on")
+    kinds: dict[str, KindCalibration] = {}
+    for kind in ("extract", "fill_slots", "classify"):
+        rows = [r for r in dump if r["kind"] == kind and (r.get("signals") or "raw" in r)]
+        if not rows:
+            continue
+        if kind == "classify":
+            inputs: list[Any] = [float(r["raw"]) for r in rows]
+        else:
+            inputs = [Signals.from_meta(r["signals"]).vector() for r in rows]
+        right = [bool(r["right"]) for r in rows]
+        fitted, oof = calibration.fit_kind(kind, inputs, right, [r["id"] for r in rows], l2=args.l2)
+        kinds[kind] = fitted
+        print(
+            f"{kind}: {len(rows)} answers, {sum(right)} right; out of fold: coverage at 95%"
+            f" {calibration.coverage_at(oof, right):.1%}, AURC"
+            f" {calibration.aurc(oof, right):.3f}, ECE"
+            f" {calibration.calibration_error(oof, right):.3f}; threshold {fitted.threshold}"
+            f" accepts {fitted.coverage:.1%} at {fitted.precision:.1%}"
+        )
+        if fitted.weights:
+            print(
+                "  weights: "
+                + ", ".join(f"{n} {w:+.2f}" for n, w in zip(FEATURES, fitted.weights, strict=True))
+            )
+        if fitted.scale:
+            print(f"  scale: {fitted.scale}")
+    result = Calibration(
+        about="fitted by benchmarks/fit_confidence.py on the dev halves of"
+        " benchmarks/data/eval_*.json (default model, gemma-3-270m Q4_K_M)",
+        kinds=kinds,
+    )
+    if not args.dry_run:
+        args.out.write_text(result.model_dump_json(indent=1, exclude_none=True) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

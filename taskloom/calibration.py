@@ -1,0 +1,345 @@
+"""Calibration: confidences that are probabilities of being right, and where to accept.
+
+A calibration file (JSON; the package ships one fitted on the dev halves of
+benchmarks/data, `taskloom calibrate` writes others) holds, per SLM kind:
+- `weights`: a logistic model over a field's signals (`tools/confidence.py`), for
+  `extract` and `fill_slots`; or `scale`: Platt scaling of the kind's own confidence
+  (`classify`, `filter`): p = sigmoid(a · logit(c) + b);
+- `threshold`: the lowest confidence accepted. It is the lowest at which the accepted
+  answers of the fitting data reach the target precision with a finite-sample bound:
+  the Clopper–Pearson lower bound at `level` (0.90) is at least `target_precision`.
+  None when no threshold reaches it: every answer of that kind is flagged.
+
+Thresholds can also be kept per step signature (kind + output schema + the inputs that
+define the task, not its data); a signature's threshold wins over its kind's.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from taskloom.errors import ConfigError
+
+DEFAULT_PATH = Path(__file__).parent / "calibration.json"
+TARGET_PRECISION = 0.95
+LEVEL = 0.90
+DATA_INPUTS = frozenset({"text", "passages", "query", "context", "examples", "max_tokens"})
+"""Inputs that carry a step's data, not its task: left out of its signature."""
+
+
+class KindCalibration(BaseModel):
+    """How one kind's (or one signature's) confidence is mapped, and where it is accepted."""
+
+    weights: list[float] | None = Field(None, description="logistic weights over the signals")
+    scale: tuple[float, float] | None = Field(None, description="Platt scaling (a, b)")
+    threshold: float | None = Field(None, description="the lowest confidence accepted")
+    examples: int = Field(0, description="labelled answers it was fitted on")
+    coverage: float | None = Field(None, description="share accepted on the fitting data")
+    precision: float | None = Field(None, description="precision of those accepted")
+
+
+class Calibration(BaseModel):
+    """A calibration file (module doc)."""
+
+    version: int = 1
+    target_precision: float = TARGET_PRECISION
+    level: float = LEVEL
+    about: str = ""
+    kinds: dict[str, KindCalibration] = Field(default_factory=dict)
+    signatures: dict[str, KindCalibration] = Field(default_factory=dict)
+
+    def of(self, kind: str) -> KindCalibration:
+        """The kind's calibration (an uncalibrated one if the file has none)."""
+        return self.kinds.get(kind) or KindCalibration()
+
+    def threshold(self, kind: str, sig: str | None = None) -> float | None:
+        """The lowest confidence accepted for a step of this kind and signature."""
+        if sig is not None and sig in self.signatures:
+            return self.signatures[sig].threshold
+        return self.of(kind).threshold
+
+    def field_confidence(self, kind: str, vector: Sequence[float]) -> float | None:
+        """A field's probability of being right from its signals (None: not fitted)."""
+        weights = self.of(kind).weights
+        if weights is None or len(weights) != len(vector):
+            return None
+        return sigmoid(sum(w * x for w, x in zip(weights, vector, strict=True)))
+
+    def step_confidence(self, kind: str, raw: float | None) -> float | None:
+        """A kind's own confidence mapped to a probability of being right."""
+        scale = self.of(kind).scale
+        if raw is None or scale is None:
+            return raw
+        a, b = scale
+        return sigmoid(a * logit(raw) + b)
+
+    def is_accepted(self, kind: str, confidence: float | None, sig: str | None = None) -> bool:
+        """Whether an answer with this confidence is accepted (flagged otherwise)."""
+        threshold = self.threshold(kind, sig)
+        return confidence is not None and threshold is not None and confidence >= threshold
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, mtime: float) -> Calibration:
+    try:
+        return Calibration.model_validate_json(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"calibration file {path!r} can't be read ({e}); write one with "
+            "`taskloom calibrate --examples FILE.jsonl` or unset TASKLOOM_CALIBRATION"
+        ) from e
+
+
+def load(path: str | Path | None = None) -> Calibration:
+    """The calibration at `path`, or the one the package ships (cached until it changes).
+
+    Raises:
+        ConfigError: the file is missing or not a calibration file.
+    """
+    p = Path(path) if path else DEFAULT_PATH
+    try:
+        mtime = p.stat().st_mtime
+    except OSError as e:
+        raise ConfigError(
+            f"calibration file {str(p)!r} does not exist; write one with "
+            "`taskloom calibrate --examples FILE.jsonl` or unset TASKLOOM_CALIBRATION"
+        ) from e
+    return _load(str(p), mtime)
+
+
+def signature(kind: str, inputs: dict[str, Any], output: dict[str, Any] | None) -> str:
+    """The step's signature: a hash of its kind, output schema and task-defining inputs."""
+    task = {k: v for k, v in inputs.items() if k not in DATA_INPUTS}
+    body = json.dumps({"kind": kind, "output": output, "inputs": task}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-max(min(x, 50.0), -50.0)))
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+# --- fitting ----------------------------------------------------------------------------
+
+
+def fit_logistic(
+    rows: Sequence[Sequence[float]], right: Sequence[bool], *, l2: float = 1.0
+) -> list[float]:
+    """Logistic-regression weights by Newton's method, an L2 penalty on all but the bias."""
+    import numpy as np
+
+    x = np.asarray(rows, dtype=np.float64)
+    y = np.asarray(right, dtype=np.float64)
+    w = np.zeros(x.shape[1])
+    penalty = np.eye(x.shape[1]) * l2
+    penalty[0, 0] = 0.0
+    for _ in range(50):
+        p = 1 / (1 + np.exp(-np.clip(x @ w, -50, 50)))
+        grad = x.T @ (p - y) + penalty @ w
+        hess = (x * (p * (1 - p))[:, None]).T @ x + penalty + np.eye(len(w)) * 1e-9
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if float(np.abs(step).max()) < 1e-8:
+            break
+    return [round(float(v), 5) for v in w]
+
+
+def fit_scale(confidences: Sequence[float], right: Sequence[bool]) -> tuple[float, float]:
+    """Platt scaling (a, b) of a kind's own confidence."""
+    bias, slope = fit_logistic([[1.0, logit(c)] for c in confidences], right, l2=0.01)
+    return (slope, bias)
+
+
+FOLDS = 5
+MIN_TO_REFIT = 100
+"""Labelled answers of a kind (with at least 10 right and 10 wrong) before its weights
+or scale are fitted anew; with fewer, only its threshold is."""
+
+
+def fit_kind(
+    kind: str,
+    inputs: Sequence[Sequence[float] | float],
+    right: Sequence[bool],
+    groups: Sequence[str],
+    *,
+    base: KindCalibration | None = None,
+    target: float = TARGET_PRECISION,
+    level: float = LEVEL,
+    l2: float = 1.0,
+) -> tuple[KindCalibration, list[float]]:
+    """A kind's calibration from labelled answers: its mapping, then its threshold.
+
+    `inputs` are each answer's signal vector (extract, fill_slots) or its kind's own
+    confidence (classify, filter). With enough answers (MIN_TO_REFIT) the mapping is
+    fitted anew and the threshold is chosen on out-of-fold confidences (5 folds by
+    `groups`, e.g. the example each answer came from), so the threshold is never picked
+    on answers the mapping was fitted to; otherwise `base`'s mapping is kept.
+
+    Returns:
+        The calibration, and the confidences the threshold was chosen on.
+    """
+    is_vector = bool(inputs) and not isinstance(inputs[0], int | float)
+    current = base or KindCalibration()
+
+    def mapping(idx: Sequence[int]) -> KindCalibration:
+        if is_vector:
+            rows = [list(inputs[i]) for i in idx]  # type: ignore[arg-type]
+            return KindCalibration(weights=fit_logistic(rows, [right[i] for i in idx], l2=l2))
+        values = [float(inputs[i]) for i in idx]  # type: ignore[arg-type]
+        return KindCalibration(scale=fit_scale(values, [right[i] for i in idx]))
+
+    def confidence(cal: KindCalibration, x: Sequence[float] | float) -> float:
+        probe = Calibration(kinds={kind: cal})
+        if isinstance(x, int | float):
+            return probe.step_confidence(kind, float(x)) or 0.0
+        return probe.field_confidence(kind, x) or 0.0
+
+    n_right = sum(right)
+    can_refit = len(right) >= MIN_TO_REFIT and min(n_right, len(right) - n_right) >= 10
+    if can_refit:
+        names = sorted(set(groups))
+        fold_of = {g: i % FOLDS for i, g in enumerate(names)}
+        oof = [0.0] * len(right)
+        for k in range(FOLDS):
+            fitted = mapping([i for i in range(len(right)) if fold_of[groups[i]] != k])
+            for i in range(len(right)):
+                if fold_of[groups[i]] == k:
+                    oof[i] = confidence(fitted, inputs[i])
+        current, scored = mapping(range(len(right))), oof
+    else:
+        scored = [confidence(current, x) for x in inputs]
+    threshold, coverage, precision = choose_threshold(scored, right, target=target, level=level)
+    return (
+        current.model_copy(
+            update={
+                "threshold": rounded_down(threshold),
+                "examples": len(right),
+                "coverage": round(coverage, 4),
+                "precision": round(precision, 4),
+            }
+        ),
+        scored,
+    )
+
+
+def rounded_down(threshold: float | None) -> float | None:
+    """A threshold to 4 decimals, rounded down so that the answer at it stays accepted."""
+    return None if threshold is None else math.floor(threshold * 10_000) / 10_000
+
+
+def lower_bound(k: int, n: int, *, level: float = LEVEL) -> float:
+    """Clopper–Pearson: the one-sided lower confidence bound of a rate, k right of n."""
+    if n == 0 or k == 0:
+        return 0.0
+    alpha = 1 - level
+    lo, hi = 0.0, k / n
+    for _ in range(60):  # P(X ≥ k | n, p) rises with p: bisect for where it equals alpha
+        mid = (lo + hi) / 2
+        if _tail(k, n, mid) < alpha:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _tail(k: int, n: int, p: float) -> float:
+    """P(X ≥ k) for X ~ Binomial(n, p)."""
+    if p <= 0:
+        return 0.0
+    if p >= 1:
+        return 1.0
+    lp, lq = math.log(p), math.log1p(-p)
+    terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+        for i in range(k, n + 1)
+    ]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
+def choose_threshold(
+    confidences: Sequence[float],
+    right: Sequence[bool],
+    *,
+    target: float = TARGET_PRECISION,
+    level: float = LEVEL,
+) -> tuple[float | None, float, float]:
+    """The lowest threshold whose accepted answers reach `target` precision with the
+    Clopper–Pearson bound; returns (threshold or None, coverage, precision there)."""
+    pairs = sorted(zip(confidences, right, strict=True), key=lambda p: -p[0])
+    best: tuple[float | None, float, float] = (None, 0.0, 0.0)
+    k = 0
+    for n, (c, ok) in enumerate(pairs, start=1):
+        k += ok
+        is_last_of_tie = n == len(pairs) or pairs[n][0] < c
+        if is_last_of_tie and lower_bound(k, n, level=level) >= target:
+            best = (c, n / len(pairs), k / n)
+    return best
+
+
+def risk_coverage(confidences: Sequence[float], right: Sequence[bool]) -> list[dict[str, float]]:
+    """Precision of the most confident answers kept, at each coverage in 5% steps."""
+    pairs = sorted(zip(confidences, right, strict=True), key=lambda p: -p[0])
+    rows = []
+    for pct in range(5, 101, 5):
+        n = max(1, round(len(pairs) * pct / 100))
+        kept = pairs[:n]
+        rows.append(
+            {
+                "coverage": n / len(pairs),
+                "precision": sum(ok for _, ok in kept) / n,
+                "threshold": kept[-1][0],
+            }
+        )
+    return rows
+
+
+def aurc(confidences: Sequence[float], right: Sequence[bool]) -> float:
+    """Area under the risk–coverage curve: the mean error rate over every coverage."""
+    pairs = sorted(zip(confidences, right, strict=True), key=lambda p: -p[0])
+    wrong = total = 0.0
+    for n, (_, ok) in enumerate(pairs, start=1):
+        wrong += not ok
+        total += wrong / n
+    return total / max(len(pairs), 1)
+
+
+def coverage_at(
+    confidences: Sequence[float], right: Sequence[bool], *, target: float = TARGET_PRECISION
+) -> float:
+    """The largest share of answers that can be kept, most confident first, at `target`
+    precision (the plain rate, no bound: what a benchmark reports)."""
+    pairs = sorted(zip(confidences, right, strict=True), key=lambda p: -p[0])
+    best = k = 0
+    for n, (c, ok) in enumerate(pairs, start=1):
+        k += ok
+        is_last_of_tie = n == len(pairs) or pairs[n][0] < c
+        if is_last_of_tie and k / n >= target:
+            best = n
+    return best / max(len(pairs), 1)
+
+
+def calibration_error(confidences: Sequence[float], right: Sequence[bool], bins: int = 10) -> float:
+    """Expected calibration error over equal-width bins."""
+    total = 0.0
+    pairs = list(zip(confidences, right, strict=True))
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        inside = [(c, ok) for c, ok in pairs if low < c <= high or (b == 0 and c == 0)]
+        if inside:
+            acc = sum(ok for _, ok in inside) / len(inside)
+            conf = sum(c for c, _ in inside) / len(inside)
+            total += abs(acc - conf) * len(inside) / len(pairs)
+    return total

@@ -1,0 +1,255 @@
+"""Labelled examples: steps with their right outputs, run and graded answer by answer.
+
+The file format (`taskloom calibrate --examples FILE.jsonl`; the learning and evaluation
+commands read the same) is one JSON object a line:
+
+    {"step": {"kind": "extract", "inputs": {"text": "...", "copy": true},
+              "output": {"type": "object", "properties": {...}}},
+     "expected": {"person": "Maria Lopez", "order_id": null}}
+
+- `step` is a plan step whose inputs are literals (no `$` references); `id` is optional.
+- `expected` is the step's right output, in its kind's output shape. `fill_slots` may
+  give the slots alone, `classify` the label alone. A field's expected value may be a
+  list of the answers that count as right. Strings are compared without regard to case
+  or surrounding spaces.
+- Graded: each field of `extract` and `fill_slots`; the label of `classify`; the kept
+  passages of `filter` (as a set). `generate` has no right answer to compare with and is
+  skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from taskloom.calibration import (
+    Calibration,
+    KindCalibration,
+    choose_threshold,
+    fit_kind,
+    rounded_down,
+    signature,
+)
+from taskloom.chat import ChatModel
+from taskloom.errors import InputError, TaskloomError
+from taskloom.plan import SLM_KINDS, Step, StepKind, references
+from taskloom.tools import Outcome, run_task
+from taskloom.tools.confidence import Signals
+
+GRADED = (StepKind.EXTRACT, StepKind.FILL_SLOTS, StepKind.CLASSIFY, StepKind.FILTER)
+
+
+class Labelled(BaseModel):
+    """One line of a labelled-examples file."""
+
+    step: Step
+    expected: Any
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Graded:
+    """One answer of one example: its field (None for a whole step), confidence, rightness."""
+
+    kind: str
+    signature: str
+    line: int
+    field: str | None
+    value: Any
+    expected: Any
+    confidence: float | None
+    is_right: bool
+    evidence: list[float] | float | None = None
+    """What the kind's confidence was mapped from: a field's signal vector, or the kind's
+    own confidence before calibration (to fit a calibration anew)."""
+
+
+def read(path: str | Path) -> list[Labelled]:
+    """The examples of a JSONL file, every line checked.
+
+    Raises:
+        InputError: naming the first bad line and what is wrong with it.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"can't read examples file {str(path)!r}: {e}") from e
+    found = []
+    for n, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{where}: not JSON ({e.msg}); one JSON object a line") from e
+        if not isinstance(raw, dict) or "step" not in raw or "expected" not in raw:
+            raise InputError(f'{where}: each line is {{"step": {{...}}, "expected": ...}}')
+        step = raw["step"]
+        if isinstance(step, dict):
+            step = {"id": "step", **step}
+        try:
+            example = Labelled(step=step, expected=raw["expected"], line=n)
+        except ValidationError as e:
+            first = e.errors()[0]
+            at = ".".join(str(p) for p in first["loc"])
+            raise InputError(f"{where}: {at}: {first['msg'].lower()}") from e
+        if example.step.kind not in SLM_KINDS:
+            kinds = ", ".join(sorted(SLM_KINDS))
+            raise InputError(f"{where}: kind {example.step.kind!r} is not an SLM kind ({kinds})")
+        if any(True for _ in references(example.step.inputs)):
+            raise InputError(f"{where}: inputs must be literals, not $references")
+        found.append(example)
+    if not found:
+        raise InputError(f"examples file {str(path)!r} has no examples")
+    return found
+
+
+def same(got: Any, expected: Any) -> bool:
+    """Whether an answer counts as right (a list of expected answers: any of them)."""
+    accepted = expected if isinstance(expected, list) else [expected]
+    if got is None:
+        return None in accepted
+    if not isinstance(got, str):
+        return got in accepted
+    return got.strip().lower() in [a.strip().lower() for a in accepted if isinstance(a, str)]
+
+
+def grade(example: Labelled, outcome: Outcome, sig: str) -> list[Graded]:
+    """Each graded answer of one example's outcome (module doc)."""
+    kind, expected, value = example.step.kind, example.expected, outcome.value
+    fields = outcome.meta.get("fields", {})
+
+    raw = outcome.meta.get("raw_confidence")
+
+    def answer(name: str | None, got: Any, want: Any, confidence: float | None) -> Graded:
+        evidence: list[float] | float | None = raw if isinstance(raw, float) else None
+        if name is not None:
+            said = fields.get(name, {}).get("signals")
+            evidence = Signals.from_meta(said).vector() if isinstance(said, dict) else None
+        right = _right(kind, got, want)
+        return Graded(kind, sig, example.line, name, got, want, confidence, right, evidence)
+
+    if kind in (StepKind.EXTRACT, StepKind.FILL_SLOTS):
+        got_all = value.get("slots", value) if kind == StepKind.FILL_SLOTS else value
+        want_all = expected.get("slots", expected) if isinstance(expected, dict) else {}
+        return [
+            answer(name, got_all.get(name), want, fields.get(name, {}).get("confidence"))
+            for name, want in want_all.items()
+        ]
+    if kind == StepKind.CLASSIFY:
+        want = expected.get("label") if isinstance(expected, dict) else expected
+        return [answer(None, value.get("label"), want, outcome.confidence)]
+    if kind == StepKind.FILTER:
+        want = expected.get("kept") if isinstance(expected, dict) else expected
+        return [answer(None, value.get("kept"), want, outcome.confidence)]
+    return []
+
+
+def recalibrate(
+    base: Calibration,
+    graded: Sequence[Graded],
+    *,
+    target: float,
+    level: float,
+    min_per_signature: int = 30,
+) -> Calibration:
+    """A calibration fitted to labelled answers: per kind (its mapping anew when there
+    are enough answers, `calibration.fit_kind`) and per signature with at least
+    `min_per_signature` answers (a threshold of its own)."""
+    kinds = dict(base.kinds)
+    signatures = dict(base.signatures)
+    for kind in sorted({g.kind for g in graded}):
+        mine = [g for g in graded if g.kind == kind and g.evidence is not None]
+        if not mine:
+            continue
+        fitted, _ = fit_kind(
+            kind,
+            [g.evidence for g in mine],  # type: ignore[misc]
+            [g.is_right for g in mine],
+            [f"{g.signature}:{g.line}" for g in mine],
+            base=base.kinds.get(kind),
+            target=target,
+            level=level,
+        )
+        kinds[kind] = fitted
+        probe = base.model_copy(update={"kinds": kinds})
+        for sig in sorted({g.signature for g in mine}):
+            theirs = [g for g in mine if g.signature == sig]
+            if len(theirs) < min_per_signature:
+                continue
+            conf = [confidence_of(probe, kind, g.evidence) for g in theirs]
+            threshold, coverage, precision = choose_threshold(
+                conf, [g.is_right for g in theirs], target=target, level=level
+            )
+            signatures[sig] = KindCalibration(
+                threshold=rounded_down(threshold),
+                examples=len(theirs),
+                coverage=round(coverage, 4),
+                precision=round(precision, 4),
+            )
+    return Calibration(
+        target_precision=target,
+        level=level,
+        about=f"taskloom calibrate on {len(graded)} labelled answers",
+        kinds=kinds,
+        signatures=signatures,
+    )
+
+
+def confidence_of(cal: Calibration, kind: str, evidence: list[float] | float | None) -> float:
+    """An answer's confidence under `cal`, from what it was mapped from (0 if unmapped)."""
+    if isinstance(evidence, list):
+        return cal.field_confidence(kind, evidence) or 0.0
+    return cal.step_confidence(kind, evidence) or 0.0
+
+
+def _right(kind: str, got: Any, want: Any) -> bool:
+    if kind == StepKind.FILTER:
+        return isinstance(got, list) and isinstance(want, list) and set(got) == set(want)
+    return same(got, want)
+
+
+def run(
+    examples: Sequence[Labelled],
+    *,
+    model: ChatModel,
+    calibration: Calibration,
+    concurrency: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[Graded], list[str]]:
+    """Run every example's step on `model` (concurrently: a batching host decodes them
+    together) and grade the answers.
+
+    Returns:
+        The graded answers, and one line per example whose step failed to run.
+    """
+
+    def one(example: Labelled) -> list[Graded] | str:
+        step = example.step
+        try:
+            outcome = run_task(
+                step.kind, step.inputs, output=step.output, model=model, calibration=calibration
+            )
+        except TaskloomError as e:
+            return f"line {example.line}: {e.message}"
+        finally:
+            if progress is not None:
+                progress(1)
+        return grade(example, outcome, signature(step.kind, step.inputs, step.output))
+
+    graded: list[Graded] = []
+    failed: list[str] = []
+    with ThreadPoolExecutor(max(1, concurrency)) as pool:
+        for got in pool.map(one, [e for e in examples if e.step.kind in GRADED]):
+            if isinstance(got, str):
+                failed.append(got)
+            else:
+                graded += got
+    return graded, failed

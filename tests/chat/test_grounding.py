@@ -1,0 +1,35 @@
+"""Grounded text: ids and numbers must come from the sources, checked token by token."""
+
+from __future__ import annotations
+
+import pytest
+
+from taskloom.chat.grounding import Grounding
+
+SOURCE = "Reply to Maria about order A-1042; refunds take 5 business days; total €84.90"
+
+
+@pytest.mark.parametrize(
+    ("text", "piece", "allowed"),
+    [
+        ("Your order ", "A", True),  # no digit yet
+        ("Your order A-", "10", True),  # the start of A-1042
+        ("Your order A-10", "42", True),
+        ("Your order A-1042", ".", True),  # a sentence end, not part of the id
+        ("Your order A-104", " ", False),  # A-104 is not A-1042
+        ("refund B-", "100", False),  # invented
+        ("in ", "5", True),
+        ("in ", "24", False),
+        ("a total of €", "84", True),
+        ("a total of €84", ".90", True),
+        ("order ", "1042", True),  # bounded inside A-1042
+    ],
+)
+def test_each_token_is_checked_against_the_source(text: str, piece: str, allowed: bool) -> None:
+    assert Grounding(SOURCE).allows(text, piece) is allowed
+
+
+def test_invented_lists_what_a_finished_text_made_up() -> None:
+    text = "Dear Maria, order A-1042 (refund B-100) arrives in 5 days, within 24 hours."
+    assert Grounding(SOURCE).invented(text) == ["B-100", "24"]
+    assert Grounding(SOURCE).invented("Dear Maria, thank you.") == []

@@ -1,0 +1,106 @@
+"""Calibration: the finite-sample bound, thresholds, the metrics, the file, signatures."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from taskloom import calibration
+from taskloom.calibration import Calibration, KindCalibration
+from taskloom.errors import ConfigError
+
+
+def test_clopper_pearson_lower_bound_matches_the_closed_form() -> None:
+    # k = n: the bound solves p^n = 1 - level
+    assert calibration.lower_bound(45, 45, level=0.9) == pytest.approx(0.1 ** (1 / 45), abs=1e-6)
+    assert calibration.lower_bound(0, 10) == 0.0
+    # more evidence, same rate: a tighter (higher) bound
+    assert calibration.lower_bound(95, 100) < calibration.lower_bound(950, 1000) < 0.95
+
+
+def test_the_threshold_is_the_lowest_whose_accepted_answers_pass_the_bound() -> None:
+    rng = random.Random(1)
+    conf = [0.99 - i / 10_000 for i in range(300)] + [0.6 - i / 10_000 for i in range(300)]
+    right = [rng.random() < (0.995 if c > 0.9 else 0.6) for c in conf]
+    threshold, coverage, precision = calibration.choose_threshold(conf, right)
+    assert threshold is not None
+    kept = [ok for c, ok in zip(conf, right, strict=True) if c >= threshold]
+    assert len(kept) / len(conf) == pytest.approx(coverage) and precision == sum(kept) / len(kept)
+    assert calibration.lower_bound(sum(kept), len(kept)) >= 0.95
+    assert coverage > 0.4  # nearly all of the confident half
+    more = [ok for c, ok in zip(conf, right, strict=True) if c >= threshold - 0.4]
+    assert calibration.lower_bound(sum(more), len(more)) < 0.95
+
+
+def test_no_threshold_when_nothing_reaches_the_target() -> None:
+    assert calibration.choose_threshold([0.9, 0.8, 0.7], [True, False, True]) == (None, 0.0, 0.0)
+
+
+def test_coverage_aurc_and_calibration_error() -> None:
+    conf = [0.9, 0.8, 0.7, 0.6]
+    right = [True, True, False, False]
+    assert calibration.coverage_at(conf, right) == 0.5
+    assert calibration.aurc(conf, right) == pytest.approx((0 + 0 + 1 / 3 + 2 / 4) / 4)
+    assert calibration.calibration_error([1.0, 1.0], [True, True]) == 0.0
+    assert calibration.calibration_error([0.9, 0.9], [False, False]) == pytest.approx(0.9)
+
+
+def test_logistic_fit_separates_a_separable_signal() -> None:
+    rows = [[1.0, x / 10] for x in range(-20, 21)]
+    right = [r[1] > 0 for r in rows]
+    bias, slope = calibration.fit_logistic(rows, right, l2=0.1)
+    assert slope > 1 and abs(bias) < 1
+
+
+def test_fit_kind_refits_with_enough_answers_and_thresholds_out_of_fold() -> None:
+    rng = random.Random(2)
+    xs = [rng.uniform(-4, 4) for _ in range(300)]
+    right = [rng.random() < calibration.sigmoid(2 * x) for x in xs]
+    fitted, scored = calibration.fit_kind(
+        "extract", [[1.0, x] for x in xs], right, [str(i) for i in range(300)]
+    )
+    assert fitted.weights is not None and fitted.weights[1] > 1
+    assert fitted.threshold is not None and fitted.coverage and fitted.coverage > 0.2
+    assert len(scored) == 300
+
+
+def test_the_file_round_trips_and_a_missing_one_says_what_to_do(tmp_path: Path) -> None:
+    cal = Calibration(kinds={"classify": KindCalibration(scale=(2.0, 0.0), threshold=0.9)})
+    path = tmp_path / "c.json"
+    path.write_text(cal.model_dump_json())
+    loaded = calibration.load(path)
+    assert loaded.step_confidence("classify", 0.5) == pytest.approx(0.5)
+    assert loaded.step_confidence("classify", 0.8) > 0.8  # slope 2 sharpens
+    assert loaded.is_accepted("classify", 0.95) and not loaded.is_accepted("classify", 0.85)
+    assert not loaded.is_accepted("extract", 0.99)  # no threshold: flagged
+    with pytest.raises(ConfigError, match="taskloom calibrate"):
+        calibration.load(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ConfigError, match="can't be read"):
+        calibration.load(tmp_path / "bad.json")
+
+
+def test_a_signature_threshold_wins_over_its_kind() -> None:
+    cal = Calibration(
+        kinds={"classify": KindCalibration(threshold=0.9)},
+        signatures={"abc": KindCalibration(threshold=0.5)},
+    )
+    assert cal.is_accepted("classify", 0.6, "abc") and not cal.is_accepted("classify", 0.6)
+
+
+def test_a_signature_names_the_task_not_its_data() -> None:
+    a = calibration.signature("classify", {"text": "one", "labels": ["x", "y"]}, None)
+    b = calibration.signature("classify", {"text": "two", "labels": ["x", "y"]}, None)
+    c = calibration.signature("classify", {"text": "one", "labels": ["x", "z"]}, None)
+    assert a == b != c
+
+
+def test_the_shipped_calibration_loads_and_covers_the_field_kinds() -> None:
+    shipped = json.loads(calibration.DEFAULT_PATH.read_text())
+    cal = calibration.load()
+    assert set(shipped["kinds"]) == set(cal.kinds)
+    for kind in ("extract", "fill_slots"):
+        assert cal.kinds[kind].weights is not None

@@ -1,0 +1,79 @@
+"""Per-field signals: where each value sits in the answer, and what its tokens say."""
+
+from __future__ import annotations
+
+from taskloom.chat import TokenLogprob
+from taskloom.tools.confidence import FEATURES, Signals, field_tokens, signals, value_spans
+from taskloom.tools.spans import widened
+
+
+def tok(text: str, lp: float, top: float | None = None) -> TokenLogprob:
+    return TokenLogprob(text=text, logprob=lp, top_logprob=lp if top is None else top)
+
+
+ANSWER = ' {"name": "Maria Lopez", "order_id": null}'
+TOKENS = [
+    tok(' {"', -0.1),
+    tok("name", -0.1),
+    tok('":', -0.1),
+    tok(' "', -0.1),
+    tok("Maria", -0.5),
+    tok(" Lopez", -2.0),
+    tok('",', -0.1),
+    tok(' "', -0.1),
+    tok("order_id", -0.1),
+    tok('":', -0.1),
+    tok(" null", -6.0, -0.5),
+    tok("}", -0.1),
+]
+
+
+def test_value_spans_find_each_top_level_value() -> None:
+    spans = value_spans(ANSWER)
+    assert ANSWER[slice(*spans["name"])] == '"Maria Lopez"'
+    assert ANSWER[slice(*spans["order_id"])] == "null"
+    nested = '{"a": "x", "b": [1, {"c": 2}], "d": 3}'
+    start, end = value_spans(nested)["b"]
+    assert nested[start:end] == '[1, {"c": 2}]'
+    assert value_spans("not json") == {}
+    assert value_spans('{"a": "unfinished') == {}
+
+
+def test_field_tokens_are_the_values_own_tokens() -> None:
+    found = field_tokens(ANSWER, TOKENS)
+    assert [t.text for t in found["name"]] == ["Maria", " Lopez"]
+    assert [t.text for t in found["order_id"]] == [" null"]
+
+
+def test_signals_read_the_tokens_the_margins_and_the_shapes() -> None:
+    answer = {"name": "Maria Lopez", "order_id": "Maria Lopez"}
+    found = signals(
+        answer,
+        final={"name": "Maria Lopez", "order_id": None},
+        text=ANSWER,
+        tokens=TOKENS,
+        margins={"order_id": 3.0},
+        properties={"name": {}, "order_id": {"description": "the order number"}},
+        reasked={"name": 2.5},
+    )
+    name, order = found["name"], found["order_id"]
+    assert (name.lp_min, name.lp_first, name.n_tokens) == (-2.0, -0.5, 2)
+    assert not name.is_null and not name.has_margin and name.reask == 2.5
+    assert order.is_null and order.margin == 3.0 and order.override == 5.5
+    assert order.wants_digits and not name.wants_digits
+    assert len(name.vector()) == len(FEATURES)
+    assert Signals.from_meta(order.describe()) == order
+
+
+def test_the_same_span_for_two_fields_is_a_signal() -> None:
+    final = {"phone": "77120", "order_id": "77120"}
+    found = signals(final, final=final, text="", tokens=None, margins={}, properties={})
+    assert found["phone"].is_duplicate and found["order_id"].is_duplicate
+
+
+def test_a_value_inside_a_word_is_widened_to_the_word() -> None:
+    text = "My order A-1042 arrived. I'm in Lyon."
+    assert widened("1042", text) == ["A-1042"]
+    assert widened("Lyo", text) == ["Lyon"]
+    assert widened("Lyon", text) == []  # already whole ("Lyon." less its full stop)
+    assert widened("order", text) == []
