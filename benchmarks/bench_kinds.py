@@ -27,7 +27,8 @@ Printed per kind: accuracy; for extract and fill_slots, present fields right and
 absent → null precision and recall (a null is "absent" returned; a filter case with no
 relevant passage counts as absent when nothing is kept); for classify, the expected
 calibration error of `confidence` (10 equal-width bins). Extraction runs twice, with and
-without the runtime's absence check (`absence: false`), side by side: the ratio of
+without the runtime's review of the answer (`is_reviewed=False`: no absence check, no
+span widening or rescue, no second view, no confidence), side by side: the ratio of
 prompt tokens evaluated and of wall time is the check's cost.
 
 `--shots similar` picks each case's two examples from the dev half by word overlap
@@ -245,9 +246,9 @@ def bench_extract(host: ModelHost, args: argparse.Namespace, dump: list[Any]) ->
             ]
         else:
             examples = data["examples"][case["schema"]]
-        inputs = {"text": case["text"], "copy": True, "examples": examples, "absence": absence}
+        inputs = {"text": case["text"], "copy": True, "examples": examples}
         schema = data["schemas"][case["schema"]]
-        return lambda: run_task("extract", inputs, output=schema, model=host)
+        return lambda: run_task("extract", inputs, output=schema, model=host, is_reviewed=absence)
 
     rows: list[results.Row] = []
     spent = {}
@@ -262,7 +263,7 @@ def bench_extract(host: ModelHost, args: argparse.Namespace, dump: list[Any]) ->
                     keep(args, dump, "extract", case, k, outcome.value[k], expected, outcome)
         evaluated = sum(o.usage.prompt_tokens_evaluated for o in outcomes)
         spent[absence] = (evaluated, wall_s)
-        label = "extract" if absence else "extract (absence check off)"
+        label = "extract" if absence else "extract (review off)"
         print(f"{label}: {len(cases)} texts in {wall_s:.1f} s, {evaluated} prompt tokens evaluated")
         got = fields.rows(label, "fields")
         if absence:
@@ -272,12 +273,10 @@ def bench_extract(host: ModelHost, args: argparse.Namespace, dump: list[Any]) ->
             rows.append(got[2] | {"target": "reported", "met": None})
     tokens = spent[True][0] / max(spent[False][0], 1)
     wall = spent[True][1] / max(spent[False][1], 1e-9)
-    print(
-        f"ratio absence check on / off: prompt tokens evaluated {tokens:.2f}, wall time {wall:.2f}"
-    )
+    print(f"ratio review on / off: prompt tokens evaluated {tokens:.2f}, wall time {wall:.2f}")
     rows.append(
         {
-            "what": "extract: absence check cost (time on / off)",
+            "what": "extract: the review's cost (absence, spans, second view), time on / off",
             "measured": f"{wall:.2f}×",
             "target": "reported",
             "met": None,

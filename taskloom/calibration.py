@@ -163,9 +163,9 @@ def fit_scale(confidences: Sequence[float], right: Sequence[bool]) -> tuple[floa
 
 
 FOLDS = 5
-MIN_TO_REFIT = 100
-"""Labelled answers of a kind (with at least 10 right and 10 wrong) before its weights
-or scale are fitted anew; with fewer, only its threshold is."""
+PER_PARAMETER = 8
+"""Labelled answers per fitted parameter (and at least 40, with 10 right and 10 wrong)
+before a kind's weights or scale are fitted anew; with fewer, only its threshold is."""
 
 
 def fit_kind(
@@ -207,7 +207,9 @@ def fit_kind(
         return probe.field_confidence(kind, x) or 0.0
 
     n_right = sum(right)
-    can_refit = len(right) >= MIN_TO_REFIT and min(n_right, len(right) - n_right) >= 10
+    n_params = len(inputs[0]) if is_vector else 2  # type: ignore[arg-type]
+    enough = max(40, PER_PARAMETER * n_params)
+    can_refit = len(right) >= enough and min(n_right, len(right) - n_right) >= 10
     if can_refit:
         names = sorted(set(groups))
         fold_of = {g: i % FOLDS for i, g in enumerate(names)}

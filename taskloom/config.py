@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     escalate_below: float = Field(
         0.5, ge=0, le=1, description="SLM confidence below which a step is re-run on the LLM"
     )
+    escalate_flagged: bool = Field(
+        True,
+        description="re-run on the LLM (when one is configured) the SLM answers the"
+        " calibration does not accept; false leaves them flagged for review",
+    )
     calibration: str | None = Field(
         None,
         description="calibration file (taskloom calibrate) mapping SLM confidences to"

@@ -74,8 +74,7 @@ def test_grading_compares_per_field_and_accepts_alternatives() -> None:
 
 def test_recalibrate_sets_thresholds_per_kind_and_signature() -> None:
     graded = [
-        labelled.Graded("classify", "s1", i, None, "x", "x", None, i != 0, 0.99)
-        for i in range(100)
+        labelled.Graded("classify", "s1", i, None, "x", "x", None, i != 0, 0.99) for i in range(100)
     ] + [
         labelled.Graded("classify", "s1", 100 + i, None, "x", "y", None, False, 0.3)
         for i in range(20)

@@ -1,10 +1,11 @@
 """Escalation: an SLM step that the small model cannot do reliably is re-run on the LLM.
 
 `EscalatingDispatcher` wraps any Dispatcher (inline or Redis). A step escalates when
-its output failed validation after its re-asks, or when its confidence is below
-`escalate_below` (the result's `confidence`: for `classify` the label's probability,
-for `extract` and `fill_slots` that of the least certain absence decision), and an LLM
-is configured and the budget allows. The same kind runs on the LLM's ChatModel
+its output failed validation after its re-asks; when the calibration did not accept it
+(`accepted: false`, unless `escalate_flagged` is off): then for `extract` and
+`fill_slots` only the flagged fields take the LLM's values, and the accepted ones keep
+the SLM's; or when its confidence is below the `escalate_below` floor. It needs an LLM
+configured and a budget that allows it. The same kind runs on the LLM's ChatModel
 (`run_task` works with any ChatModel), so the step's output keeps its shape.
 `kind: llm` steps always run on the LLM, here.
 Every escalation (or one the budget refused) is kept in `escalations`.
@@ -121,7 +122,7 @@ class EscalatingDispatcher:
             if result.error is not None and result.error.is_a(OutputValidationError):
                 return "output failed validation after its retries"
             return None
-        if result.accepted is False:
+        if result.accepted is False and self.settings.escalate_flagged:
             flagged = [name for name, f in _fields(result).items() if not f.get("accepted")]
             what = f"fields {', '.join(flagged)}" if flagged else "its answer"
             return f"{what} not accepted by the calibration (confidence {result.confidence})"

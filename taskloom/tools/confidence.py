@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,13 +32,7 @@ from taskloom.calibration import Calibration
 from taskloom.chat import ChatModel, Message, TokenLogprob
 from taskloom.tools import absence, reask, spans
 from taskloom.tools.base import Review, Usage
-
-NUMERIC_HINT = re.compile(
-    r"number|phone|\bid\b|_id\b|code|amount|total|price|cost|date|time|zip|postcode|"
-    r"quantity|count|reference|\bref\b|invoice|order",
-    re.IGNORECASE,
-)
-"""Field names and descriptions whose values usually carry digits."""
+from taskloom.tools.spans import unclaimed, wants_digits
 
 FLOOR = -20.0
 """Log-probabilities are clipped here: a -40 and a -25 say the same thing."""
@@ -60,6 +53,7 @@ class Signals:
     wants_digits: bool  # the field's name or description asks for a number-like value
     has_digits: bool
     reask: float = 0.0  # the second view's margin, log P(value) − log P(null) (reask.py)
+    unclaimed: bool = False  # the text has digit-carrying words that no field holds
 
     def vector(self) -> list[float]:
         """The calibrator's inputs, in `FEATURES` order."""
@@ -82,6 +76,7 @@ class Signals:
             null * want,
             present * max(min(self.reask, 20.0), -20.0),
             null * max(min(self.reask, 20.0), -20.0),
+            null * want * float(self.unclaimed),
         ]
 
     def describe(self) -> dict[str, Any]:
@@ -97,6 +92,7 @@ class Signals:
             "wants_digits": self.wants_digits,
             "has_digits": self.has_digits,
             "reask": round(self.reask, 3),
+            "unclaimed": self.unclaimed,
         }
 
     @classmethod
@@ -114,6 +110,7 @@ class Signals:
             wants_digits=bool(d["wants_digits"]),
             has_digits=bool(d["has_digits"]),
             reask=float(d.get("reask", 0.0)),
+            unclaimed=bool(d.get("unclaimed", False)),
         )
 
 
@@ -132,6 +129,7 @@ FEATURES = [
     "null_where_digits",
     "reask_present",
     "reask_null",
+    "null_beside_free_digits",
 ]
 
 
@@ -185,13 +183,6 @@ def field_tokens(text: str, tokens: Sequence[TokenLogprob] | None) -> dict[str, 
     return found
 
 
-def wants_digits(name: str, schema: Any) -> bool:
-    """Whether a field's name or description asks for a number-like value."""
-    what = schema.get("description", "") if isinstance(schema, dict) else ""
-    fmt = schema.get("format", "") if isinstance(schema, dict) else ""
-    return bool(NUMERIC_HINT.search(f"{name.replace('_', ' ')} {name} {what} {fmt}"))
-
-
 def signals(
     answer: dict[str, Any],
     *,
@@ -201,6 +192,7 @@ def signals(
     margins: dict[str, float],
     properties: dict[str, Any],
     reasked: dict[str, float] | None = None,
+    source: str = "",
 ) -> dict[str, Signals]:
     """The signals of every field of `final` (the answer after absence was decided).
 
@@ -209,9 +201,12 @@ def signals(
         text: the raw text of that answer, which `tokens` spell.
         margins: per field the absence check weighed, log P(null) − log P(value).
         properties: the output schema's properties (names and descriptions).
+        reasked: per field, the second view's margin (`reask.py`).
+        source: the input text the values come from.
     """
     per_field = field_tokens(text, tokens)
     values = [v for v in final.values() if isinstance(v, str) and v.strip()]
+    free = bool(unclaimed(final, source)) if source else False
     found = {}
     for name, value in final.items():
         toks = per_field.get(name, [])
@@ -230,6 +225,7 @@ def signals(
             wants_digits=wants_digits(name, properties.get(name)),
             has_digits=isinstance(shown, str) and any(c.isdigit() for c in shown),
             reask=(reasked or {}).get(name, 0.0),
+            unclaimed=free,
         )
     return found
 
@@ -248,12 +244,22 @@ def review(
     """`extract`'s and `fill_slots`' review: values inside a word weighed against the
     whole word (`spans.py`), absence decided for the nullable fields (`absence.py`),
     then each field's calibrated confidence, in `meta.fields`."""
+    props = schema.get("properties", {})
     answer = spans.widen(value, inputs.text, messages=messages, model=model, usage=usage)
+    if inputs.absence:
+        answer = spans.rescue(
+            answer,
+            inputs.text,
+            props,
+            messages=messages,
+            model=model,
+            usage=usage,
+            null_prior=absence.NULL_PRIOR,
+        )
     fields = absence.nullable_fields(schema) if inputs.absence else []
     looked = absence.review(answer, fields, messages=messages, model=model, usage=usage)
     decided = looked.meta.get("absence", {})
     margins = {name: d["logprob_null"] - d["logprob_value"] for name, d in decided.items()}
-    props = schema.get("properties", {})
     descriptions = getattr(inputs, "slots", None) or {
         n: p.get("description", "") if isinstance(p, dict) else "" for n, p in props.items()
     }
@@ -266,6 +272,7 @@ def review(
         margins=margins,
         properties=props,
         reasked=reasked,
+        source=inputs.text,
     )
     per_field = {}
     for name, sig in found.items():

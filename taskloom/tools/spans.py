@@ -1,4 +1,6 @@
-"""Whole-word spans: a value copied from inside a word is weighed against the whole word.
+"""Better spans at the source: whole words, and number-like fields rescued from null.
+
+Whole words: a value copied from inside a word is weighed against the whole word.
 
 Greedy decoding chooses a value one token at a time, so its first token decides where
 the span starts: for "My order A-1042 arrived" the model's first pick after `"order_id":
@@ -7,6 +9,11 @@ is a piece of the input text that starts or ends inside a whitespace-delimited w
 the runtime scores the value and the whole word as the field's answer (teacher forced,
 no grammar, the answer so far as the prefix, all fields in one batched call) and keeps
 the likelier one. Values already on word boundaries cost nothing.
+
+Rescue: a small model leaves an order number null although the email has one (it
+wanted a bare number, which the schema forbids). A null in a field that asks for a
+number, an id or a date, while the text has digit-carrying words that no field holds,
+is weighed against those words with the absence check's own rule (`rescue`).
 """
 
 from __future__ import annotations
@@ -19,6 +26,13 @@ from typing import Any
 from taskloom.chat import ChatModel, Message
 from taskloom.tools.absence import answer_prefix
 from taskloom.tools.base import Usage, score_all
+
+NUMERIC_HINT = re.compile(
+    r"number|phone|\bid\b|_id\b|code|amount|total|price|cost|date|time|zip|postcode|"
+    r"quantity|count|reference|\bref\b|invoice|order",
+    re.IGNORECASE,
+)
+"""Field names and descriptions whose values usually carry digits."""
 
 EDGE = "\"'()[]{}<>.,;:!?"
 """Punctuation trimmed from a widened word's ends ("Lyon." → "Lyon")."""
@@ -68,4 +82,58 @@ def widen(
     for name, choices, scores in zip(fields, options, scored, strict=True):
         best = max(range(len(choices)), key=scores.__getitem__)
         out[name] = choices[best]
+    return out
+
+
+def wants_digits(name: str, schema: Any) -> bool:
+    """Whether a field's name or description asks for a number-like value."""
+    what = schema.get("description", "") if isinstance(schema, dict) else ""
+    fmt = schema.get("format", "") if isinstance(schema, dict) else ""
+    return bool(NUMERIC_HINT.search(f"{name.replace('_', ' ')} {name} {what} {fmt}"))
+
+
+def digit_runs(text: str) -> list[str]:
+    """The whitespace-delimited words of `text` that carry a digit, edge punctuation off."""
+    found: list[str] = []
+    for word in text.split():
+        word = word.strip(EDGE)
+        if any(c.isdigit() for c in word) and word not in found:
+            found.append(word)
+    return found
+
+
+def unclaimed(value: dict[str, Any], text: str) -> list[str]:
+    """The text's digit-carrying words that no field of `value` holds or is part of."""
+    held = [v for v in value.values() if isinstance(v, str) and v]
+    return [w for w in digit_runs(text) if not any(w in h or h in w for h in held)]
+
+
+def rescue(
+    value: dict[str, Any],
+    text: str,
+    properties: dict[str, Any],
+    *,
+    messages: Sequence[Message],
+    model: ChatModel,
+    usage: Usage,
+    null_prior: float,
+) -> dict[str, Any]:
+    """A null left in a field that asks for a number, an id or a date, while the text has
+    digit-carrying words no other field holds: each such word is scored as the field's
+    value against null (teacher forced, the answer so far as the prefix). The likeliest
+    one replaces the null when the absence check would let it stand (`null_prior`)."""
+    names = [n for n, v in value.items() if v is None and wants_digits(n, properties.get(n))]
+    free = unclaimed(value, text)
+    if not names or not free:
+        return value
+    calls = [
+        (messages, [" null", *(" " + json.dumps(w, ensure_ascii=False) for w in free)])
+        for _ in names
+    ]
+    scored = score_all(model, calls, usage, prefixes=[answer_prefix(value, n) for n in names])
+    out = dict(value)
+    for name, (null, *words) in zip(names, scored, strict=True):
+        best = max(range(len(words)), key=words.__getitem__)
+        if null - words[best] + null_prior < 0 and free[best] not in out.values():
+            out[name] = free[best]
     return out

@@ -86,6 +86,7 @@ def settings(tmp_path: Any) -> Settings:
         planner_retries=1,
         retry_backoff_s=0.01,
         escalate_below=0.0,
+        escalate_flagged=False,
     )
 
 

@@ -35,9 +35,11 @@ def scorer(null_wins: set[str], *, by: float = 10.0) -> Any:
     and loses by as much for the others."""
 
     def score(continuation: str) -> float:
-        field = re.findall(r'"(\w+)":', continuation)[-1]
+        fields = re.findall(r'"(\w+)":', continuation)
+        if not fields:  # not an absence check (the second view's question): no opinion
+            return -1.0
         is_null = continuation.endswith(": null")
-        return -1.0 if is_null == (field in null_wins) else -1.0 - by
+        return -1.0 if is_null == (fields[-1] in null_wins) else -1.0 - by
 
     return score
 
@@ -62,7 +64,9 @@ def test_a_span_the_model_likes_less_than_null_becomes_null_with_its_decision() 
     assert name["decision"] == "present" and name["candidate"] == "Ann Lee"
     assert city["confidence"] > 0.9 and name["confidence"] > 0.9
     assert "kind" not in out.meta["absence"], "a field that can't be null is not weighed"
-    assert out.confidence == min(city["confidence"], name["confidence"])
+    fields = out.meta["fields"]
+    assert out.confidence == min(f["confidence"] for f in fields.values())
+    assert fields["city"]["value"] is None and fields["name"]["value"] == "Ann Lee"
 
 
 def test_the_checks_score_each_field_after_the_answer_up_to_it() -> None:
@@ -74,7 +78,7 @@ def test_the_checks_score_each_field_after_the_answer_up_to_it() -> None:
 
     answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
     extract(ScriptedChatModel([answer], scores=score))
-    assert seen == [
+    assert [c for c in seen if c.startswith(" {")] == [
         ' {"name": null',
         ' {"name": "Ann Lee"',
         ' {"name": "Ann Lee", "city": null',
@@ -95,7 +99,7 @@ def test_equal_scores_are_no_evidence_and_the_answer_stands() -> None:
     answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
     out = extract(ScriptedChatModel([answer]))  # the fake scores every continuation alike
     assert out.value == answer
-    assert out.confidence == 0.5
+    assert {d["confidence"] for d in out.meta["absence"].values()} == {0.5}
     assert p_absent(-2.0, -2.0, "x") == 0.5
 
 
@@ -104,8 +108,8 @@ def test_a_plan_can_turn_the_check_off() -> None:
     scored: list[str] = []
     model = ScriptedChatModel([answer], scores=lambda c: scored.append(c) or -1.0)
     out = extract(model, absence=False)
-    assert out.value == answer and out.meta == {} and out.confidence is None
-    assert scored == []
+    assert out.value == answer and "absence" not in out.meta
+    assert not [c for c in scored if c.startswith(" {")], "no field was weighed against null"
 
 
 def test_fill_slots_reports_a_slot_decided_absent_as_missing() -> None:
@@ -122,7 +126,7 @@ def test_fill_slots_reports_a_slot_decided_absent_as_missing() -> None:
 def test_the_step_result_carries_the_decisions_and_a_low_confidence_escalates(
     tmp_path: Any,
 ) -> None:
-    settings = Settings(home=tmp_path / "home", escalate_below=0.9)
+    settings = Settings(home=tmp_path / "home", escalate_below=0.9, escalate_flagged=False)
     answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
     slm = ScriptedChatModel([answer], scores=scorer({"city"}, by=5.5), name="slm")
     llm = ScriptedChatModel([{"name": "Ann Lee", "city": None, "kind": "order"}], name="llm")
@@ -164,3 +168,37 @@ def test_generate_trims_a_text_its_budget_cut_to_the_last_sentence_end() -> None
         model=ScriptedChatModel([{"text": "Hi Ann. All is well. We ship"}]),
     )
     assert cut.value == {"text": "Hi Ann. All is well."}
+
+
+def test_flagged_fields_take_the_llms_values_and_accepted_ones_keep_the_slms(
+    tmp_path: Any,
+) -> None:
+    from taskloom.calibration import Calibration, KindCalibration
+    from taskloom.tools.confidence import FEATURES
+
+    # a calibration whose extract threshold accepts `name` (confident) but not `city`
+    weights = [0.0] * len(FEATURES)
+    weights[0], weights[1] = 4.0, -8.0  # present: sigmoid(4) ≈ 0.98; null: sigmoid(-4)
+    cal = Calibration(kinds={"extract": KindCalibration(weights=weights, threshold=0.9)})
+    path = tmp_path / "calibration.json"
+    path.write_text(cal.model_dump_json())
+    settings = Settings(home=tmp_path / "home", calibration=str(path), escalate_below=0.0)
+    answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
+    slm = ScriptedChatModel([answer], scores=scorer({"city"}), name="slm")
+    llm = ScriptedChatModel([{"name": "Ann L.", "city": "Lyon", "kind": "visit"}], name="llm")
+    dispatcher = EscalatingDispatcher(
+        InlineDispatcher(model=slm, settings=settings),
+        llm=llm,
+        budget=Budget.from_settings(settings),
+        settings=settings,
+    )
+    job = StepJob(
+        run_id="r1", step_id="contact", kind="extract", inputs={"text": TEXT}, output=CONTACT
+    )
+    result = dispatcher.dispatch(job)
+    (esc,) = dispatcher.escalations
+    assert "fields city not accepted by the calibration" in esc["reason"]
+    assert result.value == {"name": "Ann Lee", "city": "Lyon", "kind": "order"}
+    assert result.meta["fields"]["city"]["by"] == "llm"
+    assert result.meta["fields"]["name"]["by"] == "slm"
+    assert result.accepted is True
