@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from taskloom import calibration
 from taskloom.chat import ScriptedChatModel
 from taskloom.errors import OutputValidationError, SchemaError, TaskInputError, ToolError
 from taskloom.tools import ToolRegistry, run_task, tool
@@ -95,7 +96,9 @@ def test_classify_confidence_is_the_softmax_of_label_scores() -> None:
     out = run_task(
         "classify", {"text": "money back", "labels": ["refund", "shipping"]}, model=model
     )
-    assert out.value == {"label": "refund", "confidence": 0.75}
+    assert out.value["label"] == "refund" and out.meta["raw_confidence"] == 0.75
+    # the reported confidence is the shipped calibration's mapping of that probability
+    assert out.value["confidence"] == round(calibration.load().step_confidence("classify", 0.75), 4)
     assert model.calls == [], "classify decides by scores, without generating"
 
 
@@ -107,7 +110,8 @@ def test_classify_divides_out_the_models_prior_over_labels() -> None:
     out = run_task(
         "classify", {"text": "late parcel", "labels": ["refund", "shipping"]}, model=model
     )
-    assert out.value == {"label": "shipping", "confidence": round(2 / 2.75, 4)}
+    assert out.value["label"] == "shipping"
+    assert out.meta["raw_confidence"] == round(2 / 2.75, 4)
 
 
 def test_classify_rejects_labels_that_are_not_strings() -> None:
