@@ -35,16 +35,17 @@ class Inputs(KindInputs):
 
     instruction: str = Field(description="what to write")
     context: Any = Field(None, description="any JSON the text should draw on")
+    grounded: bool = Field(
+        True,
+        description="ids, numbers and codes in the text must come from the instruction or"
+        " the context (docs/calibration.md); false lets the model write any",
+    )
 
 
 def schema(inputs: Inputs, output: dict[str, Any] | None) -> dict[str, Any]:
     text = {"type": "string", "maxLength": 2 * inputs.max_tokens}
-    return {
-        "type": "object",
-        "properties": {"text": text},
-        "required": ["text"],
-        GROUNDING_KEYWORD: source(inputs),
-    }
+    shape = {"type": "object", "properties": {"text": text}, "required": ["text"]}
+    return {**shape, GROUNDING_KEYWORD: source(inputs)} if inputs.grounded else shape
 
 
 def source(inputs: Inputs) -> str:
