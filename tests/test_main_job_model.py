@@ -54,3 +54,35 @@ def test_the_readme_main_job_replies_to_the_customer_in_a_few_whole_sentences(
     assert reply.endswith((".", "!", "?")), "the reply stops at a sentence boundary"
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", reply) if s]
     assert 1 <= len(sentences) <= 5, sentences
+
+
+def test_the_main_job_is_right_or_flagged_and_invents_no_id(taskloom_home: Path) -> None:
+    """Every step's value is right or listed for review; the reply's ids come from the
+    email (grounded decoding); the order id is the one in the email."""
+    done = subprocess.run(
+        [*readme_command(), "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(done.stdout)
+    steps = {s["id"]: s for s in record["steps"]}
+    email = json.loads((ROOT / "examples" / "triage_input.json").read_text())["email"]
+    assert steps["contact"]["value"]["order_id"] == "A-1042"
+    reply = steps["reply"]["value"]["text"]
+    ids = re.findall(r"[A-Za-z]*-?\d[\w-]*", reply)
+    assert all(i in email or i in json.dumps(steps["docs"]["value"]) for i in ids), ids
+    flagged = {(v["step"], v["field"]) for v in record["review"]}
+    right = {
+        ("contact", "name"): steps["contact"]["value"]["name"] == "Maria Lopez",
+        ("contact", "order_id"): True,
+        ("intent", None): steps["intent"]["value"]["label"] == "refund",
+        ("booking", "date"): steps["booking"]["value"]["slots"]["date"] == "Friday",
+        ("booking", "city"): steps["booking"]["value"]["slots"]["city"] == "Lyon",
+    }
+    wrong_and_unflagged = [k for k, ok in right.items() if not ok and k not in flagged]
+    assert not wrong_and_unflagged
+    assert f"{len(record['review'])} values need review" in done.stderr or not record["review"]

@@ -1,0 +1,85 @@
+"""Trust on the real default model: calibrated field confidences, the signals they come
+from, grounded replies, and `taskloom calibrate` end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from taskloom.calibration import Calibration
+from taskloom.chat.grounding import Grounding
+from taskloom.chat.llama.host import ModelHost
+from taskloom.tools import run_task
+from taskloom.tools.generate import Inputs, source
+from tests.test_cli import cli
+
+pytestmark = pytest.mark.model
+
+CONTACT = {
+    "type": "object",
+    "properties": {
+        "person": {"type": ["string", "null"], "description": "the name of the person writing"},
+        "company": {"type": ["string", "null"], "description": "the company"},
+        "order_id": {"type": ["string", "null"], "description": "the order number"},
+    },
+    "required": ["person", "company", "order_id"],
+}
+TEXT = "hi, Ines from Lakeside Bikes here. order #SO-2291 never showed up. thx"
+
+
+def test_every_field_gets_a_calibrated_confidence_from_its_signals(model_host: ModelHost) -> None:
+    out = run_task("extract", {"text": TEXT, "copy": True}, output=CONTACT, model=model_host)
+    fields = out.meta["fields"]
+    assert set(fields) == {"person", "company", "order_id"}
+    for f in fields.values():
+        assert 0.0 < f["confidence"] < 1.0
+        assert isinstance(f["accepted"], bool)
+        signals = f["signals"]
+        assert signals["null"] == (f["value"] is None)
+        if f["value"] is not None:
+            assert signals["tokens"] >= 1 and signals["lp_min"] <= 0.0  # read from decoding
+    assert out.confidence == min(f["confidence"] for f in fields.values())
+    assert out.accepted == all(f["accepted"] for f in fields.values())
+
+
+def test_a_grounded_reply_invents_no_id(model_host: ModelHost) -> None:
+    # The kind's default example replies about "order B-311": a free model copies it.
+    inputs = {
+        "instruction": "Draft a short reply to Ines about her missing order",
+        "context": [{"name": "Ines", "order_id": "SO-2291"}, ["Lost parcels are re-sent."]],
+        "max_tokens": 96,
+    }
+    out = run_task("generate", inputs, model=model_host)
+    text = out.value["text"]
+    assert Grounding(source(Inputs.model_validate(inputs))).invented(text) == [], text
+    assert out.accepted is True and out.meta["invented"] == []
+
+
+@pytest.mark.slow
+def test_calibrate_on_the_real_model_writes_thresholds(
+    tmp_path: Path, taskloom_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [
+        {
+            "step": {"kind": "extract", "inputs": {"text": t, "copy": True}, "output": CONTACT},
+            "expected": e,
+        }
+        for t, e in [
+            (TEXT, {"person": "Ines", "company": "Lakeside Bikes", "order_id": "#SO-2291"}),
+            ("Order 5521 is late. Tom", {"person": "Tom", "company": None, "order_id": "5521"}),
+            (
+                "Hello, this is Ana Ruiz from Ruiz Cafe.",
+                {"person": "Ana Ruiz", "company": "Ruiz Cafe", "order_id": None},
+            ),
+        ]
+    ]
+    path = tmp_path / "examples.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines))
+    out = tmp_path / "cal.json"
+    code, stdout, err = cli(capsys, "calibrate", "--examples", str(path), "--out", str(out))
+    assert code == 0, err
+    written = Calibration.model_validate_json(out.read_text())
+    assert written.kinds["extract"].examples == 9
+    assert "extract: 9 answers" in stdout
