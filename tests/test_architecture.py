@@ -9,9 +9,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "taskloom"
 
 LAYERS = [
-    {"errors", "config", "step", "plan", "logs", "deadline", "extras", "schema"},  # core
+    {"errors", "config", "step", "plan", "logs", "deadline", "extras", "schema", "calibration"},
     {"chat"},
-    {"tools"},
+    {"tools", "labelled"},
     {"dispatch"},
     {"workflows"},
     {"agents"},

@@ -267,68 +267,27 @@ def calibrate(
     as_json: bool,
 ) -> None:
     """Run labelled steps, and write the thresholds that reach a target precision."""
-    from pathlib import Path
+    from taskloom.api.calibrate import calibrate as fit
+    from taskloom.api.calibrate import read_examples
+    from taskloom.views.calibration import calibration_table
 
-    from taskloom import calibration, labelled
-    from taskloom.chat import load_model
-
-    examples = labelled.read(examples_path)
-    settings = settings_from(model=model, concurrency=concurrency)
-    base = calibration.load(settings.calibration)
-    host = load_model(settings)
+    examples = read_examples(examples_path)
     with click.progressbar(length=len(examples), label="running", file=sys.stderr) as bar:
-        graded, failed = labelled.run(
+        report = fit(
             examples,
-            model=host,
-            calibration=base,
-            concurrency=settings.concurrency,
+            out=out,
+            target=target,
+            level=level,
+            settings=settings_from(model=model, concurrency=concurrency),
             progress=bar.update,
         )
-    for line in failed:
+    for line in report.failed:
         click.echo(f"taskloom: warning: not graded: {line}", err=True)
-    if not graded:
-        raise InputError(f"no example in {examples_path!r} could be graded; see the warnings")
-    fitted = labelled.recalibrate(base, graded, target=target, level=level)
-    path = Path(out) if out else settings.home / "calibration.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(fitted.model_dump_json(indent=1, exclude_none=True) + "\n")
     if as_json:
-        click.echo(fitted.model_dump_json(indent=2, exclude_none=True))
+        click.echo(report.calibration.model_dump_json(indent=2, exclude_none=True))
     else:
-        click.echo(format_calibration(fitted, graded, target=target, level=level))
+        click.echo(calibration_table(report.calibration, report.graded, target=target, level=level))
     click.echo(
-        f"wrote {path}; use it with TASKLOOM_CALIBRATION={path} (workers and runs)", err=True
+        f"wrote {report.path}; use it with TASKLOOM_CALIBRATION={report.path} (workers and runs)",
+        err=True,
     )
-
-
-def format_calibration(fitted: Any, graded: list[Any], *, target: float, level: float) -> str:
-    """Per kind: the risk–coverage table and the threshold chosen."""
-    from taskloom import calibration, labelled
-
-    lines = []
-    for kind, cal in sorted(fitted.kinds.items()):
-        mine = [g for g in graded if g.kind == kind and g.evidence is not None]
-        if not mine:
-            continue
-        conf = [labelled.confidence_of(fitted, kind, g.evidence) for g in mine]
-        right = [g.is_right for g in mine]
-        lines.append(
-            f"{kind}: {len(mine)} answers, {sum(right)} right ({sum(right) / len(mine):.1%});"
-            f" AURC {calibration.aurc(conf, right):.3f}"
-        )
-        lines.append("  coverage  precision  confidence ≥")
-        for row in calibration.risk_coverage(conf, right)[1::2]:
-            lines.append(
-                f"  {row['coverage']:>8.0%}  {row['precision']:>9.1%}  {row['threshold']:.4f}"
-            )
-        if cal.threshold is None:
-            lines.append(
-                f"  no threshold reaches {target:.0%} precision with {level:.0%} confidence:"
-                f" every {kind} answer is flagged for review"
-            )
-        else:
-            lines.append(
-                f"  threshold {cal.threshold}: accepts {cal.coverage:.1%} at {cal.precision:.1%}"
-                f" precision (lower bound ≥ {target:.0%} at {level:.0%})"
-            )
-    return "\n".join(lines)
