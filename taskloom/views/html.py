@@ -66,11 +66,13 @@ def _graph(steps: list[StepRecord]) -> str:
         x, y = pos[s.id]
         fill, stroke = _fill(s.status.value)
         sid = html.escape(s.id)
+        trust = _trust(s)
         out.append(
             f'<g class="node" data-step="{sid}" transform="translate({x},{y})">'
-            f"<title>{sid} ({html.escape(s.kind)}): {s.status.value}</title>"
+            f"<title>{sid} ({html.escape(s.kind)}): {s.status.value}{trust}</title>"
             f'<rect width="{NODE_W}" height="{NODE_H}" rx="6" fill="{fill}" stroke="{stroke}"/>'
-            f'<text x="8" y="16" class="id">{sid[:22]}</text>'
+            + ('<text x="136" y="16" class="flag">⚑</text>' if s.accepted is False else "")
+            + f'<text x="8" y="16" class="id">{sid[:22]}</text>'
             f'<text x="8" y="31" class="kind">{html.escape(s.kind)} · {s.status.value}</text></g>'
         )
     out.append("</svg>")
@@ -179,6 +181,14 @@ def _timeline(steps: list[StepRecord]) -> str:
     return "".join(out)
 
 
+def _trust(s: StepRecord) -> str:
+    """The step's confidence and whether it was accepted, for a node's tooltip."""
+    if s.accepted is None and s.confidence is None:
+        return ""
+    sure = "" if s.confidence is None else f", confidence {s.confidence:.2f}"
+    return f"{sure}, {'accepted' if s.accepted else 'flagged for review'}"
+
+
 def _details(record: RunRecord) -> str:
     data = {
         s.id: {
@@ -191,6 +201,14 @@ def _details(record: RunRecord) -> str:
             "run_ms": round(s.run_ms, 1),
             "tokens": {"prompt": s.prompt_tokens, "completion": s.completion_tokens},
             "cost_usd": s.cost_usd,
+            "confidence": s.confidence,
+            "accepted": s.accepted,
+            "fields": {
+                name: {k: f.get(k) for k in ("value", "confidence", "accepted")}
+                for name, f in (s.meta.get("fields") or {}).items()
+                if isinstance(f, dict)
+            }
+            or None,
             "inputs": _short(s.inputs),
             "output": _short(s.value),
             "error": s.error.model_dump() if s.error else None,
@@ -205,6 +223,7 @@ body{font:14px system-ui,sans-serif;margin:20px;color:#18181b}
 h1{font-size:18px}h2{font-size:15px;margin-top:24px}
 .edge{fill:none;stroke:#a1a1aa;stroke-width:1.5}
 .node text.id{font-weight:600;font-size:12px}.node text.kind{font-size:11px;fill:#52525b}
+.node text.flag{font-size:12px;fill:#b45309}
 .node,.bar{cursor:pointer}.queue{fill:#e4e4e7}
 .axis,.worker{font-size:11px;fill:#52525b}.label{font-size:10px;pointer-events:none}
 #detail{position:fixed;right:16px;top:16px;width:380px;max-height:80vh;overflow:auto;
@@ -272,7 +291,8 @@ def render_html(record: RunRecord) -> str:
         f"<style>{STYLE}</style></head><body>"
         f"<h1>run {html.escape(record.run_id)}: {record.status.value}</h1>"
         f"<p>{html.escape(record.target or 'workflow')} · {t.done}/{t.steps} steps done · "
-        f"{t.prompt_tokens + t.completion_tokens} tokens · ${t.cost_usd:.6f}</p>"
+        f"{t.prompt_tokens + t.completion_tokens} tokens · ${t.cost_usd:.6f}"
+        f"{f' · ⚑ {t.flagged} values need review' if t.flagged else ''}</p>"
         f'<p class="legend">{legend}</p>'
         "<h2>Plan</h2>"
         '<p class="tools">drag to pan, wheel to zoom <button id="zoom-in">+</button>'

@@ -191,3 +191,13 @@ def test_show_command_writes_html_and_mermaid_and_rejects_bad_paths(
     assert code == 2 and "can't write" in err and err.count("\n") == 1
     code, _, err = cli("show", "nope", "--mermaid")
     assert code == 2 and "no run 'nope'" in err
+
+
+def test_the_html_page_shows_confidence_and_flags() -> None:
+    from taskloom.views.html import render_html
+    from tests.workflows.test_review import flagged_record
+
+    page = render_html(flagged_record())
+    assert "2 values need review" in page
+    assert 'class="flag"' in page and "flagged for review" in page
+    assert '"accepted": false' in page and '"confidence": 0.41' in page
