@@ -86,3 +86,13 @@ def test_bad_examples_exit_2_with_one_line(
     code, _, err = cli(capsys, "calibrate", "--examples", str(path), "--model", "scripted")
     assert code == 2
     assert says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_worker_with_a_missing_calibration_file_exits_2_at_once(
+    tmp_path: Path, taskloom_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "nope.json")
+    code, _, err = cli(capsys, "worker", "--model", "scripted", "--calibration", missing)
+    assert code == 2
+    assert f"calibration file {missing!r} does not exist" in err
+    assert "taskloom calibrate" in err and len(err.strip().splitlines()) == 1

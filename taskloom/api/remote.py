@@ -212,6 +212,7 @@ def serve(
         MissingExtraError: an SLM worker without `taskloom[local]` installed.
     """
     from taskloom.chat import gpu
+    from taskloom import calibration
     from taskloom.chat.load import check_local_model
     from taskloom.workers.box import serve_one
     from taskloom.workers.watchdog import EXIT_RESTART
@@ -220,6 +221,7 @@ def serve(
     queues = list(queues)
     if RUNS_QUEUE not in queues:
         check_local_model(settings)  # before Redis: a model box without the extra
+        calibration.load(settings.calibration)  # a bad file fails here, not at each step
     if gpus is not None or processes is not None:
         args = [a for q in queues for a in ("--queue", q)]
         args += [a for t in tool_modules for a in ("--tools", t)]

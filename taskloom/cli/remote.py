@@ -25,6 +25,11 @@ from taskloom.views.progress import Progress
 @click.option("--tools", "tool_specs", multiple=True, metavar="MODULE", help="Tools to register.")
 @click.option("--redis-url", metavar="URL", help="Redis to serve (TASKLOOM_REDIS_URL).")
 @click.option(
+    "--calibration",
+    metavar="FILE",
+    help="Calibration from taskloom calibrate (TASKLOOM_CALIBRATION).",
+)
+@click.option(
     "--concurrency",
     type=click.IntRange(min=1),
     metavar="N",
