@@ -211,8 +211,8 @@ def serve(
         ModelFileError: the model can't be loaded.
         MissingExtraError: an SLM worker without `taskloom[local]` installed.
     """
-    from taskloom.chat import gpu
     from taskloom import calibration
+    from taskloom.chat import gpu
     from taskloom.chat.load import check_local_model
     from taskloom.workers.box import serve_one
     from taskloom.workers.watchdog import EXIT_RESTART
