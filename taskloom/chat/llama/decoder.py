@@ -154,7 +154,7 @@ class Picker:
         top = float(logits.max())
         lse = top + math.log(float(np.exp(logits - top).sum()))
         banned = d.followers.get(tuple(out[-(n - 1) :])) if n and len(out) >= n - 1 else None
-        if grammar is not None and not d.grammar_first:
+        if grammar is not None:
             # A JSON answer never needs a token of whitespace alone (" " then "1" can
             # always be " 1"), and greedy decoding that takes one lands off the model's
             # own path: after `"order_id": ` + " ", this model wants a bare number, which
