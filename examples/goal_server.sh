@@ -35,6 +35,9 @@ else:
 PY
 
 export OPENAI_BASE_URL="http://127.0.0.1:$PORT/v1" OPENAI_API_KEY=local TASKLOOM_PLANNER_MODEL=gemma-270m
+# The "LLM" here is the same 270M model: re-running flagged steps on it would only
+# repeat them, slower. With a real LLM, leave this unset and flagged steps go to it.
+export TASKLOOM_ESCALATE_FLAGGED=false
 # --no-route: plan with the LLM even though a small goal could be answered directly.
 taskloom run --goal "Find out who wrote this email and what they want, then draft a short reply." \
   --input @examples/triage_input.json --no-route --inline --json

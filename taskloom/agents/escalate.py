@@ -157,8 +157,13 @@ class EscalatingDispatcher:
                 )
         except TaskloomError as e:
             result = _failed(job, e, started)
-            if slm is not None:
-                self._note(job, slm, result, reason=reason)
+            if slm is None:
+                return result
+            self._note(job, slm, result, reason=reason)
+            if slm.status == StepStatus.DONE:
+                # The next tier could not answer: the SLM's answer stands, still flagged.
+                log.warning("escalation_failed", step_id=job.step_id, error=e.message)
+                return slm
             return result
         u = outcome.usage
         spent = Completion(

@@ -202,3 +202,29 @@ def test_flagged_fields_take_the_llms_values_and_accepted_ones_keep_the_slms(
     assert result.meta["fields"]["city"]["by"] == "llm"
     assert result.meta["fields"]["name"]["by"] == "slm"
     assert result.accepted is True
+
+
+def test_when_the_llm_cannot_answer_the_flagged_slm_answer_stands(tmp_path: Any) -> None:
+    from taskloom.errors import EndpointUnavailableError
+
+    class Down(ScriptedChatModel):
+        def complete(self, *args: Any, **kwargs: Any) -> Any:
+            raise EndpointUnavailableError("LLM endpoint down; check that it is up")
+
+    settings = Settings(home=tmp_path / "home", escalate_below=0.0)
+    answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
+    slm = ScriptedChatModel([answer], scores=scorer({"city"}), name="slm")
+    dispatcher = EscalatingDispatcher(
+        InlineDispatcher(model=slm, settings=settings),
+        llm=Down(name="llm"),
+        budget=Budget.from_settings(settings),
+        settings=settings,
+    )
+    job = StepJob(
+        run_id="r1", step_id="contact", kind="extract", inputs={"text": TEXT}, output=CONTACT
+    )
+    result = dispatcher.dispatch(job)
+    assert result.status == StepStatus.DONE and result.model == "slm"
+    assert result.accepted is False  # still flagged: it goes to review
+    (esc,) = dispatcher.escalations
+    assert esc["status"] == "failed"
