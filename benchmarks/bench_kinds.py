@@ -349,19 +349,6 @@ def keep(
     )
 
 
-def expected_calibration_error(pairs: list[tuple[float, bool]], bins: int = 10) -> float:
-    """Σ over equal-width confidence bins of |accuracy − mean confidence| × share of cases."""
-    total = 0.0
-    for b in range(bins):
-        low, high = b / bins, (b + 1) / bins
-        inside = [(c, ok) for c, ok in pairs if low < c <= high or (b == 0 and c == 0)]
-        if inside:
-            acc = sum(ok for _, ok in inside) / len(inside)
-            conf = sum(c for c, _ in inside) / len(inside)
-            total += abs(acc - conf) * len(inside) / len(pairs)
-    return total
-
-
 def bench_classify(host: ModelHost, args: argparse.Namespace, dump: list[Any]) -> list[results.Row]:
     data = load("classify")
     cases = [c for c in data["cases"] if c["split"] == args.split]
@@ -393,7 +380,7 @@ def bench_classify(host: ModelHost, args: argparse.Namespace, dump: list[Any]) -
             }
         )
     acc = sum(ok for _, ok in pairs) / len(pairs)
-    ece = expected_calibration_error(pairs)
+    ece = calibration.calibration_error([c for c, _ in pairs], [ok for _, ok in pairs])
     mean_conf = sum(c for c, _ in pairs) / len(pairs)
     print(
         f"classify: {sum(ok for _, ok in pairs)}/{len(pairs)} right ({acc:.1%}) in {wall_s:.1f} s;"
