@@ -29,7 +29,7 @@ lock: install
 	$(MAKE) install
 
 # The ranges kept honest: the newest versions pyproject allows, in a throwaway venv, run
-# through mypy and the fast tests. It reports; CI does not fail on it (see the README).
+# through mypy and the fast tests. It reports; CI does not fail on it (docs/development.md).
 NEWEST ?= .venv-newest
 newest: install
 	rm -rf $(NEWEST)

@@ -2,9 +2,9 @@
 mypy and the fast tests on them. Run by `make newest` with the throwaway venv's python.
 
 It prints one line per finding and a last `newest:` line that sums them up. Its exit
-code is 1 when mypy or a test failed there, but CI reports it and goes on (README:
-"Dependencies"): a registry release must not break main; the lock keeps main on the
-versions CI passed with, and this names what the next `make lock` has to fix.
+code is 1 when mypy or a test failed there, but CI reports it and goes on
+(docs/development.md): a registry release must not break main; the lock keeps main on
+the versions CI passed with, and this names what the next `make lock` has to fix.
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ import results
 from taskloom import calibration
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.load import default_model_path
+from taskloom.labelled import same
 from taskloom.tools import Outcome, run_task
 
 DATA = Path(__file__).parent / "data"
@@ -141,15 +142,6 @@ def draw(kind: str, table: list[dict[str, float]], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / f"risk_coverage_{SET}_{kind}.png", dpi=110)
     plt.close(fig)
-
-
-def same(got: Any, expected: Any) -> bool:
-    accepted = expected if isinstance(expected, list) else [expected]
-    if got is None:
-        return None in accepted
-    return isinstance(got, str) and got.strip().lower() in [
-        a.lower() for a in accepted if isinstance(a, str)
-    ]
 
 
 def is_absent(expected: Any) -> bool:

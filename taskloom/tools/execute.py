@@ -52,7 +52,9 @@ def execute(
                 tools=tools,
                 tool_name=job.tool,
                 output_retries=settings.output_retries,
-                calibration=calibrations.load(settings.calibration),
+                calibration=(
+                    calibrations.load(settings.calibration) if job.kind in SLM_KINDS else None
+                ),
             )
     except Exception as e:  # a step's failure is data: the dispatcher decides on retries
         finished = time.time()

@@ -44,6 +44,25 @@ def scorer(null_wins: set[str], *, by: float = 10.0) -> Any:
     return score
 
 
+def escalating(slm: Any, llm: Any, settings: Settings) -> EscalatingDispatcher:
+    """SLM steps run inline on `slm`; what they can't do reliably goes to `llm`."""
+    inline = InlineDispatcher(model=slm, settings=settings)
+    return EscalatingDispatcher(
+        inline, llm=llm, budget=Budget.from_settings(settings), settings=settings
+    )
+
+
+def contact_job(**inputs: Any) -> StepJob:
+    """The contact extraction of TEXT as a job, as a dispatcher receives it."""
+    return StepJob(
+        run_id="r1",
+        step_id="contact",
+        kind="extract",
+        inputs={"text": TEXT, **inputs},
+        output=CONTACT,
+    )
+
+
 def extract(model: ScriptedChatModel, **inputs: Any) -> Any:
     return run_task("extract", {"text": TEXT, "copy": True, **inputs}, output=CONTACT, model=model)
 
@@ -130,19 +149,8 @@ def test_the_step_result_carries_the_decisions_and_a_low_confidence_escalates(
     answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
     slm = ScriptedChatModel([answer], scores=scorer({"city"}, by=5.5), name="slm")
     llm = ScriptedChatModel([{"name": "Ann Lee", "city": None, "kind": "order"}], name="llm")
-    dispatcher = EscalatingDispatcher(
-        InlineDispatcher(model=slm, settings=settings),
-        llm=llm,
-        budget=Budget.from_settings(settings),
-        settings=settings,
-    )
-    job = StepJob(
-        run_id="r1",
-        step_id="contact",
-        kind="extract",
-        inputs={"text": TEXT, "copy": True},
-        output=CONTACT,
-    )
+    dispatcher = escalating(slm, llm, settings)
+    job = contact_job(copy=True)
     slm_result = InlineDispatcher(
         model=ScriptedChatModel([answer], scores=scorer({"city"}, by=5.5)), settings=settings
     ).dispatch(job)
@@ -186,15 +194,8 @@ def test_flagged_fields_take_the_llms_values_and_accepted_ones_keep_the_slms(
     answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
     slm = ScriptedChatModel([answer], scores=scorer({"city"}), name="slm")
     llm = ScriptedChatModel([{"name": "Ann L.", "city": "Lyon", "kind": "visit"}], name="llm")
-    dispatcher = EscalatingDispatcher(
-        InlineDispatcher(model=slm, settings=settings),
-        llm=llm,
-        budget=Budget.from_settings(settings),
-        settings=settings,
-    )
-    job = StepJob(
-        run_id="r1", step_id="contact", kind="extract", inputs={"text": TEXT}, output=CONTACT
-    )
+    dispatcher = escalating(slm, llm, settings)
+    job = contact_job()
     result = dispatcher.dispatch(job)
     (esc,) = dispatcher.escalations
     assert "fields city not accepted by the calibration" in esc["reason"]
@@ -214,15 +215,8 @@ def test_when_the_llm_cannot_answer_the_flagged_slm_answer_stands(tmp_path: Any)
     settings = Settings(home=tmp_path / "home", escalate_below=0.0)
     answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
     slm = ScriptedChatModel([answer], scores=scorer({"city"}), name="slm")
-    dispatcher = EscalatingDispatcher(
-        InlineDispatcher(model=slm, settings=settings),
-        llm=Down(name="llm"),
-        budget=Budget.from_settings(settings),
-        settings=settings,
-    )
-    job = StepJob(
-        run_id="r1", step_id="contact", kind="extract", inputs={"text": TEXT}, output=CONTACT
-    )
+    dispatcher = escalating(slm, Down(name="llm"), settings)
+    job = contact_job()
     result = dispatcher.dispatch(job)
     assert result.status == StepStatus.DONE and result.model == "slm"
     assert result.accepted is False  # still flagged: it goes to review

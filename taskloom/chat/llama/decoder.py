@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from taskloom import deadline
-from taskloom.chat.grounding import Grounding
+from taskloom.chat.grounding import TAIL, Grounding
 from taskloom.errors import ModelError, TaskInputError
 
 TOP_K = 64
@@ -205,8 +205,9 @@ class Picker:
 
     def _is_grounded(self, d: Draft, token: int) -> bool:
         assert d.grounding is not None
-        text = d.text.decode("utf-8", errors="ignore")
-        return d.grounding.allows(text, self._piece(token).decode("utf-8", errors="ignore"))
+        # Only the text's tail can hold an unfinished run (`grounding.TAIL` characters).
+        tail = d.text[-4 * TAIL :].decode("utf-8", errors="ignore")
+        return d.grounding.allows(tail, self._piece(token).decode("utf-8", errors="ignore"))
 
     def _grounded(self, d: Draft, logits: npt.NDArray[np.single], grammar: Any) -> int:
         """The model's best token that the grammar allows and that invents no id or number;
