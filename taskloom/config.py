@@ -76,6 +76,11 @@ class Settings(BaseSettings):
         default_factory=lambda: Path.home() / ".local" / "share" / "taskloom",
         description="where local run state (SQLite checkpoints) is kept",
     )
+    examples: Path | None = Field(
+        None,
+        description="the example bank's folder: labelled answers per step signature, shared"
+        " by every box that learns; None: HOME/examples",
+    )
     max_steps: int = Field(MAX_STEPS, description="the most steps a plan may have")
     max_attempts: int = Field(3, description="attempts per step before it fails")
     retry_backoff_s: float = Field(0.2, description="first retry delay; doubles each time")
@@ -210,6 +215,11 @@ class Settings(BaseSettings):
     def state_path(self) -> Path:
         """The SQLite file that holds local runs: LangGraph checkpoints and run records."""
         return self.home / "runs.sqlite"
+
+    @property
+    def examples_path(self) -> Path:
+        """The example bank's folder (taskloom.bank)."""
+        return self.examples or self.home / "examples"
 
     def price_per_mtok(self, model: str, *, is_llm: bool = False) -> tuple[float, float]:
         """(prompt, completion) dollars per million tokens of `model`.
