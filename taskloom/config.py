@@ -81,6 +81,16 @@ class Settings(BaseSettings):
         description="the example bank's folder: labelled answers per step signature, shared"
         " by every box that learns; None: HOME/examples",
     )
+    learned: bool = Field(
+        True,
+        description="SLM steps use what `taskloom learn` learned for their signature"
+        " (few-shot examples, thresholds); false (--no-learned) runs them as written",
+    )
+    bank_answers: bool = Field(
+        True,
+        description="keep each escalation's accepted LLM answer in the example bank,"
+        " for `taskloom learn`",
+    )
     max_steps: int = Field(MAX_STEPS, description="the most steps a plan may have")
     max_attempts: int = Field(3, description="attempts per step before it fails")
     retry_backoff_s: float = Field(0.2, description="first retry delay; doubles each time")

@@ -1,4 +1,4 @@
-"""Commands that run here: run, resume, validate, show and calibrate."""
+"""Commands that run here: run, resume, validate, show, calibrate and learn."""
 
 from __future__ import annotations
 
@@ -291,3 +291,73 @@ def calibrate(
         f"wrote {report.path}; use it with TASKLOOM_CALIBRATION={report.path} (workers and runs)",
         err=True,
     )
+
+
+@cli.command()
+@click.option(
+    "--examples",
+    "examples_path",
+    metavar="FILE.jsonl",
+    help='Labelled examples, one {"step": ..., "expected": ...} a line; default: the bank.',
+)
+@click.option("--plan", "plan_path", metavar="FILE", help="With --step: learn that step's task.")
+@click.option("--step", "step_id", metavar="ID", help="The plan's step whose task to learn.")
+@click.option(
+    "--shots", type=click.IntRange(1, 16), default=3, show_default=True, help="Examples shown."
+)
+@click.option(
+    "--choose",
+    type=click.Choice(["fixed", "nearest"]),
+    help="How examples are chosen; default: both measured, the better kept.",
+)
+@click.option("--model", metavar="PATH", help="GGUF model for the steps (TASKLOOM_MODEL).")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Steps decoded together.")
+@click.option("--json", "as_json", is_flag=True, help="Print the lessons as JSON.")
+def learn(
+    examples_path: str | None,
+    plan_path: str | None,
+    step_id: str | None,
+    shots: int,
+    choose: str | None,
+    model: str | None,
+    concurrency: int | None,
+    as_json: bool,
+) -> None:
+    """Learn from labelled answers: each step signature gets a lesson later runs use."""
+    from pathlib import Path
+
+    from taskloom.api.calibrate import read_examples
+    from taskloom.api.learn import banked, planned_runs
+    from taskloom.api.learn import learn as learn_from
+    from taskloom.bank import step_signature
+    from taskloom.views.learning import lessons_table
+    from taskloom.workflows.target import read_plan
+
+    settings = settings_from(model=model, concurrency=concurrency)
+    if (plan_path is None) != (step_id is None):
+        raise InputError("--plan and --step go together: the plan file and its step's id")
+    if examples_path and plan_path:
+        raise InputError("give --examples FILE, or --plan and --step (the bank's), not both")
+    sig = None
+    if plan_path is not None:
+        steps = {s.id: s for s in read_plan(Path(plan_path), max_steps=settings.max_steps).steps}
+        if step_id not in steps:
+            raise InputError(f"plan {plan_path} has no step {step_id!r}: {', '.join(steps)}")
+        sig = step_signature(steps[step_id])
+    examples = read_examples(examples_path) if examples_path else banked(settings, sig)
+    runs = planned_runs(examples, shots=shots, choose=choose)  # type: ignore[arg-type]
+    with click.progressbar(length=max(runs, 1), label="learning", file=sys.stderr) as bar:
+        found = learn_from(
+            examples,
+            settings=settings,
+            shots=shots,
+            choose=choose,  # type: ignore[arg-type]
+            progress=bar.update,
+        )
+    if as_json:
+        lessons = [f.lesson.model_dump(mode="json") for f in found if f.lesson is not None]
+        click.echo(json.dumps(lessons, indent=2))
+    else:
+        click.echo(lessons_table(found))
+    where = settings.examples_path / "learned"
+    click.echo(f"wrote lessons to {where}; later runs of these steps use them", err=True)
