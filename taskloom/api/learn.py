@@ -65,15 +65,9 @@ def learn(
     Raises:
         InputError: no signature has enough examples to hold some back.
     """
+    check_enough(examples, shots=shots)
     groups = by_signature(examples)
     needed = MIN_HELD_BACK + shots
-    if all(len(group) < needed for group in groups.values()):
-        most = max(len(group) for group in groups.values())
-        raise InputError(
-            f"too few examples to learn: a signature needs at least {needed} "
-            f"({shots} to show, {MIN_HELD_BACK} held back to measure); the most any has is "
-            f"{most}; add labelled examples"
-        )
     base = calibration.load(settings.calibration)
     model = model if model is not None else load_model(settings)
     store = Lessons(settings.examples_path / "learned")
@@ -99,6 +93,18 @@ def by_signature(examples: Sequence[Labelled]) -> dict[str, list[Labelled]]:
     for example in examples:
         groups.setdefault(step_signature(example.step), []).append(example)
     return groups
+
+
+def check_enough(examples: Sequence[Labelled], *, shots: int = SHOTS) -> None:
+    """Raise InputError unless some signature has enough examples to hold some back."""
+    needed = MIN_HELD_BACK + shots
+    most = max((len(group) for group in by_signature(examples).values()), default=0)
+    if most < needed:
+        raise InputError(
+            f"too few examples to learn: a signature needs at least {needed} "
+            f"({shots} to show, {MIN_HELD_BACK} held back to measure); the most any has is "
+            f"{most}; add labelled examples"
+        )
 
 
 def planned_runs(

@@ -61,6 +61,13 @@ GOAL_ONLY = {
 )
 @click.option("--max-replans", type=int, metavar="N", help="Replans the joiner may ask for.")
 @click.option("--no-stream", is_flag=True, help="Wait for the whole plan before running it.")
+@click.option(
+    "--no-learned",
+    "learned",
+    flag_value=False,
+    default=None,
+    help="Run SLM steps as written, without what taskloom learn learned (docs/learning.md).",
+)
 def run(
     target: str | None,
     input_text: str | None,
@@ -112,7 +119,9 @@ def run(
             f"{', '.join(ignored)}: only for --goal runs; drop {them} to run {target}"
         )
     where: dict[str, Any] = {"redis_url": flags["redis_url"], "model": flags["model"]}
-    budgets = {name: flags[name] for name in ("max_cost_usd", "max_llm_calls", "escalate_below")}
+    budgets = {
+        name: flags[name] for name in ("max_cost_usd", "max_llm_calls", "escalate_below", "learned")
+    }
     if not inline and settings_from(**where).redis_url:
         from taskloom.api import remote
 
@@ -327,7 +336,7 @@ def learn(
     from pathlib import Path
 
     from taskloom.api.calibrate import read_examples
-    from taskloom.api.learn import banked, planned_runs
+    from taskloom.api.learn import banked, check_enough, planned_runs
     from taskloom.api.learn import learn as learn_from
     from taskloom.bank import step_signature
     from taskloom.views.learning import lessons_table
@@ -345,6 +354,7 @@ def learn(
             raise InputError(f"plan {plan_path} has no step {step_id!r}: {', '.join(steps)}")
         sig = step_signature(steps[step_id])
     examples = read_examples(examples_path) if examples_path else banked(settings, sig)
+    check_enough(examples, shots=shots)
     runs = planned_runs(examples, shots=shots, choose=choose)  # type: ignore[arg-type]
     with click.progressbar(length=max(runs, 1), label="learning", file=sys.stderr) as bar:
         found = learn_from(
