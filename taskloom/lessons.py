@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,6 +66,17 @@ class Lesson(BaseModel):
             key=lambda ex: -overlap(mine, words(ex["input"])),
         )
         return ranked[: self.shots]
+
+
+@dataclass(frozen=True)
+class Learned:
+    """One signature's outcome: its lesson, or why it was not learned."""
+
+    signature: str
+    kind: str
+    examples: int
+    lesson: Lesson | None = None
+    skipped: str | None = None
 
 
 class Lessons:

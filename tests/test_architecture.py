@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "taskloom"
 LAYERS = [
     {"errors", "config", "step", "plan", "logs", "deadline", "extras", "schema", "calibration"},
     {"chat"},
-    {"tools", "labelled"},
+    {"tools", "labelled", "bank", "lessons"},
     {"dispatch"},
     {"workflows"},
     {"agents"},

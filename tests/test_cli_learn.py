@@ -66,7 +66,7 @@ def test_learn_writes_a_lesson_and_prints_before_and_after(
     assert lesson.kind == "extract" and lesson.held_back == 5 and lesson.trained_on == 5
     assert set(lesson.before) == {"answers", "accuracy", "coverage"}
     assert lesson.signature in out and "→" in out and "held back" in out
-    assert "later runs of these steps use them" in err
+    assert "later runs of these steps use them" in out
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from taskloom import calibration, labelled
@@ -26,22 +26,12 @@ from taskloom.chat import ChatModel, load_model
 from taskloom.config import Settings
 from taskloom.errors import InputError
 from taskloom.labelled import Labelled
-from taskloom.lessons import Choose, Lesson, Lessons, as_example, fixed_examples
+from taskloom.lessons import Choose, Learned, Lesson, Lessons, as_example, fixed_examples
+from taskloom.workflows.target import read_plan
 
 MIN_HELD_BACK = 5
 """Held-back answers below which a signature is not learned: nothing would measure it."""
 SHOTS = 3
-
-
-@dataclass(frozen=True)
-class Learned:
-    """One signature's outcome: its lesson, or why it was not learned."""
-
-    signature: str
-    kind: str
-    examples: int
-    lesson: Lesson | None = None
-    skipped: str | None = None
 
 
 def learn(
@@ -121,6 +111,36 @@ def planned_runs(
         for group in by_signature(examples).values()
         if len(group) >= MIN_HELD_BACK + shots
     )
+
+
+def chosen_examples(
+    settings: Settings,
+    *,
+    examples_path: str | None = None,
+    plan_path: str | None = None,
+    step_id: str | None = None,
+) -> list[Labelled]:
+    """The examples `taskloom learn` learns from: a labelled file's, the bank's answers
+    to one plan step's task, or the whole bank's.
+
+    Raises:
+        InputError: the arguments don't go together, the step is not in the plan, or
+            there is nothing to learn from.
+    """
+    if (plan_path is None) != (step_id is None):
+        raise InputError("--plan and --step go together: the plan file and its step's id")
+    if examples_path and plan_path:
+        raise InputError("give --examples FILE, or --plan and --step (the bank's), not both")
+    if examples_path:
+        return labelled.read(examples_path)
+    sig = None
+    if plan_path is not None:
+        plan = read_plan(Path(plan_path), max_steps=settings.max_steps)
+        steps = {s.id: s for s in plan.steps}
+        if step_id not in steps:
+            raise InputError(f"plan {plan_path} has no step {step_id!r}: {', '.join(steps)}")
+        sig = step_signature(steps[step_id])
+    return banked(settings, sig)
 
 
 def banked(settings: Settings, sig: str | None = None) -> list[Labelled]:

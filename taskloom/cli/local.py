@@ -333,27 +333,14 @@ def learn(
     as_json: bool,
 ) -> None:
     """Learn from labelled answers: each step signature gets a lesson later runs use."""
-    from pathlib import Path
-
-    from taskloom.api.calibrate import read_examples
-    from taskloom.api.learn import banked, check_enough, planned_runs
+    from taskloom.api.learn import check_enough, chosen_examples, planned_runs
     from taskloom.api.learn import learn as learn_from
-    from taskloom.bank import step_signature
     from taskloom.views.learning import lessons_table
-    from taskloom.workflows.target import read_plan
 
     settings = settings_from(model=model, concurrency=concurrency)
-    if (plan_path is None) != (step_id is None):
-        raise InputError("--plan and --step go together: the plan file and its step's id")
-    if examples_path and plan_path:
-        raise InputError("give --examples FILE, or --plan and --step (the bank's), not both")
-    sig = None
-    if plan_path is not None:
-        steps = {s.id: s for s in read_plan(Path(plan_path), max_steps=settings.max_steps).steps}
-        if step_id not in steps:
-            raise InputError(f"plan {plan_path} has no step {step_id!r}: {', '.join(steps)}")
-        sig = step_signature(steps[step_id])
-    examples = read_examples(examples_path) if examples_path else banked(settings, sig)
+    examples = chosen_examples(
+        settings, examples_path=examples_path, plan_path=plan_path, step_id=step_id
+    )
     check_enough(examples, shots=shots)
     runs = planned_runs(examples, shots=shots, choose=choose)  # type: ignore[arg-type]
     with click.progressbar(length=max(runs, 1), label="learning", file=sys.stderr) as bar:
@@ -365,9 +352,6 @@ def learn(
             progress=bar.update,
         )
     if as_json:
-        lessons = [f.lesson.model_dump(mode="json") for f in found if f.lesson is not None]
-        click.echo(json.dumps(lessons, indent=2))
+        click.echo(json.dumps([f.lesson.model_dump(mode="json") for f in found if f.lesson]))
     else:
-        click.echo(lessons_table(found))
-    where = settings.examples_path / "learned"
-    click.echo(f"wrote lessons to {where}; later runs of these steps use them", err=True)
+        click.echo(lessons_table(found, where=settings.examples_path / "learned"))

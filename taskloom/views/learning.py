@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
-from taskloom.api.learn import Learned
+from taskloom.lessons import Learned
 
 
-def lessons_table(found: Sequence[Learned]) -> str:
+def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
     """Each signature's held-back accuracy and coverage before → after, and its threshold."""
     lines = [
         f"{'kind':<11}{'signature':<18}{'examples':>9}{'held back':>10}"
@@ -27,4 +28,5 @@ def lessons_table(found: Sequence[Learned]) -> str:
             f"{head}{lesson.held_back:>10}  {accuracy:<15}{coverage:<15}{threshold:>9}"
             f"  {lesson.shots} {lesson.choose}"
         )
+    lines.append(f"lessons in {where}; later runs of these steps use them")
     return "\n".join(lines)
