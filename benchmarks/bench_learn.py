@@ -11,9 +11,9 @@ After every `--round` steps, `taskloom learn`'s code (`api.learn.learn`) learns 
 signature in the bank that has enough answers, and later steps use the lessons.
 
 Then, on the test halves (never streamed, never seen by the teacher) and on the
-held-out voice sets, each step runs as the eval set writes it (its hand-written
-examples) and with the signature's final lesson, side by side: accuracy (fields,
-slots, labels), coverage at 95% precision, and the share the thresholds accept.
+held-out voice sets, each step runs as the eval set writes it (with its hand-written
+examples) and with the signature's final lesson (its examples after those), side by
+side: accuracy (fields, slots, labels), coverage at 95% precision, and AURC.
 Serving cost: the extraction test half at concurrency 16, with lessons and without,
 steps/s (the lesson adds examples to the prompt; `fixed` ones stay a cached prefix).
 
@@ -133,10 +133,7 @@ def stream(
             right += _all_right(example, result)
             if result.accepted is not True:  # flagged: the teacher answers, the bank keeps it
                 escalated += 1
-                step = example.step.model_copy(
-                    update={"inputs": {k: v for k, v in job.inputs.items() if k != "examples"}}
-                )
-                bank.add(step, teacher.answer(job), source=Source.LLM)
+                bank.add(example.step, teacher.answer(job), source=Source.LLM)
         lessons = len(Lessons(settings.examples_path / "learned").all())
         rounds.append(
             {

@@ -5,11 +5,11 @@ next to the example bank (`TASKLOOM_EXAMPLES`; a folder every box can read). A r
 SLM steps use the lesson of their signature automatically (`learned=False`, or
 `--no-learned`, turns that off):
 
-- `examples`: the few-shot examples the step's prompt shows instead of its own, taken
-  from the labelled answers. `choose: "fixed"` shows the same ones to every input, so
-  the prompt's prefix (instruction, schema, examples) stays one cached prefix;
-  `"nearest"` shows the ones whose data is nearest the input's (word overlap), which
-  costs that prefix.
+- `examples`: few-shot examples taken from the labelled answers, shown after the step's
+  own; empty when, on the held-back answers, they did not beat the step as written.
+  `choose: "fixed"` shows the same ones to every input, so the prompt's prefix
+  (instruction, schema, examples) stays one cached prefix; `"nearest"` shows the ones
+  whose data is nearest the input's (word overlap), which costs that prefix.
 - `threshold`: the confidence at and above which the signature's answers are accepted,
   chosen on held-back answers (`calibration.choose_threshold`); it replaces the
   calibration's for this signature. None: every answer stays flagged.
@@ -57,15 +57,13 @@ class Lesson(BaseModel):
     at: float = 0.0
 
     def shown(self, inputs: dict[str, Any]) -> list[dict[str, Any]]:
-        """The examples this input's prompt shows (module doc)."""
+        """The examples this input's prompt shows: the step's own, then the lesson's."""
+        own = list(inputs.get("examples") or [])
         if self.choose == "fixed":
-            return self.examples[: self.shots]
+            return own + self.examples[: self.shots]
         mine = words(data_of(inputs))
-        ranked = sorted(
-            self.examples,
-            key=lambda ex: -overlap(mine, words(ex["input"])),
-        )
-        return ranked[: self.shots]
+        ranked = sorted(self.examples, key=lambda ex: -overlap(mine, words(ex["input"])))
+        return own + ranked[: self.shots]
 
 
 @dataclass(frozen=True)
@@ -137,6 +135,8 @@ class Lessons:
 
 def teach(job: StepJob, lesson: Lesson) -> StepJob:
     """The job with the lesson's examples in its prompt."""
+    if not lesson.examples:
+        return job
     inputs = {**job.inputs, "examples": lesson.shown(job.inputs)}
     return job.model_copy(update={"inputs": inputs})
 

@@ -230,8 +230,8 @@ class EscalatingDispatcher:
         """Keep the LLM's answer to an SLM step in the bank, as a labelled example."""
         if self.bank is None:
             return
-        inputs = {k: v for k, v in job.inputs.items() if k != "examples"}
-        step = Step(id=job.step_id, kind=job.kind, inputs=inputs, output=job.output)
+        # `job` is the step as written: a lesson's examples are not in it.
+        step = Step(id=job.step_id, kind=job.kind, inputs=job.inputs, output=job.output)
         try:
             self.bank.add(step, value, source=Source.LLM, run_id=job.run_id)
         except OSError as e:  # a full or read-only disk must not fail the step

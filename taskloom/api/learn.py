@@ -3,9 +3,10 @@
 For each step signature among the examples (a file may hold several), the answers are
 split, by a hash of their data, into those the lesson learns from and a held-back part
 (`hold_back`, at least `MIN_HELD_BACK`). On the held-back part, the step runs as
-written (before) and with the lesson's examples (after, for each way of choosing them
-unless one is given); the better way is kept, ties to `fixed` (it keeps the prompt's
-prefix cached). The lesson's threshold is chosen on the same held-back answers
+written (before) and with the lesson's examples (after, its own examples and then the
+lesson's, for each way of choosing them unless one is given); the better way is kept,
+ties to `fixed` (it keeps the prompt's prefix cached), and none at all when neither
+beats the step as written. The lesson's threshold is chosen on the same held-back answers
 (`calibration.choose_threshold`), and before/after accuracy and coverage at the target
 precision are kept in the lesson and printed.
 """
@@ -209,6 +210,8 @@ def _lesson(
             best = (trial, graded)
     assert best is not None
     lesson, after = best
+    if _accuracy(after) <= _accuracy(before):  # the examples did not help: as written
+        lesson, after = lesson.model_copy(update={"examples": []}), before
     threshold, _, _ = choose_threshold(
         [g.confidence or 0.0 for g in after],
         [g.is_right for g in after],

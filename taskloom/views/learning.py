@@ -26,7 +26,7 @@ def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
         threshold = "none" if lesson.threshold is None else f"{lesson.threshold:.3f}"
         lines.append(
             f"{head}{lesson.held_back:>10}  {accuracy:<15}{coverage:<15}{threshold:>9}"
-            f"  {lesson.shots} {lesson.choose}"
+            f"  {f'{lesson.shots} {lesson.choose}' if lesson.examples else 'none (as written)'}"
         )
     lines.append(f"lessons in {where}; later runs of these steps use them")
     return "\n".join(lines)
