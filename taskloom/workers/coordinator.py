@@ -23,6 +23,7 @@ from taskloom.errors import InfrastructureError, TaskloomError
 from taskloom.step import ErrorInfo, StepResult, StepStatus
 from taskloom.tools import ToolRegistry
 from taskloom.workers.handlers import Handler
+from taskloom.workers.metrics import WorkerMetrics
 from taskloom.workflows.checkpointer import open_checkpointer
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord, RunStatus
@@ -38,8 +39,10 @@ def run_handler(
     tools: ToolRegistry,
     workflows: dict[str, Workflow],
     worker: str,
+    metrics: WorkerMetrics | None = None,
 ) -> Handler:
-    """The handler for `run` payloads: drive the run to its end, steps over Redis."""
+    """The handler for `run` payloads: drive the run to its end, steps over Redis;
+    `metrics`, when given, counts the run's escalations."""
 
     def handle(envelope: payload.Envelope, claim: Claim) -> StepResult:
         body = envelope.body
@@ -57,10 +60,12 @@ def run_handler(
             dispatcher = EscalatingDispatcher.for_target(
                 RedisDispatcher(broker, settings=settings), settings
             )
+            already = len(dispatcher.escalations)
+            annotated = _AnnotatedStore(broker, dispatcher)
 
             def save(event: dict[str, Any], record: RunRecord) -> None:
                 if event.get("event") == "step_finished":
-                    store.save(record)
+                    annotated.save(record)
 
             with ExitStack() as stack:
                 # With a checkpointer configured, a run whose coordinator died goes on
@@ -78,7 +83,7 @@ def run_handler(
                         dispatcher=dispatcher,
                         settings=settings,
                         checkpointer=checkpointer,
-                        store=store,
+                        store=annotated,
                         on_event=save,
                     )
                 else:
@@ -88,12 +93,14 @@ def run_handler(
                         dispatcher=dispatcher,
                         settings=settings,
                         checkpointer=checkpointer,
-                        store=store,
+                        store=annotated,
                         run_id=run_id,
                         target=target,
                         on_event=save,
                     )
-            store.save(dispatcher.annotate(record))
+            # The runner's last save, through `annotated`, already holds the escalations.
+            if metrics is not None:
+                metrics.escalated(dispatcher.escalations[already:])
         except InfrastructureError:
             raise  # not the run's fault: the lease re-queues it once Redis is back
         except TaskloomError as e:
@@ -115,3 +122,16 @@ def run_handler(
         )
 
     return handle
+
+
+class _AnnotatedStore(RedisRunStore):
+    """The run store, writing the run's escalations and budget into every record it
+    saves: the runner's own last save marks the run finished and wakes `taskloom result
+    --wait`, so that save must already carry them."""
+
+    def __init__(self, broker: Broker, dispatcher: EscalatingDispatcher) -> None:
+        super().__init__(broker)
+        self.dispatcher = dispatcher
+
+    def save(self, record: RunRecord) -> None:
+        super().save(self.dispatcher.annotate(record))
