@@ -74,7 +74,7 @@ def main() -> None:
         settings = Settings(home=Path(home), n_threads=2)
         signals: list[tuple[str, ChatModel | None]] = [("features alone", None)]
         if not args.features_only:
-            from taskloom.chat.llama.host import default_host
+            from taskloom.chat.load import default_host
 
             signals.append(("features + SLM", default_host(settings)))
         for name, slm in signals:

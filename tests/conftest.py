@@ -111,7 +111,7 @@ def taskloom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def default_model_path() -> str:
     """The real default GGUF model (assembled from its PyPI package on first use)."""
-    from taskloom.chat.llama.host import default_model_path as path
+    from taskloom.chat.model_file import default_model_path as path
 
     return str(path())
 

@@ -10,7 +10,18 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "taskloom"
 
 LAYERS = [
-    {"errors", "config", "step", "plan", "logs", "deadline", "extras", "schema", "calibration"},
+    {
+        "errors",
+        "config",
+        "step",
+        "plan",
+        "logs",
+        "deadline",
+        "extras",
+        "schema",
+        "calibration",
+        "tracing",
+    },
     {"chat"},
     {"tools", "labelled"},
     {"dispatch"},

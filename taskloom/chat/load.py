@@ -7,17 +7,23 @@ default model. Workers, inline runs and the local planner all load through here.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taskloom.chat.base import ChatModel
+from taskloom.chat.gpu import placement
 from taskloom.chat.model_file import check_model_file, default_model_path
 from taskloom.config import Settings
 from taskloom.extras import DEFAULT_MODEL, LLAMA, check_local, require_local
+
+if TYPE_CHECKING:
+    from taskloom.chat.llama.host import ModelHost
 
 __all__ = [
     "SCRIPTED",
     "check_local_model",
     "check_model",
     "check_model_file",
+    "default_host",
     "default_model_path",
     "load_model",
 ]
@@ -38,9 +44,25 @@ def load_model(settings: Settings) -> ChatModel:
 
         return ScriptedChatModel()
     require_local(LLAMA)
-    from taskloom.chat.llama.host import default_host  # llama-cpp only where a model loads
-
     return default_host(settings)
+
+
+def default_host(settings: Settings | None = None) -> ModelHost:
+    """A host for `settings.model`, or for the default model when it is None, on the GPU
+    the settings or CUDA_VISIBLE_DEVICES name (`taskloom.chat.gpu.placement`)."""
+    from taskloom.chat.llama.host import ModelHost  # llama-cpp only where a model loads
+
+    settings = settings if settings is not None else Settings()
+    path = Path(settings.model).expanduser() if settings.model else default_model_path()
+    gpu, n_gpu_layers = placement(settings)
+    return ModelHost(
+        path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_gpu_layers=n_gpu_layers,
+        gpu=gpu,
+        concurrency=settings.concurrency,
+    )
 
 
 def check_model(settings: Settings) -> None:

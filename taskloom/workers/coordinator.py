@@ -14,6 +14,7 @@ import time
 from contextlib import ExitStack
 from typing import Any
 
+from taskloom import tracing
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.config import Settings
 from taskloom.dispatch import payload
@@ -68,6 +69,8 @@ def run_handler(
                     annotated.save(record)
 
             with ExitStack() as stack:
+                # The submitter's trace context, if it sent one: the run span is its child.
+                stack.enter_context(tracing.attached(envelope.trace))
                 # With a checkpointer configured, a run whose coordinator died goes on
                 # from its last checkpoint; without, it is driven again from the start
                 # (steps that have a result in Redis are not queued again either way).
