@@ -7,6 +7,7 @@ for the model calls. The trace is screenshotted in Phoenix's UI (`artifacts/`)."
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -20,7 +21,9 @@ from typing import Any
 import pytest
 
 from taskloom import tracing
-from taskloom.chat import sample_for_schema
+from taskloom.chat import OpenAIChatModel, sample_for_schema
+from taskloom.dispatch import payload
+from taskloom.errors import JobRejectedError
 from taskloom.testing.server import Reply, ScriptedServer
 from tests.conftest import free_port
 from tests.workers.redis_helpers import Spawn, spawn_worker, taskloom, wait_for
@@ -117,6 +120,94 @@ def submit(redis_url: str, plan: Path, inputs: Path) -> dict[str, Any]:
     return record
 
 
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    shutil.which("chromedriver") is None and not os.environ.get("CI"),
+    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
+)
+
+
+def test_tracing_is_off_without_an_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in tracing.ENDPOINT_VARS:
+        monkeypatch.delenv(var, raising=False)
+    assert tracing.tracer() is None and tracing.carrier() == {}
+    with tracing.span("nothing") as span:
+        assert span is None
+    data = payload.encode("step", {"run_id": "r"}, max_attempts=1, secret=None)
+    assert '"trace"' not in data
+
+
+def test_the_trace_context_is_signed_with_the_envelope(monkeypatch: pytest.MonkeyPatch) -> None:
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    monkeypatch.setattr(tracing, "carrier", lambda: {"traceparent": parent})
+    data = payload.encode("step", {"run_id": "r"}, max_attempts=1, secret="s3cret")
+    assert payload.decode(data.encode(), secret="s3cret").trace == {"traceparent": parent}
+    forged = data.replace("b7ad6b7169203331", "0000000000000001")
+    with pytest.raises(JobRejectedError, match="signature does not verify"):
+        payload.decode(forged.encode(), secret="s3cret")
+
+
+def test_an_endpoint_without_the_extra_warns_and_the_run_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    for module in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http.trace_exporter"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    tracing._tracer.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="taskloom"):
+            assert tracing.tracer() is None
+        with tracing.span("nothing") as span:
+            assert span is None
+    finally:
+        tracing._tracer.cache_clear()
+    assert "tracing_unavailable" in caplog.text and "taskloom[otel]" in caplog.text
+
+
+@pytest.fixture
+def in_memory(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Tracing on in this process, into memory: an application's own provider, which
+    taskloom keeps (set once per process, as OpenTelemetry allows)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    processor = SimpleSpanProcessor(exporter)
+    provider.add_span_processor(processor)
+    tracing._tracer.cache_clear()
+    yield exporter
+    processor.shutdown()
+    tracing._tracer.cache_clear()
+
+
+def test_an_endpoint_call_is_a_client_span_and_a_local_one_internal(in_memory: Any) -> None:
+    from opentelemetry.trace import SpanKind
+
+    with ScriptedServer([Reply(text="hello")]) as server:
+        model = OpenAIChatModel(base_url=server.url, model="big-model")
+        model.complete([{"role": "user", "content": "hi"}])
+    with tracing.model_call("small.gguf", provider="llama.cpp") as span:
+        tracing.model_usage(span, model="small.gguf", inputs=3, outputs=1)
+    with pytest.raises(ValueError), tracing.model_call("small.gguf", provider="llama.cpp"):
+        raise ValueError("the grammar allowed no token")
+    client, local, failed = in_memory.get_finished_spans()
+    assert (client.name, client.kind) == ("chat big-model", SpanKind.CLIENT)
+    assert client.attributes["gen_ai.request.model"] == "big-model"
+    assert client.attributes["gen_ai.usage.input_tokens"] > 0
+    assert client.attributes["server.address"] == "127.0.0.1"
+    assert (local.name, local.kind) == ("chat small.gguf", SpanKind.INTERNAL)
+    assert local.attributes["gen_ai.usage.output_tokens"] == 1
+    assert failed.attributes["error.type"] == "ValueError"
+    assert not failed.status.is_ok
+
+
+@NEEDS_CHROMIUM
 @pytest.mark.timeout(300)
 def test_a_submitted_run_is_one_trace_with_the_worker_spans_under_the_run_span(
     phoenix: str, redis_url: str, spawn_worker: Spawn, browser: Any
@@ -193,7 +284,33 @@ def screenshot(browser: Any, phoenix: str, run: Span, name: str) -> str:
     return str(text)
 
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("chromedriver") is None and not os.environ.get("CI"),
-    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
-)
+@pytest.mark.model
+@pytest.mark.timeout(600)
+def test_the_resident_models_calls_are_internal_genai_spans_under_the_worker_span(
+    phoenix: str, redis_url: str, spawn_worker: Spawn, default_model_path: str, tmp_path: Path
+) -> None:
+    plan = tmp_path / "plan.json"
+    step = {"id": "who", "kind": "extract", "inputs": {"text": "$input.text"}}
+    step["output"] = {"type": "object", "properties": {"name": {"type": ["string", "null"]}}}
+    plan.write_text(json.dumps({"version": 1, "steps": [step], "output": "$who"}))
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps({"text": "Hi, this is Maria Lopez from Lyon."}))
+    spawn_worker("--model", default_model_path, env=tracing_env(phoenix, "taskloom-gguf"))
+    spawn_worker("--queue", "runs", env=tracing_env(phoenix, "taskloom-runs"))
+    record = submit(redis_url, plan, inputs)
+
+    def complete() -> list[Span]:
+        found = spans_of(phoenix, record["run_id"])
+        return found if by_name(found, "run ") and by_name(found, "chat ") else []
+
+    spans = wait_for(complete, timeout_s=60, what="the run's spans in Phoenix")
+    (execute,) = by_name(spans, "execute ")
+    calls = [s for s in by_name(spans, "chat ") if s["parent_id"] == execute["context"]["span_id"]]
+    assert calls, "no model call under the worker's span"
+    model = Path(default_model_path).stem
+    for span in calls:
+        a = span["attributes"]
+        assert span["name"] == f"chat {model}" and a["gen_ai.provider.name"] == "llama.cpp"
+        assert a["gen_ai.usage.input_tokens"] > 0 and a["gen_ai.usage.output_tokens"] > 0
+        assert "server.address" not in a  # in-process: kind INTERNAL, not CLIENT
+    print(json.dumps(calls[0], indent=1)[:3000])
