@@ -130,9 +130,10 @@ def model_host(default_model_path: str) -> Iterator[object]:
 os.environ.setdefault("TASKLOOM_TEST", "1")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Debian's Chromium, headless, through selenium (tests/views, tests/test_tracing.py)."""
+    """Debian's Chromium, headless, through selenium (tests/views, tests/test_tracing.py);
+    one per module, so one module's console errors are never another's."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -271,19 +271,15 @@ def test_a_submitted_run_is_one_trace_with_the_worker_spans_under_the_run_span(
 def screenshot(browser: Any, phoenix: str, run: Span, name: str) -> str:
     """Open the trace in Phoenix's UI, wait until its span tree is drawn, and save it."""
     project = _get(f"{phoenix}/v1/projects")["data"][0]["id"]
-    size = browser.get_window_size()  # the session's browser: leave it as it was
     browser.set_window_size(1600, 1000)
-    try:
-        browser.get(f"{phoenix}/projects/{project}/traces/{run['context']['trace_id']}")
-        text = wait_for(
-            lambda: "execute " in (body := browser.find_element("tag name", "body").text) and body,
-            timeout_s=60,
-            what="the trace drawn in Phoenix's UI",
-        )
-        ARTIFACTS.mkdir(exist_ok=True)
-        browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))
-    finally:
-        browser.set_window_size(size["width"], size["height"])
+    browser.get(f"{phoenix}/projects/{project}/traces/{run['context']['trace_id']}")
+    text = wait_for(
+        lambda: "execute " in (body := browser.find_element("tag name", "body").text) and body,
+        timeout_s=60,
+        what="the trace drawn in Phoenix's UI",
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / f"{name}.png"))
     assert run["name"] in text
     return str(text)
 
