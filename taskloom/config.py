@@ -29,7 +29,8 @@ DEFAULT_QUEUE = "slm"
 RUNS_QUEUE = "runs"
 MAX_STEPS = 64
 SLM_CONCURRENCY = 16
-"""Steps an SLM worker decodes together by default (README: "Choosing the concurrency")."""
+"""Steps an SLM worker decodes together by default (docs/batching.md, "Choosing the
+concurrency and threads")."""
 KEY_PREFIX = "taskloom"
 PRICES_USD_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
