@@ -33,8 +33,9 @@ from taskloom.chat.openai import extract_json
 from taskloom.config import Settings
 from taskloom.errors import InputError, PlanValidationError
 from taskloom.logs import get_logger
-from taskloom.plan import STEP_ID, Plan, Step, StepKind, load_plan
+from taskloom.plan import STEP_ID, Plan, Step, StepKind
 from taskloom.tools import ToolRegistry
+from taskloom.tools.checks import load_plan
 
 log = get_logger(__name__)
 

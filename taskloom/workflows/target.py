@@ -11,8 +11,9 @@ from types import ModuleType
 from typing import Any
 
 from taskloom.errors import InputError, JobRejectedError, TargetError, UserError
-from taskloom.plan import Plan, load_plan
+from taskloom.plan import Plan
 from taskloom.tools import Tool, ToolRegistry
+from taskloom.tools.checks import load_plan
 from taskloom.workflows.definition import Workflow
 
 
