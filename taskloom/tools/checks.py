@@ -25,6 +25,7 @@ from taskloom.plan import (
     did_you_mean,
     parse_reference,
     plan_problems,
+    references,
 )
 from taskloom.tools import KINDS
 from taskloom.tools.base import Kind
@@ -162,7 +163,11 @@ def _substitute(
     (UNKNOWN where that is not known), and `${ref}` text left as text."""
     if isinstance(value, str):
         ref = None if value.startswith("$$") else parse_reference(value)
-        return value if ref is None else _referenced(ref, steps, inputs, where, problems)
+        if ref is not None:
+            return _referenced(ref, steps, inputs, where, problems)
+        for inline in references(value):  # `${ref}` becomes text: only its path is checked
+            _referenced(inline, steps, inputs, where, problems)
+        return value
     if isinstance(value, dict):
         return {k: _substitute(v, steps, inputs, where, problems) for k, v in value.items()}
     if isinstance(value, list):
