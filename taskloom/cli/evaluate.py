@@ -1,0 +1,52 @@
+"""`taskloom eval`: accuracy on labelled examples (the same file and runner as calibrate)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from taskloom.cli.app import cli
+from taskloom.cli.common import settings_from
+
+
+@cli.command("eval")
+@click.argument("target", required=False, metavar="[PLAN.json]")
+@click.option(
+    "--examples",
+    "examples_path",
+    required=True,
+    metavar="FILE.jsonl",
+    help='Labelled examples, one {"step": ..., "expected": ...} a line (docs/evaluation.md).',
+)
+@click.option("--model", metavar="PATH", help="GGUF model for the steps (TASKLOOM_MODEL).")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Steps decoded together.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def evaluate(
+    target: str | None,
+    examples_path: str,
+    model: str | None,
+    concurrency: int | None,
+    as_json: bool,
+) -> None:
+    """Accuracy per step and per field on labelled examples, with a confusion table per
+    classify step. With PLAN.json, each example names one of its steps."""
+    from taskloom.api.evaluate import evaluate as run_eval
+    from taskloom.api.evaluate import read_examples
+    from taskloom.views.evaluation import evaluation_table
+
+    examples = read_examples(examples_path, target=target)
+    with click.progressbar(length=len(examples), label="running", file=sys.stderr) as bar:
+        report = run_eval(
+            examples,
+            settings=settings_from(model=model, concurrency=concurrency),
+            progress=bar.update,
+        )
+    for line in report.failed:
+        click.echo(f"taskloom: warning: not graded: {line}", err=True)
+    summary = report.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        click.echo(evaluation_table(summary))
