@@ -46,7 +46,4 @@ def evaluate(
     for line in report.failed:
         click.echo(f"taskloom: warning: not graded: {line}", err=True)
     summary = report.summary()
-    if as_json:
-        click.echo(json.dumps(summary, indent=2, ensure_ascii=False))
-    else:
-        click.echo(evaluation_table(summary))
+    click.echo(json.dumps(summary, indent=2) if as_json else evaluation_table(summary))
