@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -23,26 +24,14 @@ from taskloom.cli.common import settings_from
 @click.option("--model", metavar="PATH", help="GGUF model for the steps (TASKLOOM_MODEL).")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Steps decoded together.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def evaluate(
-    target: str | None,
-    examples_path: str,
-    model: str | None,
-    concurrency: int | None,
-    as_json: bool,
-) -> None:
-    """Accuracy per step and per field on labelled examples, with a confusion table per
-    classify step. With PLAN.json, each example names one of its steps."""
-    from taskloom.api.evaluate import evaluate as run_eval
-    from taskloom.api.evaluate import read_examples
+def evaluate(target: str | None, examples_path: str, as_json: bool, **options: Any) -> None:
+    """Accuracy per step and field on labelled examples (PLAN.json: lines name its steps)."""
+    from taskloom.api import evaluate as api
     from taskloom.views.evaluation import evaluation_table
 
-    examples = read_examples(examples_path, target=target)
+    examples = api.read_examples(examples_path, target=target)
     with click.progressbar(length=len(examples), label="running", file=sys.stderr) as bar:
-        report = run_eval(
-            examples,
-            settings=settings_from(model=model, concurrency=concurrency),
-            progress=bar.update,
-        )
+        report = api.evaluate(examples, settings=settings_from(**options), progress=bar.update)
     for line in report.failed:
         click.echo(f"taskloom: warning: not graded: {line}", err=True)
     summary = report.summary()

@@ -16,10 +16,7 @@ def evaluation_table(summary: dict[str, Any]) -> str:
     for step in summary["steps"]:
         name = step["step"] if step["step"] == step["kind"] else f"{step['step']} ({step['kind']})"
         lines.append("")
-        lines.append(
-            f"{name}: {step['right']}/{step['answers']} right"
-            f" ({_pct(step['accuracy'])})"
-        )
+        lines.append(f"{name}: {step['right']}/{step['answers']} right ({_pct(step['accuracy'])})")
         width = max(len("field"), *(len(f["field"]) for f in step["fields"]))
         lines.append(f"  {'field':<{width}}  answers  right  accuracy")
         for f in step["fields"]:
