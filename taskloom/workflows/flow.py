@@ -31,7 +31,8 @@ from taskloom.errors import (
 from taskloom.logs import get_logger
 from taskloom.plan import STEP_ID, Ref, Step, lookup, references, resolve
 from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
-from taskloom.tools import Tool
+from taskloom.tools import Tool, ToolRegistry
+from taskloom.tools.registry import OUTPUT_MODEL_KEY, model_name
 
 log = get_logger(__name__)
 
@@ -87,10 +88,13 @@ class Flow:
         inputs: dict[str, Any],
         dispatcher: Dispatcher,
         cancelled: threading.Event | None = None,
+        tools: ToolRegistry | None = None,
     ) -> None:
         self.run_id = run_id
         self.inputs = inputs
         self.dispatcher = dispatcher
+        self.tools = tools
+        """The workflow's registry: pydantic output models are registered there."""
         self.cancelled = cancelled if cancelled is not None else threading.Event()
         self.steps: dict[str, Step] = {}
         self._futures: dict[str, Future[dict[str, Any]]] = {}
@@ -149,7 +153,7 @@ class Flow:
 
         `timeout_s` bounds each attempt (default `Settings.step_timeout_s`)."""
         if isinstance(output, type) and issubclass(output, BaseModel):
-            output = output.model_json_schema()
+            output = self._output_schema(output)
         step = Step(
             id=id or self._next_id(tool or kind),
             kind=kind,
@@ -162,6 +166,14 @@ class Flow:
             timeout_s=timeout_s,
         )
         return self.add(step)
+
+    def _output_schema(self, model: type[BaseModel]) -> dict[str, Any]:
+        """The model's JSON schema, naming the model so that its validators run in the
+        re-ask loop where it is registered: in the workflow's tools (what an inline run
+        executes with), and on workers whose `--tools` modules define it."""
+        if self.tools is not None:
+            self.tools.add_model(model)
+        return {**model.model_json_schema(), OUTPUT_MODEL_KEY: model_name(model)}
 
     def _next_id(self, base: str) -> str:
         self._auto_ids[base] += 1
