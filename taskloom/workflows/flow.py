@@ -79,7 +79,17 @@ def to_wire(value: Any) -> Any:
 
 
 class Flow:
-    """Adds steps to a run and tracks their futures. One per run."""
+    """Adds steps to a run and tracks their futures. One per run.
+
+    The SLM step methods (`extract`, `fill_slots`, `filter`, `classify`, `generate`)
+    take `**options`: the step's own fields (`id`, `after`, `queue`, `model`,
+    `timeout_s`) and the kind's optional inputs, e.g. `examples=` (few-shot pairs),
+    `max_tokens=`, `copy=` (verbatim spans, `extract` and `fill_slots`), `absence=`,
+    `top_k=` and `threshold=` (`filter`), `grounded=` (`generate`); see
+    docs/plan-format.md. An unknown option is refused when the step runs, naming the
+    kind's inputs. `output=` of `extract` (and `step`) may be a pydantic model: its
+    validators then run in the re-ask loop, their messages sent back to the model.
+    """
 
     def __init__(
         self,

@@ -96,3 +96,38 @@ def test_a_tools_module_registers_the_output_models_it_defines(tmp_path: Any) ->
     )
     assert set(load_tools([str(module)]).models) == {"Invoice"}
     assert set(collect([str(module)])[0].models) == {"Invoice"}
+
+
+class Shouting(BaseModel):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def upper(cls, value: str) -> str:
+        if value != value.upper() or not value.strip():
+            raise ValueError("write the name in capital letters")
+        return value
+
+
+@pytest.mark.model
+def test_the_real_model_is_re_asked_with_the_validators_message(model_host: Any) -> None:
+    from taskloom.chat.llama.host import ModelHost
+
+    assert isinstance(model_host, ModelHost)
+    tools = ToolRegistry()
+    tools.add_model(Shouting)
+    schema = {**Shouting.model_json_schema(), OUTPUT_MODEL_KEY: "Shouting"}
+    try:
+        outcome = run_task(
+            "extract",
+            {"text": "Hello, this is Maria Lopez.", "absence": False},
+            output=schema,
+            model=model_host,
+            tools=tools,
+            output_retries=2,
+            is_reviewed=False,
+        )
+    except OutputValidationError as e:  # never in capitals: each try was sent back
+        assert "write the name in capital letters" in e.message and "3 attempts" in e.message
+    else:  # it passed the validator, on the first try or after being told why not
+        assert Shouting.model_validate(outcome.value).name.isupper()
