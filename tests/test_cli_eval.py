@@ -10,20 +10,12 @@ from typing import Any
 import pytest
 
 from tests.test_cli import cli
+from tests.test_cli_calibrate import EXTRACT as CALIBRATE_EXTRACT
 
 TRIAGE = str(Path(__file__).parent.parent / "examples" / "triage.json")
 EMAIL = "Where is my parcel? Maria, order A-1042"
 CLASSIFY = {"kind": "classify", "inputs": {"text": "my parcel is late", "labels": ["a", "b"]}}
-EXTRACT = {
-    "id": "contact",
-    "kind": "extract",
-    "inputs": {"text": "Maria here, order A-1042", "copy": True},
-    "output": {
-        "type": "object",
-        "properties": {"name": {"type": "string"}, "order_id": {"type": ["string", "null"]}},
-        "required": ["name", "order_id"],
-    },
-}
+EXTRACT = {**CALIBRATE_EXTRACT, "id": "contact"}
 
 
 def jsonl(tmp_path: Path, *lines: Any) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from taskloom.schema import write_or_check
+
 API_PATH = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 """Where a checkout keeps the generated page."""
 _SECTION = re.compile(r"^(Args|Arguments|Returns|Yields|Raises|Attributes|Example|Examples):$")
@@ -179,19 +181,8 @@ def _doc(obj: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write docs/api.md, or with `--check` report whether it is stale (exit 1)."""
-    args = sys.argv[1:] if argv is None else argv
-    if args == ["--check"]:
-        current = API_PATH.read_text(encoding="utf-8") if API_PATH.exists() else ""
-        if current != api_markdown():
-            print(f"{API_PATH} is stale: run python -m taskloom.views.apidoc", file=sys.stderr)
-            return 1
-        return 0
-    if args:
-        print("usage: python -m taskloom.views.apidoc [--check]", file=sys.stderr)
-        return 2
-    API_PATH.write_text(api_markdown(), encoding="utf-8")
-    print(f"wrote {API_PATH}")
-    return 0
+    command = "python -m taskloom.views.apidoc"
+    return write_or_check(API_PATH, api_markdown(), command=command, argv=argv)
 
 
 if __name__ == "__main__":
