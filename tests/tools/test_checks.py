@@ -129,3 +129,10 @@ def test_an_unknown_after_step_suggests_the_nearest() -> None:
     assert problems_of(data) == [
         "step 'b': 'after' names unknown step 'draf' (did you mean 'draft'?)"
     ]
+
+
+def test_an_unknown_step_reference_suggests_the_nearest_id() -> None:
+    data = plan_with(gen("contact"), gen("b", "Write to ${contct.text}"))
+    assert problems_of(data) == [
+        "step 'b': $contct.text references unknown step 'contct' (did you mean 'contact'?)"
+    ]
