@@ -57,9 +57,10 @@ if TYPE_CHECKING:
         UserError,
         WorkerLostError,
     )
-    from taskloom.plan import Plan, Step, StepKind, load_plan
+    from taskloom.plan import Plan, Step, StepKind
     from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
     from taskloom.tools import Tool, ToolRegistry, tool
+    from taskloom.tools.checks import load_plan
     from taskloom.workflows import (
         Flow,
         RunRecord,
@@ -127,7 +128,7 @@ _WHERE = {
     "Plan": "plan",
     "Step": "plan",
     "StepKind": "plan",
-    "load_plan": "plan",
+    "load_plan": "tools.checks",
     "ErrorInfo": "step",
     "StepJob": "step",
     "StepResult": "step",

@@ -43,6 +43,8 @@ Errors cross processes as `taskloom.step.ErrorInfo` and come back as the same cl
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class TaskloomWarning(UserWarning):
     """A warning from taskloom (e.g. text truncated to fit the context window)."""
@@ -87,6 +89,9 @@ class PlanValidationError(UserError):
     def __init__(self, problems: list[str], *, source: str | None = None) -> None:
         self.problems = list(problems)
         self.source = source
+        self.record: Any = None
+        """A goal run's record when its planning failed (every rejected plan in its
+        `rounds`), so that `run --goal --json` can print it; None otherwise."""
         where = f"{source}: " if source else ""
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         super().__init__(f"{where}invalid plan, {count}: " + "; ".join(problems))

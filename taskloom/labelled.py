@@ -1,7 +1,7 @@
 """Labelled examples: steps with their right outputs, run and graded answer by answer.
 
-The file format (`taskloom calibrate --examples FILE.jsonl`; the learning and evaluation
-commands read the same) is one JSON object a line:
+The file format (`taskloom calibrate --examples FILE.jsonl` and `taskloom eval`; the
+learning command reads the same) is one JSON object a line:
 
     {"step": {"kind": "extract", "inputs": {"text": "...", "copy": true},
               "output": {"type": "object", "properties": {...}}},
@@ -37,8 +37,8 @@ from taskloom.calibration import (
     signature,
 )
 from taskloom.chat import ChatModel
-from taskloom.errors import InputError, TaskloomError
-from taskloom.plan import SLM_KINDS, Step, StepKind, references
+from taskloom.errors import InputError, TaskInputError, TaskloomError
+from taskloom.plan import SLM_KINDS, Plan, Step, StepKind, did_you_mean, references, resolve
 from taskloom.tools import Outcome, run_task
 from taskloom.tools.confidence import Signals
 
@@ -70,8 +70,15 @@ class Graded:
     own confidence before calibration (to fit a calibration anew)."""
 
 
-def read(path: str | Path) -> list[Labelled]:
+def read(path: str | Path, *, plan: Plan | None = None) -> list[Labelled]:
     """The examples of a JSONL file, every line checked.
+
+    With a `plan` (`taskloom eval PLAN.json`), each line's `step` is the id of one of
+    its steps instead of a step, `input` holds the run's inputs its `$input` references
+    read, and `inputs` (optional) replaces some of the step's inputs, e.g. one that
+    references another step's output:
+
+        {"step": "intent", "input": {"email": "..."}, "expected": "refund"}
 
     Raises:
         InputError: naming the first bad line and what is wrong with it.
@@ -92,6 +99,10 @@ def read(path: str | Path) -> list[Labelled]:
         if not isinstance(raw, dict) or "step" not in raw or "expected" not in raw:
             raise InputError(f'{where}: each line is {{"step": {{...}}, "expected": ...}}')
         step = raw["step"]
+        if plan is not None:
+            step = _plan_step(plan, raw, where)
+        elif isinstance(step, str):
+            raise InputError(f"{where}: step {step!r} names a plan step; pass the plan as TARGET")
         if isinstance(step, dict):
             step = {"id": "step", **step}
         try:
@@ -109,6 +120,28 @@ def read(path: str | Path) -> list[Labelled]:
     if not found:
         raise InputError(f"examples file {str(path)!r} has no examples")
     return found
+
+
+def _plan_step(plan: Plan, raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """The plan step a line names, its inputs resolved against the line's `input`."""
+    sid = raw["step"]
+    ids = [s.id for s in plan.steps]
+    if not isinstance(sid, str):
+        raise InputError(f'{where}: with a plan, "step" is a step id ({", ".join(ids)})')
+    if sid not in ids:
+        near = did_you_mean(sid, ids)
+        raise InputError(f"{where}: no step {sid!r} in the plan{near} (steps: {', '.join(ids)})")
+    run_inputs, replaced = raw.get("input", {}), raw.get("inputs", {})
+    if not isinstance(run_inputs, dict) or not isinstance(replaced, dict):
+        raise InputError(f'{where}: "input" and "inputs" are JSON objects')
+    step = plan.step(sid)
+    try:
+        inputs = resolve({**step.inputs, **replaced}, inputs=run_inputs, results={})
+    except TaskInputError as e:
+        raise InputError(
+            f'{where}: {e.message}; give the run\'s inputs in "input", or the step\'s in "inputs"'
+        ) from e
+    return {**step.model_dump(exclude_none=True), "inputs": inputs}
 
 
 def same(got: Any, expected: Any) -> bool:

@@ -7,12 +7,13 @@ again without any LLM. docs/plan-format.md describes the format for users, and
 
 from __future__ import annotations
 
+import difflib
 import heapq
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -26,6 +27,7 @@ _PATH = r"(?:\.[A-Za-z0-9_\-]+|\[\d+\])*"
 _WHOLE_REF = re.compile(rf"^\$({_ROOT})({_PATH})$")
 _INLINE_REF = re.compile(rf"\$\{{({_ROOT})({_PATH})\}}")
 _PATH_PART = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+)\]")
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class StepKind(StrEnum):
@@ -225,7 +227,11 @@ def load_plan(
     max_steps: int = MAX_STEPS,
     inputs: Mapping[str, Any] | None = None,
 ) -> Plan:
-    """Parse and validate a plan, reporting every problem at once.
+    """Parse and validate a plan's wire format, reporting every problem at once.
+
+    This checks what the plan module knows: the shape of the plan and of every step,
+    ids, kinds, references, cycles and output schemas. `taskloom.load_plan` (in
+    `taskloom.tools.checks`) also checks each kind's inputs.
 
     Args:
         data: the decoded JSON (a dict), or a Plan to re-check.
@@ -236,50 +242,93 @@ def load_plan(
     Raises:
         PlanValidationError: with every problem, each naming its step.
     """
-    if isinstance(data, Plan):
-        data = data.model_dump()
-    if not isinstance(data, dict):
-        raise PlanValidationError(
-            [f"a plan is a JSON object, got {type(data).__name__}"], source=source
-        )
-    try:
-        plan = Plan.model_validate(data)
-    except ValidationError as e:
-        raise PlanValidationError(_shape_problems(e, data), source=source) from e
-    problems = validate(plan, max_steps=max_steps, inputs=inputs)
-    if problems:
-        raise PlanValidationError(problems, source=source)
+    plan, problems = plan_problems(data, max_steps=max_steps, inputs=inputs)
+    if problems or plan is None:
+        raise PlanValidationError(problems or ["plan: not a plan"], source=source)
     return plan
 
 
-def _shape_problems(error: ValidationError, data: dict[str, Any]) -> list[str]:
+def plan_problems(
+    data: Any, *, max_steps: int = MAX_STEPS, inputs: Mapping[str, Any] | None = None
+) -> tuple[Plan | None, list[str]]:
+    """Every problem with a plan's wire format, and the plan as far as it parses.
+
+    A step whose shape is wrong is still checked as far as it can be (its unknown or
+    ill-typed fields left out), so one mistake does not hide the others. The plan is
+    None only when `data` is not an object.
+    """
+    if isinstance(data, Plan):
+        data = data.model_dump()
+    if not isinstance(data, dict):
+        return None, [f"a plan is a JSON object, got {type(data).__name__}"]
+    problems: list[str] = []
+    top = {k: v for k, v in data.items() if k != "steps"}
+    plan = _lenient(Plan, {**top, "steps": []}, "plan", problems)
+    if plan is None:  # only the plan-level fields are wrong: check the steps anyway
+        plan = Plan(steps=[], goal=top["goal"] if isinstance(top.get("goal"), str) else "")
     raw_steps = data.get("steps")
-    steps: list[Any] = raw_steps if isinstance(raw_steps, list) else []
+    if "steps" not in data:
+        problems.append("plan: steps field required")
+    elif not isinstance(raw_steps, list):
+        problems.append("plan: steps input should be a valid list")
+    else:
+        for i, raw in enumerate(raw_steps):
+            sid = raw.get("id") if isinstance(raw, dict) else None
+            where = f"step {sid!r}" if isinstance(sid, str) else f"steps[{i}]"
+            if (step := _lenient(Step, raw, where, problems)) is not None:
+                plan.steps.append(step)
+    problems.extend(validate(plan, max_steps=max_steps, inputs=inputs, has_steps="steps" in data))
+    return plan, problems
+
+
+def _lenient(model: type[_M], raw: Any, where: str, problems: list[str]) -> _M | None:
+    """`raw` as a `model`, its problems added to `problems`; a field that is wrong is
+    left out and the rest parsed again, so the other checks still see the object."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        problems.extend(_shape_problems(e, where, model))
+        if not isinstance(raw, dict):
+            return None
+        wrong = {err["loc"][0] for err in e.errors() if err["loc"]}
+        try:
+            return model.model_validate({k: v for k, v in raw.items() if k not in wrong})
+        except ValidationError:
+            return None
+
+
+def _shape_problems(error: ValidationError, where: str, model: type[BaseModel]) -> list[str]:
     problems = []
     for err in error.errors():
         loc = list(err["loc"])
-        where = "plan"
-        if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
-            raw = steps[loc[1]] if loc[1] < len(steps) else None
-            sid = raw.get("id") if isinstance(raw, dict) else None
-            where = f"step {sid!r}" if isinstance(sid, str) else f"steps[{loc[1]}]"
-            loc = loc[2:]
         field = ".".join(str(p) for p in loc)
         msg = err["msg"].lower()
         if err["type"] == "extra_forbidden":
-            msg = "unknown field; remove it or check its spelling"
+            near = did_you_mean(str(loc[-1]), model.model_fields) if len(loc) == 1 else ""
+            problems.append(f"{where}: unknown field {field!r}{near or '; remove it'}")
+            continue
         problems.append(f"{where}: {field + ' ' if field else ''}{msg}".replace("  ", " "))
     return problems
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the choice closest to `word`, or '' when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def validate(
-    plan: Plan, *, max_steps: int = MAX_STEPS, inputs: Mapping[str, Any] | None = None
+    plan: Plan,
+    *,
+    max_steps: int = MAX_STEPS,
+    inputs: Mapping[str, Any] | None = None,
+    has_steps: bool = True,
 ) -> list[str]:
     """Every problem with a parsed plan, each naming its step; empty when valid."""
     problems: list[str] = []
     if len(plan.steps) > max_steps:
         problems.append(f"plan: {len(plan.steps)} steps is more than the limit of {max_steps}")
-    if not plan.steps:
+    if not plan.steps and has_steps:
         problems.append("plan: no steps; add at least one")
     ids: set[str] = set()
     for s in plan.steps:
@@ -294,7 +343,8 @@ def validate(
     for s in plan.steps:
         where = f"step {s.id!r}"
         if s.kind not in StepKind.__members__.values():
-            problems.append(f"{where}: unknown kind {s.kind!r} (expected one of: {kinds})")
+            near = did_you_mean(s.kind, [k.value for k in StepKind])
+            problems.append(f"{where}: unknown kind {s.kind!r}{near} (expected one of: {kinds})")
         if s.kind == StepKind.TOOL and not s.tool:
             problems.append(f"{where}: kind 'tool' needs a 'tool' naming a registered tool")
         if s.queue is not None and not QUEUE_NAME.match(s.queue):
@@ -310,10 +360,11 @@ def validate(
             problems.extend(_check_ref(ref, where, ids, inputs))
         for dep in s.after:
             if dep not in ids:
-                problems.append(f"{where}: 'after' names unknown step {dep!r}")
+                near = did_you_mean(dep, ids)
+                problems.append(f"{where}: 'after' names unknown step {dep!r}{near}")
     for ref in references(plan.output):
         problems.extend(_check_ref(ref, "plan output", ids, inputs))
-    if not problems and (cycle := find_cycle(plan)):
+    if cycle := find_cycle(plan):
         problems.append(f"step {cycle[0]!r}: cycle " + " → ".join(cycle))
     return problems
 
@@ -325,10 +376,12 @@ def _check_ref(ref: Ref, where: str, ids: set[str], inputs: Mapping[str, Any] | 
         try:
             lookup(ref, inputs=inputs, results={})
         except TaskInputError:
-            return [f"{where}: {ref} is not in the run's inputs; pass it with --input"]
+            near = did_you_mean(str(ref.path[0]), inputs) if ref.path[0] not in inputs else ""
+            return [f"{where}: {ref} is not in the run's inputs{near}; pass it with --input"]
         return []
     if ref.root not in ids:
-        return [f"{where}: {ref} references unknown step {ref.root!r}"]
+        near = did_you_mean(ref.root, ids)
+        return [f"{where}: {ref} references unknown step {ref.root!r}{near}"]
     return []
 
 

@@ -38,18 +38,26 @@ def schema_text() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the schema file, or with `--check` report whether it is stale (exit 1)."""
+    return write_or_check(
+        SCHEMA_PATH, schema_text(), command="python -m taskloom.schema", argv=argv
+    )
+
+
+def write_or_check(path: Path, text: str, *, command: str, argv: list[str] | None) -> int:
+    """A generated file's command line: write `text` to `path`, or with `--check` exit 1
+    when the file differs from it (it is stale), naming `command` to regenerate it."""
     args = sys.argv[1:] if argv is None else argv
     if args == ["--check"]:
-        current = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
-        if current != schema_text():
-            print(f"{SCHEMA_PATH} is stale: run python -m taskloom.schema", file=sys.stderr)
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current != text:
+            print(f"{path} is stale: run {command}", file=sys.stderr)
             return 1
         return 0
     if args:
-        print("usage: python -m taskloom.schema [--check]", file=sys.stderr)
+        print(f"usage: {command} [--check]", file=sys.stderr)
         return 2
-    SCHEMA_PATH.write_text(schema_text(), encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH}")
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
     return 0
 
 

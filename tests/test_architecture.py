@@ -132,12 +132,29 @@ def _declaration_lines(source: str) -> int:
     return len(lines)
 
 
+def _commands(source: str) -> int:
+    """Click commands defined in a module (`@x.command(...)` on a function)."""
+    return sum(
+        any(
+            isinstance(d, ast.Call)
+            and isinstance(d.func, ast.Attribute)
+            and d.func.attr == "command"
+            for d in node.decorator_list
+        )
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef)
+    )
+
+
 def test_the_cli_is_thin() -> None:
     # Option declarations grow with the commands; the code around them is where policy
-    # would creep in.
+    # would creep in. About a screen a command: parse, call the API, print.
     sources = [p.read_text() for p in (PACKAGE / "cli").glob("*.py")]
     lines = sum(len(s.splitlines()) - _declaration_lines(s) for s in sources)
-    assert lines < 700, f"the CLI has {lines} lines of code; move policy into taskloom.api"
+    commands = sum(_commands(s) for s in sources)
+    assert lines < 50 * commands, (
+        f"the CLI has {lines} lines of code for {commands} commands; move policy into taskloom.api"
+    )
 
 
 def _module_names(package: Path) -> dict[str, Path]:

@@ -54,7 +54,7 @@ def learner(messages: Sequence[Message], schema: dict[str, Any] | None) -> dict[
     """A small model that gets the id right only once a prompt shows it an example of it."""
     system, user = messages[0]["content"], messages[-1]["content"]
     order = next(w.strip(".") for w in user.split() if w.startswith("Q-"))
-    return {"order_id": order if "Q-" in system else order.removeprefix("Q-")}
+    return {"order_id": order if "Q-" in system else order + "0"}
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_escalated_answers_are_banked_learned_and_used_by_later_runs(
 
     # 4. --no-learned: run as written.
     plain = cascade(settings.model_copy(update={"learned": False}), slm, None)
-    assert plain.dispatch(job("Q-901")).value["order_id"] == "901"
+    assert plain.dispatch(job("Q-901")).value["order_id"] == "Q-9010"
 
 
 def test_no_bank_when_turned_off(settings: Settings, teacher: ScriptedServer) -> None:

@@ -117,7 +117,7 @@ def test_shape_errors_name_the_step_and_field() -> None:
     data = plan_with({"id": "a", "kind": "generate", "inputs": "oops", "outptu": {}})
     problems = problems_of(data)
     assert "step 'a': inputs input should be a valid dictionary" in problems
-    assert "step 'a': outptu unknown field; remove it or check its spelling" in problems
+    assert "step 'a': unknown field 'outptu' (did you mean 'output'?)" in problems
     assert problems_of([1, 2]) == ["a plan is a JSON object, got list"]
     assert problems_of({"version": 2, "steps": []})[0].startswith("plan: version")
 

@@ -377,9 +377,14 @@ class Rounds:
                 return
             except PlanValidationError as e:
                 self.live = None
-                if n == 0:
+                failed: dict[str, Any] = {"round": n + 1, "error": ErrorInfo.of(e).model_dump()}
+                if self.agents.planner is not None:
+                    failed |= {"planner": self._planner_record(), "rejected": self.planner.rejected}
+                self.rounds.append(failed)
+                if n == 0:  # no plan ran: the run fails with the planner's error
+                    self.stopped = ErrorInfo.of(e)
+                    e.record = self.finish()
                     raise
-                self.rounds.append({"round": n + 1, "error": ErrorInfo.of(e).model_dump()})
                 return
             joiner = self.agents.joiner
             if joiner is None:

@@ -33,8 +33,9 @@ from taskloom.chat.openai import extract_json
 from taskloom.config import Settings
 from taskloom.errors import InputError, PlanValidationError
 from taskloom.logs import get_logger
-from taskloom.plan import STEP_ID, Plan, Step, StepKind, load_plan
+from taskloom.plan import STEP_ID, Plan, Step, StepKind
 from taskloom.tools import ToolRegistry
+from taskloom.tools.checks import load_plan
 
 log = get_logger(__name__)
 
@@ -80,6 +81,23 @@ def tool_problem(raw: Mapping[str, Any], tools: ToolRegistry) -> str | None:
         return None
     known = ", ".join(sorted(t.name for t in tools)) or "none"
     return f"step {raw.get('id')!r}: unknown tool {raw['tool']!r} (registered tools: {known})"
+
+
+def served_name(model: ChatModel) -> str:
+    """The model's name as the endpoint reported it when it differs from the one asked
+    for (a local server serves its own model whatever the request names)."""
+    served = getattr(model, "served", None)
+    if isinstance(served, str) and served and served != model.name:
+        return f"{served}, asked for {model.name!r}"
+    return model.name
+
+
+def _rejected(attempt: int, text: str, problems: Sequence[str]) -> dict[str, Any]:
+    try:
+        plan: Any = json.loads(text)
+    except ValueError:
+        plan = text
+    return {"attempt": attempt, "plan": plan, "problems": list(problems)}
 
 
 def fallback_plan(goal: str, inputs: Mapping[str, Any] | None = None) -> Plan:
@@ -139,6 +157,9 @@ class Planner:
             self.kinds.append(StepKind.TOOL.value)
         self.last_fallback: str | None = None
         self.attempts = 0
+        self.rejected: list[dict[str, Any]] = []
+        """Each reply of the last `plan` that failed validation: `attempt`, `plan` (the
+        reply, as JSON when it parses) and its `problems`."""
 
     def max_steps(self) -> int:
         """The most steps the next plan may have: the plan limit, or what the budget has left."""
@@ -164,6 +185,7 @@ class Planner:
         self.budget.check_steps(1, "planning")
         self.last_fallback = None
         self.attempts = 0
+        self.rejected = []
         return max_steps
 
     def plan(
@@ -206,6 +228,7 @@ class Planner:
             except PlanValidationError as e:
                 problems = e.problems
                 log.info("plan_invalid", attempt=attempt + 1, problems=len(problems))
+                self.rejected.append(_rejected(attempt + 1, completion.text, problems))
                 messages += repair_messages(completion.text, problems)
                 continue
             log.info("plan_ready", steps=len(plan.steps), attempts=attempt + 1)
@@ -218,7 +241,7 @@ class Planner:
             log.warning("plan_fallback", problems=len(problems))
             return self.fallback(goal, inputs)
         raise PlanValidationError(
-            problems, source=f"planner ({self.model.name}, {self.attempts} attempts)"
+            problems, source=f"planner ({served_name(self.model)}, {self.attempts} attempts)"
         )
 
     def parse(self, text: str, goal: str, inputs: Mapping[str, Any], max_steps: int) -> Plan:

@@ -32,6 +32,34 @@ def read_examples(path: str | Path) -> list[labelled.Labelled]:
     return labelled.read(path)
 
 
+def run_examples(
+    examples: list[labelled.Labelled],
+    *,
+    settings: Settings,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[labelled.Graded], list[str]]:
+    """Run every labelled step on the local model and grade it: the runner that
+    `calibrate` and `evaluate` share.
+
+    Returns:
+        The graded answers, and one line per example whose step failed to run.
+
+    Raises:
+        InputError: nothing could be graded.
+        ModelFileError, MissingExtraError: the model can't be loaded.
+    """
+    graded, failed = labelled.run(
+        examples,
+        model=load_model(settings),
+        calibration=calibration.load(settings.calibration),
+        concurrency=settings.concurrency,
+        progress=progress,
+    )
+    if not graded:
+        raise InputError(f"no example could be graded: {failed[0] if failed else 'none ran'}")
+    return graded, failed
+
+
 def calibrate(
     examples: list[labelled.Labelled],
     *,
@@ -53,15 +81,7 @@ def calibrate(
         ModelFileError, MissingExtraError: the model can't be loaded.
     """
     base = calibration.load(settings.calibration)
-    graded, failed = labelled.run(
-        examples,
-        model=load_model(settings),
-        calibration=base,
-        concurrency=settings.concurrency,
-        progress=progress,
-    )
-    if not graded:
-        raise InputError(f"no example could be graded: {failed[0] if failed else 'none ran'}")
+    graded, failed = run_examples(examples, settings=settings, progress=progress)
     fitted = labelled.recalibrate(base, graded, target=target, level=level)
     path = Path(out) if out else settings.home / "calibration.json"
     path.parent.mkdir(parents=True, exist_ok=True)

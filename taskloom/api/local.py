@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.agents.goal import route_goal
 from taskloom.agents.goal import run_goal as run_goal_rounds
-from taskloom.agents.planner import check_goal
+from taskloom.agents.planner import check_goal, served_name
 from taskloom.agents.resume import resume_goal as resume_goal_rounds
 from taskloom.agents.router import Route, Router
 from taskloom.agents.wiring import goal_agents
@@ -377,7 +377,7 @@ def plan_goal(
             why += "; its plans stayed invalid, so the direct one-step plan"
     return PlannedGoal(
         plan=made,
-        planner_model=planner.model.name,
+        planner_model=served_name(planner.model),
         attempts=planner.attempts,
         cost_usd=agents.budget.cost_usd,
         fallback=planner.last_fallback,

@@ -92,6 +92,8 @@ class OpenAIChatModel:
         self.settings = settings if settings is not None else Settings()
         self.base_url = base_url
         self._model = model
+        self.served: str | None = None
+        """The model name the endpoint's last reply gave (a local server's own)."""
         self._mode = 0  # index into _MODES: how structured output is asked for
         self._is_accepted = False  # the endpoint has answered a request in that mode
         self._client = openai.OpenAI(
@@ -170,6 +172,7 @@ class OpenAIChatModel:
             prompt_tokens = completion_tokens = 0
             try:
                 for chunk in response:
+                    self.served = getattr(chunk, "model", None) or self.served
                     if chunk.usage is not None:
                         prompt_tokens = chunk.usage.prompt_tokens
                         completion_tokens = chunk.usage.completion_tokens
@@ -245,7 +248,8 @@ class OpenAIChatModel:
                 response = self._call(request)
             except openai.APIStatusError as again:
                 raise ConfigError(
-                    f"{self.base_url} rejected the request: {_why(again)}; check the model name"
+                    f"{self.base_url} rejected the request for model {self._model!r}:"
+                    f" {_why(again)}; check the model name (TASKLOOM_PLANNER_MODEL)"
                 ) from again
         choice = response.choices[0] if response.choices else None
         text = (choice.message.content or "") if choice else ""
@@ -300,13 +304,16 @@ class OpenAIChatModel:
                     raise
                 if mode == "text" or schema is None:
                     raise ConfigError(
-                        f"{self.base_url} rejected the request: {_why(e)}; check the model name"
+                        f"{self.base_url} rejected the request for model {self._model!r}:"
+                        f" {_why(e)}; check the model name (TASKLOOM_PLANNER_MODEL)"
                     ) from e
                 self._mode += 1
                 log.info("llm_structured_output_degraded", model=self._model, to=_MODES[self._mode])
                 continue
             if mode != "text":
                 self._is_accepted = True
+            if not stream:
+                self.served = getattr(response, "model", None) or self.served
             return response
 
     def _call(self, request: dict[str, Any], *, is_probe: bool = False) -> Any:
@@ -360,8 +367,8 @@ class OpenAIChatModel:
                 return e
             if not _is_transient(e):
                 return ConfigError(
-                    f"{self.base_url} refused the request ({_why(e)}: {e.message}); "
-                    "check OPENAI_BASE_URL and the model"
+                    f"{self.base_url} refused the request for model {self._model!r}"
+                    f" ({_why(e)}: {e.message}); check OPENAI_BASE_URL and the model"
                 )
         return self._unavailable(e, attempts=attempts)
 

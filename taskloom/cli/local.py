@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -91,7 +93,7 @@ def run(
         if target:
             raise click.UsageError("give TARGET or --goal, not both")
         warn_local_planner(local_planner)
-        with Progress(total=None, is_quiet=as_json) as progress:
+        with Progress(total=None, is_quiet=as_json) as progress, _record_on(as_json):
             record = local.run_goal(
                 goal,
                 inputs,
@@ -144,6 +146,17 @@ def run(
         )
     emit_record(record, as_json=as_json)
     exit_for(record)
+
+
+@contextmanager
+def _record_on(as_json: bool) -> Iterator[None]:
+    """With --json, a goal whose planning failed prints its record (rejected plans)."""
+    try:
+        yield
+    except PlanValidationError as e:
+        if as_json and e.record is not None:
+            click.echo(e.record.model_dump_json(indent=2))
+        raise
 
 
 def _is_given(value: Any) -> bool:

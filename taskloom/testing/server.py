@@ -91,6 +91,8 @@ class ScriptedServer:
         tokens_per_s: default streaming rate (0: every chunk at once).
         tokenize: how a reply is cut into streamed tokens (`tokens_of`, `word_tokens`).
         rejects_json_schema: answer 400 to `response_format: json_schema`.
+        served_model: the model name every reply gives, whatever the request asked for
+            (as a local server that serves its own model does); None echoes the request's.
     """
 
     replies: Sequence[Reply] = ()
@@ -99,6 +101,7 @@ class ScriptedServer:
     tokens_per_s: float = 0.0
     tokenize: Callable[[str], list[str]] = tokens_of
     rejects_json_schema: bool = False
+    served_model: str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     arrived_s: list[float] = field(default_factory=list)
     """`time.monotonic()` when each scripted reply's request arrived."""
@@ -193,6 +196,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "response_format json_schema is not supported")
             return
         reply = server.next_reply(body)
+        if server.served_model:
+            body = {**body, "model": server.served_model}
         if reply.stall_s:
             time.sleep(reply.stall_s)
         if reply.status != 200:

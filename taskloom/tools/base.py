@@ -320,8 +320,12 @@ def run_kind(
     output_retries: int = 2,
     is_reviewed: bool = True,
     calibration: Calibration,
+    output_model: type[BaseModel] | None = None,
 ) -> Outcome:
     """Run one SLM step: validate inputs, call the model constrained, check the output.
+
+    `output_model`: the pydantic model the output schema came from; its validators run
+    in the re-ask loop (`ask_until_valid`).
 
     With `is_reviewed` (the default) a kind with a `review` looks at the answer again
     (for `extract` and `fill_slots`: absence decided by the runtime, and each field's
@@ -367,6 +371,7 @@ def run_kind(
         max_tokens=inputs.max_tokens,
         output_retries=output_retries,
         usage=usage,
+        output_model=output_model,
     )
     review = getattr(kind, "review", None) if is_reviewed else None
     looked = (
@@ -412,18 +417,25 @@ def ask_until_valid(
     output_retries: int,
     usage: Usage,
     parse: Callable[[str], Any] = json.loads,
+    output_model: type[BaseModel] | None = None,
 ) -> Any:
     """Ask for output that passes `validator`; re-ask (warmer) up to `output_retries` times.
+
+    With `output_model`, an answer that fits the schema must also pass the model's own
+    validation (its `field_validator`s and `model_validator`s, as instructor does): when
+    it fails, the answer and the validators' messages go back to the model, which is
+    asked again. The value returned is the model's, dumped to JSON.
 
     Raises:
         OutputValidationError: every attempt failed validation (carries the last output).
     """
     problem = ""
+    asked = list(messages)
     for attempt in range(output_retries + 1):
         completion = _call(
             model,
             name,
-            messages,
+            asked,
             schema=constraint,
             max_tokens=max_tokens,
             temperature=0.0 if attempt == 0 else 0.7,
@@ -435,8 +447,31 @@ def ask_until_valid(
         except (json.JSONDecodeError, jsonschema.ValidationError) as e:
             problem = e.msg if isinstance(e, json.JSONDecodeError) else e.message
             continue
-        return value
+        if output_model is None:
+            return value
+        try:
+            return output_model.model_validate(value).model_dump(mode="json")
+        except ValidationError as e:
+            problem = validation_messages(e)
+            asked = [*messages, *reask_messages(completion.text, problem)]
     raise OutputValidationError(
         f"{name} output failed validation after {usage.calls} attempts: {problem}",
         raw_output=usage.raw_outputs[-1] if usage.raw_outputs else "",
     )
+
+
+def validation_messages(error: ValidationError) -> str:
+    """A pydantic error's messages, one clause per problem: `field: message`."""
+    parts = []
+    for err in error.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+    return "; ".join(parts)
+
+
+def reask_messages(answer: str, problem: str) -> list[Message]:
+    """The turn that sends a rejected answer back with why it was rejected."""
+    return [
+        {"role": "assistant", "content": answer},
+        {"role": "user", "content": f"That answer is not valid: {problem}. Answer again, fixed."},
+    ]

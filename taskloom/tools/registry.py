@@ -68,16 +68,39 @@ def tool(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> An
     return wrap(fn) if fn is not None else wrap
 
 
+OUTPUT_MODEL_KEY = "x-taskloom-model"
+"""The key of an output schema that names its registered pydantic model (no import path:
+a worker only looks the name up among the models its `--tools` modules define)."""
+
+
+def model_name(model: type[BaseModel]) -> str:
+    """The name an output model is registered and referred to by."""
+    return model.__qualname__
+
+
 @dataclass
 class ToolRegistry:
-    """The tools a run may call, by name. A plan can only call what is registered."""
+    """The tools a run may call, by name. A plan can only call what is registered.
+
+    It also holds pydantic output models (`add_model`), by name: a step whose output
+    schema names one (`OUTPUT_MODEL_KEY`, set by `Flow` for `output=Model`) has the
+    model's validators run in its re-ask loop wherever the step runs with this registry.
+    """
 
     tools: dict[str, Tool] = field(default_factory=dict)
+    models: dict[str, type[BaseModel]] = field(default_factory=dict)
 
     def __init__(self, tools: Iterable[Tool | Callable[..., Any]] = ()) -> None:
         self.tools = {}
+        self.models = {}
         for t in tools:
             self.add(t)
+
+    def add_model(self, model: type[BaseModel]) -> str:
+        """Register a pydantic output model; return the name its schema carries."""
+        name = model_name(model)
+        self.models[name] = model
+        return name
 
     def add(self, fn: Tool | Callable[..., Any]) -> Tool:
         """Register a tool (or a plain typed function) and return it."""

@@ -104,7 +104,11 @@ class Workflow:
             self.check_inputs(inputs)
             run_id = get_config().get("configurable", {}).get("thread_id") or uuid.uuid4().hex
             flow = Flow(
-                run_id=str(run_id), inputs=inputs, dispatcher=dispatcher, cancelled=cancelled
+                run_id=str(run_id),
+                inputs=inputs,
+                dispatcher=dispatcher,
+                cancelled=cancelled,
+                tools=self.tools,
             )
             error: BaseException | None = None
             try:

@@ -31,7 +31,8 @@ from taskloom.errors import (
 from taskloom.logs import get_logger
 from taskloom.plan import STEP_ID, Ref, Step, lookup, references, resolve
 from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
-from taskloom.tools import Tool
+from taskloom.tools import Tool, ToolRegistry
+from taskloom.tools.registry import OUTPUT_MODEL_KEY, model_name
 
 log = get_logger(__name__)
 
@@ -78,7 +79,17 @@ def to_wire(value: Any) -> Any:
 
 
 class Flow:
-    """Adds steps to a run and tracks their futures. One per run."""
+    """Adds steps to a run and tracks their futures. One per run.
+
+    The SLM step methods (`extract`, `fill_slots`, `filter`, `classify`, `generate`)
+    take `**options`: the step's own fields (`id`, `after`, `queue`, `model`,
+    `timeout_s`) and the kind's optional inputs, e.g. `examples=` (few-shot pairs),
+    `max_tokens=`, `copy=` (verbatim spans, `extract` and `fill_slots`), `absence=`,
+    `top_k=` and `threshold=` (`filter`), `grounded=` (`generate`); see
+    docs/plan-format.md. An unknown option is refused when the step runs, naming the
+    kind's inputs. `output=` of `extract` (and `step`) may be a pydantic model: its
+    validators then run in the re-ask loop, their messages sent back to the model.
+    """
 
     def __init__(
         self,
@@ -87,10 +98,13 @@ class Flow:
         inputs: dict[str, Any],
         dispatcher: Dispatcher,
         cancelled: threading.Event | None = None,
+        tools: ToolRegistry | None = None,
     ) -> None:
         self.run_id = run_id
         self.inputs = inputs
         self.dispatcher = dispatcher
+        self.tools = tools
+        """The workflow's registry: pydantic output models are registered there."""
         self.cancelled = cancelled if cancelled is not None else threading.Event()
         self.steps: dict[str, Step] = {}
         self._futures: dict[str, Future[dict[str, Any]]] = {}
@@ -149,7 +163,7 @@ class Flow:
 
         `timeout_s` bounds each attempt (default `Settings.step_timeout_s`)."""
         if isinstance(output, type) and issubclass(output, BaseModel):
-            output = output.model_json_schema()
+            output = self._output_schema(output)
         step = Step(
             id=id or self._next_id(tool or kind),
             kind=kind,
@@ -162,6 +176,14 @@ class Flow:
             timeout_s=timeout_s,
         )
         return self.add(step)
+
+    def _output_schema(self, model: type[BaseModel]) -> dict[str, Any]:
+        """The model's JSON schema, naming the model so that its validators run in the
+        re-ask loop where it is registered: in the workflow's tools (what an inline run
+        executes with), and on workers whose `--tools` modules define it."""
+        if self.tools is not None:
+            self.tools.add_model(model)
+        return {**model.model_json_schema(), OUTPUT_MODEL_KEY: model_name(model)}
 
     def _next_id(self, base: str) -> str:
         self._auto_ids[base] += 1

@@ -10,9 +10,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from pydantic import BaseModel
+
 from taskloom.errors import InputError, JobRejectedError, TargetError, UserError
-from taskloom.plan import Plan, load_plan
+from taskloom.plan import Plan
 from taskloom.tools import Tool, ToolRegistry
+from taskloom.tools.checks import load_plan
 from taskloom.workflows.definition import Workflow
 
 
@@ -163,9 +166,21 @@ def load_tools(specs: list[str]) -> ToolRegistry:
             if isinstance(value, ToolRegistry):
                 for t in value:
                     registry.add(t)
+                registry.models.update(value.models)
             elif isinstance(value, Tool):
                 registry.add(value)
+            elif _is_own_model(value, module):
+                registry.add_model(value)
     return registry
+
+
+def _is_own_model(value: Any, module: ModuleType) -> bool:
+    """A pydantic model defined in `module` (not imported into it): an output model."""
+    return (
+        isinstance(value, type)
+        and issubclass(value, BaseModel)
+        and value.__module__ == module.__name__
+    )
 
 
 def load_target(
@@ -198,8 +213,11 @@ def collect(specs: list[str]) -> tuple[ToolRegistry, dict[str, Workflow]]:
             elif isinstance(value, ToolRegistry):
                 for t in value:
                     tools.add(t)
+                tools.models.update(value.models)
             elif isinstance(value, Tool):
                 tools.add(value)
+            elif _is_own_model(value, module):
+                tools.add_model(value)
     return tools, workflows
 
 

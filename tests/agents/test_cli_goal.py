@@ -301,3 +301,43 @@ def test_run_goal_records_the_route_and_the_planner(taskloom_home: Path, capsys:
     assert record["route"]["target"] == "slm" and record["route"]["reason"]
     assert record["planner"]["name"] == "direct" and record["planner"]["why"]
     assert "goal: route slm, planned by direct" in err
+
+
+BAD_PLAN = {
+    "version": 1,
+    "steps": [{"id": "a", "kind": "generate", "inputs": {"instruction": "$ghost.text"}}],
+}
+
+
+def test_an_invalid_plan_error_names_the_model_the_server_served(
+    endpoint: Callable[..., ScriptedServer], capsys: Any
+) -> None:
+    endpoint([Reply(text=BAD_PLAN)] * 3, served_model="gemma-270m")
+    code, _, err = cli(capsys, "plan", "--goal", "Triage", "--input", EMAIL)
+    assert code == 2
+    (line,) = error_lines(err)
+    assert "planner (gemma-270m, asked for 'gpt-4o-mini', 3 attempts)" in line
+
+
+def test_run_goal_json_prints_the_record_with_every_rejected_plan_on_failure(
+    endpoint: Callable[..., ScriptedServer], capsys: Any
+) -> None:
+    other = {"version": 1, "steps": [{"id": "b", "kind": "classfy", "inputs": {}}]}
+    endpoint([Reply(text=BAD_PLAN), Reply(text=other), Reply(text="not json")])
+    args = ["run", "--goal", "Triage", "--input", EMAIL, "--no-route", "--no-stream", "--inline"]
+    code, out, err = cli(capsys, *args, "--json")
+    assert code == 2
+    (line,) = error_lines(err)
+    assert "3 attempts" in line
+    record = json.loads(out)
+    assert record["status"] == "failed" and record["error"]["type"] == "PlanValidationError"
+    (failed,) = record["rounds"]
+    rejected = failed["rejected"]
+    assert [r["attempt"] for r in rejected] == [1, 2, 3]
+    assert rejected[0]["plan"] == BAD_PLAN
+    assert any("unknown step 'ghost'" in p for p in rejected[0]["problems"])
+    assert any("did you mean 'classify'?" in p for p in rejected[1]["problems"])
+    assert rejected[2]["plan"] == "not json" and rejected[2]["problems"]
+    assert failed["planner"]["name"] == "llm"
+    code, out, _ = cli(capsys, *args)  # without --json, the error line alone
+    assert code == 2 and out == ""
