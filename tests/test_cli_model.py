@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from taskloom.chat.load import GGUF_MAGIC
+from taskloom.chat.model_file import GGUF_MAGIC
 from tests.test_cli import cli
 
 
