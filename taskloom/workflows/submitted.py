@@ -61,6 +61,7 @@ def submit(
         "plan": plan,
         "inputs": inputs,
         "workflow": None if plan else workflow.name,
+        "review": settings.review,
     }
     data = payload.encode("run", body, max_attempts=1, secret=reveal(settings.secret))
     broker.enqueue(

@@ -1,0 +1,64 @@
+"""Commands for steps under review: list them, approve (or edit), reject."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from taskloom.cli.app import cli
+
+
+@cli.command()
+@click.option("--redis-url", metavar="URL", help="Redis the runs were submitted to.")
+@click.option("--json", "as_json", is_flag=True, help="Print the reviews as a JSON list.")
+def reviews(redis_url: str | None, as_json: bool) -> None:
+    """List the pending reviews: run, step, kind, value, confidence and why."""
+    from taskloom.api import review
+
+    found = review.reviews(redis_url=redis_url)
+    if as_json:
+        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
+        return
+    if not found:
+        click.echo("no pending reviews", err=True)
+    for r in found:
+        value = json.dumps(r.get("value"), ensure_ascii=False)
+        confidence = r.get("confidence")
+        sure = "" if confidence is None else f" confidence {confidence:.2f}"
+        click.echo(f"{r['run_id']} {r['step']} ({r['kind']}){sure}: {r['why']}\n  {value}")
+
+
+@cli.command()
+@click.argument("run_id")
+@click.argument("step_id")
+@click.option("--value", "value_text", metavar="JSON|@FILE", help="Approve this value instead.")
+@click.option("--by", metavar="NAME", help="Who approves (default: the user name).")
+@click.option("--redis-url", metavar="URL", help="Redis the run was submitted to.")
+def approve(
+    run_id: str, step_id: str, value_text: str | None, by: str | None, redis_url: str | None
+) -> None:
+    """Approve STEP_ID's value under review, or an edited one (--value); the run goes on."""
+    from taskloom.api import review
+    from taskloom.api.local import read_json
+
+    options: dict[str, Any] = {}
+    if value_text is not None:
+        options["value"] = read_json(value_text, what="--value")
+    decision = review.approve(run_id, step_id, by=by, redis_url=redis_url, **options)
+    click.echo(f"{decision.action}d {run_id} {step_id} by {decision.by}", err=True)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.argument("step_id")
+@click.option("--reason", default="", metavar="TEXT", help="Why (kept in the run record).")
+@click.option("--by", metavar="NAME", help="Who rejects (default: the user name).")
+@click.option("--redis-url", metavar="URL", help="Redis the run was submitted to.")
+def reject(run_id: str, step_id: str, reason: str, by: str | None, redis_url: str | None) -> None:
+    """Reject STEP_ID's value under review: the step fails, and so does the run."""
+    from taskloom.api import review
+
+    decision = review.reject(run_id, step_id, reason=reason, by=by, redis_url=redis_url)
+    click.echo(f"{decision.action}ed {run_id} {step_id} by {decision.by}", err=True)
