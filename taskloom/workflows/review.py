@@ -76,7 +76,12 @@ def why_asked(job: StepJob, result: StepResult, policy: Policy) -> str:
         ]
         if low:
             return "not accepted: " + ", ".join(low)
-    return f"not accepted: confidence {result.confidence}"
+    invented = result.meta.get("invented")
+    if invented:
+        return "not accepted: invents " + ", ".join(str(i) for i in invented)
+    if result.confidence is not None:
+        return f"not accepted: confidence {result.confidence:.2f}"
+    return "not accepted"
 
 
 def needs_review(result: StepResult, policy: Policy) -> bool:

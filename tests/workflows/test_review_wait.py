@@ -84,7 +84,11 @@ def test_a_review_survives_a_killed_coordinator_and_an_edit_finishes_the_run(
     wait_for(lambda: waiting_on_middle(redis_url, run_id), what="the run to wait on middle")
     wait_for(lambda: executions(log, "end").get("side") == 1, what="the side branch")
     [pending] = desk(redis_url).pending()
-    assert (pending["run_id"], pending["step"], pending["value"]) == (run_id, "middle", {"value": 7})
+    assert (pending["run_id"], pending["step"], pending["value"]) == (
+        run_id,
+        "middle",
+        {"value": 7},
+    )
     listed = taskloom("reviews", "--json", "--redis-url", redis_url)
     assert [(r["run_id"], r["step"], r["why"]) for r in json.loads(listed.stdout)] == [
         (run_id, "middle", "review: always")
@@ -94,11 +98,21 @@ def test_a_review_survives_a_killed_coordinator_and_an_edit_finishes_the_run(
     coordinator.wait(timeout=10)
     spawn_worker("--queue", "runs")
 
-    bad = taskloom("approve", run_id, "middle", "--value", '{"value": "x"}', "--redis-url", redis_url)
+    bad = taskloom(
+        "approve", run_id, "middle", "--value", '{"value": "x"}', "--redis-url", redis_url
+    )
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "value" in bad.stderr, bad.stderr
     good = taskloom(
-        "approve", run_id, "middle", "--value", '{"value": 42}', "--by", "ana", "--redis-url", redis_url
+        "approve",
+        run_id,
+        "middle",
+        "--value",
+        '{"value": 42}',
+        "--by",
+        "ana",
+        "--redis-url",
+        redis_url,
     )
     assert good.returncode == 0, good.stderr
 
