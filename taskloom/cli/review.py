@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 
@@ -16,18 +15,10 @@ from taskloom.cli.app import cli
 def reviews(redis_url: str | None, as_json: bool) -> None:
     """List the pending reviews: run, step, kind, value, confidence and why."""
     from taskloom.api import review
+    from taskloom.views.reviews import format_reviews
 
     found = review.reviews(redis_url=redis_url)
-    if as_json:
-        click.echo(json.dumps(found, indent=2, ensure_ascii=False))
-        return
-    if not found:
-        click.echo("no pending reviews", err=True)
-    for r in found:
-        value = json.dumps(r.get("value"), ensure_ascii=False)
-        confidence = r.get("confidence")
-        sure = "" if confidence is None else f" confidence {confidence:.2f}"
-        click.echo(f"{r['run_id']} {r['step']} ({r['kind']}){sure}: {r['why']}\n  {value}")
+    click.echo(json.dumps(found, indent=2) if as_json else format_reviews(found))
 
 
 @cli.command()
@@ -40,14 +31,11 @@ def approve(
     run_id: str, step_id: str, value_text: str | None, by: str | None, redis_url: str | None
 ) -> None:
     """Approve STEP_ID's value under review, or an edited one (--value); the run goes on."""
-    from taskloom.api import review
-    from taskloom.api.local import read_json
+    from taskloom.api import local, review
 
-    options: dict[str, Any] = {}
-    if value_text is not None:
-        options["value"] = read_json(value_text, what="--value")
-    decision = review.approve(run_id, step_id, by=by, redis_url=redis_url, **options)
-    click.echo(f"{decision.action}d {run_id} {step_id} by {decision.by}", err=True)
+    edit = {} if value_text is None else {"value": local.read_json(value_text, what="--value")}
+    decision = review.approve(run_id, step_id, by=by, redis_url=redis_url, **edit)
+    click.echo(f"{run_id} {step_id}: {decision.action} by {decision.by}", err=True)
 
 
 @cli.command()
@@ -61,4 +49,4 @@ def reject(run_id: str, step_id: str, reason: str, by: str | None, redis_url: st
     from taskloom.api import review
 
     decision = review.reject(run_id, step_id, reason=reason, by=by, redis_url=redis_url)
-    click.echo(f"{decision.action}ed {run_id} {step_id} by {decision.by}", err=True)
+    click.echo(f"{run_id} {step_id}: {decision.action} by {decision.by}", err=True)
