@@ -2,7 +2,8 @@
 
 The plan: `first` → `middle` (review: always), and `side`, independent of both. The run
 waits on `middle` while `side` finishes; its coordinator is SIGKILLed and another takes
-over; an edited approval then finishes the run. The tools append to an execution log
+over, after every worker and Redis (append-only file on) restarted; an edited approval
+then finishes the run. The tools append to an execution log
 outside Redis, which shows that no step ran twice.
 """
 
@@ -20,6 +21,7 @@ from taskloom.config import Settings
 from taskloom.dispatch.broker import Broker
 from taskloom.workflows.redis_store import RedisRunStore
 from taskloom.workflows.review import ReviewDesk
+from tests.conftest import RedisServer
 from tests.workers.redis_helpers import Spawn, executions, spawn_worker, taskloom, wait_for
 
 __all__ = ["spawn_worker"]
@@ -73,11 +75,11 @@ def waiting_on_middle(redis_url: str, run_id: str) -> bool:
     return record.status.value == "waiting" and steps.get("middle") == "waiting"
 
 
-def test_a_review_survives_a_killed_coordinator_and_an_edit_finishes_the_run(
-    tmp_path: Path, redis_url: str, spawn_worker: Spawn
+def test_a_review_survives_killed_workers_and_redis_and_an_edit_finishes_the_run(
+    tmp_path: Path, redis_url: str, redis_server: RedisServer, spawn_worker: Spawn
 ) -> None:
     log = tmp_path / "executions.log"
-    spawn_worker()
+    slm = spawn_worker()
     coordinator = spawn_worker("--queue", "runs")
     run_id = submit(tmp_path, redis_url, three_steps(log, review="always"))
 
@@ -94,8 +96,12 @@ def test_a_review_survives_a_killed_coordinator_and_an_edit_finishes_the_run(
         (run_id, "middle", "review: always")
     ]
 
-    coordinator.send_signal(signal.SIGKILL)
-    coordinator.wait(timeout=10)
+    for proc in (coordinator, slm):
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    redis_server.stop()  # the append-only file keeps the review, the results, the run job
+    redis_server.start()
+    spawn_worker()
     spawn_worker("--queue", "runs")
 
     bad = taskloom(
