@@ -50,3 +50,16 @@ def reject(run_id: str, step_id: str, reason: str, by: str | None, redis_url: st
 
     decision = review.reject(run_id, step_id, reason=reason, by=by, redis_url=redis_url)
     click.echo(f"{run_id} {step_id}: {decision.action} by {decision.by}", err=True)
+
+
+@cli.command()
+@click.option("--serve", "is_serve", is_flag=True, required=True, help="Serve the review page.")
+@click.option("--port", type=int, default=8765, metavar="P", help="The port (default 8765).")
+@click.option("--redis-url", metavar="URL", help="Redis the runs were submitted to.")
+def review(is_serve: bool, port: int, redis_url: str | None) -> None:
+    """Serve the review page on 127.0.0.1 (a token with TASKLOOM_SECRET set)."""
+    from taskloom.api.review_page import review_server
+
+    server = review_server(port=port, redis_url=redis_url)
+    click.echo(f"reviews at {server.url}", err=True)
+    server.serve_forever()

@@ -52,10 +52,12 @@ def three_steps(log: Path, **review: Any) -> dict[str, Any]:
     }
 
 
-def submit(tmp_path: Path, redis_url: str, plan: dict[str, Any]) -> str:
+def submit(
+    tmp_path: Path, redis_url: str, plan: dict[str, Any], env: dict[str, str] | None = None
+) -> str:
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(plan))
-    done = taskloom("submit", str(path), "--redis-url", redis_url)
+    done = taskloom("submit", str(path), "--redis-url", redis_url, env=env)
     assert done.returncode == 0, done.stderr
     return str(done.stdout.strip())
 
