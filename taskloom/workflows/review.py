@@ -313,9 +313,14 @@ def _emit(event: dict[str, Any]) -> None:
 
 class ReviewingDispatcher:
     """Dispatch through `inner`, then hold the step's value for a person when its
-    review policy asks (the step's `review`, else the run's `default`)."""
+    review policy asks (the step's `review`, else the run's `default`).
 
-    def __init__(self, inner: Dispatcher, desk: ReviewDesk, *, default: Policy = "never") -> None:
+    Without a desk (steps run inline, no Redis), a step that asks for review fails,
+    saying so: its value is never passed on unreviewed."""
+
+    def __init__(
+        self, inner: Dispatcher, desk: ReviewDesk | None, *, default: Policy = "never"
+    ) -> None:
         self.inner, self.desk, self.default = inner, desk, default
 
     def dispatch(self, job: StepJob) -> StepResult:
@@ -324,6 +329,11 @@ class ReviewingDispatcher:
         if not needs_review(result, policy):
             return result
         ids = {"run_id": job.run_id, "step_id": job.step_id}
+        if self.desk is None:
+            why = "review needs Redis: submit the run (taskloom submit) or pass --redis-url"
+            error = ErrorInfo(type="ConfigError", message=why, **ids)
+            failed = {"status": StepStatus.FAILED, "value": None, "error": error}
+            return result.model_copy(update=failed)
         decision = self.desk.decision(job.run_id, job.step_id)
         if decision is None:
             entry = self.desk.ask(job, result, why=why_asked(job, result, policy))
@@ -336,3 +346,10 @@ class ReviewingDispatcher:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def reviewing(inner: Dispatcher, over: Dispatcher, settings: Settings) -> ReviewingDispatcher:
+    """`inner` with reviews, on the desk of `over`'s Redis when it dispatches over one."""
+    broker = getattr(over, "broker", None)
+    desk = ReviewDesk(broker, settings=settings) if isinstance(broker, Broker) else None
+    return ReviewingDispatcher(inner, desk, default=settings.review)

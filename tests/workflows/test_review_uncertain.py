@@ -65,3 +65,22 @@ def test_uncertain_asks_only_about_the_value_not_accepted_and_banks_the_approval
     step = Step(id="invents", kind="generate", inputs=pending["inputs"])
     [banked] = ExampleBank(settings.examples_path).examples(step_signature(step))
     assert banked.expected == fixed
+
+
+def test_a_python_step_under_review_fails_inline_saying_review_needs_redis(
+    taskloom_home: Path,
+) -> None:
+    from taskloom.api.local import run as run_target
+    from taskloom.workflows.definition import workflow
+    from taskloom.workflows.flow import Flow
+
+    @workflow
+    def greet(flow: Flow) -> Any:
+        return {"a": flow.generate("Greet Bo.", review="always"), "b": flow.generate("Hi Al.")}
+
+    record = run_target(greet, {}, is_inline=True, model="scripted")
+    steps = {s.id: s for s in record.steps}
+    assert record.status.value == "failed"
+    assert steps["generate"].error is not None
+    assert steps["generate"].error.message.startswith("review needs Redis")
+    assert steps["generate_2"].status.value == "done"
