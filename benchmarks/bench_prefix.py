@@ -17,7 +17,8 @@ import time
 
 import results
 
-from taskloom.chat.llama.host import ModelHost, default_model_path
+from taskloom.chat.llama.host import ModelHost
+from taskloom.chat.model_file import default_model_path
 from taskloom.tools import run_task
 
 SCHEMA = {

@@ -20,7 +20,7 @@ from typing import Any
 
 import results
 
-from taskloom.chat import Completion, Message
+from taskloom.chat import Completion, Message, load
 from taskloom.chat.llama import host as host_module
 from taskloom.config import Settings
 from taskloom.dispatch.inline import InlineDispatcher
@@ -68,7 +68,7 @@ def main() -> None:
     timed: list[Timed] = []
 
     def factory() -> Timed:
-        timed.append(Timed(host_module.default_host(Settings())))
+        timed.append(Timed(load.default_host(Settings())))
         return timed[-1]
 
     dispatcher = InlineDispatcher(model=factory, settings=Settings())

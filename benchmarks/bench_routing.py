@@ -12,7 +12,7 @@ features alone (no model), and on the features mixed with the SLM's `classify`.
 
 Real: the router's code, and the default GGUF model's `classify` (calibrated token
 probabilities) for the SLM signal. Simulated: nothing; no step runs, so no answer is
-produced and no answer quality or cost is measured (the README makes no cost claim).
+produced and no answer quality or cost is measured (docs/benchmarks.md makes no cost claim).
 Shares come with 95% Wilson intervals. Targets, at the default threshold: ≥ 80% of
 simple requests kept on the SLM, ≥ 85% of complex ones sent to the LLM.
 """
@@ -74,7 +74,7 @@ def main() -> None:
         settings = Settings(home=Path(home), n_threads=2)
         signals: list[tuple[str, ChatModel | None]] = [("features alone", None)]
         if not args.features_only:
-            from taskloom.chat.llama.host import default_host
+            from taskloom.chat.load import default_host
 
             signals.append(("features + SLM", default_host(settings)))
         for name, slm in signals:

@@ -176,7 +176,7 @@ def main() -> None:
             ("simulated (sleeps)", rate, partial(TimedDispatcher, settings), 2) for rate in RATES
         ]
         if not args.no_model:
-            from taskloom.chat.llama.host import default_host
+            from taskloom.chat.load import default_host
 
             slm = default_host(settings)
             real = partial(InlineDispatcher, model=slm, settings=settings)

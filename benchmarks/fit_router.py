@@ -76,7 +76,7 @@ def main() -> None:
     print(f"training set, features (as fitted): simple→SLM {s:.1%}, complex→LLM {c:.1%}")
     if not args.slm:
         return
-    from taskloom.chat.llama.host import default_host
+    from taskloom.chat.load import default_host
 
     with tempfile.TemporaryDirectory() as home:
         settings = Settings(home=Path(home), n_threads=2)

@@ -1,7 +1,7 @@
 """What each benchmark measured, kept in `benchmarks/results.json`: one entry per benchmark.
 
 Every `bench_*.py` calls `record` once, at its end, with the rows it printed. The
-README's "Measured here" table is generated from that file, so no number in it is
+docs/benchmarks.md's "Measured here" table is generated from that file, so no number in it is
 copied by hand. A benchmark imports this module as a sibling: it runs as a script.
 """
 

@@ -1,7 +1,8 @@
-"""Write the README's "Measured here" table, and its list of missed targets, from results.json.
+"""Write docs/benchmarks.md's "Measured here" table and its list of missed targets from
+results.json.
 
-    python benchmarks/table.py           # rewrite README.md between the markers
-    python benchmarks/table.py --check   # exit 1 when README.md and results.json disagree
+    python benchmarks/table.py           # rewrite docs/benchmarks.md between the markers
+    python benchmarks/table.py --check   # exit 1 when docs/benchmarks.md and results.json disagree
 
 The generated part lies between `<!-- measured:begin -->` and `<!-- measured:end -->`;
 nothing in it is written by hand. `make bench` runs every benchmark, then this.
@@ -17,7 +18,7 @@ from typing import Any
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results.json"
-README = HERE.parent / "README.md"
+PAGE = HERE.parent / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
 
 
@@ -79,22 +80,22 @@ def splice(readme: str, generated: str) -> str:
     head, begin, rest = readme.partition(BEGIN)
     _, end, tail = rest.partition(END)
     if not begin or not end:
-        raise SystemExit(f"README.md has no {BEGIN} ... {END} block")
+        raise SystemExit(f"docs/benchmarks.md has no {BEGIN} ... {END} block")
     return head + generated + tail
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--check", action="store_true", help="exit 1 if README.md is stale")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the page is stale")
     args = parser.parse_args()
-    readme = README.read_text()
+    readme = PAGE.read_text()
     wanted = splice(readme, render(json.loads(RESULTS.read_text())))
     if args.check:
         if wanted != readme:
-            print("README.md's measured table is stale: run python benchmarks/table.py")
+            print("docs/benchmarks.md's measured table is stale: run python benchmarks/table.py")
             sys.exit(1)
         return
-    README.write_text(wanted)
+    PAGE.write_text(wanted)
 
 
 if __name__ == "__main__":

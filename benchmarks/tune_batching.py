@@ -5,7 +5,7 @@
 Real model, real kind code (`run_task("extract", ...)` from one thread per step, as a
 worker runs them), no Redis. It runs on the `tune` split of
 benchmarks/data/extraction_texts.json (8 texts, each asked 3 times with a different
-order number, so 24 distinct steps), never on the `report` split that the README's
+order number, so 24 distinct steps), never on the `report` split that docs/benchmarks.md's
 numbers come from. For each setting it prints steps/s, completion tokens/s, peak RSS
 and the speed-up over concurrency 1 with the same threads.
 """

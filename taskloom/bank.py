@@ -94,7 +94,7 @@ class ExampleBank:
                 f.write(data)
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
-        log.info("example_banked", signature=sig, kind=step.kind, source=str(source))
+        log.debug("example_banked", signature=sig, kind=step.kind, source=str(source))
         return sig
 
     def examples(self, sig: str) -> list[Labelled]:

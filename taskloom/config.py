@@ -29,7 +29,8 @@ DEFAULT_QUEUE = "slm"
 RUNS_QUEUE = "runs"
 MAX_STEPS = 64
 SLM_CONCURRENCY = 16
-"""Steps an SLM worker decodes together by default (README: "Choosing the concurrency")."""
+"""Steps an SLM worker decodes together by default (docs/batching.md, "Choosing the
+concurrency and threads")."""
 KEY_PREFIX = "taskloom"
 PRICES_USD_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
@@ -80,6 +81,16 @@ class Settings(BaseSettings):
         None,
         description="the example bank's folder: labelled answers per step signature, shared"
         " by every box that learns; None: HOME/examples",
+    )
+    learned: bool = Field(
+        True,
+        description="SLM steps use what `taskloom learn` learned for their signature"
+        " (few-shot examples, thresholds); false (--no-learned) runs them as written",
+    )
+    bank_answers: bool = Field(
+        True,
+        description="keep each escalation's accepted LLM answer in the example bank,"
+        " for `taskloom learn`",
     )
     max_steps: int = Field(MAX_STEPS, description="the most steps a plan may have")
     max_attempts: int = Field(3, description="attempts per step before it fails")

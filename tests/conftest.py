@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -111,7 +112,7 @@ def taskloom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def default_model_path() -> str:
     """The real default GGUF model (assembled from its PyPI package on first use)."""
-    from taskloom.chat.llama.host import default_model_path as path
+    from taskloom.chat.model_file import default_model_path as path
 
     return str(path())
 
@@ -127,3 +128,32 @@ def model_host(default_model_path: str) -> Iterator[object]:
 
 
 os.environ.setdefault("TASKLOOM_TEST", "1")
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Debian's Chromium, headless, through selenium (tests/views, tests/test_tracing.py);
+    one per module, so one module's console errors are never another's."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    profile = tmp_path_factory.mktemp("chromium")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_window_size(1400, 900)
+    yield driver
+    driver.quit()

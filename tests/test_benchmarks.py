@@ -1,4 +1,4 @@
-"""The README's "Measured here" table is what `benchmarks/results.json` says, and every
+"""docs/benchmarks.md's "Measured here" table is what `benchmarks/results.json` says, and every
 benchmark records its rows there (fast: no benchmark runs)."""
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ def load(name: str) -> ModuleType:
     return module
 
 
-def test_readme_table_is_generated_from_results_json() -> None:
+def test_the_measured_table_is_generated_from_results_json() -> None:
     table = load("table")
     results = json.loads((BENCHMARKS / "results.json").read_text())
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "benchmarks.md").read_text()
     assert table.splice(readme, table.render(results)) == readme, (
-        "README.md's measured table disagrees with benchmarks/results.json; "
+        "docs/benchmarks.md's measured table disagrees with benchmarks/results.json; "
         "run python benchmarks/table.py"
     )
 
@@ -35,7 +35,7 @@ def test_readme_table_is_generated_from_results_json() -> None:
 def test_the_check_fails_on_a_changed_number() -> None:
     table = load("table")
     results = json.loads((BENCHMARKS / "results.json").read_text())
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "benchmarks.md").read_text()
     bench = next(iter(results))
     results[bench]["rows"][0]["measured"] += " (edited)"
     assert table.splice(readme, table.render(results)) != readme

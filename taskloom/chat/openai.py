@@ -22,15 +22,21 @@ import math
 import re
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
 
 import openai
 
-from taskloom.chat import Completion, Message
+from taskloom import tracing
+from taskloom.chat.base import Completion, Message
 from taskloom.config import Settings, reveal
 from taskloom.errors import ConfigError, EndpointUnavailableError
 from taskloom.logs import get_logger
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 log = get_logger(__name__)
 
@@ -126,18 +132,24 @@ class OpenAIChatModel:
     ) -> Completion:
         """Complete the chat; with `schema`, the text is the JSON found in the reply."""
         started = time.perf_counter()
-        response = self._create(messages, schema, max_tokens, temperature, stream=False)
-        text = response.choices[0].message.content or "" if response.choices else ""
-        if schema is not None:
-            text = extract_json(text)
-        usage = response.usage
-        return Completion(
-            text=text,
-            model=self._model,
-            prompt_tokens=usage.prompt_tokens if usage else _estimate(messages),
-            completion_tokens=usage.completion_tokens if usage else _estimate_text(text),
-            run_ms=(time.perf_counter() - started) * 1000,
-        )
+        with self._span(max_tokens=max_tokens, temperature=temperature) as span:
+            response = self._create(messages, schema, max_tokens, temperature, stream=False)
+            text = response.choices[0].message.content or "" if response.choices else ""
+            if schema is not None:
+                text = extract_json(text)
+            usage = response.usage
+            done = Completion(
+                text=text,
+                model=self._model,
+                prompt_tokens=usage.prompt_tokens if usage else _estimate(messages),
+                completion_tokens=usage.completion_tokens if usage else _estimate_text(text),
+                run_ms=(time.perf_counter() - started) * 1000,
+            )
+            answered_by = response.model or self._model
+            tracing.model_usage(
+                span, model=answered_by, inputs=done.prompt_tokens, outputs=done.completion_tokens
+            )
+        return done
 
     def stream(
         self,
@@ -203,6 +215,27 @@ class OpenAIChatModel:
             "logprobs": True,
             "top_logprobs": 5,
         }
+        with self._span(max_tokens=32, temperature=0.0) as span:
+            scores, spent = self._score(request, messages, continuations, started)
+            tracing.model_usage(
+                span, model=self._model, inputs=spent.prompt_tokens, outputs=spent.completion_tokens
+            )
+        return scores, spent
+
+    def _span(self, **request: Any) -> AbstractContextManager[Span | None]:
+        """The GenAI span of one call to the endpoint (kind CLIENT)."""
+        url = urlsplit(self.base_url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        server = (url.hostname or self.base_url, port)
+        return tracing.model_call(self._model, provider="openai", server=server, **request)
+
+    def _score(
+        self,
+        request: dict[str, Any],
+        messages: Sequence[Message],
+        continuations: Sequence[str],
+        started: float,
+    ) -> tuple[list[float], Completion]:
         try:
             response = self._call(request)
         except openai.APIStatusError as e:  # no logprobs here: score what the model writes

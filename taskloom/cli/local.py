@@ -1,4 +1,4 @@
-"""Commands that run here: run, resume, validate, show and calibrate."""
+"""Commands that run here: run, resume, validate, show, calibrate and learn."""
 
 from __future__ import annotations
 
@@ -61,6 +61,13 @@ GOAL_ONLY = {
 )
 @click.option("--max-replans", type=int, metavar="N", help="Replans the joiner may ask for.")
 @click.option("--no-stream", is_flag=True, help="Wait for the whole plan before running it.")
+@click.option(
+    "--no-learned",
+    "learned",
+    flag_value=False,
+    default=None,
+    help="Run SLM steps as written, without what taskloom learn learned (docs/learning.md).",
+)
 def run(
     target: str | None,
     input_text: str | None,
@@ -112,7 +119,9 @@ def run(
             f"{', '.join(ignored)}: only for --goal runs; drop {them} to run {target}"
         )
     where: dict[str, Any] = {"redis_url": flags["redis_url"], "model": flags["model"]}
-    budgets = {name: flags[name] for name in ("max_cost_usd", "max_llm_calls", "escalate_below")}
+    budgets = {
+        name: flags[name] for name in ("max_cost_usd", "max_llm_calls", "escalate_below", "learned")
+    }
     if not inline and settings_from(**where).redis_url:
         from taskloom.api import remote
 
@@ -291,3 +300,58 @@ def calibrate(
         f"wrote {report.path}; use it with TASKLOOM_CALIBRATION={report.path} (workers and runs)",
         err=True,
     )
+
+
+@cli.command()
+@click.option(
+    "--examples",
+    "examples_path",
+    metavar="FILE.jsonl",
+    help='Labelled examples, one {"step": ..., "expected": ...} a line; default: the bank.',
+)
+@click.option("--plan", "plan_path", metavar="FILE", help="With --step: learn that step's task.")
+@click.option("--step", "step_id", metavar="ID", help="The plan's step whose task to learn.")
+@click.option(
+    "--shots", type=click.IntRange(1, 16), default=3, show_default=True, help="Examples shown."
+)
+@click.option(
+    "--choose",
+    type=click.Choice(["fixed", "nearest"]),
+    help="How examples are chosen; default: both measured, the better kept.",
+)
+@click.option("--model", metavar="PATH", help="GGUF model for the steps (TASKLOOM_MODEL).")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Steps decoded together.")
+@click.option("--json", "as_json", is_flag=True, help="Print the lessons as JSON.")
+def learn(
+    examples_path: str | None,
+    plan_path: str | None,
+    step_id: str | None,
+    shots: int,
+    choose: str | None,
+    model: str | None,
+    concurrency: int | None,
+    as_json: bool,
+) -> None:
+    """Learn from labelled answers: each step signature gets a lesson later runs use."""
+    from taskloom.api.learn import check_enough, chosen_examples, planned_runs
+    from taskloom.api.learn import learn as learn_from
+    from taskloom.views.learning import lessons_table
+
+    settings = settings_from(model=model, concurrency=concurrency)
+    examples = chosen_examples(
+        settings, examples_path=examples_path, plan_path=plan_path, step_id=step_id
+    )
+    check_enough(examples, shots=shots)
+    runs = planned_runs(examples, shots=shots, choose=choose)  # type: ignore[arg-type]
+    with click.progressbar(length=max(runs, 1), label="learning", file=sys.stderr) as bar:
+        found = learn_from(
+            examples,
+            settings=settings,
+            shots=shots,
+            choose=choose,  # type: ignore[arg-type]
+            progress=bar.update,
+        )
+    if as_json:
+        click.echo(json.dumps([f.lesson.model_dump(mode="json") for f in found if f.lesson]))
+    else:
+        click.echo(lessons_table(found, where=settings.examples_path / "learned"))

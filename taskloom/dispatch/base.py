@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from taskloom import tracing
 from taskloom.config import Settings
 from taskloom.logs import get_logger
 from taskloom.step import StepJob, StepResult
@@ -41,6 +42,17 @@ def with_retries(job: StepJob, attempt: Attempt, *, settings: Settings) -> StepR
     delay_s = settings.retry_backoff_s
     while True:
         result, is_final = attempt(job)
+        tracing.event(
+            "attempt",
+            {
+                "taskloom.attempt": job.attempt,
+                "taskloom.status": result.status.value,
+                "taskloom.worker": result.worker or None,
+                "taskloom.queue_ms": result.queue_ms,
+                "taskloom.run_ms": result.run_ms,
+                "error.type": result.error.type if result.error else None,
+            },
+        )
         if is_final or not result.is_retryable or job.attempt >= settings.max_attempts:
             return result
         log.info(

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from taskloom import tracing
 from taskloom.config import DEFAULT_QUEUE, QUEUE_NAME
 from taskloom.errors import ConfigError, JobRejectedError
 from taskloom.step import StepJob, StepResult, StepStatus
@@ -32,6 +33,9 @@ class Envelope(BaseModel):
     kind: PayloadKind = Field(description="the registered payload kind")
     body: dict[str, Any] = Field(description="a StepJob for 'step'; a submitted run for 'run'")
     max_attempts: int = Field(1, description="attempts before a failure is final")
+    trace: dict[str, str] | None = Field(
+        None, description="the sender's W3C trace context (traceparent), when tracing is on"
+    )
     sig: str | None = Field(None, description="hex HMAC-SHA256 of every other field")
 
 
@@ -87,6 +91,8 @@ def encode(
 ) -> str:
     """The RQ job `data` for a payload (JSON, signed when a secret is set)."""
     envelope: dict[str, Any] = {"v": 1, "kind": kind, "body": body, "max_attempts": max_attempts}
+    if trace := tracing.carrier():  # signed with the rest: a forged parent is refused too
+        envelope["trace"] = trace
     if secret:
         envelope["sig"] = sign(envelope, secret)
     return json.dumps([JOB_FUNC, None, [envelope], {}], separators=(",", ":"))

@@ -8,7 +8,8 @@ the span starts: for "My order A-1042 arrived" the model's first pick after `"or
 is a piece of the input text that starts or ends inside a whitespace-delimited word,
 the runtime scores the value and the whole word as the field's answer (teacher forced,
 no grammar, the answer so far as the prefix, all fields in one batched call) and keeps
-the likelier one. Values already on word boundaries cost nothing.
+the whole word unless the piece is clearly likelier (`WHOLE_WORD_PRIOR`). Values
+already on word boundaries cost nothing.
 
 Rescue: a small model leaves an order number null although the email has one (it
 wanted a bare number, which the schema forbids). A null in a field that asks for a
@@ -33,6 +34,11 @@ NUMERIC_HINT = re.compile(
     re.IGNORECASE,
 )
 """Field names and descriptions whose values usually carry digits."""
+
+WHOLE_WORD_PRIOR = 1.0
+"""Nats by which a piece of a word must beat the whole word to be kept: the model is
+often near a tie on where a value starts ("1" or "A" of "A-1042"), and a copied value
+that cuts a word is rarely what was meant."""
 
 EDGE = "\"'()[]{}<>.,;:!?"
 """Punctuation trimmed from a widened word's ends ("Lyon." → "Lyon")."""
@@ -80,8 +86,9 @@ def widen(
     scored = score_all(model, calls, usage, prefixes=prefixes)
     out = dict(value)
     for name, choices, scores in zip(fields, options, scored, strict=True):
-        best = max(range(len(choices)), key=scores.__getitem__)
-        out[name] = choices[best]
+        # choices[0] is the piece the model wrote; the rest are whole words around it.
+        best = max(range(1, len(choices)), key=scores.__getitem__)
+        out[name] = choices[0] if scores[0] > scores[best] + WHOLE_WORD_PRIOR else choices[best]
     return out
 
 

@@ -14,6 +14,7 @@ import time
 from contextlib import ExitStack
 from typing import Any
 
+from taskloom import tracing
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.config import Settings
 from taskloom.dispatch import payload
@@ -23,6 +24,7 @@ from taskloom.errors import InfrastructureError, TaskloomError
 from taskloom.step import ErrorInfo, StepResult, StepStatus
 from taskloom.tools import ToolRegistry
 from taskloom.workers.handlers import Handler
+from taskloom.workers.metrics import WorkerMetrics
 from taskloom.workflows.checkpointer import open_checkpointer
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord, RunStatus
@@ -42,8 +44,10 @@ def run_handler(
     tools: ToolRegistry,
     workflows: dict[str, Workflow],
     worker: str,
+    metrics: WorkerMetrics | None = None,
 ) -> Handler:
-    """The handler for `run` payloads: drive the run to its end, steps over Redis."""
+    """The handler for `run` payloads: drive the run to its end, steps over Redis;
+    `metrics`, when given, counts the run's escalations."""
 
     def handle(envelope: payload.Envelope, claim: Claim) -> StepResult:
         body = envelope.body
@@ -61,6 +65,8 @@ def run_handler(
             escalating = EscalatingDispatcher.for_target(
                 RedisDispatcher(broker, settings=settings), settings
             )
+            already = len(escalating.escalations)
+            annotated = _AnnotatedStore(broker, escalating)
             # Review comes after escalation: a person sees what the LLM could not settle.
             dispatcher = ReviewingDispatcher(
                 escalating,
@@ -70,9 +76,11 @@ def run_handler(
 
             def save(event: dict[str, Any], record: RunRecord) -> None:
                 if event.get("event") in SAVED_ON:
-                    store.save(record)
+                    annotated.save(record)
 
             with ExitStack() as stack:
+                # The submitter's trace context, if it sent one: the run span is its child.
+                stack.enter_context(tracing.attached(envelope.trace))
                 # With a checkpointer configured, a run whose coordinator died goes on
                 # from its last checkpoint; without, it is driven again from the start
                 # (steps that have a result in Redis are not queued again either way).
@@ -88,7 +96,7 @@ def run_handler(
                         dispatcher=dispatcher,
                         settings=settings,
                         checkpointer=checkpointer,
-                        store=store,
+                        store=annotated,
                         on_event=save,
                     )
                 else:
@@ -98,12 +106,14 @@ def run_handler(
                         dispatcher=dispatcher,
                         settings=settings,
                         checkpointer=checkpointer,
-                        store=store,
+                        store=annotated,
                         run_id=run_id,
                         target=target,
                         on_event=save,
                     )
-            store.save(escalating.annotate(record))
+            # The runner's last save, through `annotated`, already holds the escalations.
+            if metrics is not None:
+                metrics.escalated(escalating.escalations[already:])
         except InfrastructureError:
             raise  # not the run's fault: the lease re-queues it once Redis is back
         except TaskloomError as e:
@@ -125,3 +135,16 @@ def run_handler(
         )
 
     return handle
+
+
+class _AnnotatedStore(RedisRunStore):
+    """The run store, writing the run's escalations and budget into every record it
+    saves: the runner's own last save marks the run finished and wakes `taskloom result
+    --wait`, so that save must already carry them."""
+
+    def __init__(self, broker: Broker, dispatcher: EscalatingDispatcher) -> None:
+        super().__init__(broker)
+        self.dispatcher = dispatcher
+
+    def save(self, record: RunRecord) -> None:
+        super().save(self.dispatcher.annotate(record))

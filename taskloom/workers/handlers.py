@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from taskloom import tracing
 from taskloom.chat import ChatModel
 from taskloom.config import Settings
 from taskloom.dispatch import payload
@@ -33,6 +34,20 @@ def step_handler(
 
     def handle(envelope: payload.Envelope, claim: Claim) -> StepResult:
         job = payload.step_job(envelope)
-        return execute(job, model=get_model, tools=tools, settings=settings, worker=worker)
+        attributes = {
+            "taskloom.run_id": job.run_id,
+            "taskloom.step_id": job.step_id,
+            "taskloom.kind": job.kind,
+            "taskloom.queue": claim.queue,
+            "taskloom.worker": worker,
+            "taskloom.attempt": job.attempt,
+        }
+        name = f"execute {job.step_id}"
+        with tracing.span(name, kind="consumer", parent=envelope.trace, attributes=attributes) as s:
+            result = execute(job, model=get_model, tools=tools, settings=settings, worker=worker)
+            tracing.set_attributes(s, tracing.result_attributes(result))
+            if result.error is not None:
+                tracing.fail(s, result.error.type, result.error.message)
+        return result
 
     return handle

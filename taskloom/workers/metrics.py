@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Thread
 from typing import Any
@@ -103,6 +103,12 @@ class WorkerMetrics:
             "Jobs dead-lettered after their lease expired on their last attempt.",
             (),
         )
+        self.escalations = counter(
+            "taskloom_escalations",
+            "SLM steps a run's coordinator re-ran on the LLM, by the step's kind and how "
+            "the escalation ended (done, failed, skipped).",
+            ("kind", "status"),
+        )
         self.load_s = Gauge(
             "taskloom_model_load_seconds",
             "How long the worker took to load its model.",
@@ -153,6 +159,12 @@ class WorkerMetrics:
         self.lease_expiries.inc(requeued + dead)
         self.requeues.inc(requeued)
         self.dead_letters.inc(dead)
+
+    def escalated(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Count a run's escalations (entries of its record's `escalations`)."""
+        for entry in entries:
+            kind, status = str(entry.get("kind", "?")), str(entry.get("status", "?"))
+            self.escalations.labels(kind=kind, status=status).inc()
 
     def model_loaded(self, model: str, load_s: float) -> None:
         self.load_s.labels(model=model).set(load_s)

@@ -60,7 +60,12 @@ def build_worker(
     info: dict[str, Any] = {"model": "-", "gpu": "-", **(slot or {})}
     if is_runs:
         handlers["run"] = run_handler(
-            broker, settings=settings, tools=tools, workflows=workflows, worker=name
+            broker,
+            settings=settings,
+            tools=tools,
+            workflows=workflows,
+            worker=name,
+            metrics=metrics,
         )
     else:
         chat = load_model(

@@ -19,6 +19,7 @@ from taskloom.workflows.checkpointer import sqlite_checkpointer as sqlite_checkp
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.store import RunStore
+from taskloom.workflows.traced import TracedDispatcher, run_span
 
 log = get_logger(__name__)
 
@@ -83,6 +84,25 @@ def resume(
 
 
 def _drive(
+    workflow: Workflow,
+    inputs: dict[str, Any] | None,
+    record: RunRecord,
+    dispatcher: Dispatcher,
+    settings: Settings,
+    checkpointer: BaseCheckpointSaver[Any] | None,
+    store: RunStore | None,
+    on_event: OnEvent | None,
+    cancelled: threading.Event | None,
+) -> RunRecord:
+    with run_span(record) as parent:
+        if parent:  # tracing is on: each step's span goes under the run's
+            dispatcher = TracedDispatcher(dispatcher, parent)
+        return _stream(
+            workflow, inputs, record, dispatcher, settings, checkpointer, store, on_event, cancelled
+        )
+
+
+def _stream(
     workflow: Workflow,
     inputs: dict[str, Any] | None,
     record: RunRecord,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from taskloom.chat import TokenLogprob
+import pytest
+
+from taskloom.chat import Message, ScriptedChatModel, TokenLogprob
+from taskloom.tools.base import Usage
 from taskloom.tools.confidence import FEATURES, Signals, field_tokens, signals, value_spans
-from taskloom.tools.spans import widened
+from taskloom.tools.spans import widen, widened
 
 
 def tok(text: str, lp: float, top: float | None = None) -> TokenLogprob:
@@ -77,3 +80,18 @@ def test_a_value_inside_a_word_is_widened_to_the_word() -> None:
     assert widened("Lyo", text) == ["Lyon"]
     assert widened("Lyon", text) == []  # already whole ("Lyon." less its full stop)
     assert widened("order", text) == []
+
+
+@pytest.mark.parametrize(("piece_ahead_by", "kept"), [(0.5, "A-1042"), (2.0, "1042")])
+def test_a_piece_of_a_word_is_kept_only_when_clearly_likelier(
+    piece_ahead_by: float, kept: str
+) -> None:
+    text = "My order A-1042 arrived broken."
+
+    def score(continuation: str) -> float:
+        return -1.0 + piece_ahead_by if '"1042"' in continuation else -1.0
+
+    model = ScriptedChatModel(scores=score)
+    messages: list[Message] = [{"role": "user", "content": text}]
+    got = widen({"order_id": "1042"}, text, messages=messages, model=model, usage=Usage())
+    assert got == {"order_id": kept}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -145,3 +146,34 @@ def test_a_job_that_keeps_killing_its_worker_is_dead_lettered(
     assert result and result[0].status == StepStatus.FAILED
     assert result[0].error and result[0].error.type == "WorkerLostError"
     assert redis.Redis.from_url(redis_url).hexists(key("dead", "k5"), "p")
+
+
+def test_a_step_whose_worker_is_killed_at_every_delivery_is_dead_lettered_naming_them(
+    redis_url: str, spawn_worker: Spawn
+) -> None:
+    """The chaos test's failure on record, made to happen: a harmless step whose worker
+    something else kills (SIGKILL) while it holds the step, at each delivery. The poison
+    rule can't tell it from a step that kills its worker: after `max_attempts` (3) lost
+    deliveries it is dead-lettered, and the error names each lost worker."""
+    spawn_worker("--queue", "other")  # stays alive: its heartbeat reaps leases
+    d = RedisDispatcher(url=redis_url, settings=Settings(redis_url=redis_url))
+    result: list[StepResult] = []
+    job = work_job(redis_url, "k9", "s0", 30.0)  # holds its worker until killed
+    t = threading.Thread(target=lambda: result.append(d.dispatch(job)))
+    t.start()
+    killed = []
+    for deliveries in (1, 2, 3):
+        victim = spawn_worker()
+        want = {"s0": deliveries}
+        wait_for(lambda w=want: counts(redis_url, "test:started") == w, what="s0 to start")
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(timeout=5) == -signal.SIGKILL
+        killed.append(victim.pid)
+    t.join(timeout=30)
+    assert result and result[0].status == StepStatus.FAILED
+    error = result[0].error
+    assert error is not None and error.type == "WorkerLostError"
+    assert "stopped answering 3 times" in error.message
+    lost = re.findall(r"\.(\d+)\.\w+ at ", error.message)  # host.pid.tag at <time>
+    assert [int(pid) for pid in lost] == killed
+    assert counts(redis_url, "test:started") == {"s0": 3}  # no 4th delivery

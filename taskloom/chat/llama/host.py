@@ -34,19 +34,20 @@ from llama_cpp._logger import set_verbose
 from llama_cpp._utils import suppress_stdout_stderr
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from taskloom import deadline
-from taskloom.chat import Completion, Message, TokenLogprob, cancel
-from taskloom.chat import gpu as gpus
+from taskloom import deadline, tracing
+from taskloom.chat import cancel
+from taskloom.chat.base import Completion, Message, TokenLogprob
 from taskloom.chat.grounding import GROUNDING_KEYWORD, Grounding
 from taskloom.chat.llama import placement
 from taskloom.chat.llama.batch import CHUNK, Batch, Request
 from taskloom.chat.llama.decoder import Decoder, Draft, Generated
 from taskloom.chat.llama.grammar import GrammarCache
-from taskloom.chat.load import check_model_file, default_model_path
-from taskloom.config import Settings
+from taskloom.chat.model_file import check_model_file
 from taskloom.errors import ModelFileError, TaskInputError
 from taskloom.logs import get_logger
 
+PROVIDER = "llama.cpp"
+"""`gen_ai.provider.name` of the resident model's spans."""
 log = get_logger(__name__)
 
 N_BATCH = 512
@@ -263,7 +264,10 @@ class ModelHost:
             TaskInputError: the prompt doesn't fit the context window.
         """
         started = time.perf_counter()
-        with self._lock if self._batch is None else contextlib.nullcontext():
+        call = tracing.model_call(
+            self._name, provider=PROVIDER, max_tokens=max_tokens, temperature=temperature
+        )
+        with call as span, self._lock if self._batch is None else contextlib.nullcontext():
             prompt, out = self._generate(
                 messages,
                 schema,
@@ -272,6 +276,7 @@ class ModelHost:
                 grammar_first=grammar_first,
                 stop_at_json=stop_at_json,
             )
+            tracing.model_usage(span, model=self._name, inputs=len(prompt), outputs=len(out.tokens))
         self.calls += 1
         run_ms = (time.perf_counter() - started) * 1000
         log.debug(
@@ -382,6 +387,21 @@ class ModelHost:
                 joins the prompt, so it is evaluated once (and shared with any cached
                 prompt it extends) rather than scored token by token per continuation.
         """
+        with tracing.model_call(self._name, provider=PROVIDER, operation="text_completion") as s:
+            scored = self._score_many(calls, prefixes)
+            used = [c for _, c in scored]
+            inputs, outputs = (
+                sum(c.prompt_tokens for c in used),
+                sum(c.completion_tokens for c in used),
+            )
+            tracing.model_usage(s, model=self._name, inputs=inputs, outputs=outputs)
+        return scored
+
+    def _score_many(
+        self,
+        calls: Sequence[tuple[Sequence[Message], Sequence[str]]],
+        prefixes: Sequence[str] | None,
+    ) -> list[tuple[list[float], Completion]]:
         started = time.perf_counter()
         prepared = []
         for i, (messages, continuations) in enumerate(calls):
@@ -469,19 +489,3 @@ def _json_done(text: bytes) -> bool:
     except ValueError:
         return False
     return True
-
-
-def default_host(settings: Settings | None = None) -> ModelHost:
-    """A host for `settings.model`, or for the default model when it is None, on the GPU
-    the settings or CUDA_VISIBLE_DEVICES name (`taskloom.chat.gpu.placement`)."""
-    settings = settings if settings is not None else Settings()
-    path = Path(settings.model).expanduser() if settings.model else default_model_path()
-    gpu, n_gpu_layers = gpus.placement(settings)
-    return ModelHost(
-        path,
-        n_ctx=settings.n_ctx,
-        n_threads=settings.n_threads,
-        n_gpu_layers=n_gpu_layers,
-        gpu=gpu,
-        concurrency=settings.concurrency,
-    )

@@ -1,0 +1,354 @@
+"""The cascade that learns, end to end: stream the dev halves, learn, report on the test halves.
+
+    python benchmarks/bench_learn.py                    # extract, fill_slots, classify
+    python benchmarks/bench_learn.py --kinds extract --plots benchmarks/out
+
+The stream: the dev halves of benchmarks/data/eval_{extract,slots,classify}.json,
+interleaved, run one by one through the cascade (`EscalatingDispatcher` over the real
+model in-process). Each answer the calibration (or its signature's lesson) does not
+accept escalates to the teacher, and the teacher's answer goes into the example bank.
+After every `--round` steps, `taskloom learn`'s code (`api.learn.learn`) learns every
+signature in the bank that has enough answers, and later steps use the lessons.
+
+Then, on the test halves (never streamed, never seen by the teacher) and on the
+held-out voice sets, each step runs as the eval set writes it (with its hand-written
+examples) and with the signature's final lesson (its examples after those), side by
+side: accuracy (fields, slots, labels), coverage at 95% precision, and AURC.
+Serving cost: the extraction test half at concurrency 16, with lessons and without,
+steps/s (the lesson adds examples to the prompt; `fixed` ones stay a cached prefix).
+
+Real: the default GGUF model (gemma-3-270m Q4_K_M) in a batching `ModelHost`, the
+kinds, the review and confidence, the bank, `learn` (its held-back split, its choice
+of examples, its thresholds), the escalating dispatcher. Simulated: the teacher. It
+is the gold answers of the dev halves, standing in for the LLM (a perfect teacher;
+a real LLM makes mistakes, which this does not measure). Learning is examples in
+the prompt (the lesson); no weights are trained (docs/learning.md says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import results
+
+from taskloom import calibration
+from taskloom.agents.budget import Budget
+from taskloom.agents.escalate import EscalatingDispatcher
+from taskloom.api.learn import banked as banked_examples
+from taskloom.api.learn import learn
+from taskloom.bank import ExampleBank, Source
+from taskloom.chat.llama.host import ModelHost
+from taskloom.chat.load import default_model_path
+from taskloom.config import Settings
+from taskloom.dispatch.inline import InlineDispatcher
+from taskloom.errors import InputError
+from taskloom.labelled import Graded, Labelled, grade
+from taskloom.lessons import Lessons, judge, teach
+from taskloom.plan import Step
+from taskloom.step import StepJob, StepResult
+from taskloom.tools import Outcome, run_task
+from taskloom.tools.base import Usage
+
+DATA = Path(__file__).parent / "data"
+KINDS = {"extract": "extract", "fill_slots": "slots", "classify": "classify"}
+
+
+LIMIT: int | None = None
+
+
+def cases(kind: str, split: str, *, voice: bool = False) -> list[Labelled]:
+    """The set's cases of `split` as labelled steps, written as the eval set writes them."""
+    data = json.loads((DATA / f"{'voice' if voice else 'eval'}_{KINDS[kind]}.json").read_text())
+    found = []
+    for n, c in enumerate(data["cases"]):
+        if c["split"] != split:
+            continue
+        if kind == "extract":
+            inputs = {"text": c["text"], "copy": True, "examples": data["examples"][c["schema"]]}
+            step = Step(id="s", kind=kind, inputs=inputs, output=data["schemas"][c["schema"]])
+            expected: Any = c["expected"]
+        elif kind == "fill_slots":
+            task = data["tasks"][c["task"]]
+            inputs = {
+                "text": c["text"],
+                "slots": task["slots"],
+                "copy": True,
+                "examples": task["examples"],
+            }
+            step = Step(id="s", kind=kind, inputs=inputs)
+            expected = {"slots": c["expected"]}
+        else:
+            inputs = {"text": c["text"], "labels": data["tasks"][c["task"]]}
+            step = Step(id="s", kind=kind, inputs=inputs)
+            expected = c["label"]
+        found.append(Labelled(step=step, expected=expected, line=n))
+    return found[:LIMIT]
+
+
+class Teacher:
+    """The LLM's stand-in: answers with the gold label of the step it is shown."""
+
+    def __init__(self, labelled: Sequence[Labelled]) -> None:
+        self.gold = {_key(e.step.inputs): e.expected for e in labelled}
+        self.calls = 0
+
+    def answer(self, job: StepJob) -> Any:
+        self.calls += 1
+        return self.gold[_key(job.inputs)]
+
+
+def _key(inputs: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in inputs.items() if k != "examples"}, sort_keys=True)
+
+
+def stream(
+    host: ModelHost, settings: Settings, dev: list[Labelled], round_size: int
+) -> tuple[list[dict[str, Any]], float]:
+    """Run the dev stream through the cascade, learning after every round; per round,
+    the share escalated and the accuracy of what the SLM answered."""
+    teacher = Teacher(dev)
+    bank = ExampleBank(settings.examples_path)
+    dispatcher = EscalatingDispatcher(
+        InlineDispatcher(model=host, settings=settings),
+        llm=None,
+        budget=Budget(),
+        settings=settings,
+    )
+    rounds: list[dict[str, Any]] = []
+    learning_s = 0.0
+    for start in range(0, len(dev), round_size):
+        chunk = dev[start : start + round_size]
+        jobs = [_job(e, i) for i, e in enumerate(chunk, start=start)]
+        with ThreadPoolExecutor(settings.concurrency) as pool:
+            got = list(pool.map(dispatcher.dispatch, jobs))
+        escalated = right = 0
+        for example, job, result in zip(chunk, jobs, got, strict=True):
+            right += _all_right(example, result)
+            if result.accepted is not True:  # flagged: the teacher answers, the bank keeps it
+                escalated += 1
+                bank.add(example.step, teacher.answer(job), source=Source.LLM)
+        lessons = len(Lessons(settings.examples_path / "learned").all())
+        rounds.append(
+            {
+                "round": len(rounds) + 1,
+                "steps": len(chunk),
+                "escalated": escalated / len(chunk),
+                "slm_right": right / len(chunk),
+                "lessons_in_use": lessons,
+            }
+        )
+        print(
+            f"round {len(rounds)}: {len(chunk)} steps, {escalated / len(chunk):.0%} escalated,"
+            f" SLM right {right / len(chunk):.0%}, {lessons} lessons in use"
+        )
+        started = time.perf_counter()
+        try:
+            found = learn(banked_examples(settings), settings=settings, model=host)
+        except InputError as e:  # too few in every signature yet
+            print(f"  learn: {str(e).splitlines()[0]}")
+            found = []
+        learning_s += time.perf_counter() - started
+        for f in found:
+            if f.lesson is not None:
+                b, a = f.lesson.before, f.lesson.after
+                print(
+                    f"  learned {f.kind} {f.signature}: {f.examples} examples, held-back accuracy"
+                    f" {b['accuracy']:.0%} → {a['accuracy']:.0%} ({f.lesson.choose}),"
+                    f" threshold {f.lesson.threshold}"
+                )
+    return rounds, learning_s
+
+
+def _job(example: Labelled, n: int) -> StepJob:
+    step = example.step
+    return StepJob(
+        run_id="bench", step_id=f"s{n}", kind=step.kind, inputs=step.inputs, output=step.output
+    )
+
+
+def _all_right(example: Labelled, result: StepResult) -> bool:
+    outcome = _outcome(result)
+    graded = grade(example, outcome, "")
+    return bool(graded) and all(g.is_right for g in graded)
+
+
+def _outcome(result: StepResult) -> Outcome:
+    return Outcome(
+        value=result.value,
+        usage=Usage(),
+        meta=result.meta,
+        confidence=result.confidence,
+        accepted=result.accepted,
+    )
+
+
+def measure(
+    host: ModelHost, settings: Settings, examples: list[Labelled], *, learned: bool
+) -> tuple[list[Graded], float]:
+    """Each example's answers graded, as written or with its signature's lesson; wall time."""
+    store = Lessons(settings.examples_path / "learned")
+    base = calibration.load(settings.calibration)
+
+    def one(example: Labelled) -> list[Graded]:
+        step = example.step
+        job = _job(example, example.line)
+        lesson = store.of(job) if learned else None
+        if lesson is not None:
+            job = teach(job, lesson)
+        outcome = run_task(step.kind, job.inputs, output=step.output, model=host, calibration=base)
+        if lesson is not None:
+            result = StepResult(
+                run_id="b", step_id="s", status="done", value=outcome.value,
+                confidence=outcome.confidence, accepted=outcome.accepted, meta=outcome.meta,
+            )  # fmt: skip
+            judged = judge(result, lesson)
+            outcome = _outcome(judged)
+        return grade(example, outcome, "")
+
+    host.reset_cache()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(settings.concurrency) as pool:
+        graded = [g for got in pool.map(one, examples) for g in got]
+    return graded, time.perf_counter() - started
+
+
+def scores(graded: Sequence[Graded]) -> dict[str, float]:
+    right = [g.is_right for g in graded]
+    conf = [g.confidence or 0.0 for g in graded]
+    return {
+        "accuracy": sum(right) / max(len(right), 1),
+        "coverage": calibration.coverage_at(conf, right),
+        "aurc": calibration.aurc(conf, right),
+    }
+
+
+def draw(rounds: list[dict[str, Any]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    xs = [r["round"] for r in rounds]
+    ax.plot(xs, [r["escalated"] for r in rounds], marker="o", label="escalated")
+    ax.plot(xs, [r["slm_right"] for r in rounds], marker="s", label="SLM answer right")
+    ax.set_xlabel("round (steps of the dev stream)")
+    ax.set_ylim(0, 1.05)
+    ax.set_xticks(xs)
+    ax.legend()
+    ax.set_title("the cascade learning from its teacher")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kinds", default="extract,fill_slots,classify")
+    parser.add_argument("--round", type=int, default=50, help="steps between learning")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--plots", type=Path, default=Path(__file__).parent / "out")
+    parser.add_argument("--limit", type=int, help="cases per kind and split (a smoke run)")
+    args = parser.parse_args()
+    kinds = args.kinds.split(",")
+    global LIMIT
+    LIMIT = args.limit
+
+    host = ModelHost(default_model_path(), concurrency=16, n_ctx=2048)
+    rows: list[results.Row] = []
+    with TemporaryDirectory() as home:
+        settings = Settings(home=Path(home), concurrency=args.concurrency, escalate_below=0.0)
+        dev = [e for pair in zip(*[cases(k, "dev") for k in kinds], strict=False) for e in pair]
+        rounds, learning_s = stream(host, settings, dev, args.round)
+        draw(rounds, args.plots / "learn_escalated.png")
+        lessons = Lessons(settings.examples_path / "learned").all()
+        print(f"learning: {len(lessons)} lessons, {learning_s:.0f} s in all")
+        for kind in kinds:
+            for label, examples in (
+                ("test", cases(kind, "test")),
+                ("voice", cases(kind, "heldout", voice=True)),
+            ):
+                before, _ = measure(host, settings, examples, learned=False)
+                after, _ = measure(host, settings, examples, learned=True)
+                b, a = scores(before), scores(after)
+                print(
+                    f"{kind} {label}: right {b['accuracy']:.1%} → {a['accuracy']:.1%}"
+                    f" ({(a['accuracy'] - b['accuracy']) * 100:+.1f} points); coverage@95"
+                    f" {b['coverage']:.1%} → {a['coverage']:.1%}; AURC {b['aurc']:.3f} →"
+                    f" {a['aurc']:.3f}"
+                )
+                gain = (a["accuracy"] - b["accuracy"]) * 100
+                rows.append(
+                    {
+                        "what": f"{kind} ({label}): right after learning − before, points",
+                        "measured": f"{gain:+.1f} ({b['accuracy']:.1%} → {a['accuracy']:.1%})",
+                        "target": "≥ +15" if kind == "extract" else "reported",
+                        "met": gain >= 15 if kind == "extract" else None,
+                    }
+                )
+                rows.append(
+                    {
+                        "what": f"{kind} ({label}): coverage at 95% precision, before → after",
+                        "measured": f"{b['coverage']:.1%} → {a['coverage']:.1%}",
+                        "target": "≥ 1.5×",
+                        "met": a["coverage"] >= 1.5 * b["coverage"] and a["coverage"] > 0,
+                    }
+                )
+        if "extract" in kinds:
+            tests = cases("extract", "test")
+            fast = settings.model_copy(update={"concurrency": 16})
+            _, plain_s = measure(host, fast, tests, learned=False)
+            _, taught_s = measure(host, fast, tests, learned=True)
+            _, plain2_s = measure(host, fast, tests, learned=False)
+            _, taught2_s = measure(host, fast, tests, learned=True)
+            ratio = (plain_s + plain2_s) / (taught_s + taught2_s)
+            print(
+                f"serving, extract test half at concurrency 16: steps/s with lessons ÷ without"
+                f" {ratio:.2f} ({len(tests) * 2 / (taught_s + taught2_s):.2f} vs"
+                f" {len(tests) * 2 / (plain_s + plain2_s):.2f} steps/s)"
+            )
+            rows.append(
+                {
+                    "what": "serving with lessons ÷ without, steps/s at concurrency 16",
+                    "measured": f"{ratio:.2f}",
+                    "target": "≥ 0.9",
+                    "met": ratio >= 0.9,
+                }
+            )
+        first, last = rounds[0]["escalated"], rounds[-1]["escalated"]
+        rows.append(
+            {
+                "what": "escalated share, first round → last",
+                "measured": f"{first:.0%} → {last:.0%}",
+                "target": "falls",
+                "met": last < first,
+            }
+        )
+        rows.append(
+            {
+                "what": "learning time, all rounds (2 cores)",
+                "measured": f"{learning_s:.0f} s",
+                "target": "reported",
+                "met": None,
+            }
+        )
+    if LIMIT is not None:
+        return  # a smoke run's numbers are not results
+    results.record(
+        "bench_learn",
+        real="default GGUF model, kinds, review, bank, learn, lessons, escalating dispatcher",
+        simulated="the teacher (the dev halves' gold answers stand in for the LLM)",
+        rows=rows,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""`taskloom learn` as a library call: labelled answers in, one lesson a signature out.
+
+For each step signature among the examples (a file may hold several), the answers are
+split, by a hash of their data, into those the lesson learns from and a held-back part
+(`hold_back`, at least `MIN_HELD_BACK`). On the held-back part, the step runs as
+written (before) and with the lesson's examples (after, its own examples and then the
+lesson's, for each way of choosing them unless one is given); the better way is kept,
+ties to `fixed` (it keeps the prompt's prefix cached), and none at all when neither
+beats the step as written. The lesson's threshold is chosen on the same held-back answers
+(`calibration.choose_threshold`), and before/after accuracy and coverage at the target
+precision are kept in the lesson and printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from taskloom import calibration, labelled
+from taskloom.bank import ExampleBank, step_signature
+from taskloom.calibration import Calibration, choose_threshold, coverage_at, rounded_down
+from taskloom.chat import ChatModel, load_model
+from taskloom.config import Settings
+from taskloom.errors import InputError
+from taskloom.labelled import Labelled
+from taskloom.lessons import Choose, Learned, Lesson, Lessons, as_example, fixed_examples
+from taskloom.workflows.target import read_plan
+
+MIN_HELD_BACK = 5
+"""Held-back answers below which a signature is not learned: nothing would measure it."""
+SHOTS = 3
+
+
+def learn(
+    examples: Sequence[Labelled],
+    *,
+    settings: Settings,
+    model: ChatModel | None = None,
+    shots: int = SHOTS,
+    choose: Choose | None = None,
+    hold_back: float = 0.3,
+    progress: Callable[[int], None] | None = None,
+) -> list[Learned]:
+    """Learn a lesson for each signature among `examples`, and save it (module doc).
+
+    Args:
+        model: the small model to measure with (default: the settings' local model).
+        choose: how the lesson's examples are chosen; None measures both and keeps the
+            better on the held-back answers.
+        progress: told each time a held-back step has run.
+
+    Raises:
+        InputError: no signature has enough examples to hold some back.
+    """
+    check_enough(examples, shots=shots)
+    groups = by_signature(examples)
+    needed = MIN_HELD_BACK + shots
+    base = calibration.load(settings.calibration)
+    model = model if model is not None else load_model(settings)
+    store = Lessons(settings.examples_path / "learned")
+    found = []
+    for sig, group in groups.items():
+        kind = group[0].step.kind
+        if len(group) < needed:
+            found.append(
+                Learned(sig, kind, len(group), skipped=f"{len(group)} examples, needs {needed}")
+            )
+            continue
+        lesson = _lesson(
+            sig, group, model=model, base=base, settings=settings, shots=shots,
+            choose=choose, hold_back=hold_back, progress=progress,
+        )  # fmt: skip
+        store.save(lesson)
+        found.append(Learned(sig, kind, len(group), lesson=lesson))
+    return found
+
+
+def by_signature(examples: Sequence[Labelled]) -> dict[str, list[Labelled]]:
+    groups: dict[str, list[Labelled]] = {}
+    for example in examples:
+        groups.setdefault(step_signature(example.step), []).append(example)
+    return groups
+
+
+def check_enough(examples: Sequence[Labelled], *, shots: int = SHOTS) -> None:
+    """Raise InputError unless some signature has enough examples to hold some back."""
+    needed = MIN_HELD_BACK + shots
+    most = max((len(group) for group in by_signature(examples).values()), default=0)
+    if most < needed:
+        raise InputError(
+            f"too few examples to learn: a signature needs at least {needed} "
+            f"({shots} to show, {MIN_HELD_BACK} held back to measure); the most any has is "
+            f"{most}; add labelled examples"
+        )
+
+
+def planned_runs(
+    examples: Sequence[Labelled],
+    *,
+    shots: int = SHOTS,
+    choose: Choose | None = None,
+    hold_back: float = 0.3,
+) -> int:
+    """How many held-back steps `learn` will run (for a progress bar)."""
+    passes = 2 if choose else 3
+    return sum(
+        passes * len(split(group, hold_back)[1])
+        for group in by_signature(examples).values()
+        if len(group) >= MIN_HELD_BACK + shots
+    )
+
+
+def chosen_examples(
+    settings: Settings,
+    *,
+    examples_path: str | None = None,
+    plan_path: str | None = None,
+    step_id: str | None = None,
+) -> list[Labelled]:
+    """The examples `taskloom learn` learns from: a labelled file's, the bank's answers
+    to one plan step's task, or the whole bank's.
+
+    Raises:
+        InputError: the arguments don't go together, the step is not in the plan, or
+            there is nothing to learn from.
+    """
+    if (plan_path is None) != (step_id is None):
+        raise InputError("--plan and --step go together: the plan file and its step's id")
+    if examples_path and plan_path:
+        raise InputError("give --examples FILE, or --plan and --step (the bank's), not both")
+    if examples_path:
+        return labelled.read(examples_path)
+    sig = None
+    if plan_path is not None:
+        plan = read_plan(Path(plan_path), max_steps=settings.max_steps)
+        steps = {s.id: s for s in plan.steps}
+        if step_id not in steps:
+            raise InputError(f"plan {plan_path} has no step {step_id!r}: {', '.join(steps)}")
+        sig = step_signature(steps[step_id])
+    return banked(settings, sig)
+
+
+def banked(settings: Settings, sig: str | None = None) -> list[Labelled]:
+    """The example bank's answers: of one signature, or of all."""
+    bank = ExampleBank(settings.examples_path)
+    sigs = [sig] if sig is not None else list(bank.signatures())
+    found = [example for s in sigs for example in bank.examples(s)]
+    if not found:
+        where = f"signature {sig}" if sig else "any signature"
+        raise InputError(
+            f"the example bank ({bank.root}) has no examples of {where}; escalations and"
+            " reviews fill it, or pass --examples FILE.jsonl"
+        )
+    return found
+
+
+def split(group: Sequence[Labelled], hold_back: float) -> tuple[list[Labelled], list[Labelled]]:
+    """(learn from, held back): a stable split by a hash of each example's data."""
+
+    def key(example: Labelled) -> str:
+        data = json.dumps(example.step.inputs, sort_keys=True, default=str)
+        return hashlib.sha256(data.encode()).hexdigest()
+
+    ordered = sorted(group, key=key)
+    n_held = max(MIN_HELD_BACK, round(len(ordered) * hold_back))
+    return ordered[n_held:], ordered[:n_held]
+
+
+def _lesson(
+    sig: str,
+    group: Sequence[Labelled],
+    *,
+    model: ChatModel,
+    base: Calibration,
+    settings: Settings,
+    shots: int,
+    choose: Choose | None,
+    hold_back: float,
+    progress: Callable[[int], None] | None,
+) -> Lesson:
+    train, held = split(group, hold_back)
+    pool = [as_example(e) for e in train]
+    candidates: list[Choose] = [choose] if choose else ["fixed", "nearest"]
+
+    def measure(lesson: Lesson | None) -> list[labelled.Graded]:
+        steps = held if lesson is None else [_taught(e, lesson) for e in held]
+        graded, _ = labelled.run(
+            steps,
+            model=model,
+            calibration=base,
+            concurrency=settings.concurrency,
+            progress=progress,
+        )
+        return graded
+
+    before = measure(None)
+    best: tuple[Lesson, list[labelled.Graded]] | None = None
+    for way in candidates:
+        examples = fixed_examples(pool, shots) + pool if way == "fixed" else pool
+        trial = Lesson(
+            signature=sig, kind=group[0].step.kind, examples=_unique(examples),
+            choose=way, shots=shots,
+        )  # fmt: skip
+        graded = measure(trial)
+        if best is None or _accuracy(graded) > _accuracy(best[1]):
+            best = (trial, graded)
+    assert best is not None
+    lesson, after = best
+    if _accuracy(after) <= _accuracy(before):  # the examples did not help: as written
+        lesson, after = lesson.model_copy(update={"examples": []}), before
+    threshold, _, _ = choose_threshold(
+        [g.confidence or 0.0 for g in after],
+        [g.is_right for g in after],
+        target=base.target_precision,
+        level=base.level,
+    )
+    return lesson.model_copy(
+        update={
+            "threshold": rounded_down(threshold),
+            "trained_on": len(train),
+            "held_back": len(held),
+            "before": _scores(before, base.target_precision),
+            "after": _scores(after, base.target_precision),
+            "at": time.time(),
+        }
+    )
+
+
+def _taught(example: Labelled, lesson: Lesson) -> Labelled:
+    inputs = {**example.step.inputs, "examples": lesson.shown(example.step.inputs)}
+    step = example.step.model_copy(update={"inputs": inputs})
+    return example.model_copy(update={"step": step})
+
+
+def _unique(examples: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    found = []
+    for ex in examples:
+        key = json.dumps(ex, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            found.append(ex)
+    return found
+
+
+def _accuracy(graded: Sequence[labelled.Graded]) -> float:
+    return sum(g.is_right for g in graded) / max(len(graded), 1)
+
+
+def _scores(graded: Sequence[labelled.Graded], target: float) -> dict[str, float]:
+    confidences = [g.confidence or 0.0 for g in graded]
+    return {
+        "answers": float(len(graded)),
+        "accuracy": round(_accuracy(graded), 4),
+        "coverage": round(coverage_at(confidences, [g.is_right for g in graded], target=target), 4),
+    }

@@ -1,0 +1,232 @@
+"""Lessons: what a step signature learned from its labelled answers, used by later runs.
+
+`taskloom learn` writes one lesson a signature, `<examples>/learned/<signature>.json`
+next to the example bank (`TASKLOOM_EXAMPLES`; a folder every box can read). A run's
+SLM steps use the lesson of their signature automatically (`learned=False`, or
+`--no-learned`, turns that off):
+
+- `examples`: few-shot examples taken from the labelled answers, shown after the step's
+  own; empty when, on the held-back answers, they did not beat the step as written.
+  `choose: "fixed"` shows the same ones to every input, so the prompt's prefix
+  (instruction, schema, examples) stays one cached prefix; `"nearest"` shows the ones
+  whose data is nearest the input's (word overlap), which costs that prefix.
+- `threshold`: the confidence at and above which the signature's answers are accepted,
+  chosen on held-back answers (`calibration.choose_threshold`); it replaces the
+  calibration's for this signature. None: every answer stays flagged.
+
+A lesson is applied on the coordinator, before a step is dispatched and after its
+result comes back, so workers need nothing but the step.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from taskloom.calibration import DATA_INPUTS, signature
+from taskloom.errors import ConfigError
+from taskloom.labelled import Labelled
+from taskloom.plan import SLM_KINDS, StepKind
+from taskloom.step import StepJob, StepResult
+
+Choose = Literal["fixed", "nearest"]
+
+
+class Lesson(BaseModel):
+    """What one step signature learned (module doc)."""
+
+    signature: str
+    kind: str
+    method: Literal["examples"] = "examples"
+    examples: list[dict[str, Any]] = Field(
+        description="few-shot examples, each {input: the data inputs, output: the answer}"
+    )
+    choose: Choose = "fixed"
+    shots: int = Field(3, ge=1, description="examples shown to each input")
+    threshold: float | None = Field(None, description="accept at or above; None: flag all")
+    trained_on: int = Field(0, description="labelled answers the examples came from")
+    held_back: int = Field(0, description="labelled answers kept back to measure")
+    before: dict[str, float] = Field(default_factory=dict, description="held-back scores")
+    after: dict[str, float] = Field(default_factory=dict, description="held-back scores")
+    at: float = 0.0
+
+    def shown(self, inputs: dict[str, Any]) -> list[dict[str, Any]]:
+        """The examples this input's prompt shows: the step's own, then the lesson's."""
+        own = list(inputs.get("examples") or [])
+        if self.choose == "fixed":
+            return own + self.examples[: self.shots]
+        mine = words(data_of(inputs))
+        ranked = sorted(self.examples, key=lambda ex: -overlap(mine, words(ex["input"])))
+        return own + ranked[: self.shots]
+
+
+@dataclass(frozen=True)
+class Learned:
+    """One signature's outcome: its lesson, or why it was not learned."""
+
+    signature: str
+    kind: str
+    examples: int
+    lesson: Lesson | None = None
+    skipped: str | None = None
+
+
+class Lessons:
+    """The lessons under one folder, read when their file changes."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._cache: dict[str, tuple[float, Lesson | None]] = {}
+
+    def path(self, sig: str) -> Path:
+        return self.root / f"{sig}.json"
+
+    def get(self, sig: str) -> Lesson | None:
+        """The signature's lesson, or None.
+
+        Raises:
+            ConfigError: the lesson's file is not a lesson.
+        """
+        path = self.path(sig)
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return None
+        cached = self._cache.get(sig)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        try:
+            lesson = Lesson.model_validate_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValidationError) as e:
+            why = str(e).splitlines()[0]
+            raise ConfigError(
+                f"lesson {path} is unreadable ({why}); run taskloom learn again"
+            ) from e
+        self._cache[sig] = (mtime, lesson)
+        return lesson
+
+    def save(self, lesson: Lesson) -> Path:
+        path = self.path(lesson.signature)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(lesson.model_dump_json(indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)  # a worker reading it never sees half a file
+        return path
+
+    def all(self) -> list[Lesson]:
+        return [
+            lesson
+            for p in sorted(self.root.glob("*.json"))
+            if (lesson := self.get(p.stem)) is not None
+        ]
+
+    def of(self, job: StepJob) -> Lesson | None:
+        """The lesson of a job's signature, for SLM steps."""
+        if job.kind not in SLM_KINDS:
+            return None
+        return self.get(signature(job.kind, job.inputs, job.output))
+
+
+def teach(job: StepJob, lesson: Lesson) -> StepJob:
+    """The job with the lesson's examples in its prompt."""
+    if not lesson.examples:
+        return job
+    inputs = {**job.inputs, "examples": lesson.shown(job.inputs)}
+    return job.model_copy(update={"inputs": inputs})
+
+
+def judge(result: StepResult, lesson: Lesson) -> StepResult:
+    """The result with its answers accepted or flagged by the lesson's threshold."""
+    if result.accepted is None:  # failed, or a kind without a confidence
+        return result
+    threshold = lesson.threshold
+
+    def accepts(confidence: Any) -> bool:
+        return (
+            threshold is not None
+            and isinstance(confidence, int | float)
+            and confidence >= threshold
+        )
+
+    meta = {**result.meta, "lesson": lesson.signature}
+    fields = {
+        name: {**f, "accepted": accepts(f.get("confidence"))} for name, f in _fields(result).items()
+    }
+    if fields:
+        meta["fields"] = fields
+        accepted = all(f["accepted"] for f in fields.values())
+    else:
+        accepted = accepts(result.confidence)
+    return result.model_copy(update={"accepted": accepted, "meta": meta})
+
+
+def _fields(result: StepResult) -> dict[str, dict[str, Any]]:
+    fields = result.meta.get("fields")
+    return fields if isinstance(fields, dict) else {}
+
+
+# --- examples from labelled answers -----------------------------------------------------
+
+
+def data_of(inputs: dict[str, Any]) -> dict[str, Any]:
+    """A step's data inputs: what differs from one run of the task to the next."""
+    return {k: v for k, v in inputs.items() if k in DATA_INPUTS - {"examples", "max_tokens"}}
+
+
+def as_example(labelled: Labelled) -> dict[str, Any]:
+    """A labelled answer as a few-shot example in its kind's output shape."""
+    kind, expected = labelled.step.kind, labelled.expected
+    output = _first_answers(expected)
+    if kind == StepKind.CLASSIFY and not isinstance(output, dict):
+        output = {"label": output}
+    return {"input": data_of(labelled.step.inputs), "output": output}
+
+
+def _first_answers(expected: Any) -> Any:
+    """Where an expected value lists the answers that count, the first one."""
+    if isinstance(expected, dict):
+        return {k: _first_answers(v) for k, v in expected.items()}
+    if isinstance(expected, list) and expected and not isinstance(expected[0], dict | list):
+        return expected[0]
+    return expected
+
+
+def fixed_examples(examples: Sequence[dict[str, Any]], shots: int) -> list[dict[str, Any]]:
+    """`shots` examples that between them show the most kinds of answer, shortest first.
+
+    An answer's kinds: each field present or null (extract, fill_slots), or its label
+    (classify). Greedy cover, ties to the shorter input: short examples keep the
+    prompt cheap, and varied ones show the model both a value and a null for a field.
+    """
+    pool = sorted(examples, key=lambda ex: len(json.dumps(ex["input"])))
+    chosen: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    while pool and len(chosen) < shots:
+        best = max(pool, key=lambda ex: len(_answer_kinds(ex["output"]) - seen))
+        chosen.append(best)
+        seen |= _answer_kinds(best["output"])
+        pool.remove(best)
+    return chosen
+
+
+def _answer_kinds(output: Any) -> set[str]:
+    if isinstance(output, dict):
+        inner = output.get("slots", output) if isinstance(output.get("slots"), dict) else output
+        if set(inner) == {"label"}:
+            return {f"label={inner['label']}"}
+        return {f"{k}={'null' if v is None else 'value'}" for k, v in inner.items()}
+    return {f"label={output}"}
+
+
+def words(value: Any) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", json.dumps(value, ensure_ascii=False).lower()))
+
+
+def overlap(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 0.0

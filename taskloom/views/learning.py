@@ -1,0 +1,32 @@
+"""What `taskloom learn` learned, as a table: one signature a line, before and after."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from taskloom.lessons import Learned
+
+
+def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
+    """Each signature's held-back accuracy and coverage before → after, and its threshold."""
+    lines = [
+        f"{'kind':<11}{'signature':<18}{'examples':>9}{'held back':>10}"
+        f"  {'accuracy':<15}{'coverage@95%':<15}{'threshold':>9}  shown"
+    ]
+    for f in found:
+        head = f"{f.kind:<11}{f.signature:<18}{f.examples:>9}"
+        lesson = f.lesson
+        if lesson is None:
+            lines.append(f"{head}{'':>10}  not learned: {f.skipped}")
+            continue
+        b, a = lesson.before, lesson.after
+        accuracy = f"{b['accuracy']:.0%} → {a['accuracy']:.0%}"
+        coverage = f"{b['coverage']:.0%} → {a['coverage']:.0%}"
+        threshold = "none" if lesson.threshold is None else f"{lesson.threshold:.3f}"
+        lines.append(
+            f"{head}{lesson.held_back:>10}  {accuracy:<15}{coverage:<15}{threshold:>9}"
+            f"  {f'{lesson.shots} {lesson.choose}' if lesson.examples else 'none (as written)'}"
+        )
+    lines.append(f"lessons in {where}; later runs of these steps use them")
+    return "\n".join(lines)

@@ -1,0 +1,203 @@
+"""The cascade that learns: escalated answers are banked, `learn` turns them into a
+lesson, and later runs of the same task use it.
+
+The small model is the shipped scripted fake (it answers right only when the prompt
+shows a learned example), the LLM the real `openai` client against the scripted server.
+The real model's path is in test_learning_model.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskloom.agents.budget import Budget
+from taskloom.agents.escalate import EscalatingDispatcher
+from taskloom.api.learn import banked, learn, split
+from taskloom.bank import ExampleBank, Source
+from taskloom.chat import Message, OpenAIChatModel, ScriptedChatModel
+from taskloom.config import Settings
+from taskloom.dispatch.inline import InlineDispatcher
+from taskloom.errors import ConfigError, InputError
+from taskloom.labelled import Labelled
+from taskloom.lessons import Lesson, Lessons, fixed_examples, judge
+from taskloom.plan import Step
+from taskloom.step import StepJob, StepResult, StepStatus
+from taskloom.testing.server import Reply, ScriptedServer
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"order_id": {"type": ["string", "null"], "description": "the order number"}},
+    "required": ["order_id"],
+}
+ORDERS = [f"Q-{n}" for n in range(100, 124)]
+
+
+def text_of(order: str) -> str:
+    return f"Hello, my parcel for order {order} never came."
+
+
+def job(order: str) -> StepJob:
+    return StepJob(
+        run_id="r1",
+        step_id="contact",
+        kind="extract",
+        inputs={"text": text_of(order), "absence": False},
+        output=SCHEMA,
+    )
+
+
+def learner(messages: Sequence[Message], schema: dict[str, Any] | None) -> dict[str, Any]:
+    """A small model that gets the id right only once a prompt shows it an example of it."""
+    system, user = messages[0]["content"], messages[-1]["content"]
+    order = next(w.strip(".") for w in user.split() if w.startswith("Q-"))
+    return {"order_id": order if "Q-" in system else order.removeprefix("Q-")}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", escalate_below=0.0, retry_backoff_s=0.01)
+
+
+@pytest.fixture
+def teacher() -> Iterator[ScriptedServer]:
+    """The LLM: reads the id off the text, as a large model would."""
+
+    def respond(body: dict[str, Any]) -> Reply:
+        user = body["messages"][-1]["content"]
+        order = next(w.strip(".") for w in user.split() if w.startswith("Q-"))
+        return Reply(text={"order_id": order})
+
+    with ScriptedServer() as server:
+        server.respond = respond
+        yield server
+
+
+def cascade(settings: Settings, slm: ScriptedChatModel, llm: str | None) -> EscalatingDispatcher:
+    inner = InlineDispatcher(model=slm, settings=settings)
+    model = OpenAIChatModel(base_url=llm, settings=settings) if llm else None
+    return EscalatingDispatcher(inner, llm=model, budget=Budget(), settings=settings)
+
+
+def test_escalated_answers_are_banked_learned_and_used_by_later_runs(
+    settings: Settings, teacher: ScriptedServer
+) -> None:
+    slm = ScriptedChatModel(respond=learner, name="slm")
+    # 1. Every answer is flagged (no threshold accepts the fake's), so each escalates,
+    #    and the LLM's answer is banked.
+    first = cascade(settings, slm, teacher.url)
+    for order in ORDERS[:16]:
+        result = first.dispatch(job(order))
+        assert result.value["order_id"] == order and result.model == "gpt-4o-mini"
+    bank = ExampleBank(settings.examples_path)
+    [(sig, lines)] = bank.signatures().items()
+    assert lines == 16 and bank.examples(sig)[0].expected == {"order_id": "Q-100"}
+
+    # 2. learn: held back, the step as written is wrong; with the lesson, right.
+    [found] = learn(banked(settings), settings=settings, model=slm)
+    lesson = found.lesson
+    assert lesson is not None and lesson.signature == sig
+    assert lesson.held_back == 5 and lesson.trained_on == 11
+    assert lesson.before["accuracy"] == 0.0 and lesson.after["accuracy"] == 1.0
+    assert Lessons(settings.examples_path / "learned").get(sig) == lesson
+
+    # 3. A later run, no LLM: the lesson's examples are in the prompt, the answer right.
+    later = cascade(settings, slm, None)
+    result = later.dispatch(job("Q-900"))
+    assert result.value["order_id"] == "Q-900" and result.meta["lesson"] == sig
+    system = slm.calls[-1][0][0]["content"]
+    assert any(text_of(o) in system for o in ORDERS[:16])
+
+    # 4. --no-learned: run as written.
+    plain = cascade(settings.model_copy(update={"learned": False}), slm, None)
+    assert plain.dispatch(job("Q-901")).value["order_id"] == "901"
+
+
+def test_no_bank_when_turned_off(settings: Settings, teacher: ScriptedServer) -> None:
+    settings = settings.model_copy(update={"bank_answers": False})
+    slm = ScriptedChatModel(respond=learner, name="slm")
+    cascade(settings, slm, teacher.url).dispatch(job("Q-1"))
+    assert ExampleBank(settings.examples_path).signatures() == {}
+
+
+def labelled(order: str) -> Labelled:
+    step = Step(id="contact", kind="extract", inputs=job(order).inputs, output=SCHEMA)
+    return Labelled(step=step, expected={"order_id": order})
+
+
+def test_learn_refuses_when_no_signature_has_enough_to_hold_back(settings: Settings) -> None:
+    with pytest.raises(InputError, match=r"too few examples to learn: .* needs at least 8"):
+        learn([labelled(o) for o in ORDERS[:7]], settings=settings, model=ScriptedChatModel())
+
+
+def test_an_empty_bank_says_how_it_fills(settings: Settings) -> None:
+    with pytest.raises(InputError, match="has no examples of any signature; escalations"):
+        banked(settings)
+
+
+def test_the_split_is_stable_and_holds_back_at_least_five() -> None:
+    group = [labelled(o) for o in ORDERS[:10]]
+    train, held = split(group, 0.3)
+    assert len(held) == 5 and len(train) == 5
+    assert split(list(reversed(group)), 0.3) == (train, held)
+
+
+def test_fixed_examples_show_a_value_and_a_null_shortest_first() -> None:
+    pool = [
+        {"input": {"text": "a long text with order Q-1 in it"}, "output": {"order_id": "Q-1"}},
+        {"input": {"text": "short Q-2"}, "output": {"order_id": "Q-2"}},
+        {"input": {"text": "no order here"}, "output": {"order_id": None}},
+    ]
+    assert fixed_examples(pool, 2) == [pool[1], pool[2]]
+
+
+def test_nearest_examples_follow_the_input() -> None:
+    examples = [
+        {"input": {"text": "invoice from Acme for March"}, "output": {"order_id": None}},
+        {"input": {"text": "parcel for order Q-7 lost"}, "output": {"order_id": "Q-7"}},
+    ]
+    lesson = Lesson(signature="s", kind="extract", examples=examples, choose="nearest", shots=1)
+    assert lesson.shown({"text": "my parcel for order Q-9 is lost"}) == [examples[1]]
+    fixed = lesson.model_copy(update={"choose": "fixed"})
+    assert fixed.shown({"text": "my parcel for order Q-9 is lost"}) == [examples[0]]
+
+
+def result_with(confidences: dict[str, float]) -> StepResult:
+    fields = {n: {"value": "x", "confidence": c, "accepted": False} for n, c in confidences.items()}
+    return StepResult(
+        run_id="r",
+        step_id="s",
+        status=StepStatus.DONE,
+        value={n: "x" for n in confidences},
+        accepted=False,
+        meta={"fields": fields},
+    )
+
+
+def test_the_lessons_threshold_accepts_fields_at_or_above_it() -> None:
+    lesson = Lesson(signature="s", kind="extract", examples=[], threshold=0.8)
+    judged = judge(result_with({"a": 0.9, "b": 0.8}), lesson)
+    assert judged.accepted is True
+    judged = judge(result_with({"a": 0.9, "b": 0.7}), lesson)
+    assert judged.accepted is False
+    assert [f["accepted"] for f in judged.meta["fields"].values()] == [True, False]
+    none = lesson.model_copy(update={"threshold": None})
+    assert judge(result_with({"a": 0.99}), none).accepted is False
+
+
+def test_a_corrupt_lesson_names_its_file(tmp_path: Path) -> None:
+    (tmp_path / "abc.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"lesson .*abc.json is unreadable .* run taskloom learn"):
+        Lessons(tmp_path).get("abc")
+
+
+def test_a_person_label_in_the_bank_wins_over_the_llm_for_learning(settings: Settings) -> None:
+    bank = ExampleBank(settings.examples_path)
+    step = labelled("Q-1").step
+    bank.add(step, {"order_id": "Q-1"}, source=Source.PERSON)
+    bank.add(step, {"order_id": "1"}, source=Source.LLM)
+    [example] = banked(settings)
+    assert example.expected == {"order_id": "Q-1"}
