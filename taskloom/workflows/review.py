@@ -33,7 +33,7 @@ from taskloom.bank import ExampleBank, Source
 from taskloom.config import Settings, key
 from taskloom.dispatch.base import Dispatcher
 from taskloom.dispatch.broker import Broker
-from taskloom.errors import InputError, TaskloomError
+from taskloom.errors import InputError, RunCancelledError, TaskloomError
 from taskloom.logs import get_logger
 from taskloom.plan import SLM_KINDS, Step
 from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
@@ -175,12 +175,20 @@ class ReviewDesk:
         return stands if stands is not None else decision
 
     def wait(self, run_id: str, step_id: str, *, deadline: float | None) -> Decision:
-        """Block until the review is decided, or decide it as timed out at `deadline`."""
-        wake = key("review_wake", run_id, step_id)
+        """Block until the review is decided, or decide it as timed out at `deadline`.
+
+        Raises:
+            RunCancelledError: the run was cancelled while it waited.
+        """
+        wake, field = key("review_wake", run_id, step_id), _field(run_id, step_id)
         while True:
             found = self.decision(run_id, step_id)
             if found is not None:
                 return found
+            if self.broker.is_cancelled(run_id):
+                # Nobody need answer it any more.
+                self.broker.call(lambda: self.broker.redis.hdel(key("reviews"), field))
+                raise RunCancelledError("the run was cancelled", run_id=run_id, step_id=step_id)
             if deadline is not None and time.time() >= deadline:
                 entry = self.entry(run_id, step_id) or {}
                 return self.decide(

@@ -170,3 +170,17 @@ def test_a_rejected_or_unanswered_review_fails_the_run_with_one_line(
     again = taskloom("approve", run_id, "middle", "--redis-url", redis_url)
     assert again.returncode == 2 and "already decided" in again.stderr
     assert redis.Redis.from_url(redis_url).hlen("taskloom:reviews") == 0
+
+
+def test_a_cancelled_run_stops_waiting_for_its_review(
+    tmp_path: Path, redis_url: str, spawn_worker: Spawn
+) -> None:
+    spawn_worker()
+    spawn_worker("--queue", "runs")
+    run_id = submit(tmp_path, redis_url, three_steps(tmp_path / "log", review="always"))
+    wait_for(lambda: waiting_on_middle(redis_url, run_id), what="the run to wait")
+    assert taskloom("cancel", run_id, "--redis-url", redis_url).returncode == 0
+    done = taskloom("result", run_id, "--wait", "--json", "--redis-url", redis_url, timeout_s=90)
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["status"] == "cancelled"
+    assert desk(redis_url).pending() == []
