@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from taskloom.agents import Planner, Router
     from taskloom.api.local import plan_goal, resume, run, run_goal
     from taskloom.api.remote import cancel, submit, wait
+    from taskloom.api.review import approve, reject, reviews
     from taskloom.chat import ChatModel, Completion, ModelHost, OpenAIChatModel, ScriptedChatModel
     from taskloom.config import Settings
     from taskloom.dispatch import (
@@ -115,6 +116,9 @@ _WHERE = {
     "submit": "api.remote",
     "cancel": "api.remote",
     "wait": "api.remote",
+    "approve": "api.review",
+    "reject": "api.review",
+    "reviews": "api.review",
     "Flow": "workflows",
     "StepHandle": "workflows",
     "Workflow": "workflows",
@@ -202,11 +206,14 @@ __all__ = [
     "UserError",
     "WorkerLostError",
     "Workflow",
+    "approve",
     "cancel",
     "connect",
     "load_plan",
     "plan_goal",
+    "reject",
     "resume",
+    "reviews",
     "run",
     "run_goal",
     "submit",

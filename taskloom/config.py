@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -132,6 +132,14 @@ class Settings(BaseSettings):
         True,
         description="re-run on the LLM (when one is configured) the SLM answers the"
         " calibration does not accept; false leaves them flagged for review",
+    )
+    review: Literal["uncertain", "never"] = Field(
+        "never",
+        description="a run's default for steps without `review`: uncertain asks a person"
+        " about values the calibration did not accept; never asks nobody",
+    )
+    review_timeout_s: float | None = Field(
+        None, gt=0, description="how long a review waits for a person; None: no limit"
     )
     calibration: str | None = Field(
         None,

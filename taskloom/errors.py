@@ -23,6 +23,8 @@ TaskloomError                      base; carries run_id / step_id when known
 ├── RunFailedError                 a run ended without its output: exit code 1
 │   ├── StepFailedError            a step failed after its retries
 │   │   └── StepSkippedError       a step not run because a dependency failed
+│   │   ├── ReviewRejectedError    a person rejected the step's value under review
+│   │   └── ReviewTimedOutError    nobody answered the step's review in review_timeout_s
 │   ├── RunCancelledError          the run was cancelled
 │   └── BudgetExceededError        a run budget (cost, LLM calls, steps) was reached
 ├── SteeringError                  raised to steer execution, and handled by the runtime
@@ -188,6 +190,14 @@ class StepFailedError(RunFailedError):
 
 class StepSkippedError(StepFailedError):
     """A step that did not run because a step it depends on failed."""
+
+
+class ReviewRejectedError(StepFailedError):
+    """A person rejected a step's value under review; the run fails, finished results kept."""
+
+
+class ReviewTimedOutError(StepFailedError):
+    """A review nobody answered within `review_timeout_s`: the step fails as `timed_out`."""
 
 
 class RunCancelledError(RunFailedError):

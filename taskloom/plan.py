@@ -75,6 +75,14 @@ class Step(BaseModel):
     timeout_s: float | None = Field(
         None, gt=0, description="seconds one attempt may run; default Settings.step_timeout_s"
     )
+    review: Literal["always", "uncertain", "never"] | None = Field(
+        None,
+        description="when a person reviews the value: always, uncertain (only a value the"
+        " calibration did not accept) or never; default: the run's --review",
+    )
+    review_timeout_s: float | None = Field(
+        None, gt=0, description="seconds a review may wait; default Settings.review_timeout_s"
+    )
 
     def dependencies(self) -> list[str]:
         """Step ids this step waits for: those its inputs reference, then `after`."""

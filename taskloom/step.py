@@ -22,7 +22,7 @@ class Lifecycle(StrEnum):
     @property
     def is_final(self) -> bool:
         """Whether it is over: neither pending nor running."""
-        return self.value not in ("pending", "running")
+        return self.value not in ("pending", "running", "waiting")
 
 
 class StepStatus(Lifecycle):
@@ -30,8 +30,10 @@ class StepStatus(Lifecycle):
 
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"
     DONE = "done"
     FAILED = "failed"
+    TIMED_OUT = "timed_out"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
 
@@ -49,6 +51,12 @@ class StepJob(BaseModel):
     model: str | None = None
     timeout_s: float | None = Field(
         None, gt=0, description="the step's deadline per attempt; None: Settings.step_timeout_s"
+    )
+    review: str | None = Field(
+        None, description="always | uncertain | never: when a person reviews the value"
+    )
+    review_timeout_s: float | None = Field(
+        None, gt=0, description="how long a review may wait; None: Settings.review_timeout_s"
     )
     attempt: int = Field(1, description="1 for the first try")
     enqueued_at: float = Field(default_factory=time.time, description="epoch seconds")

@@ -43,6 +43,9 @@ def _other_value(name: str) -> tuple[str, Any]:
         return f"custom-{name}", f"custom-{name}"
     if kind is Path:
         return "/tmp/taskloom-elsewhere", Path("/tmp/taskloom-elsewhere")
+    if origin is typing.Literal:
+        other = next(a for a in typing.get_args(kind) if a != default)
+        return str(other), other
     if origin is dict:
         return json.dumps({"some-model": 0.25}), {"some-model": 0.25}
     if origin is tuple:

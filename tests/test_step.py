@@ -49,7 +49,13 @@ def test_a_result_is_retryable_only_when_it_failed_with_a_retryable_error() -> N
 
 
 def test_final_statuses_are_defined_once() -> None:
-    assert {s for s in StepStatus if s.is_final} == {"done", "failed", "skipped", "cancelled"}
+    assert {s for s in StepStatus if s.is_final} == {
+        "done",
+        "failed",
+        "timed_out",
+        "skipped",
+        "cancelled",
+    }
     assert {s for s in RunStatus if s.is_final} == {"done", "failed", "cancelled"}
 
 

@@ -38,6 +38,7 @@ from taskloom.workflows.checkpointer import open_checkpointer
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord
 from taskloom.workflows.redis_store import RedisRunStore
+from taskloom.workflows.review import reviewing
 from taskloom.workflows.runner import OnEvent, new_run_id
 from taskloom.workflows.runner import resume as resume_workflow
 from taskloom.workflows.runner import run as run_workflow
@@ -147,7 +148,7 @@ def run(
         record = run_workflow(
             workflow,
             inputs,
-            dispatcher=escalating,
+            dispatcher=reviewing(escalating, dispatcher, settings),
             settings=settings,
             checkpointer=checkpointer,
             store=store,
@@ -195,7 +196,7 @@ def resume(
         done = resume_workflow(
             record,
             workflow,
-            dispatcher=escalating,
+            dispatcher=reviewing(escalating, dispatcher, settings),
             settings=settings,
             checkpointer=checkpointer,
             store=store,

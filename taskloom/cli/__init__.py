@@ -5,7 +5,7 @@
 (LangGraph, llama.cpp) are imported inside the commands that need them.
 """
 
-from taskloom.cli import evaluate, goal, local, model, remote  # noqa: F401  (registers commands)
+from taskloom.cli import evaluate, goal, local, model, remote, review  # noqa: F401  (registers commands)
 from taskloom.cli.app import cli, configure_logging, main, one_line
 
 __all__ = ["cli", "configure_logging", "main", "one_line"]

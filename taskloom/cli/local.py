@@ -47,6 +47,11 @@ GOAL_ONLY = {
 )
 @click.option("--inline", is_flag=True, help="Run steps in this process, without Redis.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole run record as JSON.")
+@click.option(
+    "--review",
+    type=click.Choice(["uncertain", "never"]),
+    help="Ask a person about steps without `review` (TASKLOOM_REVIEW; default never).",
+)
 @goal_options
 @click.option(
     "--route-threshold",

@@ -91,19 +91,25 @@ def drain(names: tuple[str, ...], is_all: bool, queue: str | None, redis_url: st
 @click.option("--tools", "tool_specs", multiple=True, metavar="MODULE", help="Tools to register.")
 @click.option("--redis-url", metavar="URL", help="Redis to submit to (TASKLOOM_REDIS_URL).")
 @click.option("--run-id", metavar="ID", help="Use this run id instead of a fresh one.")
+@click.option(
+    "--review",
+    type=click.Choice(["uncertain", "never"]),
+    help="Ask a person about steps without `review` (TASKLOOM_REVIEW; default never).",
+)
 def submit(
     target: str,
     input_text: str | None,
     tool_specs: tuple[str, ...],
     redis_url: str | None,
     run_id: str | None,
+    review: str | None,
 ) -> None:
     """Queue TARGET for the `runs` workers and print its run id."""
     from taskloom.api import remote
 
     inputs = parse_inputs(input_text)
     run_id = remote.submit(
-        target, inputs, tool_modules=tool_specs, run_id=run_id, redis_url=redis_url
+        target, inputs, tool_modules=tool_specs, run_id=run_id, redis_url=redis_url, review=review
     )
     warn_unserved(
         remote.unserved_queues(

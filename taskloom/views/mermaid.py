@@ -10,8 +10,10 @@ from taskloom.workflows.record import RunRecord
 STATUS_STYLES = {
     "pending": "fill:#f4f4f5,stroke:#a1a1aa",
     "running": "fill:#dbeafe,stroke:#2563eb",
+    "waiting": "fill:#ede9fe,stroke:#7c3aed",
     "done": "fill:#dcfce7,stroke:#16a34a",
     "failed": "fill:#fee2e2,stroke:#dc2626",
+    "timed_out": "fill:#fee2e2,stroke:#9f1239",
     "skipped": "fill:#fef9c3,stroke:#ca8a04",
     "cancelled": "fill:#e4e4e7,stroke:#52525b",
 }

@@ -29,8 +29,12 @@ from taskloom.workflows.checkpointer import open_checkpointer
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.redis_store import RedisRunStore
+from taskloom.workflows.review import ReviewDesk, ReviewingDispatcher
 from taskloom.workflows.runner import has_checkpoint, resume, run
 from taskloom.workflows.target import rebuild
+
+SAVED_ON = frozenset({"step_finished", "review_waiting", "review_decided"})
+"""The events after which the run record in Redis is brought up to date."""
 
 
 def run_handler(
@@ -58,14 +62,20 @@ def run_handler(
                 tools=tools,
                 registered=workflows,
             )
-            dispatcher = EscalatingDispatcher.for_target(
+            escalating = EscalatingDispatcher.for_target(
                 RedisDispatcher(broker, settings=settings), settings
             )
-            already = len(dispatcher.escalations)
-            annotated = _AnnotatedStore(broker, dispatcher)
+            already = len(escalating.escalations)
+            annotated = _AnnotatedStore(broker, escalating)
+            # Review comes after escalation: a person sees what the LLM could not settle.
+            dispatcher = ReviewingDispatcher(
+                escalating,
+                ReviewDesk(broker, settings=settings),
+                default=body.get("review") or settings.review,
+            )
 
             def save(event: dict[str, Any], record: RunRecord) -> None:
-                if event.get("event") == "step_finished":
+                if event.get("event") in SAVED_ON:
                     annotated.save(record)
 
             with ExitStack() as stack:
@@ -103,7 +113,7 @@ def run_handler(
                     )
             # The runner's last save, through `annotated`, already holds the escalations.
             if metrics is not None:
-                metrics.escalated(dispatcher.escalations[already:])
+                metrics.escalated(escalating.escalations[already:])
         except InfrastructureError:
             raise  # not the run's fault: the lease re-queues it once Redis is back
         except TaskloomError as e:

@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from langgraph.config import get_stream_writer
 from langgraph.func import task
@@ -158,10 +158,13 @@ class Flow:
         queue: str | None = None,
         model: str | None = None,
         timeout_s: float | None = None,
+        review: Literal["always", "uncertain", "never"] | None = None,
+        review_timeout_s: float | None = None,
     ) -> StepHandle:
         """Add a step of any kind. Handles in `inputs` become references.
 
-        `timeout_s` bounds each attempt (default `Settings.step_timeout_s`)."""
+        `timeout_s` bounds each attempt (default `Settings.step_timeout_s`); `review`
+        asks a person to approve the value (docs/review.md)."""
         if isinstance(output, type) and issubclass(output, BaseModel):
             output = self._output_schema(output)
         step = Step(
@@ -174,6 +177,8 @@ class Flow:
             queue=queue,
             model=model,
             timeout_s=timeout_s,
+            review=review,
+            review_timeout_s=review_timeout_s,
         )
         return self.add(step)
 
@@ -225,7 +230,16 @@ class Flow:
         name = tool.name if isinstance(tool, Tool) else tool
         return self.step("tool", arguments, id=id, tool=name, timeout_s=timeout_s)
 
-    _STEP_OPTIONS = ("id", "output", "after", "queue", "model", "timeout_s")
+    _STEP_OPTIONS = (
+        "id",
+        "output",
+        "after",
+        "queue",
+        "model",
+        "timeout_s",
+        "review",
+        "review_timeout_s",
+    )
 
     def _slm(self, kind: str, inputs: dict[str, Any], **options: Any) -> StepHandle:
         step_options = {k: options.pop(k) for k in self._STEP_OPTIONS if k in options}
@@ -301,6 +315,8 @@ class _StepCall:
             queue=step.queue,
             model=step.model,
             timeout_s=step.timeout_s,
+            review=step.review,
+            review_timeout_s=step.review_timeout_s,
         )
         emit({"event": "step_started", **ids, "kind": step.kind, "at": time.time()})
         log.debug("step_started", kind=step.kind, **ids)

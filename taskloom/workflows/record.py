@@ -16,6 +16,7 @@ class RunStatus(Lifecycle):
 
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -112,6 +113,11 @@ class RunRecord(BaseModel):
         default_factory=list,
         description="values an SLM gave that the calibration did not accept and no higher"
         " tier replaced: step, field (None for a whole step), value, confidence",
+    )
+    reviews: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="decisions on steps under review: step, action (approve, edit, reject,"
+        " timeout), by, at, before, after, reason",
     )
     _index: dict[str, StepRecord] = PrivateAttr(default_factory=dict)
 

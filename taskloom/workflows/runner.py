@@ -167,6 +167,21 @@ def _apply(record: RunRecord, event: Event) -> None:
     elif kind == "step_finished":
         step = record.step(event["step_id"], event.get("kind", ""))
         step.merge(StepResult.model_validate(event["result"]))
+        _settle(record)
+    elif kind == "review_waiting":
+        record.step(event["step_id"], event.get("kind", "")).status = StepStatus.WAITING
+        record.status = RunStatus.WAITING
+    elif kind == "review_decided":
+        decided = event["review"]
+        if not any(r.get("step") == decided.get("step") for r in record.reviews):
+            record.reviews.append(decided)
+
+
+def _settle(record: RunRecord) -> None:
+    """A run waits while any of its steps waits for a review, and runs otherwise."""
+    waiting = any(s.status == StepStatus.WAITING for s in record.steps)
+    if record.status in (RunStatus.RUNNING, RunStatus.WAITING):
+        record.status = RunStatus.WAITING if waiting else RunStatus.RUNNING
 
 
 def _last_value(graph: Any, config: Any) -> dict[str, Any] | None:

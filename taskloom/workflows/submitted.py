@@ -20,6 +20,7 @@ from taskloom.workflows.checkpointer import open_checkpointer
 from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.redis_store import RedisRunStore
+from taskloom.workflows.review import ReviewDesk, ReviewingDispatcher
 from taskloom.workflows.runner import OnEvent, has_checkpoint, new_run_id, resume, run
 from taskloom.workflows.target import collect, rebuild
 
@@ -61,6 +62,7 @@ def submit(
         "plan": plan,
         "inputs": inputs,
         "workflow": None if plan else workflow.name,
+        "review": settings.review,
     }
     data = payload.encode("run", body, max_attempts=1, secret=reveal(settings.secret))
     broker.enqueue(
@@ -116,7 +118,11 @@ def resume_submitted(
         else rebuild(record.plan, record.target, tools=tools)
     )
     broker.uncancel(run_id)
-    dispatcher = RedisDispatcher(broker, settings=settings)
+    dispatcher = ReviewingDispatcher(
+        RedisDispatcher(broker, settings=settings),
+        ReviewDesk(broker, settings=settings),
+        default=settings.review,
+    )
     with ExitStack() as stack:
         checkpointer = (
             stack.enter_context(open_checkpointer(settings)) if settings.checkpointer else None
