@@ -143,7 +143,10 @@ WORKER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("STEP", "the run/step it is working on (+N: N more in the same batch)"),
     ("JOBS", "steps finished, successful or failed, since it started"),
     ("MEAN", "mean time per finished step"),
-    ("HEARTBEAT", "time since it last reported; STALE past the lease: its steps will be queued again"),
+    (
+        "HEARTBEAT",
+        "time since it last reported; STALE past the lease: its steps will be queued again",
+    ),
 )
 """The columns of `taskloom workers`, each with what it shows (also its --help)."""
 
