@@ -10,6 +10,7 @@ import click
 from taskloom.cli.app import EXIT_STILL_RUNNING, cli
 from taskloom.cli.common import emit_record, exit_for, parse_inputs, warn_unserved
 from taskloom.views.progress import Progress
+from taskloom.views.status import workers_help
 
 
 @cli.command()
@@ -179,11 +180,10 @@ def cancel(run_id: str, redis_url: str | None) -> None:
     click.echo(f"run {run_id}: cancelled {queued} queued job(s); told {running} running to stop")
 
 
-@cli.command()
+@cli.command(help=workers_help())
 @click.option("--redis-url", metavar="URL", help="Redis the workers serve.")
 @click.option("--json", "as_json", is_flag=True, help="Print the workers as JSON.")
 def workers(redis_url: str | None, as_json: bool) -> None:
-    """List live workers: model, GPU, queues, current step, jobs, mean step time, heartbeat."""
     from taskloom.api import remote
     from taskloom.cli.common import settings_from
     from taskloom.views.status import format_workers

@@ -128,6 +128,36 @@ def format_status(view: RunView) -> str:
     return "\n".join(out)
 
 
+WORKER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("WORKER", "the worker's name (host.pid.suffix unless given)"),
+    ("MODEL", "the GGUF model it keeps loaded (- for a `runs` worker, which loads none)"),
+    ("GPU", "the GPU it was given (--gpu), or - for none"),
+    (
+        "DEVICE",
+        "where llama.cpp put the model: device, layers offloaded/total, memory used; "
+        "`CPU 0/19` means 0 of the model's 19 layers are on a GPU, so it runs on the CPU",
+    ),
+    ("QUEUES", "the queues it takes steps from"),
+    ("STATE", "busy while it runs a step, else idle"),
+    ("SEQS", "sequences decoding now / the most it batches together"),
+    ("STEP", "the run/step it is working on (+N: N more in the same batch)"),
+    ("JOBS", "steps finished, successful or failed, since it started"),
+    ("MEAN", "mean time per finished step"),
+    (
+        "HEARTBEAT",
+        "time since it last reported; STALE past the lease: its steps will be queued again",
+    ),
+)
+"""The columns of `taskloom workers`, each with what it shows (also its --help)."""
+
+
+def workers_help() -> str:
+    """`taskloom workers --help`: the command, then one line per column."""
+    width = max(len(name) for name, _ in WORKER_COLUMNS)
+    lines = [f"  {name.ljust(width)}  {meaning}" for name, meaning in WORKER_COLUMNS]
+    return "List live workers, one row each.\n\n\b\nColumns:\n" + "\n".join(lines)
+
+
 def format_workers(workers: list[dict[str, str]], *, lease_s: float) -> str:
     """A row per live worker: model, GPU, device (as llama.cpp placed the model), queues,
     busy/total sequences, current steps, jobs, mean step time, heartbeat.
@@ -163,19 +193,7 @@ def format_workers(workers: list[dict[str, str]], *, lease_s: float) -> str:
                 heartbeat,
             ]
         )
-    header = [
-        "WORKER",
-        "MODEL",
-        "GPU",
-        "DEVICE",
-        "QUEUES",
-        "STATE",
-        "SEQS",
-        "STEP",
-        "JOBS",
-        "MEAN",
-        "HEARTBEAT",
-    ]
+    header = [name for name, _ in WORKER_COLUMNS]
     return table(header, rows)
 
 

@@ -65,3 +65,16 @@ def test_workers_table_shows_where_llama_cpp_put_the_model() -> None:
     lines = format_workers(live, lease_s=5.0).splitlines()
     assert "CUDA0 19/19 312MiB" in lines[1]
     assert "CPU 0/19" in lines[2] and "MiB" not in lines[2]
+
+
+def test_workers_help_explains_every_column_including_cpu_layers() -> None:
+    from click.testing import CliRunner
+
+    from taskloom.cli import cli
+    from taskloom.views.status import WORKER_COLUMNS
+
+    shown = CliRunner().invoke(cli, ["workers", "--help"])
+    assert shown.exit_code == 0
+    for name, meaning in WORKER_COLUMNS:
+        assert f"{name}  " in shown.output and meaning.split()[0] in shown.output
+    assert "`CPU 0/19` means 0 of the model's 19 layers are on a GPU" in shown.output
