@@ -171,7 +171,10 @@ def test_a_plain_install_validates_and_names_the_extra_where_it_is_needed(
         assert done.stderr.count("\n") <= 2 and "Traceback" not in done.stderr, done.stderr
         assert 'pip install "taskloom[local]"' in done.stderr, (args, done.stderr)
     # planning a goal with an endpoint needs no local model
-    plan_json = {"version": 1, "steps": [{"id": "a", "kind": "generate", "inputs": {}}]}
+    plan_json = {
+        "version": 1,
+        "steps": [{"id": "a", "kind": "generate", "inputs": {"instruction": "a haiku about tea"}}],
+    }
     with ScriptedServer([Reply(text=plan_json)]) as server:
         env["OPENAI_BASE_URL"] = server.url
         planned = run(taskloom, "plan", "--goal", "Write a haiku about tea", "--json")
