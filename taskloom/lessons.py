@@ -156,7 +156,8 @@ def judge(result: StepResult, lesson: Lesson) -> StepResult:
 
     meta = {**result.meta, "lesson": lesson.signature}
     fields = {
-        name: {**f, "accepted": accepts(f.get("confidence"))} for name, f in _fields(result).items()
+        name: {**f, "accepted": accepts(f.get("confidence"))}
+        for name, f in fields_of(result).items()
     }
     if fields:
         meta["fields"] = fields
@@ -166,7 +167,8 @@ def judge(result: StepResult, lesson: Lesson) -> StepResult:
     return result.model_copy(update={"accepted": accepted, "meta": meta})
 
 
-def _fields(result: StepResult) -> dict[str, dict[str, Any]]:
+def fields_of(result: StepResult) -> dict[str, dict[str, Any]]:
+    """A result's per-field answers (`meta.fields`), or none."""
     fields = result.meta.get("fields")
     return fields if isinstance(fields, dict) else {}
 

@@ -37,7 +37,7 @@ from taskloom.errors import (
     TaskInputError,
     TaskloomError,
 )
-from taskloom.lessons import Lessons, judge, teach
+from taskloom.lessons import Lessons, fields_of, judge, teach
 from taskloom.logs import get_logger
 from taskloom.plan import SLM_KINDS, Step, StepKind
 from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
@@ -139,7 +139,7 @@ class EscalatingDispatcher:
                 return "output failed validation after its retries"
             return None
         if result.accepted is False and self.settings.escalate_flagged:
-            flagged = [name for name, f in _fields(result).items() if not f.get("accepted")]
+            flagged = [name for name, f in fields_of(result).items() if not f.get("accepted")]
             what = f"fields {', '.join(flagged)}" if flagged else "its answer"
             return f"{what} not accepted by the calibration (confidence {result.confidence})"
         value = result.value
@@ -198,7 +198,7 @@ class EscalatingDispatcher:
         )
         finished = time.time()
         value, meta = outcome.value, outcome.meta
-        if slm is not None and _fields(slm):
+        if slm is not None and fields_of(slm):
             value, meta = keep_accepted(job.kind, slm, outcome.value)
         result = StepResult(
             run_id=job.run_id,
@@ -267,18 +267,13 @@ class EscalatingDispatcher:
         self.inner.close()
 
 
-def _fields(result: StepResult) -> dict[str, Any]:
-    fields = result.meta.get("fields")
-    return fields if isinstance(fields, dict) else {}
-
-
 def keep_accepted(kind: str, slm: StepResult, llm_value: Any) -> tuple[Any, dict[str, Any]]:
     """Per field: the SLM's value where it was accepted, the LLM's where it was flagged.
 
     Returns the merged value (in the kind's output shape) and its `meta.fields`, each
     field marked with the tier that gave it.
     """
-    slm_fields = _fields(slm)
+    slm_fields = fields_of(slm)
     llm_flat = llm_value.get("slots", {}) if kind == StepKind.FILL_SLOTS else llm_value
     if not isinstance(llm_flat, dict):
         return llm_value, {}
