@@ -31,7 +31,7 @@ import results
 from llama_cpp._logger import set_verbose
 
 from taskloom import Plan, Settings, run
-from taskloom.chat.llama.host import amx_in_use
+from taskloom.chat.llama.placement import amx_in_use
 from taskloom.chat.load import default_model_path
 from taskloom.dispatch.broker import Broker
 from taskloom.dispatch.embedded import EmbeddedCluster

@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         None, description="layers offloaded to the GPU; None: all when `gpu` is set, else none"
     )
     gpu: int | None = Field(None, description="the GPU index the model runs on; None: CPU")
+    speculate: bool = Field(
+        True,
+        description="draft tokens from the prompt and the schema and verify them in one"
+        " decode (greedy outputs unchanged); false: one decode per token",
+    )
     model_usd_per_mtok: dict[str, float] = Field(
         default_factory=dict,
         description="price per million tokens by model name; others cost slm_usd_per_mtok",

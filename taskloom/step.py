@@ -116,6 +116,13 @@ class StepOutcome(BaseModel):
     prompt_tokens: int = 0
     prompt_tokens_evaluated: int = 0
     completion_tokens: int = 0
+    decodes: int = Field(
+        0,
+        description="model evaluations the generation took (fewer than completion_tokens"
+        " when drafted tokens were accepted; 0: not a local model)",
+    )
+    drafted: int = Field(0, description="tokens drafted for verification (speculation)")
+    draft_accepted: int = Field(0, description="drafted tokens the model's own picks agreed with")
     cost_usd: float = 0.0
     confidence: float | None = Field(
         None,

@@ -52,6 +52,13 @@ class Completion(BaseModel):
     tokens: list[TokenLogprob] | None = Field(
         None, description="each generated token with its log-probabilities, where known"
     )
+    decodes: int | None = Field(
+        None,
+        description="model evaluations the generation took (local model; fewer than"
+        " completion_tokens when drafted tokens were accepted)",
+    )
+    drafted: int | None = Field(None, description="tokens drafted for verification")
+    draft_accepted: int | None = Field(None, description="drafted tokens the model agreed with")
 
 
 @runtime_checkable

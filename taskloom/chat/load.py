@@ -62,6 +62,7 @@ def default_host(settings: Settings | None = None) -> ModelHost:
         n_gpu_layers=n_gpu_layers,
         gpu=gpu,
         concurrency=settings.concurrency,
+        speculate=settings.speculate,
     )
 
 

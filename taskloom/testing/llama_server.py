@@ -14,7 +14,7 @@ from typing import Any
 
 import llama_cpp.llama_cpp as llama_cpp
 
-from taskloom.chat.llama.host import amx_in_use
+from taskloom.chat.llama.placement import amx_in_use
 
 
 def main() -> None:

@@ -76,6 +76,9 @@ class Usage:
     completion_tokens: int = 0
     prompt_tokens_evaluated: int = 0
     calls: int = 0
+    decodes: int = 0
+    drafted: int = 0
+    draft_accepted: int = 0
     raw_outputs: list[str] = field(default_factory=list)
     last_text: str = ""
     """The text of the last generation (not scoring), which `last_tokens` spell."""
@@ -91,6 +94,9 @@ class Usage:
         evaluated = c.prompt_tokens_evaluated
         self.prompt_tokens_evaluated += c.prompt_tokens if evaluated is None else evaluated
         self.calls += 1
+        self.decodes += c.decodes or 0
+        self.drafted += c.drafted or 0
+        self.draft_accepted += c.draft_accepted or 0
         if c.text:
             self.raw_outputs.append(c.text)
 

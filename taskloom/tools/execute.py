@@ -81,6 +81,9 @@ def execute(
         prompt_tokens=u.prompt_tokens,
         prompt_tokens_evaluated=u.prompt_tokens_evaluated,
         completion_tokens=u.completion_tokens,
+        decodes=u.decodes,
+        drafted=u.drafted,
+        draft_accepted=u.draft_accepted,
         cost_usd=settings.cost_usd(u.model, u.prompt_tokens, u.completion_tokens)
         if is_priced
         else 0.0,

@@ -35,7 +35,9 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from taskloom.chat.llama.decoder import Draft, Generated, Picker, common_prefix, log_softmax
+from taskloom.chat.llama.decoder import common_prefix, log_softmax
+from taskloom.chat.llama.picker import Draft, Generated, Picker
+from taskloom.chat.llama.speculate import draft_size
 from taskloom.deadline import Deadline
 from taskloom.errors import ModelError, RunCancelledError, TaskloomError
 from taskloom.logs import get_logger
@@ -87,6 +89,7 @@ class _Seq:
     phase: _Phase = _Phase.PROMPT
     order: int = 0  # admission order: a later prompt waits for an earlier one's prefix
     next: list[int] = field(default_factory=list)  # the generated token to decode next
+    proposal: list[int] = field(default_factory=list)  # drafted tokens decoded after it
     picks: int = 0
     budget: int = 0
     n_prompt: int = 0  # scoring: where each continuation starts
@@ -105,6 +108,8 @@ class Batch:
         n_ctx: the most tokens one sequence may hold.
         n_batch: the most tokens in one `llama_decode`.
         chunk: prompt tokens per step while others generate.
+        draft_allowance: drafted tokens per step, shared by the generating sequences
+            (0: no speculation; `speculate.py`).
     """
 
     def __init__(
@@ -117,8 +122,10 @@ class Batch:
         n_ctx: int,
         n_batch: int,
         chunk: int = CHUNK,
+        draft_allowance: int = 0,
     ) -> None:
         self._ctx = ctx
+        self._draft_allowance = draft_allowance
         self._mem = llama_cpp.llama_get_memory(ctx)
         self._picker = picker
         self.n_vocab = n_vocab
@@ -218,15 +225,16 @@ class Batch:
         entries: list[tuple[_Seq, list[int], bool]] = []  # (sequence, tokens, all logits)
         room = self._n_batch
         for seq in self._seqs:
-            request = seq.request
-            if request is None:
-                continue
-            stop = _stop_reason(request)
-            if stop is not None:
-                self._fail(seq, request, stop)
-            elif seq.phase is _Phase.GENERATE:
-                entries.append((seq, seq.next, False))
-                room -= 1
+            stop = _stop_reason(seq.request) if seq.request is not None else None
+            if seq.request is not None and stop is not None:
+                self._fail(seq, seq.request, stop)
+        generating = [s for s in self._seqs if s.request and s.phase is _Phase.GENERATE]
+        size = draft_size(self._draft_allowance, len(generating))
+        for seq in generating:
+            draft = seq.request.draft if seq.request else None
+            seq.proposal = draft.proposal(min(size, seq.budget - seq.picks - 1)) if draft else []
+            entries.append((seq, seq.next + seq.proposal, bool(seq.proposal)))
+            room -= 1 + len(seq.proposal)
         for seq in self._seqs:
             if seq.request is not None and seq.phase is _Phase.SCORE:
                 tokens = self._continuation(seq)[:-1]
@@ -321,7 +329,17 @@ class Batch:
             request.scores = [float(head[c[0]]) if c else 0.0 for c in conts]
             self._next_continuation(seq, request)
         elif seq.phase is _Phase.GENERATE:
-            self._pick(seq, request, self._logits(last))
+            assert request.draft is not None
+            proposal = seq.proposal
+            accepted, token = self._picker.verify(
+                request.draft, proposal, lambda j: self._logits(first + j)
+            )
+            seq.picks += accepted + 1
+            self._truncate(seq, len(seq.tokens) - (len(proposal) - accepted))
+            if token is None or seq.picks >= seq.budget:
+                self._complete(seq, request)
+            else:
+                seq.next = [token]
         else:
             cont = self._continuation(seq)
             for j in range(1, len(cont)):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
 import threading
 import time
 from collections.abc import Sequence
@@ -40,8 +39,15 @@ from taskloom.chat.base import Completion, Message, TokenLogprob
 from taskloom.chat.grounding import GROUNDING_KEYWORD, Grounding
 from taskloom.chat.llama import placement
 from taskloom.chat.llama.batch import CHUNK, Batch, Request
-from taskloom.chat.llama.decoder import Decoder, Draft, Generated
+from taskloom.chat.llama.decoder import Decoder
 from taskloom.chat.llama.grammar import GrammarCache
+from taskloom.chat.llama.picker import Draft, Generated
+from taskloom.chat.llama.placement import amx_in_use, rss_mb
+from taskloom.chat.llama.speculate import (
+    MAX_DRAFT,
+    Templates,
+    allowance,
+)
 from taskloom.chat.model_file import check_model_file
 from taskloom.errors import ModelFileError, TaskInputError
 from taskloom.logs import get_logger
@@ -55,16 +61,6 @@ N_SLOTS = 2
 """Cached prompt prefixes kept at once (KV sequences), each with the full window."""
 NO_REPEAT_NGRAM = 8
 """Greedy decoding of a small model loops; no run of this many tokens is generated twice."""
-
-
-def _rss_mb() -> float:
-    """Peak resident memory of this process, in MB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def amx_in_use() -> bool:
-    """Whether llama.cpp's CPU backend would use Intel AMX on this machine."""
-    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
 
 
 class ModelHost:
@@ -87,6 +83,8 @@ class ModelHost:
             with `n_gpu_layers` left at None, every layer is offloaded to it.
         main_gpu: the device for the model's main work when splitting across GPUs.
         name: the model name recorded in results (default: the file name).
+        speculate: draft tokens from the prompt and the schema and verify them in the
+            decode of the next token (`speculate.py`); greedy outputs are unchanged.
 
     Raises:
         ModelFileError: the file is missing, unreadable or not a valid GGUF model.
@@ -104,6 +102,7 @@ class ModelHost:
         name: str | None = None,
         concurrency: int = 1,
         chunk: int = CHUNK,
+        speculate: bool = True,
     ) -> None:
         self.path = Path(path).expanduser()
         check_model_file(self.path)
@@ -166,10 +165,13 @@ class ModelHost:
                 n_ctx=n_ctx,
                 n_batch=N_BATCH,
                 chunk=chunk,
+                draft_allowance=allowance(on_gpu=mparams.n_gpu_layers != 0) if speculate else 0,
             )
             if is_batched
             else None
         )
+        self._max_draft = MAX_DRAFT if speculate else 0
+        self._templates = Templates(lambda text: self._decoder.tokenize(text, special=False))
         self._formatter = self._chat_formatter()
         self.load_s = time.perf_counter() - started
         self.model_bytes = int(llama_cpp.llama_model_size(self._model.model))
@@ -185,7 +187,7 @@ class ModelHost:
             path=str(self.path),
             load_s=round(self.load_s, 3),
             model_mb=round(self.model_bytes / 2**20, 1),
-            rss_mb=round(_rss_mb(), 1),
+            rss_mb=round(rss_mb(), 1),
             n_ctx=n_ctx,
             n_threads=threads,
             concurrency=self.concurrency,
@@ -278,34 +280,29 @@ class ModelHost:
             )
             tracing.model_usage(span, model=self._name, inputs=len(prompt), outputs=len(out.tokens))
         self.calls += 1
-        run_ms = (time.perf_counter() - started) * 1000
-        log.debug(
-            "model_completed",
-            prompt_tokens=len(prompt),
-            evaluated=out.prompt_tokens_evaluated,
-            completion_tokens=len(out.tokens),
-            rejected=out.rejected,
-            full_masks=out.full_masks,
-            run_ms=round(run_ms, 1),
-        )
-        return Completion(
+        completion = Completion(
             text=out.text,
             model=self._name,
             prompt_tokens=len(prompt),
             completion_tokens=len(out.tokens),
             prompt_tokens_evaluated=out.prompt_tokens_evaluated,
-            run_ms=run_ms,
+            run_ms=(time.perf_counter() - started) * 1000,
             grammar_rejections=out.rejected,
             full_masks=out.full_masks,
-            tokens=[
-                TokenLogprob(
-                    text=self._decoder.piece(t).decode("utf-8", errors="replace"),
-                    logprob=lp,
-                    top_logprob=top,
-                )
-                for t, lp, top in zip(out.tokens, out.logprobs, out.top_logprobs, strict=True)
-            ],
+            decodes=out.decodes,
+            drafted=out.drafted,
+            draft_accepted=out.draft_accepted,
         )
+        log.debug("model_completed", **completion.model_dump(exclude={"text", "model", "tokens"}))
+        completion.tokens = [
+            TokenLogprob(
+                text=self._decoder.piece(t).decode("utf-8", errors="replace"),
+                logprob=lp,
+                top_logprob=top,
+            )
+            for t, lp, top in zip(out.tokens, out.logprobs, out.top_logprobs, strict=True)
+        ]
+        return completion
 
     def _generate(
         self,
@@ -329,9 +326,10 @@ class ModelHost:
             with self._grammar_lock:
                 grammar = self._grammars.sampler(schema)
         is_done = _json_done if schema is not None or stop_at_json else None
+        drafter = self._templates.drafter(messages, prompt, schema) if self._max_draft else None
         try:
             if self._batch is None:
-                return prompt, self._decoder.generate(
+                generated = self._decoder.generate(
                     prompt,
                     max_tokens=max_tokens,
                     temperature=temperature,
@@ -340,7 +338,10 @@ class ModelHost:
                     grammar_first=grammar_first,
                     no_repeat_ngram=NO_REPEAT_NGRAM,
                     grounding=grounding,
+                    drafter=drafter,
+                    max_draft=self._max_draft,
                 )
+                return prompt, self._learned(schema, generated)
             draft = Draft(
                 grammar=grammar,
                 temperature=temperature,
@@ -349,14 +350,20 @@ class ModelHost:
                 grammar_first=grammar_first,
                 no_repeat_ngram=NO_REPEAT_NGRAM,
                 grounding=grounding,
+                drafter=drafter,
             )
             request = self._batch.submit(self._request(prompt, draft=draft, max_tokens=max_tokens))
-            generated = request.wait().generated
-            assert generated is not None
-            return prompt, generated
+            batched = request.wait().generated
+            assert batched is not None
+            return prompt, self._learned(schema, batched)
         finally:
             if grammar is not None:
                 llama_cpp.llama_sampler_free(grammar)
+
+    def _learned(self, schema: dict[str, Any] | None, generated: Generated) -> Generated:
+        if self._max_draft:
+            self._templates.learn(schema, generated.text)
+        return generated
 
     def _request(self, prompt: list[int], **fields: Any) -> Request:
         """A batch request carrying the calling thread's deadline and cancel event."""
@@ -451,7 +458,7 @@ class ModelHost:
             "path": str(self.path),
             "load_s": self.load_s,
             "model_mb": self.model_bytes / 2**20,
-            "rss_mb": _rss_mb(),
+            "rss_mb": rss_mb(),
             "calls": self.calls,
             "grammars_compiled": self._grammars.compiled,
             "concurrency": self.concurrency,

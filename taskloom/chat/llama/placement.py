@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import re
+import resource
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,3 +77,13 @@ def read(log: LoadLog, *, n_layers: int) -> dict[str, Any]:
         "gpu_layers": f"{offloaded}/{n_layers}",
         "vram_mb": round(float(sum(on_device.values())), 1),
     }
+
+
+def rss_mb() -> float:
+    """Peak resident memory of this process, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def amx_in_use() -> bool:
+    """Whether llama.cpp's CPU backend would use Intel AMX on this machine."""
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()

@@ -1,0 +1,144 @@
+"""Speculative decoding: what the drafter proposes (no model), and on the real default
+model, that drafted outputs are the greedy outputs with fewer decodes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskloom.chat.llama.host import ModelHost
+from taskloom.chat.llama.speculate import (
+    MAX_DRAFT,
+    Drafter,
+    Lookup,
+    draft_size,
+    skeleton_template,
+    span_end,
+    template_of,
+)
+from taskloom.tools import run_task
+
+DATA = Path(__file__).parent.parent / "tools" / "data" / "extract_texts.json"
+ANSWER = ' { "name": "Tom Baker", "city": null, "order_id": "96304" }'
+SOURCE = "Hi, Tom Baker from Seattle here. Order 96304 still hasn't arrived."
+
+
+def chars(text: str) -> list[int]:
+    """A stand-in tokenizer: one token per character."""
+    return [ord(c) for c in text]
+
+
+def drafter(template: dict[str | None, str], prompt: str = SOURCE) -> Drafter:
+    return Drafter(SOURCE, template, chars, Lookup(chars(prompt)))
+
+
+def text_of(tokens: list[int]) -> str:
+    return "".join(map(chr, tokens))
+
+
+def test_the_template_is_the_text_between_values_of_the_last_answer() -> None:
+    assert template_of(ANSWER) == {
+        None: ' { "name": "',
+        "name": ', "city": ',
+        "city": ', "order_id": "',
+        "order_id": " }",
+    }
+
+
+def test_nested_answers_have_no_template() -> None:
+    assert template_of('{"a": {"b": "c"}}') == {}
+    assert template_of('{"a": ["b"]}') == {}
+
+
+def test_the_skeleton_follows_the_grammars_key_order() -> None:
+    schema = {"properties": {"a": {}, "b": {}}, "required": ["b"]}
+    assert skeleton_template(schema) == {None: '{"b": "', "b": ', "a": "', "a": "}"}
+    assert skeleton_template({"type": "string"}) == {}
+
+
+@pytest.mark.parametrize(
+    ("rest", "expected"),
+    [
+        (" Baker from Seattle", " Baker"),
+        ("uki Tanaka here", "uki Tanaka"),
+        ("6304 still", "6304"),
+        ("rakow.", "rakow"),
+        (" O'Brien-Smith and", " O'Brien-Smith"),
+        (" from Seattle", ""),
+    ],
+)
+def test_a_copied_value_likely_ends_before_a_lowercase_word_or_punctuation(
+    rest: str, expected: str
+) -> None:
+    assert span_end(rest) == expected
+
+
+def test_between_values_the_template_is_drafted() -> None:
+    d = drafter(template_of(ANSWER))
+    assert text_of(d.propose([], b' { "name": "Ann",', 40)) == ' "city": '
+    assert text_of(d.propose([], b" ", 40)) == '{ "name": "'
+
+
+def test_inside_a_value_the_input_is_drafted_to_the_likely_end_and_closed() -> None:
+    d = drafter(template_of(ANSWER))
+    drafted = text_of(d.propose([], b' { "name": "Tom', 40))
+    assert drafted == ' Baker", "city": '
+    assert text_of(d.propose([], b' { "name": "Tom', 3)) == " Ba"  # at most n tokens
+
+
+def test_a_value_not_in_the_input_and_a_style_the_template_lacks_draft_nothing() -> None:
+    d = drafter(template_of(ANSWER), prompt="")
+    assert d.propose([], b' { "name": "Zed', 40) == []
+    assert d.propose([], b' { "name": "Ann" ,', 40) == []
+
+
+def test_without_a_template_prompt_lookup_drafts() -> None:
+    d = drafter({})
+    out = chars("Order 9")
+    assert text_of(d.propose(out, b"Order 9", 5)) == "6304 "
+
+
+def test_drafts_shrink_as_the_batch_fills() -> None:
+    sizes = [draft_size(16, n) for n in (1, 2, 4, 8, 16)]
+    assert sizes == [MAX_DRAFT, 7, 3, 1, 0]
+    assert draft_size(16, 0) == 0
+
+
+# -- on the real model ------------------------------------------------------------------
+
+
+def extract(host: ModelHost, text: str, schema: dict[str, Any]) -> tuple[Any, Any]:
+    outcome = run_task("extract", {"text": text}, output=schema, model=host)
+    return outcome.value, outcome.usage
+
+
+@pytest.fixture(scope="module")
+def plain(default_model_path: str) -> Any:
+    host = ModelHost(default_model_path, n_ctx=4096, speculate=False)
+    yield host
+    host.close()
+
+
+@pytest.mark.model
+@pytest.mark.timeout(600)
+def test_drafted_outputs_are_the_greedy_outputs_with_fewer_decodes(
+    model_host: ModelHost, plain: ModelHost
+) -> None:
+    data = json.loads(DATA.read_text())
+    on, off = [], []
+    for case in data["cases"]:
+        on.append(extract(model_host, case["text"], data["schema"]))
+        off.append(extract(plain, case["text"], data["schema"]))
+    same = sum(a[0] == b[0] for a, b in zip(on, off, strict=True))
+    decodes_on = sum(u.decodes for _, u in on)
+    decodes_off = sum(u.decodes for _, u in off)
+    tokens = sum(u.completion_tokens for _, u in off)
+    print(f"identical {same}/{len(on)}; decodes {decodes_on} vs {decodes_off}")
+    assert same == len(on)
+    assert all(u.drafted == 0 and u.draft_accepted == 0 for _, u in off)
+    assert decodes_off >= tokens - sum(u.calls for _, u in off)  # a decode a token but the last
+    assert decodes_on < decodes_off / 2
+    assert all(0 < u.draft_accepted <= u.drafted for _, u in on)
