@@ -12,6 +12,7 @@
 # 3. Prints steps/s and tokens/s of each, the ratio 32 ÷ 1, the layers the worker
 #    offloaded (its registration's `gpu_layers`) and the GPU memory in use (nvidia-smi,
 #    sampled every 0.5 s). The bare batched-decode ceiling runs on the GPU as well.
+#    Then benchmarks/bench_speculate.py --sets quick: drafts on and off, on the GPU.
 # 4. Runs `taskloom worker --gpus all` once (benchmarks/gpu_box.py) and prints what
 #    `taskloom workers --json` shows for its children, a step on each, and /metrics.
 # GPU_CHECK_VENV and GPU_CHECK_CONCURRENCY override the venv and the high concurrency.
@@ -52,6 +53,8 @@ sampler=$!
 cd "$here"
 echo "== fan-out on one worker with --gpu 0 (all layers offloaded), concurrency 1 and $high"
 TASKLOOM_GPU=0 TASKLOOM_N_GPU_LAYERS=-1 "$python" benchmarks/bench_batching.py --concurrency "$high"
+echo "== speculative decoding on the GPU: drafts on and off, the same fan-out"
+TASKLOOM_GPU=0 TASKLOOM_N_GPU_LAYERS=-1 "$python" benchmarks/bench_speculate.py --sets quick
 kill "$sampler" 2>/dev/null || true
 sampler=""
 echo "peak GPU memory in use during the benchmark: $(sort -n "$out/vram.txt" | tail -1) MiB" \

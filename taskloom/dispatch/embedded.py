@@ -105,6 +105,7 @@ class EmbeddedCluster:
             **os.environ,
             "TASKLOOM_SECRET": reveal(self.settings.secret) or "",
             "TASKLOOM_CONCURRENCY": str(self.settings.concurrency),
+            "TASKLOOM_SPECULATE": str(self.settings.speculate).lower(),
         }
         # The run's GPU settings reach its workers, whether from flags, options or the
         # environment (None leaves the environment's own, if any).

@@ -142,3 +142,21 @@ def test_drafted_outputs_are_the_greedy_outputs_with_fewer_decodes(
     assert decodes_off >= tokens - sum(u.calls for _, u in off)  # a decode a token but the last
     assert decodes_on < decodes_off / 2
     assert all(0 < u.draft_accepted <= u.drafted for _, u in on)
+
+
+@pytest.mark.model
+@pytest.mark.timeout(600)
+def test_a_batched_step_drafts_too_and_agrees_with_the_sequential_host(
+    default_model_path: str, plain: ModelHost
+) -> None:
+    data = json.loads(DATA.read_text())
+    batched = ModelHost(default_model_path, n_ctx=2048, concurrency=4)
+    try:
+        for case in data["cases"][:3]:
+            value, used = extract(batched, case["text"], data["schema"])
+            reference, _ = extract(plain, case["text"], data["schema"])
+            assert value == reference
+            assert 0 < used.draft_accepted <= used.drafted
+            assert used.decodes < used.completion_tokens / 2
+    finally:
+        batched.close()

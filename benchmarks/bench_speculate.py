@@ -1,0 +1,255 @@
+"""Speculative decoding: decodes, wall time and outputs with drafts on and off, side by side.
+
+    python benchmarks/bench_speculate.py [--sets all|quick]
+
+Everything is real: the default GGUF model, the `extract` kind through `run_task` (as a
+worker runs it: prompt, examples, grammar, re-asks, absence review), and for the
+fan-out one `taskloom worker` process in the embedded cluster. Nothing is simulated.
+Drafts come from the input and the answer's shape (`taskloom/chat/llama/speculate.py`);
+there is no draft model. It prints:
+
+1. outputs identical with speculation on and off, per set: the 24 held-out style texts
+   (`extraction_texts.json`, report split), the 8 of its tune split, the kinds' test
+   texts, and (`--sets all`) both extraction eval sets with `copy: true`;
+2. decodes per extraction step, on ÷ off, over those steps (goal ≤ 0.4);
+3. one extraction step on an idle host, wall time on ÷ off, median of 5 each,
+   alternated (goal ≤ 0.6);
+4. the 24-step fan-out on one worker: concurrency 16 ÷ 1 with speculation on (≥ 3.0),
+   on ÷ off at concurrency 16 (≥ 1.3), and tokens/s at 16 ÷ the bare batched
+   `llama_decode` loop of `bench_batching` (≥ 0.8).
+
+Each host is warmed on one text first, as a running worker would be: its grammar is
+compiled, its prefix cached, and (with speculation) the schema's answer template learned.
+The worker's start and model load are not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import results
+from bench_batching import ceiling, fan_out, load_cases, wait_for_worker
+
+from taskloom import Settings, run
+from taskloom.chat.llama.host import ModelHost
+from taskloom.chat.gpu import placement
+from taskloom.chat.load import default_model_path
+from taskloom.dispatch.embedded import EmbeddedCluster
+from taskloom.tools import run_task
+
+DATA = Path(__file__).parent / "data"
+KIND_TEXTS = Path(__file__).parent.parent / "tests" / "tools" / "data" / "extract_texts.json"
+IDLE_RUNS = 5
+
+
+def text_sets(which: str) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """Per set, (inputs, schema) of each extraction step."""
+    schema, report = load_cases("report")
+    _, tune = load_cases("tune")
+    kinds = json.loads(KIND_TEXTS.read_text())
+    sets = {
+        "held-out style (24)": [({"text": c["text"]}, schema) for c in report],
+        "tune split (8)": [({"text": c["text"]}, schema) for c in tune],
+        "kinds' test texts (11)": [({"text": c["text"]}, kinds["schema"]) for c in kinds["cases"]],
+    }
+    if which == "all":
+        for name in ("eval_extract", "voice_extract"):
+            data = json.loads((DATA / f"{name}.json").read_text())
+            sets[f"{name}, copy ({len(data['cases'])})"] = [
+                (
+                    {
+                        "text": c["text"],
+                        "copy": True,
+                        "examples": data["examples"][c["schema"]],
+                    },
+                    data["schemas"][c["schema"]],
+                )
+                for c in data["cases"]
+            ]
+    return sets
+
+
+def extract(host: ModelHost, inputs: dict[str, Any], schema: dict[str, Any]) -> tuple[Any, Any]:
+    outcome = run_task("extract", inputs, output=schema, model=host)
+    return outcome.value, outcome.usage
+
+
+def compare_outputs(
+    hosts: dict[bool, ModelHost], sets: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
+) -> dict[str, Any]:
+    """Every step on both hosts: identical outputs per set, and decodes and tokens."""
+    same: dict[str, tuple[int, int]] = {}
+    decodes = {True: 0, False: 0}
+    tokens = drafted = accepted = 0
+    for name, steps in sets.items():
+        for host in hosts.values():
+            extract(host, *steps[0])  # warm: grammar compiled, template learned
+        agree = 0
+        for inputs, schema in steps:
+            on, used_on = extract(hosts[True], inputs, schema)
+            off, used_off = extract(hosts[False], inputs, schema)
+            agree += on == off
+            decodes[True] += used_on.decodes
+            decodes[False] += used_off.decodes
+            tokens += used_on.completion_tokens
+            drafted += used_on.drafted
+            accepted += used_on.draft_accepted
+        same[name] = (agree, len(steps))
+        print(f"  {name:28} identical {agree}/{len(steps)}", flush=True)
+    return {
+        "same": same,
+        "decodes": decodes,
+        "tokens": tokens,
+        "drafted": drafted,
+        "accepted": accepted,
+    }
+
+
+def idle_latency(
+    hosts: dict[bool, ModelHost], schema: dict[str, Any], texts: list[str]
+) -> dict[bool, float]:
+    """One step at a time on an idle host, alternating on and off: median seconds."""
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for text in texts[:IDLE_RUNS]:
+        for spec, host in hosts.items():
+            started = time.perf_counter()
+            extract(host, {"text": text}, schema)
+            times[spec].append(time.perf_counter() - started)
+    return {spec: statistics.median(t) for spec, t in times.items()}
+
+
+def fan_out_on_worker(
+    concurrency: int, *, speculate: bool, cases: list[dict[str, Any]], schema: dict[str, Any]
+) -> dict[str, float]:
+    """The fan-out of every case on one worker: steps/s and tokens/s."""
+    inputs = {f"t{i}": c["text"] for i, c in enumerate(cases)}
+    base = Settings.from_env().override(concurrency=concurrency, speculate=speculate)
+    with EmbeddedCluster(base, workers=1) as cluster:
+        settings = cluster.settings
+        wait_for_worker(settings)
+        run(fan_out(schema, 1), {"t0": cases[0]["text"]}, settings=settings)  # warm
+        started = time.perf_counter()
+        record = run(fan_out(schema, len(cases)), inputs, settings=settings)
+        makespan = time.perf_counter() - started
+    steps = [s for s in record.steps if not s.error]
+    return {
+        "steps_s": len(cases) / makespan,
+        "tokens_s": sum(s.completion_tokens for s in steps) / makespan,
+        "decodes": sum(s.decodes for s in steps),
+        "tokens": sum(s.completion_tokens for s in steps),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sets", default="all", choices=["all", "quick"])
+    args = parser.parse_args()
+    schema, cases = load_cases("report")
+    sets = text_sets(args.sets)
+    path = default_model_path()
+    gpu, n_gpu_layers = placement(Settings.from_env())  # TASKLOOM_GPU: on the GPU too
+    hosts = {
+        spec: ModelHost(path, gpu=gpu, n_gpu_layers=n_gpu_layers, speculate=spec)
+        for spec in (True, False)
+    }
+    print("outputs, speculation on vs off (one step at a time):")
+    compared = compare_outputs(hosts, sets)
+    idle = idle_latency(hosts, schema, [c["text"] for c in cases])
+    for host in hosts.values():
+        host.close()
+    print("fan-out on one worker:")
+    on1 = fan_out_on_worker(1, speculate=True, cases=cases, schema=schema)
+    on16 = fan_out_on_worker(16, speculate=True, cases=cases, schema=schema)
+    off16 = fan_out_on_worker(16, speculate=False, cases=cases, schema=schema)
+    threads = Settings.from_env().n_threads or os.cpu_count() or 1
+    bare = ceiling(16, n_threads=threads)
+
+    same_all = sum(a for a, _ in compared["same"].values())
+    n_all = sum(n for _, n in compared["same"].values())
+    dec = compared["decodes"]
+    ratios = [
+        ("decodes per step, on ÷ off", dec[True] / dec[False], "<=", 0.4),
+        ("idle step wall time, on ÷ off", idle[True] / idle[False], "<=", 0.6),
+        ("fan-out steps/s, 16 ÷ 1 (on)", on16["steps_s"] / on1["steps_s"], ">=", 3.0),
+        ("fan-out steps/s at 16, on ÷ off", on16["steps_s"] / off16["steps_s"], ">=", 1.3),
+        ("tokens/s at 16 ÷ the bare loop", on16["tokens_s"] / bare, ">=", 0.8),
+    ]
+    print(
+        f"  drafted {compared['drafted']} tokens, accepted {compared['accepted']}"
+        f" ({compared['accepted'] / max(compared['drafted'], 1):.0%});"
+        f" {compared['tokens']} tokens in {dec[True]} decodes on, {dec[False]} off"
+    )
+    print(f"  idle step: {idle[True] * 1000:,.0f} ms on, {idle[False] * 1000:,.0f} ms off")
+    for label, m in (("1, on", on1), ("16, on", on16), ("16, off", off16)):
+        print(
+            f"  concurrency {label:8} {m['steps_s']:5.2f} steps/s {m['tokens_s']:6.1f} tokens/s"
+            f"  {m['tokens']:.0f} tokens in {m['decodes']:.0f} decodes"
+        )
+    print(f"  bare batched decode, 16 sequences, {threads} threads: {bare:6.1f} tokens/s")
+    print(
+        f"ratio outputs identical: {same_all}/{n_all} (target all)"
+        f" -> {'met' if same_all == n_all else 'NOT met'}"
+    )
+    for name, ratio, op, target in ratios:
+        ok = ratio >= target if op == ">=" else ratio <= target
+        print(f"ratio {name}: {ratio:.2f} (target {op} {target}) -> {'met' if ok else 'NOT met'}")
+    rows = [
+        results.Row(
+            what="speculation on vs off: extraction outputs identical ("
+            + ", ".join(f"{k} {a}/{n}" for k, (a, n) in compared["same"].items())
+            + ")",
+            measured=f"{same_all}/{n_all}",
+            target="all",
+            met=same_all == n_all,
+        ),
+        results.Row(
+            what="decodes per extraction step, speculation on ÷ off (one step at a time)",
+            measured=f"{ratios[0][1]:.2f} ({dec[True]} vs {dec[False]} decodes; drafts "
+            f"{compared['accepted'] / max(compared['drafted'], 1):.0%} accepted)",
+            target="≤ 0.4",
+            met=ratios[0][1] <= 0.4,
+        ),
+        results.Row(
+            what="one extraction step on an idle host, wall time on ÷ off",
+            measured=f"{ratios[1][1]:.2f} ({idle[True] * 1000:,.0f} vs "
+            f"{idle[False] * 1000:,.0f} ms)",
+            target="≤ 0.6",
+            met=ratios[1][1] <= 0.6,
+        ),
+        results.Row(
+            what="24-step fan-out, one worker, speculation on: steps/s at concurrency 16 ÷ 1",
+            measured=f"{ratios[2][1]:.2f} ({on16['steps_s']:.2f} vs {on1['steps_s']:.2f} steps/s)",
+            target="≥ 3.0",
+            met=ratios[2][1] >= 3.0,
+        ),
+        results.Row(
+            what="the same fan-out at concurrency 16, speculation on ÷ off",
+            measured=f"{ratios[3][1]:.2f} ({on16['steps_s']:.2f} vs "
+            f"{off16['steps_s']:.2f} steps/s)",
+            target="≥ 1.3",
+            met=ratios[3][1] >= 1.3,
+        ),
+        results.Row(
+            what="tokens/s of that fan-out at 16 (on) ÷ the bare batched `llama_decode` loop",
+            measured=f"{ratios[4][1]:.2f} ({on16['tokens_s']:.0f} vs {bare:.0f} tokens/s)",
+            target="≥ 0.8",
+            met=ratios[4][1] >= 0.8,
+        ),
+    ]
+    results.record(
+        "bench_speculate",
+        real="the default GGUF model, the extract kind via run_task, one `taskloom worker` "
+        "(embedded cluster) for the fan-out, llama.cpp's batched decode",
+        simulated="nothing",
+        rows=rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
