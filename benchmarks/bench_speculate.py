@@ -37,8 +37,8 @@ import results
 from bench_batching import ceiling, fan_out, load_cases, wait_for_worker
 
 from taskloom import Settings, run
-from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.gpu import placement
+from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.load import default_model_path
 from taskloom.dispatch.embedded import EmbeddedCluster
 from taskloom.tools import run_task
