@@ -144,6 +144,30 @@ def status(run_id: str, redis_url: str | None, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option(
+    "--status",
+    metavar="STATUS",
+    help="Only runs in this state: pending, running, waiting, done, failed or cancelled.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, metavar="N", help="At most N (20)."
+)
+@click.option("--redis-url", metavar="URL", help="Redis whose runs to list too.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+def runs(status: str | None, limit: int, redis_url: str | None, as_json: bool) -> None:
+    """List runs, newest first: this machine's, and Redis's when one is configured."""
+    from taskloom.api import remote
+    from taskloom.views.runs import format_runs, run_summary
+
+    found = remote.runs(status=status, limit=limit, redis_url=redis_url)
+    if as_json:
+        for record in found:
+            click.echo(json.dumps(run_summary(record)))
+    else:
+        click.echo(format_runs(found))
+
+
+@cli.command()
 @click.argument("run_id")
 @click.option("--wait", "is_waiting", is_flag=True, help="Wait until the run finishes.")
 @click.option("--timeout", "timeout_s", type=float, metavar="S", help="Give up waiting after S.")
