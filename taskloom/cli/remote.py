@@ -59,7 +59,9 @@ def worker(
     With --gpus or --processes: supervise this box's workers (restarts, drain on SIGTERM).
     """
     from taskloom.api import remote
+    from taskloom.cli.app import show_worker_lifecycle
 
+    show_worker_lifecycle()
     raise SystemExit(
         remote.serve(
             queues=queues,

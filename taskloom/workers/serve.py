@@ -78,6 +78,7 @@ def build_worker(
             handlers["step"] = metrics.observe(handlers["step"], model=chat.name)
             metrics.model_loaded(chat.name, getattr(chat, "load_s", 0.0))
         info["model"] = chat.name
+        info["load_s"] = round(getattr(chat, "load_s", 0.0), 3)
         # Where llama.cpp put the model, as it reported after loading (not the flags).
         info |= getattr(chat, "placement", {"device": "-", "gpu_layers": "-"})
         if not names:

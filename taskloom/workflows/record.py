@@ -50,6 +50,7 @@ class Totals(BaseModel):
     failed: int = 0
     attempts: int = 0
     queue_ms: float = 0.0
+    startup_ms: float = 0.0
     run_ms: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -140,6 +141,7 @@ class RunRecord(BaseModel):
             t.failed += s.status == StepStatus.FAILED
             t.attempts += s.attempts
             t.queue_ms += s.queue_ms
+            t.startup_ms += s.startup_ms
             t.run_ms += s.run_ms
             t.prompt_tokens += s.prompt_tokens
             t.completion_tokens += s.completion_tokens
