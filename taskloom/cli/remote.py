@@ -114,12 +114,11 @@ def submit(
     run_id = remote.submit(
         target, inputs, tool_modules=tool_specs, run_id=run_id, redis_url=redis_url, review=review
     )
-    warn_unserved(
-        remote.unserved_queues(
-            target, inputs, is_submitted=True, tool_modules=tool_specs, redis_url=redis_url
-        )
+    unserved = remote.unserved_queues(
+        target, inputs, is_submitted=True, tool_modules=tool_specs, redis_url=redis_url
     )
-    if not target.endswith(".json"):
+    warn_unserved(unserved)
+    if not target.endswith(".json") and "runs" in unserved:
         click.echo(
             f"taskloom: note: the runs workers find workflow {target.rpartition(':')[2]!r} "
             "only if started with --tools naming its module",

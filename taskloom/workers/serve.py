@@ -57,8 +57,10 @@ def build_worker(
     tools, workflows = collect(tool_specs)
     name = name or worker_name()
     handlers: dict[str, Handler] = {}
-    info: dict[str, Any] = {"model": "-", "gpu": "-", **(slot or {})}
+    # What it loaded, so that `submit` can tell whether any coordinator can run a workflow.
+    info: dict[str, Any] = {"model": "-", "gpu": "-", "tools": ",".join(tool_specs), **(slot or {})}
     if is_runs:
+        info["workflows"] = ",".join(sorted(workflows))
         handlers["run"] = run_handler(
             broker,
             settings=settings,

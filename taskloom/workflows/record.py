@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
+from taskloom.errors import JobRejectedError, UserError
 from taskloom.step import ErrorInfo, Lifecycle, StepOutcome, StepResult, StepStatus
 
 
@@ -133,6 +134,17 @@ class RunRecord(BaseModel):
         self._index[step_id] = s
         return s
 
+    @property
+    def is_resumable(self) -> bool:
+        """Whether `taskloom resume` could take the run further: it failed or was
+        cancelled, and not by a mistake that running it again would repeat (a target,
+        input or tool error, or a workflow its workers don't have)."""
+        if self.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+            return False
+        failed = [s.error for s in self.steps if s.status == StepStatus.FAILED and s.error]
+        causes = failed or ([self.error] if self.error else [])
+        return not causes or not all(_is_repeated(e) for e in causes)
+
     def tally(self) -> None:
         """Recompute the totals from the steps."""
         t = Totals(steps=len(self.steps))
@@ -149,6 +161,11 @@ class RunRecord(BaseModel):
         self.review = [v for s in self.steps for v in flagged_values(s)]
         t.flagged = len(self.review)
         self.totals = t
+
+
+def _is_repeated(error: ErrorInfo) -> bool:
+    """An error that running the same thing again would give again."""
+    return error.is_a(UserError) or error.is_a(JobRejectedError)
 
 
 def run_age_s(run_id: str) -> float | None:

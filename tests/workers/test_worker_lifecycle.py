@@ -10,7 +10,7 @@ import redis
 
 from taskloom.views.html import render_html
 from taskloom.workflows.record import parse_record
-from tests.workers.redis_helpers import Spawn, spawn_worker, taskloom, wait_for
+from tests.workers.redis_helpers import TOOLS, Spawn, spawn_worker, taskloom, wait_for
 
 __all__ = ["spawn_worker"]
 
@@ -28,7 +28,7 @@ def ready_line(proc: object) -> str:
 def test_workers_log_one_ready_line_at_default_verbosity(spawn_worker: Spawn) -> None:
     line = ready_line(spawn_worker("--concurrency", "2"))
     assert "[info" in line
-    for part in ("model=scripted", "queues=slm", "concurrency=2", "device=-"):
+    for part in ("model=scripted", "queues=slm", "concurrency=2", "device=-", f"tools={TOOLS}"):
         assert part in line, line
     runs = ready_line(spawn_worker("--queue", "runs"))
     assert "queues=runs" in runs and "model=-" in runs and "concurrency=8" in runs
