@@ -108,10 +108,19 @@ class StepOutcome(BaseModel):
 
     value: Any = None
     error: ErrorInfo | None = Field(None, description="why the step failed")
-    attempts: int = 0
+    attempts: int = Field(
+        0, description="times the step was run: retries, and deliveries whose worker was lost"
+    )
+    retried: list[str] = Field(
+        default_factory=list, description="why each earlier attempt did not count, in order"
+    )
     worker: str = ""
     model: str = ""
-    queue_ms: float = 0.0
+    queue_ms: float = Field(0.0, description="waiting in the queue for a ready worker")
+    startup_ms: float = Field(
+        0.0,
+        description="waiting for the worker that ran it to start (process start, model load)",
+    )
     run_ms: float = 0.0
     prompt_tokens: int = 0
     prompt_tokens_evaluated: int = 0

@@ -210,6 +210,8 @@ class EscalatingDispatcher:
             model=self.llm.name,
             run_ms=(finished - started) * 1000 + (slm.run_ms if slm else 0.0),
             queue_ms=slm.queue_ms if slm else 0.0,
+            startup_ms=slm.startup_ms if slm else 0.0,
+            retried=slm.retried if slm else [],
             prompt_tokens=u.prompt_tokens + (slm.prompt_tokens if slm else 0),
             completion_tokens=u.completion_tokens + (slm.completion_tokens if slm else 0),
             cost_usd=call.cost_usd + (slm.cost_usd if slm else 0.0),

@@ -1,4 +1,4 @@
-"""Runs on a shared Redis: `submit`, `cancel`, `status`, `wait`, `workers`, `serve`.
+"""Runs on a shared Redis: `submit`, `cancel`, `status`, `runs`, `wait`, `workers`, `serve`.
 
 Each call needs `redis_url` (or `TASKLOOM_REDIS_URL`). A submitted run is driven by a
 `runs` worker; its record lives in Redis for `Settings.record_ttl_s`.
@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from taskloom.config import RUNS_QUEUE, Settings, settings_for
 from taskloom.dispatch.broker import Broker
-from taskloom.errors import ConfigError
+from taskloom.errors import ConfigError, InputError
 from taskloom.views.status import RunView, running_workers, view
-from taskloom.workflows.record import RunRecord
+from taskloom.workflows.record import RunRecord, RunStatus
 from taskloom.workflows.redis_store import RedisRunStore
 from taskloom.workflows.store import SqliteRunStore
 
@@ -122,6 +122,53 @@ def load_record(run_id: str, *, settings: Settings | None = None, **options: Any
     if settings.redis_url:
         return RedisRunStore(connect_redis(settings)).load(run_id)
     return SqliteRunStore(settings.state_path).load(run_id)
+
+
+def runs(
+    *,
+    status: str | None = None,
+    limit: int = 20,
+    settings: Settings | None = None,
+    **options: Any,
+) -> list[RunRecord]:
+    """The latest runs, newest first: this machine's local runs and, when Redis is
+    configured, the runs recorded there (submitted ones, and local runs over Redis).
+
+    Args:
+        status: only runs in this state (`pending`, `running`, `waiting`, `done`,
+            `failed` or `cancelled`).
+        limit: at most this many.
+
+    Raises:
+        InputError: an unknown `status`.
+        RedisUnavailableError: Redis is configured and can't be reached.
+    """
+    settings = settings_for(settings, options)
+    wanted = run_status(status) if status is not None else None
+    found: dict[str, RunRecord] = {}
+    if settings.state_path.exists():  # listing creates no state where no run ever ran
+        local = SqliteRunStore(settings.state_path)
+        try:
+            found = {r.run_id: r for r in local.recent(status=wanted, limit=limit)}
+        finally:
+            local.close()
+    if settings.redis_url:
+        shared = RedisRunStore(connect_redis(settings)).recent(status=wanted, limit=limit)
+        found |= {r.run_id: r for r in shared}  # the shared record is the one others see
+    return sorted(found.values(), key=lambda r: r.created_at, reverse=True)[:limit]
+
+
+def run_status(text: str) -> RunStatus:
+    """A run status from its name.
+
+    Raises:
+        InputError: not a run status; the message names the allowed ones.
+    """
+    try:
+        return RunStatus(text)
+    except ValueError:
+        allowed = ", ".join(s.value for s in RunStatus)
+        raise InputError(f"unknown run status {text!r}; use one of: {allowed}") from None
 
 
 def status(run_id: str, *, settings: Settings | None = None, **options: Any) -> RunView:

@@ -51,6 +51,15 @@ def configure_logging(*, verbose: int, is_json: bool) -> None:
     logger.propagate = False
 
 
+def show_worker_lifecycle() -> None:
+    """Let a worker process log its lifecycle at INFO even by default (WARNING): the
+    line that says it is ready (model, queues, concurrency, device), draining, stopped,
+    a supervisor's children, and jobs put back or cancelled; never a line per step."""
+    logger = logging.getLogger("taskloom.workers")
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+
+
 class _Stderr:
     """Whatever sys.stderr is at the time of writing (loggers are cached; stderr may not be)."""
 

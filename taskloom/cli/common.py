@@ -62,7 +62,8 @@ def emit_record(record: RunRecord, *, as_json: bool) -> None:
         )
     if record.status != "done" and record.error:
         click.echo(f"taskloom: error: {record.error.message}", err=True)
-        click.echo(f"resume with: taskloom resume {record.run_id}", err=True)
+        if record.is_resumable:
+            click.echo(f"resume with: taskloom resume {record.run_id}", err=True)
 
 
 def warn_unserved(queues: list[str]) -> None:

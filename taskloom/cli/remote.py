@@ -59,7 +59,9 @@ def worker(
     With --gpus or --processes: supervise this box's workers (restarts, drain on SIGTERM).
     """
     from taskloom.api import remote
+    from taskloom.cli.app import show_worker_lifecycle
 
+    show_worker_lifecycle()
     raise SystemExit(
         remote.serve(
             queues=queues,
@@ -112,12 +114,11 @@ def submit(
     run_id = remote.submit(
         target, inputs, tool_modules=tool_specs, run_id=run_id, redis_url=redis_url, review=review
     )
-    warn_unserved(
-        remote.unserved_queues(
-            target, inputs, is_submitted=True, tool_modules=tool_specs, redis_url=redis_url
-        )
+    unserved = remote.unserved_queues(
+        target, inputs, is_submitted=True, tool_modules=tool_specs, redis_url=redis_url
     )
-    if not target.endswith(".json"):
+    warn_unserved(unserved)
+    if not target.endswith(".json") and "runs" in unserved:
         click.echo(
             f"taskloom: note: the runs workers find workflow {target.rpartition(':')[2]!r} "
             "only if started with --tools naming its module",
@@ -141,6 +142,30 @@ def status(run_id: str, redis_url: str | None, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
     else:
         click.echo(format_status(shown))
+
+
+@cli.command()
+@click.option(
+    "--status",
+    metavar="STATUS",
+    help="Only runs in this state: pending, running, waiting, done, failed or cancelled.",
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, metavar="N", help="At most N (20)."
+)
+@click.option("--redis-url", metavar="URL", help="Redis whose runs to list too.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+def runs(status: str | None, limit: int, redis_url: str | None, as_json: bool) -> None:
+    """List runs, newest first: this machine's, and Redis's when one is configured."""
+    from taskloom.api import remote
+    from taskloom.views.runs import format_runs, run_summary
+
+    found = remote.runs(status=status, limit=limit, redis_url=redis_url)
+    if as_json:
+        for record in found:
+            click.echo(json.dumps(run_summary(record)))
+    else:
+        click.echo(format_runs(found))
 
 
 @cli.command()

@@ -40,6 +40,8 @@ def with_retries(job: StepJob, attempt: Attempt, *, settings: Settings) -> StepR
     Retries wait `retry_backoff_s`, doubling each time, up to `max_attempts` in all.
     """
     delay_s = settings.retry_backoff_s
+    retried: list[str] = []  # why each earlier attempt did not count
+    lost = 0  # deliveries of earlier attempts whose worker was lost
     while True:
         result, is_final = attempt(job)
         tracing.event(
@@ -54,7 +56,13 @@ def with_retries(job: StepJob, attempt: Attempt, *, settings: Settings) -> StepR
             },
         )
         if is_final or not result.is_retryable or job.attempt >= settings.max_attempts:
-            return result
+            if not retried and not lost:
+                return result
+            update = {"attempts": result.attempts + lost, "retried": retried + result.retried}
+            return result.model_copy(update=update)
+        lost += max(0, result.attempts - job.attempt)
+        why = f"{result.error.type}: {result.error.message}" if result.error else "failed"
+        retried += [*result.retried, f"attempt {job.attempt} failed: {why}"]
         log.info(
             "step_retrying",
             run_id=job.run_id,

@@ -71,6 +71,17 @@ class Claim:
     step_id: str
     deliveries: int
     state: str  # run | cancelled | duplicate
+    lost_by: str = ""
+    """The workers that lost this job before (their lease ran out), and when:
+    `name at time, name at time`."""
+
+    def losses(self) -> list[str]:
+        """Why this job was delivered again, one line per lost delivery."""
+        return [
+            f"worker {name} lost it (its lease expired) at {when}"
+            for name, _, when in (part.rpartition(" at ") for part in self.lost_by.split(", "))
+            if name
+        ]
 
 
 class Broker:
@@ -467,7 +478,7 @@ class Broker:
 def _claim(got: Any) -> Claim | None:
     if not got:
         return None
-    job_id, data, queue, run_id, step_id, deliveries, state = got
+    job_id, data, queue, run_id, step_id, deliveries, state, lost_by = got
     return Claim(
         job_id=job_id.decode(),
         data=data,
@@ -476,6 +487,7 @@ def _claim(got: Any) -> Claim | None:
         step_id=step_id.decode(),
         deliveries=int(deliveries),
         state=state.decode(),
+        lost_by=lost_by.decode(),
     )
 
 

@@ -145,7 +145,7 @@ for i = 5, #ARGV do
     if not id then break end
     local job = 'rq:job:' .. id
     local f = redis.call('HMGET', job, 'data', 'origin', 'run_id', 'step_id', 'deliveries',
-                         'result_key', 'notify_key', 'cancel_key', 'status')
+                         'result_key', 'notify_key', 'cancel_key', 'status', 'lost_by')
     if f[1] and redis.call('ZSCORE', leases, id) then
       -- the same job delivered again while it runs: leave it to its current worker
     elseif f[1] then
@@ -159,15 +159,15 @@ for i = 5, #ARGV do
         redis.call('DEL', f[6])
         redis.call('ZREM', P .. 'dead', id)
         if f[3] and f[4] then redis.call('HDEL', P .. 'dead:' .. f[3], f[4]) end
-        redis.call('HSET', job, 'deliveries', '0')
-        f[5], r = '0', nil
+        redis.call('HSET', job, 'deliveries', '0', 'lost_by', '')
+        f[5], f[10], r = '0', '', nil
       end
       if r then  -- a duplicate delivery: answer with the merged result, don't run it
         redis.call('HSET', job, 'status', 'finished', 'ended_at', ARGV[3])
         redis.call('ZADD', 'rq:finished:' .. f[2], now_s + ARGV[4], id)
         redis.call('RPUSH', f[7], '{"job_id":"' .. id .. '","final":true,"result":' .. r .. '}')
         redis.call('EXPIRE', f[7], ARGV[4])
-        return {id, '', f[2], f[3] or '', f[4] or '', f[5] or '0', 'duplicate'}
+        return {id, '', f[2], f[3] or '', f[4] or '', f[5] or '0', 'duplicate', ''}
       end
       local state = 'run'
       if f[8] and redis.call('EXISTS', f[8]) == 1 then state = 'cancelled' end
@@ -177,7 +177,7 @@ for i = 5, #ARGV do
                  'execution', e)
       redis.call('ZADD', leases, t[1] * 1000 + math.floor(t[2] / 1000) + ARGV[2], id)
       redis.call('ZADD', 'rq:wip:' .. f[2], now_s + ARGV[4], e)
-      return {id, f[1], f[2], f[3] or '', f[4] or '', f[5] or '0', state}
+      return {id, f[1], f[2], f[3] or '', f[4] or '', f[5] or '0', state, f[10] or ''}
     end
   end
 end

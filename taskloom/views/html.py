@@ -127,9 +127,10 @@ def _path(points: list[tuple[int, int, bool]]) -> str:
 
 
 def _timeline(steps: list[StepRecord]) -> str:
-    # (step, queued at, started at, finished at), for the steps that ran
+    # (step, queued at, started at, finished at), for the steps that ran; the wait is
+    # its worker starting up (process start, model load), then the queue
     spans = [
-        (s, s.started_at - s.queue_ms / 1000, s.started_at, s.finished_at)
+        (s, s.started_at - (s.startup_ms + s.queue_ms) / 1000, s.started_at, s.finished_at)
         for s in steps
         if s.started_at and s.finished_at
     ]
@@ -168,12 +169,23 @@ def _timeline(steps: list[StepRecord]) -> str:
         run_w = max(1.0, (finished - started) * scale)
         fill, stroke = _fill(s.status.value)
         sid = html.escape(s.id)
-        tip = f"{sid}: queued {s.queue_ms:.0f} ms, ran {s.run_ms:.0f} ms on {html.escape(worker)}"
+        startup_w = s.startup_ms / 1000 * scale
+        booting = f"its worker starting {s.startup_ms:.0f} ms, " if s.startup_ms else ""
+        tip = (
+            f"{sid}: {booting}queued {s.queue_ms:.0f} ms, ran {s.run_ms:.0f} ms "
+            f"on {html.escape(worker)}"
+        )
         label = f'<text x="{run_x + 3:.1f}" y="{top + 11}" class="label">{sid}</text>'
-        out.append(
-            f'<g class="bar" data-step="{sid}"><title>{tip}</title>'
-            f'<rect class="queue" x="{queue_x:.1f}" y="{top}" width="{run_x - queue_x:.1f}" '
+        startup = (
+            f'<rect class="startup" x="{queue_x:.1f}" y="{top}" width="{startup_w:.1f}" '
             f'height="{LANE_H - 3}"/>'
+            if s.startup_ms
+            else ""
+        )
+        out.append(
+            f'<g class="bar" data-step="{sid}"><title>{tip}</title>{startup}'
+            f'<rect class="queue" x="{queue_x + startup_w:.1f}" y="{top}" '
+            f'width="{max(0.0, run_x - queue_x - startup_w):.1f}" height="{LANE_H - 3}"/>'
             f'<rect x="{run_x:.1f}" y="{top}" width="{run_w:.1f}" height="{LANE_H - 3}" '
             f'fill="{fill}" stroke="{stroke}"/>{label if run_w > 40 else ""}</g>'
         )
@@ -197,6 +209,7 @@ def _details(record: RunRecord) -> str:
             "worker": s.worker,
             "model": s.model,
             "attempts": s.attempts,
+            "startup_ms": round(s.startup_ms, 1),
             "queue_ms": round(s.queue_ms, 1),
             "run_ms": round(s.run_ms, 1),
             "tokens": {"prompt": s.prompt_tokens, "completion": s.completion_tokens},
@@ -224,7 +237,7 @@ h1{font-size:18px}h2{font-size:15px;margin-top:24px}
 .edge{fill:none;stroke:#a1a1aa;stroke-width:1.5}
 .node text.id{font-weight:600;font-size:12px}.node text.kind{font-size:11px;fill:#52525b}
 .node text.flag{font-size:12px;fill:#b45309}
-.node,.bar{cursor:pointer}.queue{fill:#e4e4e7}
+.node,.bar{cursor:pointer}.queue{fill:#e4e4e7}.startup{fill:#fcd34d}
 .axis,.worker{font-size:11px;fill:#52525b}.label{font-size:10px;pointer-events:none}
 #detail{position:fixed;right:16px;top:16px;width:380px;max-height:80vh;overflow:auto;
 background:#fafafa;border:1px solid #d4d4d8;border-radius:6px;padding:8px;font-size:12px;
@@ -298,7 +311,8 @@ def render_html(record: RunRecord) -> str:
         '<p class="tools">drag to pan, wheel to zoom <button id="zoom-in">+</button>'
         '<button id="zoom-out">−</button><button id="zoom-fit">fit</button></p>'
         f'<div id="graph-view">{_graph(record.steps)}</div>'
-        "<h2>Timeline (grey: waiting in the queue; colour: running)</h2>"
+        "<h2>Timeline (amber: its worker starting and loading the model; grey: waiting "
+        "in the queue; colour: running)</h2>"
         f"{_timeline(record.steps)}"
         '<pre id="detail">hover a step to see its inputs, output, tokens and cost</pre>'
         f'<script type="application/json" id="steps">{_details(record)}</script>'

@@ -57,8 +57,10 @@ def build_worker(
     tools, workflows = collect(tool_specs)
     name = name or worker_name()
     handlers: dict[str, Handler] = {}
-    info: dict[str, Any] = {"model": "-", "gpu": "-", **(slot or {})}
+    # What it loaded, so that `submit` can tell whether any coordinator can run a workflow.
+    info: dict[str, Any] = {"model": "-", "gpu": "-", "tools": ",".join(tool_specs), **(slot or {})}
     if is_runs:
+        info["workflows"] = ",".join(sorted(workflows))
         handlers["run"] = run_handler(
             broker,
             settings=settings,
@@ -78,6 +80,7 @@ def build_worker(
             handlers["step"] = metrics.observe(handlers["step"], model=chat.name)
             metrics.model_loaded(chat.name, getattr(chat, "load_s", 0.0))
         info["model"] = chat.name
+        info["load_s"] = round(getattr(chat, "load_s", 0.0), 3)
         # Where llama.cpp put the model, as it reported after loading (not the flags).
         info |= getattr(chat, "placement", {"device": "-", "gpu_layers": "-"})
         if not names:

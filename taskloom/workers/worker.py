@@ -137,6 +137,7 @@ class Worker(Signals, Heartbeat):
         self.max_jobs = max_jobs
         self.is_recycled = False  # stopped at max_jobs
         self.is_drained = False  # stopped by `taskloom drain` (see the heartbeat)
+        self.ready_at = time.time()  # when it took its first job: set again by `work`
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -146,7 +147,14 @@ class Worker(Signals, Heartbeat):
         self._register()
         beat = threading.Thread(target=self._beat, name="taskloom-heartbeat", daemon=True)
         beat.start()
-        log.info("worker_started", worker=self.name, queues=self.queues, **self.info)
+        self.ready_at = time.time()
+        log.info(
+            "worker_ready",
+            worker=self.name,
+            queues=",".join(self.queues),
+            concurrency=self.concurrency,
+            **self.info,
+        )
         try:
             self._loop()
         finally:
@@ -425,6 +433,7 @@ class Worker(Signals, Heartbeat):
     ) -> Claim | None:
         """Record the outcome; a single-job worker claims its next job in the same trip."""
         status = {StepStatus.DONE: "finished", StepStatus.CANCELLED: "canceled"}
+        result = self._accounted(claim, result)
         is_claiming = self.concurrency == 1 and not self._stopping.is_set()
         outcome = self._retry_redis(
             lambda: self.broker.finish(
@@ -450,6 +459,21 @@ class Worker(Signals, Heartbeat):
             is_merged=won,
         )
         return next_claim
+
+    def _accounted(self, claim: Claim, result: StepResult) -> StepResult:
+        """The result with what only the worker knows: the deliveries lost before this
+        one (they ran too), and how much of the step's wait was this worker starting up
+        (process start and model load), which is not time spent waiting in the queue."""
+        update: dict[str, Any] = {}
+        if claim.deliveries:
+            update["attempts"] = result.attempts + claim.deliveries
+            update["retried"] = [*claim.losses(), *result.retried]
+        enqueued_at = result.started_at - result.queue_ms / 1000
+        if result.started_at and enqueued_at < self.ready_at:
+            startup_ms = (min(self.ready_at, result.started_at) - enqueued_at) * 1000
+            update["startup_ms"] = startup_ms
+            update["queue_ms"] = max(0.0, result.queue_ms - startup_ms)
+        return result.model_copy(update=update) if update else result
 
     def _retry_redis(self, fn: Callable[[], Any], *, give_up_s: float = 30.0) -> Any:
         """Retry a write through a Redis outage; after `give_up_s` the lease takes over."""

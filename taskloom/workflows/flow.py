@@ -294,6 +294,9 @@ class _StepCall:
         for dep, fut in self.deps.items():
             try:
                 results[dep] = fut.result()["value"]
+            except RunCancelledError:
+                self._end(emit, StepStatus.CANCELLED, "cancelled before it started")
+                raise
             except BaseException as e:
                 self._end(emit, StepStatus.SKIPPED, f"skipped: step {dep!r} did not finish")
                 raise StepSkippedError(f"skipped because step {dep!r} failed", **ids) from e
@@ -320,7 +323,11 @@ class _StepCall:
         )
         emit({"event": "step_started", **ids, "kind": step.kind, "at": time.time()})
         log.debug("step_started", kind=step.kind, **ids)
-        result = flow.dispatcher.dispatch(job)
+        try:
+            result = flow.dispatcher.dispatch(job)
+        except RunCancelledError:
+            self._end(emit, StepStatus.CANCELLED, "cancelled while it ran", attempts=1)
+            raise
         dumped = result.model_dump(mode="json")
         emit({"event": "step_finished", **ids, "kind": step.kind, "result": dumped})
         log.info("step_finished", status=result.status.value, run_ms=round(result.run_ms, 2), **ids)
@@ -333,12 +340,19 @@ class _StepCall:
             )
         return dumped
 
-    def _end(self, emit: Callable[[dict[str, Any]], None], status: StepStatus, why: str) -> None:
+    def _end(
+        self,
+        emit: Callable[[dict[str, Any]], None],
+        status: StepStatus,
+        why: str,
+        *,
+        attempts: int = 0,
+    ) -> None:
         result = StepResult(
             run_id=self.flow.run_id,
             step_id=self.step.id,
             status=status,
-            attempts=0,
+            attempts=attempts,
             error=ErrorInfo(type=status.value, message=why),
             finished_at=time.time(),
         )

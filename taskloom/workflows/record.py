@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 
+from taskloom.errors import JobRejectedError, UserError
 from taskloom.step import ErrorInfo, Lifecycle, StepOutcome, StepResult, StepStatus
 
 
@@ -50,6 +51,7 @@ class Totals(BaseModel):
     failed: int = 0
     attempts: int = 0
     queue_ms: float = 0.0
+    startup_ms: float = 0.0
     run_ms: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -132,6 +134,17 @@ class RunRecord(BaseModel):
         self._index[step_id] = s
         return s
 
+    @property
+    def is_resumable(self) -> bool:
+        """Whether `taskloom resume` could take the run further: it failed or was
+        cancelled, and not by a mistake that running it again would repeat (a target,
+        input or tool error, or a workflow its workers don't have)."""
+        if self.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
+            return False
+        failed = [s.error for s in self.steps if s.status == StepStatus.FAILED and s.error]
+        causes = failed or ([self.error] if self.error else [])
+        return not causes or not all(_is_repeated(e) for e in causes)
+
     def tally(self) -> None:
         """Recompute the totals from the steps."""
         t = Totals(steps=len(self.steps))
@@ -140,6 +153,7 @@ class RunRecord(BaseModel):
             t.failed += s.status == StepStatus.FAILED
             t.attempts += s.attempts
             t.queue_ms += s.queue_ms
+            t.startup_ms += s.startup_ms
             t.run_ms += s.run_ms
             t.prompt_tokens += s.prompt_tokens
             t.completion_tokens += s.completion_tokens
@@ -147,6 +161,11 @@ class RunRecord(BaseModel):
         self.review = [v for s in self.steps for v in flagged_values(s)]
         t.flagged = len(self.review)
         self.totals = t
+
+
+def _is_repeated(error: ErrorInfo) -> bool:
+    """An error that running the same thing again would give again."""
+    return error.is_a(UserError) or error.is_a(JobRejectedError)
 
 
 def run_age_s(run_id: str) -> float | None:

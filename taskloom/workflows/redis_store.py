@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from functools import partial
+from itertools import count
+from typing import Any
 
 from taskloom.config import key
 from taskloom.dispatch.broker import Broker, safe_url
 from taskloom.errors import RunNotFoundError
 from taskloom.logs import get_logger
-from taskloom.workflows.record import RunRecord, parse_record, run_age_s
+from taskloom.workflows.record import RunRecord, RunStatus, parse_record, run_age_s
 
 log = get_logger(__name__)
 
@@ -16,7 +19,9 @@ log = get_logger(__name__)
 class RedisRunStore:
     """Run records under `taskloom:run:<run_id>`, kept for `settings.record_ttl_s`.
 
-    Saving a finished record also wakes `wait_finished` callers.
+    Saving a finished record also wakes `wait_finished` callers. Every saved run is
+    listed in `taskloom:runs`, a sorted set scored by the time it was created, which
+    `recent` reads newest first (entries past the TTL are trimmed as runs are saved).
     """
 
     def __init__(self, broker: Broker) -> None:
@@ -29,6 +34,9 @@ class RedisRunStore:
         def write() -> None:
             with self.broker.redis.pipeline() as p:
                 p.set(key("run", record.run_id), data, ex=ttl_s)
+                p.zadd(key("runs"), {record.run_id: record.created_at})
+                p.zremrangebyscore(key("runs"), "-inf", time.time() - ttl_s)
+                p.expire(key("runs"), ttl_s)
                 if record.status.is_final:
                     p.rpush(key("run_done", record.run_id), "1")
                     p.expire(key("run_done", record.run_id), 60)
@@ -53,6 +61,23 @@ class RedisRunStore:
                 run_id=run_id,
             )
         return parse_record(data)
+
+    def recent(self, *, status: RunStatus | None = None, limit: int = 20) -> list[RunRecord]:
+        """Up to `limit` runs, newest first; only those in `status` when given."""
+        found: list[RunRecord] = []
+        redis, page = self.broker.redis, max(limit, 50)
+        for start in count(0, page):
+            ids: Any = self.broker.call(
+                partial(redis.zrevrange, key("runs"), start, start + page - 1)
+            )
+            if not ids:
+                break
+            rows: Any = self.broker.call(partial(redis.mget, [key("run", i.decode()) for i in ids]))
+            records = [parse_record(row) for row in rows if row is not None]
+            found += [r for r in records if status is None or r.status == status]
+            if len(found) >= limit:
+                break
+        return found[:limit]
 
     def exists(self, run_id: str) -> bool:
         """Whether Redis holds a record for the run."""

@@ -149,6 +149,7 @@ def _stream(
             record.status = RunStatus.FAILED
             record.error = ErrorInfo(type="RunFailedError", message="the run produced no output")
     record.finished_at = time.time()
+    _close_steps(record)
     record.tally()
     _save(store, record)
     log.info("run_finished", run_id=record.run_id, status=record.status.value)
@@ -175,6 +176,18 @@ def _apply(record: RunRecord, event: Event) -> None:
         decided = event["review"]
         if not any(r.get("step") == decided.get("step") for r in record.reviews):
             record.reviews.append(decided)
+
+
+def _close_steps(record: RunRecord) -> None:
+    """A run that ended leaves no step running, waiting or pending: any still marked so
+    (stopped by a cancel, or never started) ends `cancelled` when the run did."""
+    for step in record.steps:
+        if not step.status.is_final:
+            step.status = StepStatus.CANCELLED
+            step.finished_at = step.finished_at or record.finished_at
+            step.error = step.error or ErrorInfo(
+                type="RunCancelledError", message=f"the run ended {record.status.value}"
+            )
 
 
 def _settle(record: RunRecord) -> None:

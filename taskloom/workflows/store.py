@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from taskloom.errors import RunNotFoundError
-from taskloom.workflows.record import RunRecord, parse_record
+from taskloom.workflows.record import RunRecord, RunStatus, parse_record
 
 
 class RunStore(Protocol):
@@ -57,6 +57,18 @@ class SqliteRunStore:
             )
         return parse_record(row[0])
 
+    def recent(self, *, status: RunStatus | None = None, limit: int = 20) -> list[RunRecord]:
+        """Up to `limit` runs, newest first; only those in `status` when given."""
+        wanted = status.value if status is not None else None
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT record FROM taskloom_runs"
+                " WHERE ? IS NULL OR json_extract(record, '$.status') = ?"
+                " ORDER BY json_extract(record, '$.created_at') DESC LIMIT ?",
+                (wanted, wanted, limit),
+            ).fetchall()
+        return [parse_record(row[0]) for row in rows]
+
     def close(self) -> None:
         self._db.close()
 
@@ -99,3 +111,10 @@ class MemoryRunStore:
         if data is None:
             raise RunNotFoundError(f"no run {run_id!r} in this store; check the id")
         return RunRecord.model_validate_json(data)
+
+    def recent(self, *, status: RunStatus | None = None, limit: int = 20) -> list[RunRecord]:
+        """Up to `limit` runs, newest first; only those in `status` when given."""
+        with self._lock:
+            records = [RunRecord.model_validate_json(d) for d in self._records.values()]
+        records = [r for r in records if status is None or r.status == status]
+        return sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]

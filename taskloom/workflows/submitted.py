@@ -14,6 +14,7 @@ from taskloom.config import RUNS_QUEUE, Settings, reveal
 from taskloom.dispatch import payload
 from taskloom.dispatch.broker import RUN_STEP, Broker
 from taskloom.dispatch.redis import RedisDispatcher
+from taskloom.errors import TargetError
 from taskloom.logs import get_logger
 from taskloom.step import ErrorInfo
 from taskloom.workflows.checkpointer import open_checkpointer
@@ -52,6 +53,7 @@ def submit(
     workflow.check_inputs(inputs)
     for q in step_queues(workflow):
         payload.check_queue(q)
+    check_coordinators(broker, workflow, target=target)
     run_id = run_id or new_run_id()
     plan = workflow.plan.model_dump(mode="json", exclude_none=True) if workflow.plan else None
     record = RunRecord(run_id=run_id, target=target, plan=plan, inputs=inputs)
@@ -74,6 +76,32 @@ def submit(
     )
     log.info("run_submitted", run_id=run_id, target=target)
     return run_id
+
+
+def check_coordinators(broker: Broker, workflow: Workflow, *, target: str) -> None:
+    """Refuse a Python workflow that no live `runs` worker has loaded (it would fail there).
+
+    Each `runs` worker lists the workflows of its `--tools` modules. With none live, the
+    run waits in its queue for one, so nothing is refused; nor while a live one does not
+    say what it loaded (an older version).
+
+    Raises:
+        TargetError: every live `runs` worker says it lacks the workflow.
+    """
+    if workflow.plan is not None:
+        return
+    live = broker.live_workers(RUNS_QUEUE)
+    if not live or any("workflows" not in w for w in live):
+        return
+    if any(workflow.name in w["workflows"].split(",") for w in live):
+        return
+    loaded = sorted({t for w in live for t in w.get("tools", "").split(",") if t})
+    module = target.rpartition(":")[0] or "MODULE"
+    raise TargetError(
+        f"no live runs worker can run workflow {workflow.name!r} (they loaded "
+        f"{', '.join(loaded) or 'no --tools modules'}); start one with: "
+        f"taskloom worker --queue runs --tools {module}"
+    )
 
 
 def cancel(broker: Broker, run_id: str) -> tuple[int, int]:

@@ -106,6 +106,13 @@ def test_cancel_stops_queued_and_running_steps(
     assert got.returncode == 1 and "cancelled" in got.stderr
     assert counts(redis_url, "test:executed") == {}  # the slow step was stopped, not finished
     assert "after" not in counts(redis_url, "test:started")
+    # No step of the ended run is left `running`: the one that ran and the one that
+    # never started are both cancelled, in the record and in the status table.
+    shown = taskloom("status", run_id, "--json", *args)
+    steps = {s["id"]: s["status"] for s in json.loads(shown.stdout)["steps"]}
+    assert steps == {"slow": "cancelled", "after": "cancelled"}
+    table = taskloom("status", run_id, *args).stdout
+    assert "running" not in table and f"run {run_id} cancelled: 0/2 steps done" in table
 
 
 def test_a_failed_step_fails_the_run_and_status_shows_the_dead_letter(
