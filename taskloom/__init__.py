@@ -98,7 +98,6 @@ _ERRORS = [
     "RedisUnavailableError",
     "RunCancelledError",
     "RunFailedError",
-    "RunHandle",
     "RunNotFoundError",
     "SchemaError",
     "SteeringError",
