@@ -32,7 +32,10 @@ def test_each_line_is_a_run_and_each_record_a_line_in_order(
 
 BAD_FILES = {
     "missing": (None, "can't read inputs file {path}: No such file or directory"),
-    "bad_json": ('{"email": "a"}\n{"email": \n', "{path}:2: not valid JSON (column 10: Expecting value)"),
+    "bad_json": (
+        '{"email": "a"}\n{"email": \n',
+        "{path}:2: not valid JSON (column 10: Expecting value)",
+    ),
     "not_an_object": ('{"email": "a"}\n["a"]\n', "{path}:2: an array, not an object"),
     "a_string": ('"hello"\n', "{path}:1: a string, not an object"),
     "empty": ("", "inputs file {path} is empty; write one JSON object a line"),

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 import taskloom
-from taskloom.errors import ConfigError, InputError, PlanValidationError
+from taskloom.errors import (
+    ConfigError,
+    InputError,
+    PlanValidationError,
+    TargetError,
+    UserError,
+)
 from taskloom.workflows.redis_store import RedisRunStore
 from taskloom.workflows.store import SqliteRunStore
 from tests.workers.redis_helpers import Spawn, spawn_worker
@@ -35,7 +41,9 @@ def test_a_cluster_starts_its_workers_once_for_every_run(taskloom_home: Path) ->
         handle = cluster.submit(str(PLAN), INPUTS)
         many = cluster.run_many(str(PLAN), emails(3))
         submitted = handle.wait()
-        assert cluster.worker_starts == 1
+    assert cluster.worker_starts == 1  # still told once it has stopped
+    with pytest.raises(UserError, match="this Cluster is closed"):
+        cluster.run(str(PLAN), INPUTS)
     records = [first, submitted, *many]
     assert all(r.status == taskloom.RunStatus.DONE for r in records)
     assert [r.inputs for r in many] == emails(3)  # in input order
@@ -160,3 +168,16 @@ def test_leaving_with_an_error_cancels_the_runs_in_flight(taskloom_home: Path) -
     record = handle.wait()
     assert record.status == taskloom.RunStatus.CANCELLED
     assert [s.status for s in record.steps] == ["done", "cancelled"]
+
+
+def test_a_later_target_whose_tools_the_workers_lack_says_what_to_pass(
+    taskloom_home: Path,
+) -> None:
+    module = str(ROOT / "examples" / "triage.py")
+    with taskloom.Cluster(model="scripted") as cluster:
+        assert cluster.run(str(PLAN), INPUTS).status == "done"
+        with pytest.raises(TargetError, match=r"pass tool_modules=\[.*triage\.py'\] to Cluster"):
+            cluster.run(f"{module}:triage", INPUTS)
+    with taskloom.Cluster(model="scripted", tool_modules=[module]) as cluster:
+        assert cluster.run(str(PLAN), INPUTS).status == "done"
+        assert cluster.run(f"{module}:triage", INPUTS).status == "done"

@@ -35,6 +35,7 @@ from taskloom.chat.load import check_local_model
 from taskloom.config import Settings, settings_for
 from taskloom.dispatch.base import Dispatcher
 from taskloom.dispatch.connection import connect
+from taskloom.dispatch.embedded import EmbeddedCluster
 from taskloom.dispatch.inline import InlineDispatcher
 from taskloom.dispatch.redis import RedisDispatcher
 from taskloom.errors import ConfigError, RunNotFoundError, TargetError, UserError
@@ -80,13 +81,13 @@ class RunHandle:
     """A run submitted to a Cluster: its id at once, its record once it finishes."""
 
     run_id: str
-    future: Future[RunRecord] = field(repr=False)
-    store: RunStore = field(repr=False)
-    target: str = ""
+    _future: Future[RunRecord] = field(repr=False)
+    _store: RunStore = field(repr=False)
+    _target: str = field(default="", repr=False)
 
     def done(self) -> bool:
         """Whether the run has finished (or raised)."""
-        return self.future.done()
+        return self._future.done()
 
     def wait(self, timeout_s: float | None = None) -> RunRecord:
         """The run's record once it finishes; after `timeout_s`, its latest one (status
@@ -97,12 +98,12 @@ class RunHandle:
             InfrastructureError: Redis or the workers went away.
         """
         try:
-            return self.future.result(timeout=timeout_s)
+            return self._future.result(timeout=timeout_s)
         except FutureTimeoutError:
             try:
-                return self.store.load(self.run_id)
+                return self._store.load(self.run_id)
             except RunNotFoundError:
-                return RunRecord(run_id=self.run_id, target=self.target)
+                return RunRecord(run_id=self.run_id, target=self._target)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,9 @@ class Cluster:
         self._dispatcher: Dispatcher | None = None
         self._checkpointer: BaseCheckpointSaver[Any] | None = None
         self._store: RunStore | None = None
+        self._embedded: EmbeddedCluster | None = None
         self._specs: list[str] = []
+        self._is_closed = False
         self._stack = ExitStack()
         self._lock = threading.Lock()
         self._cancels: list[threading.Event] = []
@@ -182,9 +185,7 @@ class Cluster:
     def worker_starts(self) -> int:
         """Local worker processes this cluster started, each loading the model once: 0
         before the first run, and with a configured Redis or inline."""
-        d = self._dispatcher
-        embedded = d.cluster if isinstance(d, RedisDispatcher) else None
-        return embedded.worker_starts if embedded is not None else 0
+        return self._embedded.worker_starts if self._embedded is not None else 0
 
     def run(
         self,
@@ -275,6 +276,8 @@ class Cluster:
             with self._lock:
                 for event in self._cancels:
                     event.set()
+        with self._lock:
+            self._is_closed = True
         self._pool.shutdown(wait=True, cancel_futures=is_cancelling)
         self._stack.close()
         self._dispatcher = None
@@ -318,6 +321,10 @@ class Cluster:
         """Start what the settings call for, once; later runs' tools must be there too."""
         workflow, specs = prepared.workflow, prepared.specs
         with self._lock:
+            if self._is_closed:
+                raise UserError(
+                    "this Cluster is closed; open another: with taskloom.Cluster() as c:"
+                )
             if self._dispatcher is not None:
                 self._share(workflow, specs)
                 return
@@ -338,6 +345,7 @@ class Cluster:
             self._store = run_store(self.settings, dispatcher)
             self._specs = specs
             self._dispatcher = dispatcher
+            self._embedded = dispatcher.cluster if isinstance(dispatcher, RedisDispatcher) else None
             log.info("cluster_started", workers=self.worker_starts, tool_modules=specs)
 
     def _share(self, workflow: Workflow, specs: list[str]) -> None:
