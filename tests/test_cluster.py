@@ -105,12 +105,18 @@ def test_every_inputs_is_checked_before_anything_starts(taskloom_home: Path) -> 
 
 
 def test_a_workflow_s_missing_input_names_which_inputs(taskloom_home: Path) -> None:
-    @taskloom.workflow
-    def hello(flow: taskloom.Flow, name: str) -> str:
-        return name
+    @taskloom.tool
+    def shout(name: str) -> str:
+        return name.upper()
+
+    @taskloom.workflow(tools=[shout])
+    def hello(flow: taskloom.Flow, name: str) -> Any:
+        return flow.call(shout, name=name)
 
     with pytest.raises(InputError, match=r"^inputs 3: workflow 'hello'"):
         taskloom.run_many(hello, [{"name": "a"}, {"name": "b"}, {}], is_inline=True)
+    records = taskloom.run_many(hello, [{"name": "a"}, {"name": "b"}], is_inline=True)
+    assert [r.output for r in records] == ["A", "B"]
 
 
 def test_the_cluster_s_own_settings_are_refused_on_one_run(taskloom_home: Path) -> None:

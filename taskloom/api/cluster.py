@@ -285,7 +285,7 @@ class Cluster:
     def _prepare(
         self, target: Target, inputs: dict[str, Any] | None, options: dict[str, Any]
     ) -> _Prepared:
-        """Load and check the target for these inputs, then start the cluster if it isn't."""
+        """Load and check the target for these inputs (nothing starts here)."""
         held = sorted(CLUSTER_OPTIONS & options.keys())
         if held:
             raise ConfigError(
@@ -315,7 +315,14 @@ class Cluster:
         with self._lock:
             self._cancels.append(event)
         go = partial(self._run, prepared, run_id, max_steps, on_event, None, event)
-        return self._pool.submit(go)
+        future = self._pool.submit(go)
+        future.add_done_callback(lambda _: self._forget(event))
+        return future
+
+    def _forget(self, event: threading.Event) -> None:
+        """A finished run has nothing left to cancel."""
+        with self._lock:
+            self._cancels.remove(event)
 
     def _start(self, prepared: _Prepared) -> None:
         """Start what the settings call for, once; later runs' tools must be there too."""
