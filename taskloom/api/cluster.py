@@ -278,9 +278,11 @@ class Cluster:
                     event.set()
         with self._lock:
             self._is_closed = True
-        self._pool.shutdown(wait=True, cancel_futures=is_cancelling)
-        self._stack.close()
-        self._dispatcher = None
+        try:
+            self._pool.shutdown(wait=True, cancel_futures=is_cancelling)
+        finally:  # a second Ctrl-C while runs wind down still stops the workers
+            self._stack.close()
+            self._dispatcher = None
 
     def _prepare(
         self, target: Target, inputs: dict[str, Any] | None, options: dict[str, Any]
