@@ -16,7 +16,6 @@ their steps in one batch.
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +30,14 @@ from typing import Any, Protocol
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from taskloom.agents.escalate import EscalatingDispatcher
+from taskloom.api.targets import (
+    Target,
+    ToolsArg,
+    needs_slm,
+    registry,
+    resolve_target,
+    worker_modules,
+)
 from taskloom.chat.load import check_local_model
 from taskloom.config import Settings, settings_for
 from taskloom.dispatch.base import Dispatcher
@@ -40,8 +47,6 @@ from taskloom.dispatch.inline import InlineDispatcher
 from taskloom.dispatch.redis import RedisDispatcher
 from taskloom.errors import ConfigError, RunNotFoundError, TargetError, UserError
 from taskloom.logs import get_logger
-from taskloom.plan import SLM_KINDS, Plan
-from taskloom.tools import Tool, ToolRegistry
 from taskloom.views.status import running_workers
 from taskloom.workflows.checkpointer import open_checkpointer
 from taskloom.workflows.definition import Workflow
@@ -51,14 +56,10 @@ from taskloom.workflows.review import reviewing
 from taskloom.workflows.runner import OnEvent, new_run_id
 from taskloom.workflows.runner import run as run_workflow
 from taskloom.workflows.store import MirroredRunStore, RunStore, SqliteRunStore
-from taskloom.workflows.target import load_target, load_tools, tool_modules
 
 log = get_logger(__name__)
 
-__all__ = ["Cluster", "RunHandle", "Target", "ToolsArg", "Watcher", "resolve_target", "run_many"]
-
-Target = Workflow | Plan | str | Path
-ToolsArg = ToolRegistry | Iterable[Tool | Callable[..., Any]]
+__all__ = ["Cluster", "RunHandle", "Watcher", "observe", "run_many", "run_store"]
 
 CLUSTER_OPTIONS = frozenset(
     {"redis_url", "model", "secret", "concurrency", "gpu", "n_gpu_layers", "n_ctx", "home"}
@@ -156,7 +157,7 @@ class Cluster:
         self.workers = max(1, workers)
         self.is_inline = is_inline
         self.modules = list(tool_modules)
-        self.tools = _registry(tools, self.modules)
+        self.tools = registry(tools, self.modules)
         runs = max_runs or self.workers * self.settings.concurrency
         self._pool = ThreadPoolExecutor(max_workers=max(1, runs), thread_name_prefix="taskloom-run")
         self._given = dispatcher
@@ -431,47 +432,6 @@ def run_many(
         **options,
     ) as cluster:
         return cluster.run_many(target, inputs_list, max_steps=max_steps)
-
-
-def resolve_target(
-    target: Target, *, settings: Settings, inputs: dict[str, Any], tools: ToolRegistry
-) -> Workflow:
-    """The workflow a target names, with `tools` registered on it."""
-    if isinstance(target, Workflow):
-        for t in tools:
-            target.tools.add(t)
-        return target
-    if isinstance(target, Plan):
-        return Workflow.from_plan(target, tools=tools)
-    return load_target(str(target), max_steps=settings.max_steps, inputs=inputs, tools=tools)
-
-
-def needs_slm(workflow: Workflow) -> bool:
-    """Whether a run may need the small model: a plan with an SLM step, or any workflow
-    (its steps are known only as it runs)."""
-    return workflow.plan is None or any(s.kind in SLM_KINDS for s in workflow.plan.steps)
-
-
-def _registry(tools: ToolsArg, modules: list[str]) -> ToolRegistry:
-    registry = load_tools(modules)
-    for t in tools:
-        registry.add(t)
-    return registry
-
-
-def worker_modules(label: str, modules: list[str], workflow: Workflow) -> list[str]:
-    """What local workers import to find the run's tools: the modules named, the
-    target's module, and, for a workflow passed in as an object, its tools' modules."""
-    specs = tool_modules(label, modules)
-    if label:
-        return specs
-    for t in workflow.tools:
-        module = t.fn.__module__
-        is_importable = module != "__main__" and not module.startswith("taskloom_target_")
-        spec = module if is_importable else inspect.getsourcefile(t.fn)
-        if spec and spec not in specs:
-            specs.append(spec)
-    return specs
 
 
 def run_store(settings: Settings, dispatcher: Dispatcher) -> RunStore:

@@ -24,15 +24,8 @@ from taskloom.agents.planner import check_goal, served_name
 from taskloom.agents.resume import resume_goal as resume_goal_rounds
 from taskloom.agents.router import Route, Router
 from taskloom.agents.wiring import goal_agents
-from taskloom.api.cluster import (
-    Cluster,
-    Target,
-    ToolsArg,
-    Watcher,
-    observe,
-    resolve_target,
-    run_many,
-)
+from taskloom.api.cluster import Cluster, Watcher, observe, run_many
+from taskloom.api.targets import Target, ToolsArg, resolve_target
 from taskloom.chat import ChatModel, load_model
 from taskloom.config import Settings, settings_for
 from taskloom.dispatch.base import Dispatcher
