@@ -7,6 +7,8 @@ LangGraph or llama.cpp.
 ```python
 import taskloom
 record = taskloom.run("examples/triage.json", inputs={...})   # the embedded default
+with taskloom.Cluster(workers=2) as cluster:                  # one start-up, many runs
+    records = cluster.run_many("examples/triage.json", [{...}, {...}])
 ```
 """
 
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from taskloom.agents import Planner, Router
+    from taskloom.api.cluster import Cluster, RunHandle, run_many
     from taskloom.api.local import plan_goal, resume, run, run_goal
     from taskloom.api.remote import cancel, submit, wait
     from taskloom.api.review import approve, reject, reviews
@@ -110,6 +113,9 @@ _ERRORS = [
 
 _WHERE = {
     "run": "api.local",
+    "Cluster": "api.cluster",
+    "RunHandle": "api.cluster",
+    "run_many": "api.cluster",
     "resume": "api.local",
     "run_goal": "api.local",
     "plan_goal": "api.local",
@@ -156,6 +162,7 @@ _WHERE = {
 __all__ = [
     "BudgetExceededError",
     "ChatModel",
+    "Cluster",
     "Completion",
     "ConfigError",
     "Dispatcher",
@@ -181,6 +188,7 @@ __all__ = [
     "Router",
     "RunCancelledError",
     "RunFailedError",
+    "RunHandle",
     "RunNotFoundError",
     "RunRecord",
     "RunStatus",
@@ -216,6 +224,7 @@ __all__ = [
     "reviews",
     "run",
     "run_goal",
+    "run_many",
     "submit",
     "tool",
     "wait",

@@ -1,21 +1,21 @@
-"""Running here: `run`, `resume`, `run_goal`, `plan_goal`, `route` and `validate`.
+"""Running here: `run`, `run_many`, `resume`, `run_goal`, `plan_goal`, `route`, `validate`.
 
 With no Redis configured a run takes the embedded default, like `ray.init()`: a local
 Redis-compatible server and local worker processes on the default model, through the
-same dispatcher as a cluster. Records and LangGraph checkpoints go to
+same dispatcher as a cluster. `run` is a `Cluster` (`api.cluster`) used once; keep one
+up to run many targets on one start-up. Records and LangGraph checkpoints go to
 `Settings.state_path`, so `resume` continues a crashed or failed run.
 """
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.agents.goal import route_goal
@@ -24,57 +24,37 @@ from taskloom.agents.planner import check_goal, served_name
 from taskloom.agents.resume import resume_goal as resume_goal_rounds
 from taskloom.agents.router import Route, Router
 from taskloom.agents.wiring import goal_agents
+from taskloom.api.cluster import Cluster, Watcher, observe, run_many
+from taskloom.api.targets import Target, ToolsArg, resolve_target
 from taskloom.chat import ChatModel, load_model
-from taskloom.chat.load import check_local_model
 from taskloom.config import Settings, settings_for
 from taskloom.dispatch.base import Dispatcher
 from taskloom.dispatch.connection import connect
 from taskloom.dispatch.inline import InlineDispatcher
-from taskloom.dispatch.redis import RedisDispatcher
-from taskloom.plan import SLM_KINDS, Plan
-from taskloom.tools import Tool, ToolRegistry
-from taskloom.views.status import running_workers
+from taskloom.plan import Plan
 from taskloom.workflows.checkpointer import open_checkpointer
-from taskloom.workflows.definition import Workflow
 from taskloom.workflows.record import RunRecord
-from taskloom.workflows.redis_store import RedisRunStore
 from taskloom.workflows.review import reviewing
 from taskloom.workflows.runner import OnEvent, new_run_id
 from taskloom.workflows.runner import resume as resume_workflow
-from taskloom.workflows.runner import run as run_workflow
-from taskloom.workflows.store import MirroredRunStore, RunStore, SqliteRunStore
-from taskloom.workflows.target import (
-    load_target,
-    load_tools,
-    read_json,
-    read_plan,
-    rebuild,
-    tool_modules,
-)
+from taskloom.workflows.store import RunStore, SqliteRunStore
+from taskloom.workflows.target import load_tools, read_inputs_file, read_json, read_plan, rebuild
 
 __all__ = [
+    "Cluster",
     "PlannedGoal",
     "Watcher",
     "plan_goal",
+    "read_inputs_file",
     "read_json",
     "resolve_target",
     "resume",
     "run",
     "run_goal",
+    "run_many",
     "settings_for",
     "validate",
 ]
-
-Target = Workflow | Plan | str | Path
-ToolsArg = ToolRegistry | Iterable[Tool | Callable[..., Any]]
-
-
-class Watcher(Protocol):
-    """What shows a run as it goes (the CLI's progress line): events, and worker names."""
-
-    def update(self, event: dict[str, Any], record: RunRecord) -> None: ...
-
-    def watch(self, workers_of: Callable[[], dict[str, str]]) -> None: ...
 
 
 def run(
@@ -99,6 +79,7 @@ def run(
     The run's budgets (`max_cost_usd=`, `max_llm_calls=`, `max_steps`) bound its SLM
     steps, escalations and `kind: llm` steps; with an endpoint configured
     (`openai_base_url`) low-confidence SLM steps escalate to the LLM, as in goal runs.
+    It is a `Cluster` used once: to run many, keep one up (`Cluster`, `run_many`).
 
     Args:
         target: a Workflow, a Plan, a plan file (`*.json`), or `file.py:name` /
@@ -122,49 +103,24 @@ def run(
         UserError: a bad target, inputs, plan or option (exit code 2).
         InfrastructureError: Redis or the workers are unavailable (exit code 3).
     """
-    settings = settings_for(settings, options)
-    inputs = dict(inputs or {})
-    modules = list(tool_modules)
-    registry = _registry(tools, modules)
-    workflow = resolve_target(target, settings=settings, inputs=inputs, tools=registry)
-    label = target if isinstance(target, str) else str(target) if isinstance(target, Path) else ""
-    run_id = run_id or new_run_id()
-    if is_inline and dispatcher is None and _needs_slm(workflow):
-        check_local_model(settings)  # before the run starts, not as each step's failure
-    with ExitStack() as stack:
-        if dispatcher is None:
-            dispatcher = stack.enter_context(
-                connect(
-                    settings,
-                    is_inline=is_inline,
-                    workers=workers,
-                    tools=workflow.tools,
-                    tool_specs=_worker_modules(label, modules, workflow),
-                )
-            )
-        checkpointer = stack.enter_context(open_checkpointer(settings))
-        escalating = EscalatingDispatcher.for_target(dispatcher, settings, max_steps=max_steps)
-        store = _store(settings, dispatcher)
-        record = run_workflow(
-            workflow,
+    with Cluster(
+        settings=settings,
+        tools=tools,
+        tool_modules=tool_modules,
+        workers=workers,
+        is_inline=is_inline,
+        dispatcher=dispatcher,
+        **options,
+    ) as cluster:
+        return cluster.run(
+            target,
             inputs,
-            dispatcher=reviewing(escalating, dispatcher, settings),
-            settings=settings,
-            checkpointer=checkpointer,
-            store=store,
             run_id=run_id,
-            target=label or workflow.name,
-            on_event=_observe(on_event, watcher, dispatcher, run_id),
+            max_steps=max_steps,
+            on_event=on_event,
+            watcher=watcher,
             cancelled=cancelled,
         )
-        store.save(escalating.annotate(record))
-        return record
-
-
-def _needs_slm(workflow: Workflow) -> bool:
-    """Whether a run may need the small model: a plan with an SLM step, or any workflow
-    (its steps are known only as it runs)."""
-    return workflow.plan is None or any(s.kind in SLM_KINDS for s in workflow.plan.steps)
 
 
 def resume(
@@ -200,7 +156,7 @@ def resume(
             settings=settings,
             checkpointer=checkpointer,
             store=store,
-            on_event=_observe(None, watcher, dispatcher, run_id),
+            on_event=observe(None, watcher, dispatcher, run_id),
         )
         store.save(escalating.annotate(done))
         return done
@@ -233,7 +189,7 @@ def _resume_goal(
             settings=settings,
             checkpointer=checkpointer,
             store=store,
-            on_event=_observe(None, watcher, dispatcher, record.run_id),
+            on_event=observe(None, watcher, dispatcher, record.run_id),
         )
 
 
@@ -303,7 +259,7 @@ def run_goal(
             checkpointer=checkpointer,
             store=SqliteRunStore(settings.state_path),
             run_id=run_id,
-            on_event=_observe(None, watcher, dispatcher, run_id),
+            on_event=observe(None, watcher, dispatcher, run_id),
             route=route,
         )
 
@@ -420,67 +376,6 @@ def validate(
     """
     settings = settings_for(settings, {})
     return read_plan(Path(path), max_steps=settings.max_steps, inputs=inputs)
-
-
-def _registry(tools: ToolsArg, modules: list[str]) -> ToolRegistry:
-    registry = load_tools(modules)
-    for t in tools:
-        registry.add(t)
-    return registry
-
-
-def resolve_target(
-    target: Target, *, settings: Settings, inputs: dict[str, Any], tools: ToolRegistry
-) -> Workflow:
-    if isinstance(target, Workflow):
-        for t in tools:
-            target.tools.add(t)
-        return target
-    if isinstance(target, Plan):
-        return Workflow.from_plan(target, tools=tools)
-    return load_target(str(target), max_steps=settings.max_steps, inputs=inputs, tools=tools)
-
-
-def _worker_modules(label: str, modules: list[str], workflow: Workflow) -> list[str]:
-    """What local workers import to find the run's tools: the modules named, the
-    target's module, and, for a workflow passed in as an object, its tools' modules."""
-    specs = tool_modules(label, modules)
-    if label:
-        return specs
-    for t in workflow.tools:
-        module = t.fn.__module__
-        is_importable = module != "__main__" and not module.startswith("taskloom_target_")
-        spec = module if is_importable else inspect.getsourcefile(t.fn)
-        if spec and spec not in specs:
-            specs.append(spec)
-    return specs
-
-
-def _store(settings: Settings, dispatcher: Dispatcher) -> RunStore:
-    """Local runs keep their record here; over a configured Redis, there too (for
-    `status` from any machine)."""
-    store: RunStore = SqliteRunStore(settings.state_path)
-    if settings.redis_url and isinstance(dispatcher, RedisDispatcher):
-        return MirroredRunStore(store, RedisRunStore(dispatcher.broker))
-    return store
-
-
-def _observe(
-    on_event: OnEvent | None, watcher: Watcher | None, dispatcher: Dispatcher, run_id: str
-) -> OnEvent | None:
-    """One event callback for both; the watcher learns which worker runs each step."""
-    if watcher is not None and isinstance(dispatcher, RedisDispatcher):
-        watcher.watch(partial(running_workers, dispatcher.broker, run_id))
-    if watcher is None:
-        return on_event
-    if on_event is None:
-        return watcher.update
-
-    def both(event: dict[str, Any], record: RunRecord) -> None:
-        on_event(event, record)
-        watcher.update(event, record)
-
-    return both
 
 
 def _slm(dispatcher: Dispatcher | None, settings: Settings) -> Callable[[], ChatModel]:

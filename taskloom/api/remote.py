@@ -20,7 +20,8 @@ from taskloom.workflows.redis_store import RedisRunStore
 from taskloom.workflows.store import SqliteRunStore
 
 if TYPE_CHECKING:
-    from taskloom.api.local import Target, Watcher
+    from taskloom.api.cluster import Watcher
+    from taskloom.api.targets import Target
 
 # `status`, `result`, `cancel`, `workers` and `drain` import only what they read, so they
 # start fast: the functions that build, run or serve workflows import LangGraph, the
@@ -56,7 +57,7 @@ def submit(
         UserError: a bad target, inputs or queue name.
         RedisUnavailableError: Redis can't be reached.
     """
-    from taskloom.api.local import resolve_target
+    from taskloom.api.targets import resolve_target
     from taskloom.workflows import submitted
     from taskloom.workflows.target import load_tools
 
@@ -89,7 +90,7 @@ def unserved_queues(
 
     A submitted run also needs the `runs` queue.
     """
-    from taskloom.api.local import resolve_target
+    from taskloom.api.targets import resolve_target
     from taskloom.workflows import submitted
     from taskloom.workflows.target import load_tools
 

@@ -29,6 +29,12 @@ GOAL_ONLY = {
 @cli.command()
 @click.argument("target", required=False)
 @click.option("--input", "input_text", metavar="JSON|@FILE", help="The run's inputs.")
+@click.option(
+    "--inputs",
+    "inputs_path",
+    metavar="FILE.jsonl",
+    help="One run a line (a JSON object of inputs), all on one start-up; prints a record a line.",
+)
 @click.option("--tools", "tool_specs", multiple=True, metavar="MODULE", help="Tools to register.")
 @click.option("--redis-url", metavar="URL", help="Redis to dispatch over (TASKLOOM_REDIS_URL).")
 @click.option("--workers", default=1, show_default=True, help="Local workers to start.")
@@ -78,6 +84,7 @@ GOAL_ONLY = {
 def run(
     target: str | None,
     input_text: str | None,
+    inputs_path: str | None,
     tool_specs: tuple[str, ...],
     workers: int,
     run_id: str | None,
@@ -93,7 +100,12 @@ def run(
     """Run TARGET (a plan file, file.py:name or module:name), or plan and run --goal."""
     from taskloom.api import local
 
-    inputs = parse_inputs(input_text)
+    if inputs_path is not None and (input_text is not None or goal is not None or run_id):
+        raise click.UsageError(
+            "--inputs runs TARGET once a line: drop --input, --goal and --run-id"
+        )
+    batch = local.read_inputs_file(inputs_path) if inputs_path is not None else None
+    inputs = batch[0] if batch else parse_inputs(input_text)
     if goal is not None:
         if target:
             raise click.UsageError("give TARGET or --goal, not both")
@@ -133,22 +145,18 @@ def run(
         from taskloom.api import remote
 
         warn_unserved(remote.unserved_queues(target, inputs, tool_modules=tool_specs, **where))
+    options: dict[str, Any] = {
+        n: flags[n] for n in ("planner_model", "concurrency", "checkpointer")
+    }
+    options.update(tool_modules=tool_specs, workers=workers, is_inline=inline, max_steps=max_steps)
+    options.update(where, **budgets)
+    if batch is not None:
+        records = local.run_many(target, batch, **options)
+        for r in records:
+            click.echo(r.model_dump_json())
+        raise SystemExit(0 if all(r.status == "done" for r in records) else 1)
     with Progress(total=None, is_quiet=as_json) as progress:
-        record = local.run(
-            target,
-            inputs,
-            tool_modules=tool_specs,
-            workers=workers,
-            is_inline=inline,
-            run_id=run_id,
-            max_steps=max_steps,
-            watcher=progress,
-            planner_model=flags["planner_model"],
-            concurrency=flags["concurrency"],
-            checkpointer=flags["checkpointer"],
-            **where,
-            **budgets,
-        )
+        record = local.run(target, inputs, run_id=run_id, watcher=progress, **options)
     emit_record(record, as_json=as_json)
     exit_for(record)
 

@@ -59,7 +59,9 @@ def connect(
             dispatcher.close()
         return
     with EmbeddedCluster(settings, workers=workers, tool_specs=tool_specs) as cluster:
-        dispatcher = RedisDispatcher(settings=cluster.settings, health=cluster.check)
+        dispatcher = RedisDispatcher(
+            settings=cluster.settings, health=cluster.check, cluster=cluster
+        )
         try:
             yield dispatcher
         finally:

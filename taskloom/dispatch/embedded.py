@@ -60,6 +60,8 @@ class EmbeddedCluster:
         )
         self._server: Any = None
         self._procs: list[subprocess.Popen[bytes]] = []
+        self.worker_starts = 0
+        """Worker processes started so far (each loads the model once)."""
         self._dir = Path(tempfile.mkdtemp(prefix="taskloom-embedded-"))
 
     def __enter__(self) -> EmbeddedCluster:
@@ -128,7 +130,9 @@ class EmbeddedCluster:
         if self.queues:
             cmd += ["--queue", "slm"]
         log_file = (self._dir / f"worker-{i}.log").open("wb")
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file, env=env)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_file, env=env)
+        self.worker_starts += 1
+        return proc
 
     def check(self) -> None:
         """Raise if every worker has exited (so a run doesn't wait forever).

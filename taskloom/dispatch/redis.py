@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from taskloom.config import Settings, reveal
 from taskloom.dispatch import payload
@@ -20,6 +21,9 @@ from taskloom.dispatch.broker import Broker, Notice
 from taskloom.errors import ConfigError, RedisUnavailableError, RunCancelledError
 from taskloom.logs import get_logger
 from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
+
+if TYPE_CHECKING:
+    from taskloom.dispatch.embedded import EmbeddedCluster
 
 log = get_logger(__name__)
 
@@ -34,6 +38,7 @@ class RedisDispatcher:
         health: called about once a second while a step waits; it raises to give up
             (the embedded cluster uses it to notice that its workers died).
         wait_s: how long one BLPOP blocks before `health` is called again.
+        cluster: the embedded cluster whose workers serve it, when it started one.
     """
 
     def __init__(
@@ -44,7 +49,9 @@ class RedisDispatcher:
         settings: Settings | None = None,
         health: Callable[[], None] | None = None,
         wait_s: float = 1.0,
+        cluster: EmbeddedCluster | None = None,
     ) -> None:
+        self.cluster = cluster
         self.settings = settings if settings is not None else Settings()
         self._owns_broker = broker is None
         if broker is None:

@@ -43,6 +43,47 @@ def read_json(text: str, *, what: str) -> Any:
     )
 
 
+def read_inputs_file(path: str | Path) -> list[dict[str, Any]]:
+    """A JSONL file of run inputs: one JSON object a line, one run a line.
+
+    Blank lines at the end are ignored; elsewhere they are a mistake, so that the Nth
+    run is always line N.
+
+    Raises:
+        InputError: the file can't be read, is empty, or a line is not a JSON object
+            (naming the file and the line).
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").rstrip().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise InputError(f"can't read inputs file {path}: {why}") from e
+    found = []
+    for n, text in enumerate(lines, start=1):
+        where = f"{path}:{n}"
+        if not text.strip():
+            raise InputError(f"{where}: blank line; one JSON object a line, one run each")
+        try:
+            json.loads(text)  # for a message with the column; decode_json refuses the rest
+        except json.JSONDecodeError as e:
+            raise InputError(
+                f"{where}: not valid JSON (column {e.colno}: {e.msg}); one JSON object a line"
+            ) from e
+        value = decode_json(text, source=where, error=InputError)
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: {_json_kind(value)}, not an object; one JSON object a line")
+        found.append(value)
+    if not found:
+        raise InputError(f"inputs file {path} is empty; write one JSON object a line")
+    return found
+
+
+def _json_kind(value: Any) -> str:
+    """`[1]` → "an array": what a JSON value is, in JSON's words."""
+    kinds = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return kinds.get(type(value), "a number")
+
+
 def decode_json(
     text: str,
     *,
