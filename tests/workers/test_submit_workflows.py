@@ -14,7 +14,7 @@ from taskloom.dispatch.broker import Broker
 from taskloom.step import ErrorInfo, StepStatus
 from taskloom.workflows.record import RunRecord, RunStatus, StepRecord
 from taskloom.workflows.redis_store import RedisRunStore
-from tests.workers.redis_helpers import TOOLS, Spawn, spawn_worker, taskloom
+from tests.workers.redis_helpers import TOOLS, Spawn, spawn_worker, taskloom, wait_for
 
 __all__ = ["spawn_worker"]
 
@@ -39,7 +39,7 @@ def test_a_workflow_no_runs_worker_loaded_is_refused_at_once(
     flows: str, redis_url: str, spawn_worker: Spawn
 ) -> None:
     args = ("--input", '{"x": 3}', "--redis-url", redis_url)
-    spawn_worker("--queue", "runs")  # started with --tools redis_tools.py only
+    lacking = spawn_worker("--queue", "runs")  # started with --tools redis_tools.py only
     refused = taskloom("submit", f"{flows}:hello", *args)
     assert refused.returncode == 2 and refused.stdout == ""
     (line,) = refused.stderr.splitlines()
@@ -49,8 +49,14 @@ def test_a_workflow_no_runs_worker_loaded_is_refused_at_once(
     )
     assert redis.Redis.from_url(redis_url).llen("rq:queue:runs") == 0  # nothing queued
 
+    # The worker without the workflow leaves, or it could claim the run and fail it: a
+    # runs worker does not hand a workflow it lacks to another (docs/cli.md, submit).
+    lacking.terminate()
+    lacking.wait(timeout=30)
     spawn_worker("--queue", "runs", "--tools", flows)
     spawn_worker()
+    broker = Broker(redis_url, settings=Settings())
+    wait_for(lambda: len(broker.live_workers()) == 2, timeout_s=30, what="the two workers live")
     accepted = taskloom("submit", f"{flows}:hello", *args)
     assert accepted.returncode == 0 and accepted.stderr == "", accepted.stderr
     got = taskloom("result", accepted.stdout.strip(), "--wait", "--timeout", "30", *args[2:])
