@@ -10,7 +10,9 @@ there is no draft model. It prints:
 
 1. outputs identical with speculation on and off, per set: the 24 held-out style texts
    (`extraction_texts.json`, report split), the 8 of its tune split, the kinds' test
-   texts, and (`--sets all`) both extraction eval sets with `copy: true`;
+   texts, and (`--sets all`) both extraction eval sets with `copy: true`; and a control
+   on the last set: no drafts on either side, the host on 1 thread against 2, which
+   shows how often llama.cpp's CPU numerics alone flip a near-tie;
 2. decodes per extraction step, on ÷ off, over those steps (goal ≤ 0.4);
 3. one extraction step on an idle host, wall time on ÷ off, median of 5 each,
    alternated (goal ≤ 0.6);
@@ -111,6 +113,21 @@ def compare_outputs(
     }
 
 
+def numerics_floor(
+    path: Path, steps: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> tuple[int, int]:
+    """The control: no drafts on either side, 1 thread against 2. llama.cpp's CPU sums
+    differ in their last bits with the thread count and the batch's shape, and a near-tie
+    flips with them; drafts change the batch's shape too."""
+    hosts = [ModelHost(path, speculate=False, n_threads=n) for n in (1, 2)]
+    for host in hosts:
+        extract(host, *steps[0])
+    same = sum(extract(hosts[0], *step)[0] == extract(hosts[1], *step)[0] for step in steps)
+    for host in hosts:
+        host.close()
+    return same, len(steps)
+
+
 def idle_latency(
     hosts: dict[bool, ModelHost], schema: dict[str, Any], texts: list[str]
 ) -> dict[bool, float]:
@@ -163,6 +180,8 @@ def main() -> None:
     idle = idle_latency(hosts, schema, [c["text"] for c in cases])
     for host in hosts.values():
         host.close()
+    control = numerics_floor(path, sets[max(sets, key=lambda k: "voice" in k)])
+    print(f"  control, no drafts, 1 thread vs 2: identical {control[0]}/{control[1]}")
     print("fan-out on one worker:")
     on1 = fan_out_on_worker(1, speculate=True, cases=cases, schema=schema)
     on16 = fan_out_on_worker(16, speculate=True, cases=cases, schema=schema)
@@ -203,7 +222,8 @@ def main() -> None:
         results.Row(
             what="speculation on vs off: extraction outputs identical ("
             + ", ".join(f"{k} {a}/{n}" for k, (a, n) in compared["same"].items())
-            + ")",
+            + "); control with no drafts, 1 thread vs 2, on the last set: "
+            + f"{control[0]}/{control[1]}",
             measured=f"{same_all}/{n_all}",
             target="all",
             met=same_all == n_all,
