@@ -8,18 +8,22 @@ follows the output so far:
 - **Between values**, the text that came between the same two keys in this schema's
   last answer (the model's own spacing and key order), or, before any answer, in a
   skeleton of the schema's keys: `", "city": "` after the name's value.
-- **Inside a string value**, the input text after the value so far: once the first
-  token of "Bluepeak Logistics" is picked, " Logistics" is drafted. One token of
-  overlap is enough, where prompt lookup needs n.
+- **Inside a string value**, the input text after the value so far, to the span's
+  likely end (`span_end`), then the closing quote and the next key: once "Tom" is
+  picked, ` Baker", "city": "` is drafted. One token of overlap is enough, where
+  prompt lookup needs n.
 - **Elsewhere** (nested shapes, plain text), prompt lookup: the tokens that followed
   the last few tokens where they occurred before in the prompt.
 
-`Picker.verify` walks the drafted positions with the ordinary `Picker`: the grammar, grounding
-and no-repeat rules all apply, token by token, exactly as without a draft. It accepts
-the longest prefix of the draft on which the picked token agrees, plus the picked token
-at the first disagreement. So the output is the greedy output whatever the draft
-(a draft re-tokenised differently from the model's own pick is only rejected there);
-only greedy decoding is drafted, since sampling would need rejection sampling.
+`Picker.verify` walks the drafted positions with the ordinary picker: the grammar,
+grounding and no-repeat rules all apply, token by token, exactly as without a draft.
+It accepts the longest prefix of the draft on which the picked token agrees, plus the
+picked token at the first disagreement. So, given the same logits, the output is the
+greedy output whatever the draft (a draft tokenised otherwise than the model's own pick
+is only rejected there). On a CPU the logits are not quite the same: llama.cpp's sums
+change in their last bits with a decode's shape, as they do with the thread count, and
+a near-tie can flip (`benchmarks/bench_speculate.py` measures both). Only greedy
+decoding is drafted, since sampling would need rejection sampling.
 
 How much to draft: each drafted token costs a row of the batch and its logits (262k of
 them for Gemma). On a CPU that is real compute, so a step's allowance is shared among
