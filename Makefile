@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 # The dev and CI environment is requirements-dev.lock, exactly: pip installs the pinned
 # versions, then taskloom itself without resolving anything again. pyproject keeps the
 # ranges users get. pip keeps the llama-cpp-python wheel it builds in ~/.cache/pip, so
-# later installs are fast.
-$(BIN)/taskloom: pyproject.toml requirements-dev.lock
+# later installs are fast. requirements-learn.lock pins the `learn` extra (adapter training).
+$(BIN)/taskloom: pyproject.toml requirements-dev.lock requirements-learn.lock
 	rm -rf $(VENV)
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q "$$(grep '^pip==' requirements-dev.lock)"
 	$(BIN)/pip install -q -r requirements-dev.lock
+	$(BIN)/pip install -q -r requirements-learn.lock
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 

@@ -1,0 +1,91 @@
+"""llama.cpp's LoRA adapter GGUF: what `taskloom learn --adapter` writes, workers load.
+
+An adapter file holds, for each adapted weight `blk.N.<name>.weight` of the base model,
+two tensors `….lora_a` (rank × in) and `….lora_b` (out × rank), with the keys
+`general.type = "adapter"`, `adapter.type = "lora"` and `adapter.lora.alpha`; llama.cpp
+adds `alpha / rank · B·A·x` to the weight's output (src/llama-adapter.cpp).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from taskloom.errors import ConfigError
+
+GGUF_NAMES = {
+    "q_proj": "attn_q",
+    "k_proj": "attn_k",
+    "v_proj": "attn_v",
+    "o_proj": "attn_output",
+    "gate_proj": "ffn_gate",
+    "up_proj": "ffn_up",
+    "down_proj": "ffn_down",
+}
+"""Hugging Face's projection names → llama.cpp's tensor names (Llama-style blocks)."""
+
+_PEFT_KEY = re.compile(r"layers\.(\d+)\.\w+\.(\w+)\.lora_([AB])\b")
+
+
+def gguf_name(peft_key: str) -> str:
+    """`…layers.3.self_attn.q_proj.lora_A.default.weight` → `blk.3.attn_q.weight.lora_a`."""
+    found = _PEFT_KEY.search(peft_key)
+    if found is None or found[2] not in GGUF_NAMES:
+        raise ValueError(f"not a LoRA weight of a known projection: {peft_key}")
+    return f"blk.{found[1]}.{GGUF_NAMES[found[2]]}.weight.lora_{found[3].lower()}"
+
+
+def write_lora(
+    weights: Mapping[str, Any],
+    path: str | Path,
+    *,
+    alpha: float,
+    arch: str,
+    meta: Mapping[str, str],
+) -> Path:
+    """Write LoRA weights (GGUF tensor name → float32 numpy array) as an adapter file.
+
+    `arch`: the base model's `general.architecture`, which llama.cpp checks on load.
+    `meta`: strings kept under `taskloom.*` (the base model, the signatures it learned).
+    The file is written beside its final name and renamed, so a worker never reads half.
+    """
+    import gguf  # the `learn` extra
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    writer = gguf.GGUFWriter(str(tmp), arch=arch)
+    writer.add_type("adapter")
+    writer.add_string("adapter.type", "lora")
+    writer.add_float32("adapter.lora.alpha", float(alpha))
+    for key, value in meta.items():
+        writer.add_string(f"taskloom.{key}", value)
+    for name, array in sorted(weights.items()):
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    tmp.replace(path)
+    return path
+
+
+def check_adapter(path: str | Path) -> Path:
+    """The adapter's path, if it is a readable LoRA GGUF file.
+
+    Raises:
+        ConfigError: missing, unreadable or not a GGUF file.
+    """
+    path = Path(path).expanduser()
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ConfigError(
+            f"adapter {path} can't be read ({e.strerror}); run taskloom learn again"
+        ) from e
+    if magic != b"GGUF":
+        raise ConfigError(f"adapter {path} is not a GGUF file; run taskloom learn again")
+    return path
