@@ -10,6 +10,10 @@ SLM steps use the lesson of their signature automatically (`learned=False`, or
   `choose: "fixed"` shows the same ones to every input, so the prompt's prefix
   (instruction, schema, examples) stays one cached prefix; `"nearest"` shows the ones
   whose data is nearest the input's (word overlap), which costs that prefix.
+- `adapter`: a LoRA adapter GGUF in the same folder (`taskloom learn --adapter`),
+  trained on the labelled answers of its kind; the step's job names it and the worker
+  applies it (`StepJob.adapter`). None when, on the held-back answers, it did not beat
+  the step as written.
 - `threshold`: the confidence at and above which the signature's answers are accepted,
   chosen on held-back answers (`calibration.choose_threshold`); it replaces the
   calibration's for this signature. None: every answer stays flagged.
@@ -43,9 +47,12 @@ class Lesson(BaseModel):
 
     signature: str
     kind: str
-    method: Literal["examples"] = "examples"
+    method: Literal["examples", "adapter"] = "examples"
     examples: list[dict[str, Any]] = Field(
         description="few-shot examples, each {input: the data inputs, output: the answer}"
+    )
+    adapter: str | None = Field(
+        None, description="the LoRA adapter file, in the lessons' folder, its steps run with"
     )
     choose: Choose = "fixed"
     shots: int = Field(3, ge=1, description="examples shown to each input")
@@ -133,12 +140,15 @@ class Lessons:
         return self.get(signature(job.kind, job.inputs, job.output))
 
 
-def teach(job: StepJob, lesson: Lesson) -> StepJob:
-    """The job with the lesson's examples in its prompt."""
-    if not lesson.examples:
-        return job
-    inputs = {**job.inputs, "examples": lesson.shown(job.inputs)}
-    return job.model_copy(update={"inputs": inputs})
+def teach(job: StepJob, lesson: Lesson, root: Path) -> StepJob:
+    """The job with the lesson's examples in its prompt and its adapter named; `root`:
+    the lessons' folder (an adapter's file is kept beside its lessons)."""
+    update: dict[str, Any] = {}
+    if lesson.examples:
+        update["inputs"] = {**job.inputs, "examples": lesson.shown(job.inputs)}
+    if lesson.adapter:
+        update["adapter"] = str(root / lesson.adapter)
+    return job.model_copy(update=update) if update else job
 
 
 def judge(result: StepResult, lesson: Lesson) -> StepResult:

@@ -125,10 +125,9 @@ class EscalatingDispatcher:
 
     def _on_slm(self, job: StepJob) -> StepResult:
         """Run the step on the inner dispatcher, with its signature's lesson if it has one."""
-        lesson = self.lessons.of(job) if self.lessons is not None else None
-        if lesson is None:
+        if self.lessons is None or (lesson := self.lessons.of(job)) is None:
             return self.inner.dispatch(job)
-        return judge(self.inner.dispatch(teach(job, lesson)), lesson)
+        return judge(self.inner.dispatch(teach(job, lesson, self.lessons.root)), lesson)
 
     def reason_to_escalate(self, job: StepJob, result: StepResult) -> str | None:
         """Why this SLM result should go to the LLM, or None when it should stand."""

@@ -18,17 +18,28 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from taskloom import calibration, labelled
+from taskloom.adapters.data import pairs
+from taskloom.adapters.file import write_lora
+from taskloom.adapters.train import Recipe, check_extra
+from taskloom.adapters.train import train as train_lora
 from taskloom.bank import ExampleBank, step_signature
 from taskloom.calibration import Calibration, choose_threshold, coverage_at, rounded_down
 from taskloom.chat import ChatModel, load_model
 from taskloom.config import Settings
-from taskloom.errors import InputError
+from taskloom.errors import ConfigError, InputError
 from taskloom.labelled import Labelled
 from taskloom.lessons import Choose, Learned, Lesson, Lessons, as_example, fixed_examples
 from taskloom.workflows.target import read_plan
+
+if TYPE_CHECKING:
+    from taskloom.chat.llama.host import ModelHost
+
+log = structlog.get_logger(__name__)
 
 MIN_HELD_BACK = 5
 """Held-back answers below which a signature is not learned: nothing would measure it."""
@@ -43,6 +54,7 @@ def learn(
     shots: int = SHOTS,
     choose: Choose | None = None,
     hold_back: float = 0.3,
+    adapter: Recipe | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Learned]:
     """Learn a lesson for each signature among `examples`, and save it (module doc).
@@ -51,21 +63,33 @@ def learn(
         model: the small model to measure with (default: the settings' local model).
         choose: how the lesson's examples are chosen; None measures both and keeps the
             better on the held-back answers.
-        progress: told each time a held-back step has run.
+        adapter: train a LoRA adapter per kind with this recipe, on the learned-from
+            part of every signature of that kind, and measure it instead of examples.
+        progress: told each time a held-back step has run or a training step is done.
 
     Raises:
         InputError: no signature has enough examples to hold some back.
+        MissingExtraError: `adapter` without the `learn` extra.
+        ConfigError: `adapter` with a model that is not a local GGUF model.
     """
     check_enough(examples, shots=shots)
+    if adapter is not None:
+        check_extra()
     groups = by_signature(examples)
     needed = MIN_HELD_BACK + shots
     base = calibration.load(settings.calibration)
     model = model if model is not None else load_model(settings)
     store = Lessons(settings.examples_path / "learned")
+    learnable = {sig: g for sig, g in groups.items() if len(g) >= needed}
+    adapters = (
+        train_adapters(learnable, model, store.root, adapter, hold_back, progress)
+        if adapter is not None
+        else {}
+    )
     found = []
     for sig, group in groups.items():
         kind = group[0].step.kind
-        if len(group) < needed:
+        if sig not in learnable:
             found.append(
                 Learned(sig, kind, len(group), skipped=f"{len(group)} examples, needs {needed}")
             )
@@ -73,6 +97,7 @@ def learn(
         lesson = _lesson(
             sig, group, model=model, base=base, settings=settings, shots=shots,
             choose=choose, hold_back=hold_back, progress=progress,
+            adapter=adapters.get(kind),
         )  # fmt: skip
         store.save(lesson)
         found.append(Learned(sig, kind, len(group), lesson=lesson))
@@ -104,14 +129,52 @@ def planned_runs(
     shots: int = SHOTS,
     choose: Choose | None = None,
     hold_back: float = 0.3,
+    adapter: Recipe | None = None,
 ) -> int:
-    """How many held-back steps `learn` will run (for a progress bar)."""
-    passes = 2 if choose else 3
-    return sum(
-        passes * len(split(group, hold_back)[1])
-        for group in by_signature(examples).values()
-        if len(group) >= MIN_HELD_BACK + shots
-    )
+    """How many held-back steps `learn` will run, and training steps it will take (for a
+    progress bar)."""
+    passes = 2 if choose or adapter else 3
+    learnable = [g for g in by_signature(examples).values() if len(g) >= MIN_HELD_BACK + shots]
+    runs = sum(passes * len(split(group, hold_back)[1]) for group in learnable)
+    if adapter is not None:
+        runs += adapter.epochs * sum(len(split(group, hold_back)[0]) for group in learnable)
+    return runs
+
+
+def train_adapters(
+    groups: dict[str, list[Labelled]],
+    model: ChatModel,
+    root: Path,
+    recipe: Recipe,
+    hold_back: float,
+    progress: Callable[[int], None] | None,
+) -> dict[str, Path]:
+    """One adapter per kind, trained on the learned-from part of each of its signatures
+    (the held-back part stays unseen, to measure it); its file, by kind."""
+    host = _host(model)
+    by_kind: dict[str, list[str]] = {}
+    for sig, group in groups.items():
+        by_kind.setdefault(group[0].step.kind, []).append(sig)
+    found = {}
+    for kind, sigs in by_kind.items():
+        train = [e for sig in sigs for e in split(groups[sig], hold_back)[0]]
+        tick = (lambda done, total: progress(1)) if progress is not None else None
+        trained = train_lora(pairs(train, host), model_path=host.path, recipe=recipe,
+                             progress=tick)  # fmt: skip
+        name = hashlib.sha256(" ".join(sorted(sigs)).encode()).hexdigest()[:12]
+        found[kind] = write_lora(
+            trained.weights,
+            root / f"adapter-{kind}-{name}.gguf",
+            alpha=trained.alpha,
+            arch=trained.arch,
+            meta={"base_model": host.path.name, "kind": kind, "signatures": " ".join(sigs)},
+        )
+        log.info(
+            "adapter_trained", kind=kind, examples=len(train), steps=trained.steps,
+            seconds=round(trained.seconds, 1), first_loss=trained.first_loss,
+            last_loss=trained.last_loss, device=trained.device, path=str(found[kind]),
+        )  # fmt: skip
+    return found
 
 
 def chosen_examples(
@@ -181,6 +244,7 @@ def _lesson(
     choose: Choose | None,
     hold_back: float,
     progress: Callable[[int], None] | None,
+    adapter: Path | None = None,
 ) -> Lesson:
     train, held = split(group, hold_back)
     pool = [as_example(e) for e in train]
@@ -188,9 +252,10 @@ def _lesson(
 
     def measure(lesson: Lesson | None) -> list[labelled.Graded]:
         steps = held if lesson is None else [_taught(e, lesson) for e in held]
+        adapted = lesson is not None and lesson.adapter is not None
         graded, _ = labelled.run(
             steps,
-            model=model,
+            model=_host(model).adapted(adapter) if adapted and adapter else model,
             calibration=base,
             concurrency=settings.concurrency,
             progress=progress,
@@ -199,6 +264,11 @@ def _lesson(
 
     before = measure(None)
     best: tuple[Lesson, list[labelled.Graded]] | None = None
+    if adapter is not None:  # measured alone: the adapter learned what examples would show
+        trial = Lesson(signature=sig, kind=group[0].step.kind, method="adapter",
+                       adapter=adapter.name, examples=[], shots=shots)  # fmt: skip
+        best = (trial, measure(trial))
+        candidates = []
     for way in candidates:
         examples = fixed_examples(pool, shots) + pool if way == "fixed" else pool
         trial = Lesson(
@@ -210,8 +280,9 @@ def _lesson(
             best = (trial, graded)
     assert best is not None
     lesson, after = best
-    if _accuracy(after) <= _accuracy(before):  # the examples did not help: as written
-        lesson, after = lesson.model_copy(update={"examples": []}), before
+    if _accuracy(after) <= _accuracy(before):  # it did not help: the step as written
+        as_written: dict[str, Any] = {"examples": [], "adapter": None, "method": "examples"}
+        lesson, after = lesson.model_copy(update=as_written), before
     threshold, _, _ = choose_threshold(
         [g.confidence or 0.0 for g in after],
         [g.is_right for g in after],
@@ -228,6 +299,22 @@ def _lesson(
             "at": time.time(),
         }
     )
+
+
+def _host(model: ChatModel) -> ModelHost:
+    """The model, if it is a local GGUF model that adapters can be trained on and applied to.
+
+    Raises:
+        ConfigError: it is not.
+    """
+    from taskloom.chat.llama.host import ModelHost
+
+    if not isinstance(model, ModelHost):
+        raise ConfigError(
+            f"training an adapter needs the local GGUF model, not {model.name};"
+            " set TASKLOOM_MODEL or --model to a GGUF file"
+        )
+    return model
 
 
 def _taught(example: Labelled, lesson: Lesson) -> Labelled:

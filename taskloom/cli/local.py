@@ -345,6 +345,11 @@ def calibrate(
     type=click.Choice(["fixed", "nearest"]),
     help="How examples are chosen; default: both measured, the better kept.",
 )
+@click.option(
+    "--adapter",
+    is_flag=True,
+    help="Train a LoRA adapter per kind instead of showing examples (the learn extra).",
+)
 @click.option("--model", metavar="PATH", help="GGUF model for the steps (TASKLOOM_MODEL).")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Steps decoded together.")
 @click.option("--json", "as_json", is_flag=True, help="Print the lessons as JSON.")
@@ -354,11 +359,13 @@ def learn(
     step_id: str | None,
     shots: int,
     choose: str | None,
+    adapter: bool,
     model: str | None,
     concurrency: int | None,
     as_json: bool,
 ) -> None:
     """Learn from labelled answers: each step signature gets a lesson later runs use."""
+    from taskloom.adapters.train import Recipe, check_extra
     from taskloom.api.learn import check_enough, chosen_examples, planned_runs
     from taskloom.api.learn import learn as learn_from
     from taskloom.views.learning import lessons_table
@@ -368,15 +375,13 @@ def learn(
         settings, examples_path=examples_path, plan_path=plan_path, step_id=step_id
     )
     check_enough(examples, shots=shots)
-    runs = planned_runs(examples, shots=shots, choose=choose)  # type: ignore[arg-type]
+    recipe = Recipe() if adapter else None
+    if recipe is not None:
+        check_extra()
+    ways = {"shots": shots, "choose": choose, "adapter": recipe}
+    runs = planned_runs(examples, **ways)  # type: ignore[arg-type]
     with click.progressbar(length=max(runs, 1), label="learning", file=sys.stderr) as bar:
-        found = learn_from(
-            examples,
-            settings=settings,
-            shots=shots,
-            choose=choose,  # type: ignore[arg-type]
-            progress=bar.update,
-        )
+        found = learn_from(examples, settings=settings, progress=bar.update, **ways)  # type: ignore[arg-type]
     if as_json:
         click.echo(json.dumps([f.lesson.model_dump(mode="json") for f in found if f.lesson]))
     else:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from taskloom.lessons import Learned
+from taskloom.lessons import Learned, Lesson
 
 
 def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
     """Each signature's held-back accuracy and coverage before → after, and its threshold."""
     lines = [
         f"{'kind':<11}{'signature':<18}{'examples':>9}{'held back':>10}"
-        f"  {'accuracy':<15}{'coverage@95%':<15}{'threshold':>9}  shown"
+        f"  {'accuracy':<15}{'coverage@95%':<15}{'threshold':>9}  learned"
     ]
     for f in found:
         head = f"{f.kind:<11}{f.signature:<18}{f.examples:>9}"
@@ -26,7 +26,13 @@ def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
         threshold = "none" if lesson.threshold is None else f"{lesson.threshold:.3f}"
         lines.append(
             f"{head}{lesson.held_back:>10}  {accuracy:<15}{coverage:<15}{threshold:>9}"
-            f"  {f'{lesson.shots} {lesson.choose}' if lesson.examples else 'none (as written)'}"
+            f"  {_shown(lesson)}"
         )
     lines.append(f"lessons in {where}; later runs of these steps use them")
     return "\n".join(lines)
+
+
+def _shown(lesson: Lesson) -> str:
+    if lesson.adapter:
+        return f"adapter {lesson.adapter}"
+    return f"{lesson.shots} {lesson.choose}" if lesson.examples else "none (as written)"

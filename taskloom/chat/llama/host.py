@@ -234,6 +234,10 @@ class ModelHost:
             tokens.insert(0, bos)
         return tokens
 
+    def tokenize(self, text: str) -> list[int]:
+        """The text's tokens, as the model reads an answer (no control tokens)."""
+        return self._decoder.tokenize(text, special=False)
+
     def _fit(self, prompt: list[int], reserve: int) -> None:
         if len(prompt) + reserve > self.n_ctx:
             raise TaskInputError(
