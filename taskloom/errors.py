@@ -12,7 +12,7 @@ TaskloomError                      base; carries run_id / step_id when known
 │   ├── SchemaError                an output schema the grammar compiler can't handle
 │   ├── ConfigError                a bad setting (queue name, URL, secret)
 │   │   └── PlannerRequiredError   a goal that needs an LLM planner, and no endpoint is set
-│   ├── MissingExtraError          a local model or server, without `taskloom[local]`
+│   ├── MissingExtraError          a local model or server (`[local]`), or training (`[learn]`)
 │   └── RunNotFoundError           a run id that never existed or has expired
 ├── InfrastructureError            something outside us is down: exit code 3
 │   ├── RedisUnavailableError      Redis can't be reached (names the URL)
@@ -133,7 +133,7 @@ class PlannerRequiredError(ConfigError):
 
 class MissingExtraError(UserError):
     """Something that needs the `local` extra (llama.cpp, the default model, the embedded
-    server), run where it is not installed."""
+    server) or the `learn` extra (adapter training), run where it is not installed."""
 
 
 class RunNotFoundError(UserError):

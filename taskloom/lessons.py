@@ -61,6 +61,10 @@ class Lesson(BaseModel):
     held_back: int = Field(0, description="labelled answers kept back to measure")
     before: dict[str, float] = Field(default_factory=dict, description="held-back scores")
     after: dict[str, float] = Field(default_factory=dict, description="held-back scores")
+    training: dict[str, Any] = Field(
+        default_factory=dict,
+        description="for an adapter: examples, steps, seconds, device, first/last loss",
+    )
     at: float = 0.0
 
     def shown(self, inputs: dict[str, Any]) -> list[dict[str, Any]]:

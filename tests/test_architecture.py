@@ -23,7 +23,7 @@ LAYERS = [
         "tracing",
     },
     {"chat"},
-    {"tools", "labelled", "bank", "lessons"},
+    {"tools", "labelled", "bank", "lessons", "adapters"},
     {"dispatch"},
     {"workflows"},
     {"agents"},

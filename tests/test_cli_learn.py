@@ -126,3 +126,32 @@ def test_a_lesson_learned_on_the_real_model_is_used_by_a_later_run(
     )  # fmt: skip
     assert code == 0, err
     assert "lesson" not in json.loads(out)["steps"][0]["meta"]
+
+
+def test_an_adapter_needs_the_local_gguf_model_exit_2(
+    tmp_path: Path, taskloom_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch")  # the learn extra
+    code, _, err = cli(
+        capsys, "learn", "--examples", examples(tmp_path, 10), "--model", "scripted", "--adapter"
+    )
+    assert code == 2 and "training an adapter needs the local GGUF model" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert lessons(taskloom_home) == []
+
+
+def test_an_adapter_without_the_learn_extra_names_the_install(
+    tmp_path: Path,
+    taskloom_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import taskloom.adapters.train as train
+
+    real = train.find_spec
+    monkeypatch.setattr(train, "find_spec", lambda m: None if m == "peft" else real(m))
+    code, _, err = cli(
+        capsys, "learn", "--examples", examples(tmp_path, 10), "--model", "scripted", "--adapter"
+    )
+    assert code == 2 and 'needs peft, which is not installed: pip install "taskloom[learn]"' in err
+    assert len(err.strip().splitlines()) == 1

@@ -14,16 +14,17 @@ from typing import Any
 
 import pytest
 
+from taskloom.adapters.train import Recipe
 from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
-from taskloom.api.learn import banked, learn, split
+from taskloom.api.learn import banked, learn, planned_runs, split
 from taskloom.bank import ExampleBank, Source
 from taskloom.chat import Message, OpenAIChatModel, ScriptedChatModel
 from taskloom.config import Settings
 from taskloom.dispatch.inline import InlineDispatcher
 from taskloom.errors import ConfigError, InputError
 from taskloom.labelled import Labelled
-from taskloom.lessons import Lesson, Lessons, fixed_examples, judge
+from taskloom.lessons import Lesson, Lessons, fixed_examples, judge, teach
 from taskloom.plan import Step
 from taskloom.step import StepJob, StepResult, StepStatus
 from taskloom.testing.server import Reply, ScriptedServer
@@ -201,3 +202,28 @@ def test_a_person_label_in_the_bank_wins_over_the_llm_for_learning(settings: Set
     bank.add(step, {"order_id": "1"}, source=Source.LLM)
     [example] = banked(settings)
     assert example.expected == {"order_id": "Q-1"}
+
+
+def test_a_lesson_with_an_adapter_names_its_file_on_the_job(tmp_path: Path) -> None:
+    lesson = Lesson(
+        signature="abc", kind="extract", method="adapter", adapter="adapter-extract-1.gguf",
+        examples=[],
+    )  # fmt: skip
+    plain = StepJob(run_id="r", step_id="s", kind="extract", inputs={"text": "hi"})
+    taught = teach(plain, lesson, tmp_path / "learned")
+    assert taught.adapter == str(tmp_path / "learned" / "adapter-extract-1.gguf")
+    assert taught.inputs == plain.inputs  # no examples shown: the adapter learned them
+    as_written = lesson.model_copy(update={"adapter": None, "method": "examples"})
+    assert teach(plain, as_written, tmp_path) is plain
+
+
+def test_planned_runs_counts_the_adapters_training_steps() -> None:
+    group = [
+        Labelled(step=Step(id="s", kind="extract", inputs={"text": f"t{i}"}), expected={})
+        for i in range(12)
+    ]
+    plain = planned_runs(group, choose="fixed")
+    with_adapter = planned_runs(group, adapter=Recipe(epochs=2))
+    held = len(split(group, 0.3)[1])
+    assert plain == 2 * held
+    assert with_adapter == 2 * held + 2 * (12 - held)

@@ -148,10 +148,11 @@ def train_adapters(
     recipe: Recipe,
     hold_back: float,
     progress: Callable[[int], None] | None,
-) -> dict[str, Path]:
+) -> dict[str, tuple[Path, dict[str, Any]]]:
     """One adapter per kind, trained on the learned-from part of each of its signatures
-    (the held-back part stays unseen, to measure it); its file, by kind."""
-    host = _host(model)
+    (the held-back part stays unseen, to measure it); by kind, its file and how training
+    went."""
+    host = trainable_host(model)
     by_kind: dict[str, list[str]] = {}
     for sig, group in groups.items():
         by_kind.setdefault(group[0].step.kind, []).append(sig)
@@ -162,18 +163,20 @@ def train_adapters(
         trained = train_lora(pairs(train, host), model_path=host.path, recipe=recipe,
                              progress=tick)  # fmt: skip
         name = hashlib.sha256(" ".join(sorted(sigs)).encode()).hexdigest()[:12]
-        found[kind] = write_lora(
+        path = write_lora(
             trained.weights,
             root / f"adapter-{kind}-{name}.gguf",
             alpha=trained.alpha,
             arch=trained.arch,
             meta={"base_model": host.path.name, "kind": kind, "signatures": " ".join(sigs)},
         )
-        log.info(
-            "adapter_trained", kind=kind, examples=len(train), steps=trained.steps,
-            seconds=round(trained.seconds, 1), first_loss=trained.first_loss,
-            last_loss=trained.last_loss, device=trained.device, path=str(found[kind]),
-        )  # fmt: skip
+        training = {
+            "examples": len(train), "steps": trained.steps,
+            "seconds": round(trained.seconds, 1), "device": trained.device,
+            "first_loss": trained.first_loss, "last_loss": trained.last_loss,
+        }  # fmt: skip
+        log.info("adapter_trained", kind=kind, path=str(path), **training)
+        found[kind] = (path, training)
     return found
 
 
@@ -244,7 +247,7 @@ def _lesson(
     choose: Choose | None,
     hold_back: float,
     progress: Callable[[int], None] | None,
-    adapter: Path | None = None,
+    adapter: tuple[Path, dict[str, Any]] | None = None,
 ) -> Lesson:
     train, held = split(group, hold_back)
     pool = [as_example(e) for e in train]
@@ -255,7 +258,7 @@ def _lesson(
         adapted = lesson is not None and lesson.adapter is not None
         graded, _ = labelled.run(
             steps,
-            model=_host(model).adapted(adapter) if adapted and adapter else model,
+            model=trainable_host(model).adapted(adapter[0]) if adapted and adapter else model,
             calibration=base,
             concurrency=settings.concurrency,
             progress=progress,
@@ -266,7 +269,8 @@ def _lesson(
     best: tuple[Lesson, list[labelled.Graded]] | None = None
     if adapter is not None:  # measured alone: the adapter learned what examples would show
         trial = Lesson(signature=sig, kind=group[0].step.kind, method="adapter",
-                       adapter=adapter.name, examples=[], shots=shots)  # fmt: skip
+                       adapter=adapter[0].name, examples=[], shots=shots,
+                       training=adapter[1])  # fmt: skip
         best = (trial, measure(trial))
         candidates = []
     for way in candidates:
@@ -301,7 +305,18 @@ def _lesson(
     )
 
 
-def _host(model: ChatModel) -> ModelHost:
+def adapter_training(settings: Settings) -> tuple[Recipe, ModelHost]:
+    """The recipe and the model an adapter trains on, checked before anything runs.
+
+    Raises:
+        MissingExtraError: the `learn` extra is not installed.
+        ConfigError: the settings' model is not a local GGUF model.
+    """
+    check_extra()
+    return Recipe(), trainable_host(load_model(settings))
+
+
+def trainable_host(model: ChatModel) -> ModelHost:
     """The model, if it is a local GGUF model that adapters can be trained on and applied to.
 
     Raises:

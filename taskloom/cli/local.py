@@ -365,8 +365,7 @@ def learn(
     as_json: bool,
 ) -> None:
     """Learn from labelled answers: each step signature gets a lesson later runs use."""
-    from taskloom.adapters.train import Recipe, check_extra
-    from taskloom.api.learn import check_enough, chosen_examples, planned_runs
+    from taskloom.api.learn import adapter_training, check_enough, chosen_examples, planned_runs
     from taskloom.api.learn import learn as learn_from
     from taskloom.views.learning import lessons_table
 
@@ -375,13 +374,11 @@ def learn(
         settings, examples_path=examples_path, plan_path=plan_path, step_id=step_id
     )
     check_enough(examples, shots=shots)
-    recipe = Recipe() if adapter else None
-    if recipe is not None:
-        check_extra()
+    recipe, chat = adapter_training(settings) if adapter else (None, None)
     ways = {"shots": shots, "choose": choose, "adapter": recipe}
     runs = planned_runs(examples, **ways)  # type: ignore[arg-type]
     with click.progressbar(length=max(runs, 1), label="learning", file=sys.stderr) as bar:
-        found = learn_from(examples, settings=settings, progress=bar.update, **ways)  # type: ignore[arg-type]
+        found = learn_from(examples, settings=settings, model=chat, progress=bar.update, **ways)  # type: ignore[arg-type]
     if as_json:
         click.echo(json.dumps([f.lesson.model_dump(mode="json") for f in found if f.lesson]))
     else:

@@ -1,0 +1,73 @@
+"""The adapter file: llama.cpp's LoRA GGUF, written and checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from taskloom.adapters.file import check_adapter, gguf_name, write_lora
+from taskloom.errors import ConfigError
+
+gguf = pytest.importorskip("gguf")  # the learn extra
+
+
+@pytest.mark.parametrize(
+    ("peft_key", "name"),
+    [
+        ("base_model.model.model.layers.3.self_attn.q_proj.lora_A.default.weight",
+         "blk.3.attn_q.weight.lora_a"),
+        ("base_model.model.model.layers.17.mlp.down_proj.lora_B.default.weight",
+         "blk.17.ffn_down.weight.lora_b"),
+        ("model.layers.0.self_attn.o_proj.lora_B.weight", "blk.0.attn_output.weight.lora_b"),
+    ],
+)  # fmt: skip
+def test_peft_keys_become_llama_cpp_tensor_names(peft_key: str, name: str) -> None:
+    assert gguf_name(peft_key) == name
+
+
+def test_a_key_of_no_known_projection_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a LoRA weight"):
+        gguf_name("model.layers.0.self_attn.rotary.lora_A.weight")
+
+
+def test_the_written_file_is_an_adapter_llama_cpp_reads(tmp_path: Path) -> None:
+    a = np.arange(8 * 16, dtype=np.float32).reshape(8, 16)  # rank × in
+    b = np.ones((32, 8), dtype=np.float32)  # out × rank
+    path = write_lora(
+        {"blk.0.attn_q.weight.lora_a": a, "blk.0.attn_q.weight.lora_b": b},
+        tmp_path / "learned" / "adapter.gguf",
+        alpha=16,
+        arch="gemma3",
+        meta={"kind": "extract"},
+    )
+    assert check_adapter(path) == path and not list(tmp_path.rglob("*.tmp"))
+    reader = gguf.GGUFReader(str(path))
+
+    def text(key: str) -> str:
+        field = reader.fields[key]
+        return bytes(field.parts[field.data[0]]).decode()
+
+    assert text("general.type") == "adapter" and text("adapter.type") == "lora"
+    assert text("general.architecture") == "gemma3" and text("taskloom.kind") == "extract"
+    assert float(reader.fields["adapter.lora.alpha"].parts[-1][0]) == 16.0
+    tensors = {t.name: t for t in reader.tensors}
+    # llama.cpp's shapes: ne[0] is the input side, as it checks against the base weight
+    assert list(tensors["blk.0.attn_q.weight.lora_a"].shape) == [16, 8]
+    assert list(tensors["blk.0.attn_q.weight.lora_b"].shape) == [8, 32]
+    assert np.array_equal(tensors["blk.0.attn_q.weight.lora_a"].data, a)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"), [(None, "can't be read"), (b"not a model", "is not a GGUF file")]
+)
+def test_a_missing_or_foreign_adapter_file_says_what_to_do(
+    tmp_path: Path, content: bytes | None, says: str
+) -> None:
+    path = tmp_path / "adapter.gguf"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=says) as raised:
+        check_adapter(path)
+    assert "run taskloom learn again" in raised.value.message
