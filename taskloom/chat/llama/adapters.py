@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import llama_cpp
 
@@ -29,7 +29,6 @@ from taskloom.errors import ConfigError
 
 if TYPE_CHECKING:
     from taskloom.chat.base import Completion, Message
-    from taskloom.chat.llama.host import ModelHost
 
 BASE = ""
 """The group key of calls that run the model as it is."""
@@ -116,11 +115,36 @@ class Adapters:
             self._loaded.clear()
 
 
+class _Host(Protocol):
+    """What `AdaptedModel` forwards to: `ModelHost`'s calls that take an adapter."""
+
+    @property
+    def name(self) -> str: ...
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: dict[str, Any] | None = None,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        adapter: str | Path | None = None,
+    ) -> Completion: ...
+
+    def score_many(
+        self,
+        calls: Sequence[tuple[Sequence[Message], Sequence[str]]],
+        *,
+        prefixes: Sequence[str] | None = None,
+        adapter: str | Path | None = None,
+    ) -> list[tuple[list[float], Completion]]: ...
+
+
 class AdaptedModel:
     """The host's model with one adapter applied: the ChatModel a job's step runs on,
     with the host's scoring protocols, each call forwarded with `adapter`."""
 
-    def __init__(self, host: ModelHost, adapter: Adapter) -> None:
+    def __init__(self, host: _Host, adapter: Adapter) -> None:
         self._host = host
         self.adapter = adapter
 
