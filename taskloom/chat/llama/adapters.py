@@ -108,7 +108,7 @@ class Adapters:
         return found
 
     def close(self) -> None:
-        """Free every adapter (before the model that holds them)."""
+        """Free every adapter (after the context, before the model that holds them)."""
         with self._lock:
             for adapter in self._loaded.values():
                 llama_cpp.llama_adapter_lora_free(adapter.handle)

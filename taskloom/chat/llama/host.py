@@ -491,7 +491,7 @@ class ModelHost:
         with self._lock:
             self._grammars.close()
             self._decoder.close()
-            self._adapters.close()
             self._ctx.close()  # type: ignore[no-untyped-call]
+            self._adapters.close()  # after the context that has one set, before the model
             self._model.close()  # type: ignore[no-untyped-call]
         log.info("model_closed", model=self._name, calls=self.calls)
