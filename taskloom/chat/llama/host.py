@@ -370,7 +370,8 @@ class ModelHost:
         return AdaptedModel(self, self._adapters.get(path))
 
     @property
-    def adapters(self) -> list[str]:  # the file names of those loaded so far
+    def adapters(self) -> list[str]:
+        """The file names of the LoRA adapters loaded so far."""
         return self._adapters.names
 
     def score(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
