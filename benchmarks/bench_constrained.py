@@ -41,7 +41,7 @@ from llama_cpp import Llama, LlamaGrammar, StoppingCriteriaList
 
 from taskloom.chat import Completion, Message
 from taskloom.chat.llama.host import ModelHost
-from taskloom.chat.llama.host import _json_done as json_done  # what ends a schema's generation
+from taskloom.chat.llama.picker import json_done  # what ends a schema's generation
 from taskloom.chat.llama.placement import amx_in_use
 from taskloom.chat.model_file import default_model_path
 

@@ -58,6 +58,11 @@ class StepJob(BaseModel):
     review_timeout_s: float | None = Field(
         None, gt=0, description="how long a review may wait; None: Settings.review_timeout_s"
     )
+    adapter: str | None = Field(
+        None,
+        description="a LoRA adapter GGUF (taskloom learn) the worker applies for this step;"
+        " None: the model as it is",
+    )
     attempt: int = Field(1, description="1 for the first try")
     enqueued_at: float = Field(default_factory=time.time, description="epoch seconds")
 

@@ -21,6 +21,7 @@ LAYERS = [
         "schema",
         "calibration",
         "tracing",
+        "adapters",
     },
     {"chat"},
     {"tools", "labelled", "bank", "lessons", "adapters"},

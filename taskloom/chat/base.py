@@ -84,3 +84,16 @@ class ChatModel(Protocol):
     def score(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
         """The log-probability of each continuation as the start of the reply."""
         ...
+
+
+@runtime_checkable
+class Adapts(Protocol):
+    """A chat model that can apply a LoRA adapter file (the model host)."""
+
+    def adapted(self, path: str) -> ChatModel:
+        """This model with the adapter applied to every call.
+
+        Raises:
+            ConfigError: the adapter can't be loaded.
+        """
+        ...

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from taskloom import calibration as calibrations
 from taskloom.chat import ChatModel
+from taskloom.chat.base import Adapts
 from taskloom.config import Settings
 from taskloom.deadline import step_deadline
+from taskloom.errors import ConfigError
 from taskloom.logs import get_logger
 from taskloom.plan import SLM_KINDS
 from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
@@ -48,7 +51,7 @@ def execute(
                 job.kind,
                 job.inputs,
                 output=job.output,
-                model=model() if job.kind in SLM_KINDS else None,
+                model=step_model(job, model()) if job.kind in SLM_KINDS else None,
                 tools=tools,
                 tool_name=job.tool,
                 output_retries=settings.output_retries,
@@ -90,8 +93,26 @@ def execute(
         finished_at=finished,
         confidence=outcome.confidence,
         accepted=outcome.accepted,
-        meta=outcome.meta,
+        meta=outcome.meta | ({"adapter": Path(job.adapter).name} if job.adapter else {}),
     )
+
+
+def step_model(job: StepJob, model: ChatModel) -> ChatModel:
+    """The model to run the job's step on: the worker's, with the job's adapter applied.
+
+    Raises:
+        ConfigError: the job names an adapter and the model can't apply one (only a
+            llama.cpp model host can): running without would silently drop what was
+            learned, so the step fails instead.
+    """
+    if not job.adapter:
+        return model
+    if not isinstance(model, Adapts):
+        raise ConfigError(
+            f"step {job.step_id} asks for the adapter {job.adapter}, but the model"
+            f" {model.name} can't apply LoRA adapters; run it on a worker with a GGUF model"
+        )
+    return model.adapted(job.adapter)
 
 
 def _ids(job: StepJob) -> dict[str, str]:

@@ -131,6 +131,7 @@ def format_status(view: RunView) -> str:
 WORKER_COLUMNS: tuple[tuple[str, str], ...] = (
     ("WORKER", "the worker's name (host.pid.suffix unless given)"),
     ("MODEL", "the GGUF model it keeps loaded (- for a `runs` worker, which loads none)"),
+    ("ADAPTERS", "the LoRA adapter files it has loaded for steps that asked (- for none)"),
     ("GPU", "the GPU it was given (--gpu), or - for none"),
     (
         "DEVICE",
@@ -182,6 +183,7 @@ def format_workers(workers: list[dict[str, str]], *, lease_s: float) -> str:
             [
                 w["name"],
                 w.get("model", "-") or "-",
+                w.get("adapters", "-") or "-",
                 w.get("gpu", "-") or "-",
                 _device(w),
                 w.get("queues", ""),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from taskloom.config import Settings
@@ -38,6 +39,7 @@ class Heartbeat:
     working_s: float
     is_drained: bool
     metrics: WorkerMetrics | None = None  # set by `build_worker` when metrics are served
+    loaded_adapters: Callable[[], list[str]] | None = None  # set by `build_worker`
     _lock: threading.Lock
     _running: dict[str, Claim]
     _cancels: dict[str, threading.Event]
@@ -72,6 +74,7 @@ class Heartbeat:
                     successful_job_count=self.jobs_done,
                     failed_job_count=self.jobs_failed,
                     total_working_time=round(self.working_s, 3),
+                    adapters=",".join(self.loaded_adapters() if self.loaded_adapters else []),
                 )
                 if requeued or dead:
                     log.warning("leases_expired", requeued=requeued, dead_lettered=dead)

@@ -102,4 +102,6 @@ def build_worker(
         max_jobs=max_jobs,
     )
     worker.metrics = metrics
+    if not is_runs:  # the adapters its model host has loaded, for `taskloom workers`
+        worker.loaded_adapters = lambda: list(getattr(chat, "adapters", []))
     return worker

@@ -17,6 +17,7 @@ def test_workers_table_shows_sequences_steps_mean_and_marks_stale() -> None:
         {
             "name": "gpu0",
             "model": "gemma",
+            "adapters": "lora.gguf",
             "gpu": "0",
             "queues": "slm",
             "state": "busy",
@@ -41,6 +42,7 @@ def test_workers_table_shows_sequences_steps_mean_and_marks_stale() -> None:
     assert lines[0].split() == [
         "WORKER",
         "MODEL",
+        "ADAPTERS",
         "GPU",
         "DEVICE",
         "QUEUES",
@@ -51,10 +53,11 @@ def test_workers_table_shows_sequences_steps_mean_and_marks_stale() -> None:
         "MEAN",
         "HEARTBEAT",
     ]
-    row = ["gpu0", "gemma", "0", "-", "slm", "busy", "3/16", "r1/contact", "+2", "4", "500ms"]
-    assert lines[1].split()[:11] == row
+    row = ["gpu0", "gemma", "lora.gguf", "0", "-", "slm", "busy", "3/16", "r1/contact", "+2", "4"]
+    row.append("500ms")
+    assert lines[1].split()[:12] == row
     assert "STALE" not in lines[1]
-    assert lines[2].split()[6:10] == ["-", "-", "0", "-"] and lines[2].endswith("STALE")
+    assert lines[2].split()[7:11] == ["-", "-", "0", "-"] and lines[2].endswith("STALE")
 
 
 def test_workers_table_shows_where_llama_cpp_put_the_model() -> None:

@@ -20,13 +20,17 @@ prefix once. Finished sequences keep their tokens cached for later requests.
 
 No stalls: while any sequence is generating, joining prompts are evaluated at most
 `chunk` tokens per step, so a long prompt delays the others by one chunk at a time.
+
+LoRA adapters (`adapters.py`): one decode runs under one adapter set, so each step
+decodes the requests of one adapter only, the adapters with work taking turns step by
+step. A sequence remembers the adapter its cache was computed under; prefixes are
+reused and forked only between requests of the same adapter.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -35,6 +39,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
+from taskloom.chat.llama.adapters import Adapter, apply, key, next_group
 from taskloom.chat.llama.decoder import common_prefix, log_softmax
 from taskloom.chat.llama.picker import Draft, Generated, Picker
 from taskloom.chat.llama.speculate import draft_size
@@ -64,6 +69,7 @@ class Request:
     continuations: list[list[int]] | None = None
     deadline: Deadline | None = None
     cancel: threading.Event | None = None
+    adapter: Adapter | None = None  # the LoRA adapter to decode under
     done: threading.Event = field(default_factory=threading.Event)
     generated: Generated | None = None
     scores: list[float] = field(default_factory=list)
@@ -86,6 +92,7 @@ class _Seq:
     id: int
     tokens: list[int] = field(default_factory=list)
     request: Request | None = None
+    adapter: Adapter | None = None  # the one its cached tokens were computed under
     phase: _Phase = _Phase.PROMPT
     order: int = 0  # admission order: a later prompt waits for an earlier one's prefix
     next: list[int] = field(default_factory=list)  # the generated token to decode next
@@ -139,6 +146,8 @@ class Batch:
         self._cond = threading.Condition()
         self._closed = False
         self._admitted = 0
+        self._group: str | None = None  # the adapter group decoded last
+        self._applied: Adapter | None = None  # the adapter set on the context
         self.steps = 0
         self._thread = threading.Thread(target=self._run, name="taskloom-batch", daemon=True)
         self._thread.start()
@@ -213,9 +222,10 @@ class Batch:
             if not idle:
                 return
             request = self._queue.popleft()
-            seq = max(idle, key=lambda s: self._shared(s, request.prompt))
-            keep = min(self._shared(seq, request.prompt), len(request.prompt) - 1)
+            seq = max(idle, key=lambda s: self._shared(s, request))
+            keep = min(self._shared(seq, request), len(request.prompt) - 1)
             self._truncate(seq, keep)
+            seq.adapter = request.adapter
             self._admitted += 1
             seq.request, seq.phase, seq.order = request, _Phase.PROMPT, self._admitted
             seq.next, seq.picks, seq.cont = [], 0, 0
@@ -228,21 +238,27 @@ class Batch:
             stop = _stop_reason(seq.request) if seq.request is not None else None
             if seq.request is not None and stop is not None:
                 self._fail(seq, seq.request, stop)
-        generating = [s for s in self._seqs if s.request and s.phase is _Phase.GENERATE]
+        running = [s for s in self._seqs if s.request is not None]
+        if not running:
+            return
+        # One adapter per decode: this step serves one group, the next step the next.
+        self._group = next_group((key(s.adapter) for s in running), self._group)
+        group = [s for s in running if key(s.adapter) == self._group]
+        generating = [s for s in group if s.phase is _Phase.GENERATE]
         size = draft_size(self._draft_allowance, len(generating))
         for seq in generating:
             draft = seq.request.draft if seq.request else None
             seq.proposal = draft.proposal(min(size, seq.budget - seq.picks - 1)) if draft else []
             entries.append((seq, seq.next + seq.proposal, bool(seq.proposal)))
             room -= 1 + len(seq.proposal)
-        for seq in self._seqs:
-            if seq.request is not None and seq.phase is _Phase.SCORE:
+        for seq in group:
+            if seq.phase is _Phase.SCORE:
                 tokens = self._continuation(seq)[:-1]
                 if len(tokens) <= room:
                     entries.append((seq, tokens, True))
                     room -= len(tokens)
         prompt_room = min(room, self._chunk) if entries else room
-        joining = [s for s in self._seqs if s.request is not None and s.phase is _Phase.PROMPT]
+        joining = [s for s in group if s.phase is _Phase.PROMPT]
         for seq in sorted(joining, key=lambda s: s.order):
             if prompt_room <= 0:
                 break
@@ -253,6 +269,9 @@ class Batch:
             entries.append((seq, tokens, False))
             prompt_room -= len(tokens)
         if entries:
+            if self._applied is not group[0].adapter:
+                apply(self._ctx, group[0].adapter)
+                self._applied = group[0].adapter
             self._decode(entries)
 
     def _fork_or_wait(self, seq: _Seq, joining: list[_Seq]) -> bool:
@@ -264,14 +283,14 @@ class Batch:
         best, source = len(seq.tokens), None
         for other in self._seqs:
             if other is not seq:
-                n = min(self._shared(other, prompt), cap)
+                n = min(self._shared(other, seq.request), cap)
                 if n > best:
                     best, source = n, other
         if source is not None:
             llama_cpp.llama_memory_seq_cp(self._mem, source.id, seq.id, len(seq.tokens), best)
             seq.request.evaluated -= best - len(seq.tokens)
             seq.tokens = list(prompt[:best])
-        for other in joining:
+        for other in joining:  # all of this step's group: of the same adapter
             if other.order < seq.order and other.request is not None:
                 shared = min(common_prefix(other.request.prompt, prompt), cap)
                 if shared > len(seq.tokens) and len(other.tokens) < shared:
@@ -382,13 +401,16 @@ class Batch:
 
     # -- sequences ---------------------------------------------------------------------
 
-    def _shared(self, seq: _Seq, prompt: Sequence[int]) -> int:
-        """How much of `prompt` this sequence's cache can give: its common prefix, or
-        nothing once a sliding-window layer has dropped its oldest cells (Gemma 3's
-        local layers), since a prefix copied from it would miss them."""
-        if not seq.tokens or llama_cpp.llama_memory_seq_pos_min(self._mem, seq.id) > 0:
+    def _shared(self, seq: _Seq, request: Request) -> int:
+        """How much of the request's prompt this sequence's cache can give: its common
+        prefix, or nothing once a sliding-window layer has dropped its oldest cells
+        (Gemma 3's local layers), since a prefix copied from it would miss them, or
+        when its cache was computed under another adapter."""
+        if not seq.tokens or seq.adapter is not request.adapter:
             return 0
-        return common_prefix(seq.tokens, prompt)
+        if llama_cpp.llama_memory_seq_pos_min(self._mem, seq.id) > 0:
+            return 0
+        return common_prefix(seq.tokens, request.prompt)
 
     def _truncate(self, seq: _Seq, n: int) -> None:
         if n < len(seq.tokens):

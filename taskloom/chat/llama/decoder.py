@@ -7,7 +7,8 @@ Prefix reuse: the context keeps the tokens of recent calls in its KV cache, in a
 sequences (slots). A prompt goes to the slot that shares the longest prefix with it and
 evaluates only what follows. A prompt that shares little with every slot (under half
 of itself) replaces the slot holding the fewest tokens, so a short scratch prompt (such
-as a scoring probe) never evicts a long shared instruction.
+as a scoring probe) never evicts a long shared instruction. A slot remembers the LoRA
+adapter its tokens were computed under and shares nothing with a call of another.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy.typing as npt
 
 from taskloom import deadline
 from taskloom.chat.grounding import Grounding
+from taskloom.chat.llama.adapters import Adapter, apply
 from taskloom.chat.llama.picker import Draft, Generated, Picker
 from taskloom.chat.llama.speculate import Drafter
 from taskloom.errors import ModelError, TaskInputError
@@ -44,6 +46,8 @@ class Decoder:
         self.n_ctx = int(llama_cpp.llama_n_ctx_seq(ctx))
         """The context window of one sequence."""
         self._slots: list[list[int]] = [[] for _ in range(llama_cpp.llama_n_seq_max(ctx))]
+        self._slot_adapters: list[Adapter | None] = [None for _ in self._slots]
+        self._applied: Adapter | None = None  # the adapter set on the context
         self._seq = 0
         self._n_batch = n_batch
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
@@ -129,28 +133,37 @@ class Decoder:
                 return
             del self.tokens[n:]
 
-    def _choose_slot(self, prompt: Sequence[int]) -> None:
+    def _choose_slot(self, prompt: Sequence[int], adapter: Adapter | None) -> None:
         for seq, slot in enumerate(self._slots):
             # A sliding-window layer that dropped a slot's oldest cells (Gemma 3's local
             # layers) leaves no prefix to reuse there.
             if slot and llama_cpp.llama_memory_seq_pos_min(self._mem, seq) > 0:
                 llama_cpp.llama_memory_seq_rm(self._mem, seq, -1, -1)
                 slot.clear()
-        shared = [common_prefix(slot, prompt) for slot in self._slots]
+        shared = [
+            common_prefix(slot, prompt) if self._slot_adapters[i] is adapter else 0
+            for i, slot in enumerate(self._slots)
+        ]
         best = max(range(len(shared)), key=shared.__getitem__)
         if shared[best] * 2 < len(prompt):
             best = min(range(len(self._slots)), key=lambda i: len(self._slots[i]))
         self._seq = best
+        if self._slot_adapters[best] is not adapter:  # its cache is of another adapter
+            self._truncate(0)
+            self._slot_adapters[best] = adapter
+        if self._applied is not adapter:
+            apply(self._ctx, adapter)
+            self._applied = adapter
 
-    def evaluate(self, prompt: Sequence[int]) -> int:
-        """Make the cache hold exactly `prompt`, reusing the common prefix.
+    def evaluate(self, prompt: Sequence[int], adapter: Adapter | None = None) -> int:
+        """Make the cache hold exactly `prompt` under `adapter`, reusing the common prefix.
 
         Returns:
             How many prompt tokens were evaluated (at least one, for fresh logits).
         """
         if not prompt:
             raise TaskInputError("an empty prompt has nothing to continue; give the step some text")
-        self._choose_slot(prompt)
+        self._choose_slot(prompt, adapter)
         n = min(common_prefix(self.tokens, prompt), len(prompt) - 1)
         self._truncate(n)
         self._decode(prompt[len(self.tokens) :])
@@ -177,6 +190,7 @@ class Decoder:
         grounding: Grounding | None = None,
         drafter: Drafter | None = None,
         max_draft: int = 0,
+        adapter: Adapter | None = None,
     ) -> Generated:
         """Generate after `prompt` until an end-of-generation token or `max_tokens`.
 
@@ -191,8 +205,9 @@ class Decoder:
             drafter: with `max_draft > 0` and greedy decoding, draft up to `max_draft`
                 tokens with it and verify them in the same decode (`speculate.py`);
                 the output is the same as without.
+            adapter: the LoRA adapter to decode under (None: the model as it is).
         """
-        evaluated = self.evaluate(prompt)
+        evaluated = self.evaluate(prompt, adapter)
         draft = Draft(
             grammar=grammar,
             temperature=temperature,
@@ -220,14 +235,18 @@ class Decoder:
     # --- scoring ---------------------------------------------------------------------
 
     def score(
-        self, prompt: Sequence[int], continuations: Sequence[Sequence[int]]
+        self,
+        prompt: Sequence[int],
+        continuations: Sequence[Sequence[int]],
+        *,
+        adapter: Adapter | None = None,
     ) -> tuple[list[float], int]:
         """Log-probability of each token sequence as the continuation of `prompt`.
 
         Returns:
             The scores, and how many tokens were evaluated for them.
         """
-        evaluated = self.evaluate(prompt)
+        evaluated = self.evaluate(prompt, adapter)
         first = log_softmax(self.logits())
         n0 = len(prompt)
         scores = []

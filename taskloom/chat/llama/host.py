@@ -18,7 +18,6 @@ asks for. Shorten the text, or raise `n_ctx` (`Settings.n_ctx`).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
@@ -38,11 +37,12 @@ from taskloom.chat import cancel
 from taskloom.chat.base import Completion, Message, TokenLogprob
 from taskloom.chat.grounding import GROUNDING_KEYWORD, Grounding
 from taskloom.chat.llama import placement
+from taskloom.chat.llama.adapters import AdaptedModel, Adapter, Adapters
 from taskloom.chat.llama.batch import CHUNK, Batch, Request
 from taskloom.chat.llama.decoder import Decoder
 from taskloom.chat.llama.grammar import GrammarCache
-from taskloom.chat.llama.picker import Draft, Generated
-from taskloom.chat.llama.placement import amx_in_use, rss_mb
+from taskloom.chat.llama.picker import Draft, Generated, json_done
+from taskloom.chat.llama.placement import rss_mb
 from taskloom.chat.llama.speculate import (
     MAX_DRAFT,
     Templates,
@@ -112,18 +112,7 @@ class ModelHost:
         # llama.cpp logs every context detail to stderr; keep only its errors.
         set_verbose(False)
         llama_cpp.llama_backend_init()
-        mparams = llama_cpp.llama_model_default_params()
-        mparams.n_gpu_layers = (
-            (-1 if gpu is not None else 0) if n_gpu_layers is None else n_gpu_layers
-        )
-        mparams.main_gpu = gpu if gpu is not None else main_gpu
-        if gpu is not None:
-            mparams.split_mode = llama_cpp.LLAMA_SPLIT_MODE_NONE
-        if amx_in_use():
-            # The weights repacked for AMX crash the first decode on some Xeons
-            # (SIGSEGV in ggml_backend_amx_mul_mat, ggml-org/llama.cpp#20824, seen here
-            # on this Q4_K_M model): keep them in the plain CPU buffers there.
-            mparams.use_extra_bufts = False
+        mparams = placement.model_params(n_gpu_layers=n_gpu_layers, gpu=gpu, main_gpu=main_gpu)
         listening = placement.listen()
         load_log = listening.__enter__()  # until the context exists: its buffers count too
         try:
@@ -154,6 +143,7 @@ class ModelHost:
             listening.__exit__(None, None, None)
         self._decoder = Decoder(self._model.model, self._ctx.ctx, n_batch=N_BATCH)
         self._grammars = GrammarCache(self._model.vocab)
+        self._adapters = Adapters(self._model.model)
         self._grammar_lock = threading.Lock()
         self._n_ctx = n_ctx if is_batched else self._decoder.n_ctx
         self._batch = (
@@ -255,6 +245,7 @@ class ModelHost:
         temperature: float = 0.0,
         grammar_first: bool = False,
         stop_at_json: bool = False,
+        adapter: str | Path | None = None,
     ) -> Completion:
         """Complete the chat; with `schema`, the output is JSON that conforms to it.
 
@@ -264,12 +255,15 @@ class ModelHost:
                 output is the same, only slower: for tests and benchmarks.
             stop_at_json: without a schema, stop as a schema's generation does, once the
                 text is a whole JSON object (benchmarks compare the two stopping alike).
+            adapter: a LoRA adapter GGUF to apply for this call (`adapters.py`).
 
         Raises:
+            ConfigError: the adapter can't be loaded.
             SchemaError: the schema can't become a grammar.
             TaskInputError: the prompt doesn't fit the context window.
         """
         started = time.perf_counter()
+        lora = None if adapter is None else self._adapters.get(adapter)
         call = tracing.model_call(
             self._name, provider=PROVIDER, max_tokens=max_tokens, temperature=temperature
         )
@@ -281,6 +275,7 @@ class ModelHost:
                 temperature,
                 grammar_first=grammar_first,
                 stop_at_json=stop_at_json,
+                adapter=lora,
             )
             tracing.model_usage(span, model=self._name, inputs=len(prompt), outputs=len(out.tokens))
         self.calls += 1
@@ -317,6 +312,7 @@ class ModelHost:
         *,
         grammar_first: bool,
         stop_at_json: bool = False,
+        adapter: Adapter | None = None,
     ) -> tuple[list[int], Generated]:
         prompt = self.prompt_tokens(messages)
         self._fit(prompt, min(max_tokens, 16))
@@ -324,12 +320,9 @@ class ModelHost:
         if schema is not None and GROUNDING_KEYWORD in schema:
             grounding = Grounding(str(schema[GROUNDING_KEYWORD]))
             schema = {k: v for k, v in schema.items() if k != GROUNDING_KEYWORD}
-        if schema is None:
-            grammar = None
-        else:
-            with self._grammar_lock:
-                grammar = self._grammars.sampler(schema)
-        is_done = _json_done if schema is not None or stop_at_json else None
+        with self._grammar_lock:
+            grammar = None if schema is None else self._grammars.sampler(schema)
+        is_done = json_done if schema is not None or stop_at_json else None
         drafter = self._templates.drafter(messages, prompt, schema) if self._max_draft else None
         try:
             if self._batch is None:
@@ -344,6 +337,7 @@ class ModelHost:
                     grounding=grounding,
                     drafter=drafter,
                     max_draft=self._max_draft,
+                    adapter=adapter,
                 )
                 return prompt, self._learned(schema, generated)
             draft = Draft(
@@ -356,8 +350,8 @@ class ModelHost:
                 grounding=grounding,
                 drafter=drafter,
             )
-            request = self._batch.submit(self._request(prompt, draft=draft, max_tokens=max_tokens))
-            batched = request.wait().generated
+            request = self._request(prompt, draft=draft, max_tokens=max_tokens, adapter=adapter)
+            batched = self._batch.submit(request).wait().generated
             assert batched is not None
             return prompt, self._learned(schema, batched)
         finally:
@@ -375,6 +369,15 @@ class ModelHost:
             prompt=prompt, deadline=deadline.current(), cancel=cancel.current(), **fields
         )
 
+    def adapted(self, path: str | Path) -> AdaptedModel:
+        """This model with the LoRA adapter at `path` on every call (ConfigError if bad)."""
+        return AdaptedModel(self, self._adapters.get(path))
+
+    @property
+    def adapters(self) -> list[str]:
+        """The file names of the LoRA adapters loaded so far."""
+        return self._adapters.names
+
     def score(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
         """The log-probability of each continuation as the start of the reply."""
         return self.score_usage(messages, continuations)[0]
@@ -390,6 +393,7 @@ class ModelHost:
         calls: Sequence[tuple[Sequence[Message], Sequence[str]]],
         *,
         prefixes: Sequence[str] | None = None,
+        adapter: str | Path | None = None,
     ) -> list[tuple[list[float], Completion]]:
         """`score_usage` for several prompts at once: parallel sequences in one batch.
 
@@ -397,9 +401,11 @@ class ModelHost:
             prefixes: per call, text the reply starts with before each continuation. It
                 joins the prompt, so it is evaluated once (and shared with any cached
                 prompt it extends) rather than scored token by token per continuation.
+            adapter: a LoRA adapter GGUF to apply for these calls (`adapters.py`).
         """
+        lora = None if adapter is None else self._adapters.get(adapter)
         with tracing.model_call(self._name, provider=PROVIDER, operation="text_completion") as s:
-            scored = self._score_many(calls, prefixes)
+            scored = self._score_many(calls, prefixes, lora)
             used = [c for _, c in scored]
             inputs, outputs = (
                 sum(c.prompt_tokens for c in used),
@@ -412,6 +418,7 @@ class ModelHost:
         self,
         calls: Sequence[tuple[Sequence[Message], Sequence[str]]],
         prefixes: Sequence[str] | None,
+        adapter: Adapter | None,
     ) -> list[tuple[list[float], Completion]]:
         started = time.perf_counter()
         prepared = []
@@ -429,10 +436,13 @@ class ModelHost:
         results: list[tuple[list[float], int]] = []
         if self._batch is None:
             with self._lock:
-                results = [self._decoder.score(p, c) for p, c in prepared]
+                results = [self._decoder.score(p, c, adapter=adapter) for p, c in prepared]
         else:
             batch = self._batch
-            requests = [batch.submit(self._request(p, continuations=c)) for p, c in prepared]
+            requests = [
+                batch.submit(self._request(p, continuations=c, adapter=adapter))
+                for p, c in prepared
+            ]
             try:
                 results = [(r.scores, r.evaluated) for r in (q.wait() for q in requests)]
             finally:
@@ -468,6 +478,7 @@ class ModelHost:
             "concurrency": self.concurrency,
             "gpu_layers": self.gpu_layers,
             "busy": self.busy,
+            "adapters": self.adapters,
         }
 
     def reset_cache(self) -> None:
@@ -486,17 +497,6 @@ class ModelHost:
             self._grammars.close()
             self._decoder.close()
             self._ctx.close()  # type: ignore[no-untyped-call]
+            self._adapters.close()  # after the context that has one set, before the model
             self._model.close()  # type: ignore[no-untyped-call]
         log.info("model_closed", model=self._name, calls=self.calls)
-
-
-def _json_done(text: bytes) -> bool:
-    """Whether `text` is already a whole JSON object or array (nothing can follow)."""
-    stripped = text.rstrip()
-    if not stripped.endswith((b"}", b"]")):
-        return False
-    try:
-        json.loads(stripped)
-    except ValueError:
-        return False
-    return True

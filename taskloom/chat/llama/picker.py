@@ -14,6 +14,7 @@ A `Draft` is one generation in progress; the sequential `Decoder` and the contin
 from __future__ import annotations
 
 import ctypes
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -309,3 +310,15 @@ def _sample(logits: npt.NDArray[np.single], temperature: float, rng: np.random.G
     z -= z[np.isfinite(z)].max()
     p = np.where(np.isfinite(z), np.exp(z), 0.0)
     return int(rng.choice(len(p), p=p / p.sum()))
+
+
+def json_done(text: bytes) -> bool:
+    """Whether `text` is already a whole JSON object or array (nothing can follow)."""
+    stripped = text.rstrip()
+    if not stripped.endswith((b"}", b"]")):
+        return False
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return False
+    return True

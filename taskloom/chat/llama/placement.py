@@ -84,6 +84,21 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def model_params(*, n_gpu_layers: int | None, gpu: int | None, main_gpu: int) -> Any:
+    """llama.cpp's model parameters that place the model (see `ModelHost`'s arguments)."""
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = (-1 if gpu is not None else 0) if n_gpu_layers is None else n_gpu_layers
+    params.main_gpu = gpu if gpu is not None else main_gpu
+    if gpu is not None:
+        params.split_mode = llama_cpp.LLAMA_SPLIT_MODE_NONE
+    if amx_in_use():
+        # The weights repacked for AMX crash the first decode on some Xeons
+        # (SIGSEGV in ggml_backend_amx_mul_mat, ggml-org/llama.cpp#20824, seen here
+        # on this Q4_K_M model): keep them in the plain CPU buffers there.
+        params.use_extra_bufts = False
+    return params
+
+
 def amx_in_use() -> bool:
     """Whether llama.cpp's CPU backend would use Intel AMX on this machine."""
     return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
