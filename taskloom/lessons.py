@@ -18,6 +18,8 @@ SLM steps use the lesson of their signature automatically (`learned=False`, or
   chosen on held-back answers (`calibration.choose_threshold`); it replaces the
   calibration's for this signature. None: every answer stays flagged.
 
+`training_pairs` turns labelled answers into an adapter's training pairs.
+
 A lesson is applied on the coordinator, before a step is dispatched and after its
 result comes back, so workers need nothing but the step.
 """
@@ -29,15 +31,21 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from taskloom.adapters.train import Pair
 from taskloom.calibration import DATA_INPUTS, signature
 from taskloom.errors import ConfigError
 from taskloom.labelled import Labelled
 from taskloom.plan import SLM_KINDS, StepKind
 from taskloom.step import StepJob, StepResult
+from taskloom.tools import KINDS
+from taskloom.tools.base import build_messages, parse_inputs
+
+if TYPE_CHECKING:
+    from taskloom.chat.llama.host import ModelHost
 
 Choose = Literal["fixed", "nearest"]
 
@@ -246,3 +254,23 @@ def words(value: Any) -> set[str]:
 
 def overlap(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 0.0
+
+
+def training_pairs(examples: Sequence[Labelled], host: ModelHost) -> list[Pair]:
+    """Labelled answers as training pairs for an adapter (`adapters.train`).
+
+    The prompt is built exactly as the step builds it when it runs (the kind's
+    instruction, schema and examples, then the data, through the model's chat template),
+    so the adapter learns on the tokens it will be served; the answer is the labelled
+    output as the kind writes it in examples (`kind.answer`, `json.dumps`), the form the
+    model answers in.
+    """
+    found = []
+    for example in examples:
+        step = example.step
+        kind = KINDS[step.kind]
+        inputs = parse_inputs(kind, step.kind, step.inputs)
+        messages = build_messages(kind, inputs, kind.schema(inputs, step.output))
+        answer = json.dumps(kind.answer(as_example(example)["output"]), ensure_ascii=False)
+        found.append(Pair(host.prompt_tokens(messages), host.tokenize(answer)))
+    return found

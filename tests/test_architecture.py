@@ -24,7 +24,7 @@ LAYERS = [
         "adapters",
     },
     {"chat"},
-    {"tools", "labelled", "bank", "lessons", "adapters"},
+    {"tools", "labelled", "bank", "lessons"},
     {"dispatch"},
     {"workflows"},
     {"agents"},

@@ -25,11 +25,19 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from taskloom.adapters.data import Pair
 from taskloom.adapters.file import GGUF_NAMES, gguf_name
 from taskloom.errors import ConfigError, MissingExtraError
 
 LEARN_EXTRA = 'pip install "taskloom[learn]"'
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training pair, as token ids of the served model: the prompt a step sends and
+    the answer it should get (`lessons.training_pairs`)."""
+
+    prompt: list[int]
+    answer: list[int]
 
 
 @dataclass(frozen=True)

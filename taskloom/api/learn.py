@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from taskloom import calibration, labelled
-from taskloom.adapters.data import pairs
 from taskloom.adapters.file import write_lora
 from taskloom.adapters.train import Recipe, check_extra
 from taskloom.adapters.train import train as train_lora
@@ -33,7 +32,15 @@ from taskloom.chat import ChatModel, load_model
 from taskloom.config import Settings
 from taskloom.errors import ConfigError, InputError
 from taskloom.labelled import Labelled
-from taskloom.lessons import Choose, Learned, Lesson, Lessons, as_example, fixed_examples
+from taskloom.lessons import (
+    Choose,
+    Learned,
+    Lesson,
+    Lessons,
+    as_example,
+    fixed_examples,
+    training_pairs,
+)
 from taskloom.workflows.target import read_plan
 
 if TYPE_CHECKING:
@@ -160,7 +167,7 @@ def train_adapters(
     for kind, sigs in by_kind.items():
         train = [e for sig in sigs for e in split(groups[sig], hold_back)[0]]
         tick = (lambda done, total: progress(1)) if progress is not None else None
-        trained = train_lora(pairs(train, host), model_path=host.path, recipe=recipe,
+        trained = train_lora(training_pairs(train, host), model_path=host.path, recipe=recipe,
                              progress=tick)  # fmt: skip
         name = hashlib.sha256(" ".join(sorted(sigs)).encode()).hexdigest()[:12]
         path = write_lora(

@@ -206,9 +206,7 @@ class ModelHost:
     @property
     def busy(self) -> int:
         """Calls being decoded now (at most `concurrency`)."""
-        if self._batch is not None:
-            return self._batch.busy
-        return int(self._lock.locked())
+        return self._batch.busy if self._batch is not None else int(self._lock.locked())
 
     def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
         """The prompt's tokens, rendered with the model's own chat template."""
