@@ -13,7 +13,8 @@ SLM steps use the lesson of their signature automatically (`learned=False`, or
 - `adapter`: a LoRA adapter GGUF in the same folder (`taskloom learn --adapter`),
   trained on the labelled answers of its kind; the step's job names it and the worker
   applies it (`StepJob.adapter`). None when, on the held-back answers, it did not beat
-  the step as written.
+  the step as written. `trust_nulls`: the adapter's steps run with `absence: false`
+  (the model's own nulls stand) where that was right more often on those answers.
 - `threshold`: the confidence at and above which the signature's answers are accepted,
   chosen on held-back answers (`calibration.choose_threshold`); it replaces the
   calibration's for this signature. None: every answer stays flagged.
@@ -61,6 +62,10 @@ class Lesson(BaseModel):
     )
     adapter: str | None = Field(
         None, description="the LoRA adapter file, in the lessons' folder, its steps run with"
+    )
+    trust_nulls: bool = Field(
+        False,
+        description="with an adapter: the model's nulls stand (the step's `absence: false`)",
     )
     choose: Choose = "fixed"
     shots: int = Field(3, ge=1, description="examples shown to each input")
@@ -158,6 +163,8 @@ def teach(job: StepJob, lesson: Lesson, root: Path) -> StepJob:
     update: dict[str, Any] = {}
     if lesson.examples:
         update["inputs"] = {**job.inputs, "examples": lesson.shown(job.inputs)}
+    if lesson.trust_nulls:
+        update["inputs"] = {**update.get("inputs", job.inputs), "absence": False}
     if lesson.adapter:
         update["adapter"] = str(root / lesson.adapter)
     return job.model_copy(update=update) if update else job

@@ -213,6 +213,8 @@ def test_a_lesson_with_an_adapter_names_its_file_on_the_job(tmp_path: Path) -> N
     taught = teach(plain, lesson, tmp_path / "learned")
     assert taught.adapter == str(tmp_path / "learned" / "adapter-extract-1.gguf")
     assert taught.inputs == plain.inputs  # no examples shown: the adapter learned them
+    trusting = teach(plain, lesson.model_copy(update={"trust_nulls": True}), tmp_path)
+    assert trusting.inputs == {"text": "hi", "absence": False}
     as_written = lesson.model_copy(update={"adapter": None, "method": "examples"})
     assert teach(plain, as_written, tmp_path) is plain
 
@@ -226,4 +228,5 @@ def test_planned_runs_counts_the_adapters_training_steps() -> None:
     with_adapter = planned_runs(group, adapter=Recipe(epochs=2))
     held = len(split(group, 0.3)[1])
     assert plain == 2 * held
-    assert with_adapter == 2 * held + 2 * (12 - held)
+    # before, the adapter, the adapter trusting its nulls; then 2 passes of training
+    assert with_adapter == 3 * held + 2 * (12 - held)

@@ -41,6 +41,7 @@ from taskloom.lessons import (
     fixed_examples,
     training_pairs,
 )
+from taskloom.tools import KINDS
 from taskloom.workflows.target import read_plan
 
 if TYPE_CHECKING:
@@ -140,9 +141,14 @@ def planned_runs(
 ) -> int:
     """How many held-back steps `learn` will run, and training steps it will take (for a
     progress bar)."""
-    passes = 2 if choose or adapter else 3
     learnable = [g for g in by_signature(examples).values() if len(g) >= MIN_HELD_BACK + shots]
-    runs = sum(passes * len(split(group, hold_back)[1]) for group in learnable)
+
+    def passes(kind: str) -> int:  # before, then each way measured
+        if adapter is not None:  # the adapter, and it trusting its nulls where it can
+            return 2 + ("absence" in KINDS[kind].Inputs.model_fields)
+        return 2 if choose else 3
+
+    runs = sum(passes(g[0].step.kind) * len(split(g, hold_back)[1]) for g in learnable)
     if adapter is not None:
         runs += adapter.epochs * sum(len(split(group, hold_back)[0]) for group in learnable)
     return runs
@@ -279,6 +285,12 @@ def _lesson(
                        adapter=adapter[0].name, examples=[], shots=shots,
                        training=adapter[1])  # fmt: skip
         best = (trial, measure(trial))
+        if "absence" in KINDS[trial.kind].Inputs.model_fields:  # extract, fill_slots
+            # the adapter learned when a field is absent; the runtime's check may undo that
+            trusting = trial.model_copy(update={"trust_nulls": True})
+            graded = measure(trusting)
+            if _accuracy(graded) > _accuracy(best[1]):
+                best = (trusting, graded)
         candidates = []
     for way in candidates:
         examples = fixed_examples(pool, shots) + pool if way == "fixed" else pool
@@ -292,7 +304,9 @@ def _lesson(
     assert best is not None
     lesson, after = best
     if _accuracy(after) <= _accuracy(before):  # it did not help: the step as written
-        as_written: dict[str, Any] = {"examples": [], "adapter": None, "method": "examples"}
+        as_written: dict[str, Any] = {
+            "examples": [], "adapter": None, "method": "examples", "trust_nulls": False
+        }  # fmt: skip
         lesson, after = lesson.model_copy(update=as_written), before
     threshold, _, _ = choose_threshold(
         [g.confidence or 0.0 for g in after],
@@ -341,6 +355,8 @@ def trainable_host(model: ChatModel) -> ModelHost:
 
 def _taught(example: Labelled, lesson: Lesson) -> Labelled:
     inputs = {**example.step.inputs, "examples": lesson.shown(example.step.inputs)}
+    if lesson.trust_nulls:
+        inputs["absence"] = False
     step = example.step.model_copy(update={"inputs": inputs})
     return example.model_copy(update={"step": step})
 

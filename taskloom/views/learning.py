@@ -34,5 +34,5 @@ def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
 
 def _shown(lesson: Lesson) -> str:
     if lesson.adapter:
-        return f"adapter {lesson.adapter}"
+        return f"adapter {lesson.adapter}" + (", its nulls trusted" if lesson.trust_nulls else "")
     return f"{lesson.shots} {lesson.choose}" if lesson.examples else "none (as written)"

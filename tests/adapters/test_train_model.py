@@ -46,4 +46,3 @@ def test_learn_adapter_trains_writes_and_the_adapter_changes_the_model(
         assert host.score(messages, reply) == plain  # and leave the base model as it was
     finally:
         host.close()
-
