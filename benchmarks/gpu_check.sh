@@ -12,7 +12,8 @@
 # 3. Prints steps/s and tokens/s of each, the ratio 32 ÷ 1, the layers the worker
 #    offloaded (its registration's `gpu_layers`) and the GPU memory in use (nvidia-smi,
 #    sampled every 0.5 s). The bare batched-decode ceiling runs on the GPU as well.
-#    Then benchmarks/bench_speculate.py --sets quick: drafts on and off, on the GPU.
+#    Then benchmarks/bench_speculate.py --sets quick: drafts on and off, on the GPU, and
+#    benchmarks/bench_adapter.py (adapter training and serving) where torch sees CUDA.
 # 4. Runs `taskloom worker --gpus all` once (benchmarks/gpu_box.py) and prints what
 #    `taskloom workers --json` shows for its children, a step on each, and /metrics.
 # GPU_CHECK_VENV and GPU_CHECK_CONCURRENCY override the venv and the high concurrency.
@@ -55,6 +56,13 @@ echo "== fan-out on one worker with --gpu 0 (all layers offloaded), concurrency 
 TASKLOOM_GPU=0 TASKLOOM_N_GPU_LAYERS=-1 "$python" benchmarks/bench_batching.py --concurrency "$high"
 echo "== speculative decoding on the GPU: drafts on and off, the same fan-out"
 TASKLOOM_GPU=0 TASKLOOM_N_GPU_LAYERS=-1 "$python" benchmarks/bench_speculate.py --sets quick
+echo "== adapter training and serving on the GPU (needs torch with CUDA in $venv)"
+if "$python" -c 'import torch, peft, transformers, gguf; assert torch.cuda.is_available()' 2>/dev/null; then
+    TASKLOOM_GPU=0 TASKLOOM_N_GPU_LAYERS=-1 "$python" benchmarks/bench_adapter.py
+else
+    echo "skipped: $venv has no CUDA torch with the learn extra (pip install torch, then"
+    echo "  pip install -r requirements-learn.lock without its torch pin)"
+fi
 kill "$sampler" 2>/dev/null || true
 sampler=""
 echo "peak GPU memory in use during the benchmark: $(sort -n "$out/vram.txt" | tail -1) MiB" \
