@@ -64,7 +64,8 @@ def main() -> None:
     trained = train(training_pairs(dev, host), model_path=host.path, recipe=Recipe())
     print(
         f"trained on {len(dev)} answers: {trained.steps} steps in {trained.seconds:.0f} s"
-        f" ({trained.device}, model load included), loss {trained.first_loss} →"
+        f" ({trained.device}; the model's load {trained.load_seconds:.0f} s), loss"
+        f" {trained.first_loss} →"
         f" {trained.last_loss}"
     )
     rows: list[results.Row] = []
@@ -120,7 +121,7 @@ def main() -> None:
                     " as written, points",
                     "measured": f"{gain:+.1f} ({base['accuracy']:.1%} → {best['accuracy']:.1%})",
                     "target": "≥ +15",
-                    "met": gain >= 15,
+                    "met": round(gain, 1) >= 15,  # as printed: 30 of 200 fields is 15.0, not 14.99…
                 }
             )
             rows.append(
@@ -132,14 +133,17 @@ def main() -> None:
                     "met": best["coverage"] >= 1.5 * base["coverage"] and best["coverage"] > 0,
                 }
             )
-    per_step = trained.seconds / trained.steps
+    # training time grows with the examples; the model's load does not
+    minutes = (
+        trained.load_seconds + (trained.seconds - trained.load_seconds) * 200 / len(dev)
+    ) / 60
     rows.append(
         {
-            "what": "adapter training, 200 examples × 3 passes, 2 cores (scaled from"
-            f" {trained.steps} steps, load included)",
-            "measured": f"{per_step * 600 / 60:.1f} min",
+            "what": f"adapter training, 200 examples × {Recipe().epochs} passes, 2 cores"
+            f" (projected from {len(dev)}: the model's load once, the rest × {200 / len(dev):g})",
+            "measured": f"{minutes:.1f} min",
             "target": "≤ 10 min",
-            "met": per_step * 600 / 60 <= 10,
+            "met": minutes <= 10,
         }
     )
     print(f"all in {time.perf_counter() - started:.0f} s")

@@ -9,6 +9,7 @@ adds `alpha / rank · B·A·x` to the weight's output (src/llama-adapter.cpp).
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,61 @@ def write_lora(
     writer.close()
     tmp.replace(path)
     return path
+
+
+_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+
+
+def architecture(model_path: str | Path) -> str:
+    """The model file's `general.architecture`, which its adapters must name.
+
+    Read off the header alone: gguf's reader parses every key first, the 262k-token
+    vocabulary among them, which takes seconds.
+
+    Raises:
+        ConfigError: the file is not a GGUF file or names no architecture.
+    """
+    path = Path(model_path)
+    try:
+        return _architecture(path)
+    except (OSError, struct.error, KeyError, UnicodeDecodeError) as e:
+        raise ConfigError(f"can't read the architecture of {path} ({e})") from e
+
+
+def _architecture(path: Path) -> str:
+    with path.open("rb") as f:
+
+        def number(fmt: str) -> int:
+            (value,) = struct.unpack("<" + fmt, f.read(struct.calcsize(fmt)))
+            return int(value)
+
+        def text() -> bytes:
+            return f.read(number("Q"))
+
+        def skip(kind: int) -> None:
+            if kind == _STRING:
+                f.seek(number("Q"), 1)
+            elif kind == _ARRAY:
+                item, count = number("I"), number("Q")
+                if item in _SCALAR_SIZES:
+                    f.seek(_SCALAR_SIZES[item] * count, 1)
+                else:
+                    for _ in range(count):
+                        skip(item)
+            else:
+                f.seek(_SCALAR_SIZES[kind], 1)
+
+        if f.read(4) != b"GGUF":
+            raise ConfigError(f"{path} is not a GGUF file")
+        number("I")  # version
+        number("Q")  # tensors
+        for _ in range(number("Q")):
+            key, kind = text(), number("I")
+            if key == b"general.architecture" and kind == _STRING:
+                return text().decode()
+            skip(kind)
+    raise ConfigError(f"{path} names no general.architecture")
 
 
 def check_adapter(path: str | Path) -> Path:

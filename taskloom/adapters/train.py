@@ -3,12 +3,16 @@
 The base is the served GGUF model itself: transformers loads the GGUF file, dequantised
 to float32, so the adapter learns on top of the very weights the workers run. Only the
 answer's tokens carry the loss, and the output layer (262k rows for Gemma 3) is applied
-to those positions only, which keeps a step of a 270M model near a second on 2 cores.
+to those positions only.
 
-The recipe (rank 8, alpha 16, every attention and MLP projection, AdamW at 1e-3 with a
-short warm-up and a linear decay, gradients clipped to 1, three passes) is the one that
-took the default model's extraction fields from 37% to 84% right, unreviewed, on the
-test half of benchmarks/data/eval_extract.json after learning its 50 dev answers.
+Two things keep a pass cheap on a CPU. The lowest layers (`Recipe.frozen`) get no
+adapter, so what they compute for a pair never changes: it is computed once, kept, and
+every pass starts above them, with the gradient stopping there too. And where the
+hardware has native bfloat16, the passes compute in it (the adapter stays float32).
+
+The recipe: rank 8, alpha 16, every attention and MLP projection of the layers above
+the lowest 6, AdamW at 1e-3 with a short warm-up and a linear decay, gradients clipped
+to 1, three passes (benchmarks/bench_adapter.py measures it).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from taskloom.adapters.file import GGUF_NAMES, gguf_name
+from taskloom.adapters.file import GGUF_NAMES, architecture, gguf_name
 from taskloom.errors import ConfigError, MissingExtraError
 
 LEARN_EXTRA = 'pip install "taskloom[learn]"'
@@ -50,6 +54,13 @@ class Recipe:
     lr: float = 1e-3
     warmup: int = 10
     seed: int = 0
+    frozen: int = 6
+    """The lowest decoder layers left without an adapter. What they compute for a pair
+    never changes, so it is computed once and reused by every pass, and the gradient
+    stops above them: the training's cost falls with each layer frozen."""
+    bf16: bool | None = None
+    """Compute in bfloat16 (the adapter's weights stay float32); None: where the
+    hardware has native bfloat16 (a CPU with AVX512-BF16 or AMX, most GPUs)."""
 
 
 @dataclass(frozen=True)
@@ -61,9 +72,11 @@ class Trained:
     arch: str
     steps: int
     seconds: float
+    load_seconds: float
     first_loss: float
     last_loss: float
     device: str
+    """Where it trained, and in bfloat16 if it did: "cpu", "cuda, bfloat16"."""
 
 
 def check_extra() -> None:
@@ -104,6 +117,11 @@ def train(
     if device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     base, arch = _load(Path(model_path))
+    loaded = time.perf_counter()
+    bf16 = _native_bf16(device) if recipe.bf16 is None else recipe.bf16
+    body, head = base.model, base.lm_head  # the decoder stack, and the output layer
+    layers = body.layers
+    frozen = min(recipe.frozen, len(layers) - 1)
     with warnings.catch_warnings():  # peft calls a transformers API deprecated in v5
         warnings.simplefilter("ignore", FutureWarning)
         model = get_peft_model(
@@ -113,9 +131,10 @@ def train(
                 lora_alpha=recipe.alpha,
                 lora_dropout=0.0,
                 target_modules=list(GGUF_NAMES),
+                layers_to_transform=list(range(frozen, len(layers))) if frozen else None,
             ),
         ).to(device)
-    body, head = base.model, base.lm_head  # the decoder stack, and the output layer
+    inputs = _frozen_outputs(body, pairs, frozen, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(trainable, lr=recipe.lr)
     total = recipe.epochs * len(pairs)
@@ -132,11 +151,12 @@ def train(
         for i in order:
             pair = pairs[i]
             tokens = torch.tensor([pair.prompt + pair.answer], device=device)
-            hidden = body(input_ids=tokens).last_hidden_state[0]
-            start = len(pair.prompt)
-            # the position before each answer token predicts it
-            logits = head(hidden[start - 1 : tokens.shape[1] - 1])
-            loss = torch.nn.functional.cross_entropy(logits, tokens[0, start:])
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+                hidden = body(**inputs(i, tokens)).last_hidden_state[0]
+                start = len(pair.prompt)
+                # the position before each answer token predicts it
+                logits = head(hidden[start - 1 : tokens.shape[1] - 1])
+            loss = torch.nn.functional.cross_entropy(logits.float(), tokens[0, start:])
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
             optimiser.step()
@@ -156,22 +176,71 @@ def train(
         arch=arch,
         steps=len(losses),
         seconds=time.perf_counter() - started,
+        load_seconds=loaded - started,
         first_loss=_mean(losses[: len(pairs)]),
         last_loss=_mean(losses[-len(pairs) :]),
-        device=device,
+        device=f"{device}, bfloat16" if bf16 else device,
     )
+
+
+def _native_bf16(device: str) -> bool:
+    import torch
+
+    if device == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch's own probes
+    return any(getattr(cpu, check, lambda: False)() for check in checks)
+
+
+def _frozen_outputs(
+    body: Any, pairs: Sequence[Pair], frozen: int, device: str
+) -> Callable[[int, Any], dict[str, Any]]:
+    """The decoder's keyword arguments for pair i: its tokens, or, with layers frozen,
+    what the frozen layers output for it (computed here, once), with those layers
+    replaced by a pass-through so that the decoder starts where they ended."""
+    if not frozen:
+        return lambda i, tokens: {"input_ids": tokens}
+    import torch
+
+    outputs: list[Any] = []
+
+    def keep(module: Any, args: Any, output: Any) -> None:
+        outputs.append(output[0] if isinstance(output, tuple) else output)
+        raise _Enough
+
+    hook = body.layers[frozen - 1].register_forward_hook(keep)
+    with torch.no_grad():
+        for pair in pairs:
+            with contextlib.suppress(_Enough):
+                body(input_ids=torch.tensor([pair.prompt + pair.answer], device=device))
+    hook.remove()
+    for at in range(frozen):
+        body.layers[at] = _pass_through()
+    return lambda i, tokens: {"inputs_embeds": outputs[i]}
+
+
+class _Enough(Exception):
+    """Stops a forward pass once the frozen layers have given their output."""
+
+
+def _pass_through() -> Any:
+    import torch
+
+    class PassThrough(torch.nn.Module):
+        def forward(self, hidden_states: Any, *args: Any, **kwargs: Any) -> Any:
+            return hidden_states
+
+    return PassThrough()
 
 
 def _load(path: Path) -> tuple[Any, str]:
     """The GGUF model as a float32 transformers model, and its llama.cpp architecture."""
-    import gguf
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    reader = gguf.GGUFReader(str(path))
-    field = reader.fields["general.architecture"]
-    arch = bytes(field.parts[field.data[0]]).decode()
+    arch = architecture(path)
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from taskloom.adapters.file import check_adapter, gguf_name, write_lora
+from taskloom.adapters.file import architecture, check_adapter, gguf_name, write_lora
 from taskloom.errors import ConfigError
 
 gguf = pytest.importorskip("gguf")  # the learn extra
@@ -71,3 +71,28 @@ def test_a_missing_or_foreign_adapter_file_says_what_to_do(
     with pytest.raises(ConfigError, match=says) as raised:
         check_adapter(path)
     assert "run taskloom learn again" in raised.value.message
+
+
+def test_the_architecture_is_read_past_keys_of_every_kind(tmp_path: Path) -> None:
+    path = tmp_path / "model.gguf"
+    writer = gguf.GGUFWriter(str(path), arch="gemma3")
+    del writer.kv_data[0]["general.architecture"]  # written last, after keys to skip
+    writer.add_uint32("general.quantization_version", 2)
+    writer.add_array("tokenizer.ggml.tokens", ["<pad>", "hello", "wörld"])
+    writer.add_array("tokenizer.ggml.scores", [0.0, -1.5, -2.5])
+    writer.add_bool("general.flag", True)
+    writer.add_string("general.architecture", "gemma3")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.close()
+    assert architecture(path) == "gemma3"
+
+
+def test_a_file_with_no_architecture_is_refused_in_one_line(tmp_path: Path) -> None:
+    foreign = tmp_path / "notes.gguf"
+    foreign.write_text("not a model")
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(b"GGUF\x03\x00\x00\x00\x00")  # the header stops short
+    for path, why in ((foreign, "not a GGUF file"), (cut, "can't read the architecture")):
+        with pytest.raises(ConfigError, match=why):
+            architecture(path)

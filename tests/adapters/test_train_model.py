@@ -3,10 +3,12 @@ adapter that llama.cpp loads and that changes what the model says."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from taskloom.adapters.train import Pair, Recipe, train
 from taskloom.chat.llama.host import ModelHost
 from tests.test_cli import cli
 from tests.test_cli_learn import examples, lessons
@@ -46,3 +48,25 @@ def test_learn_adapter_trains_writes_and_the_adapter_changes_the_model(
         assert host.score(messages, reply) == plain  # and leave the base model as it was
     finally:
         host.close()
+
+
+def test_frozen_layers_are_computed_once_and_change_nothing_but_the_cost(
+    default_model_path: str,
+) -> None:
+    host = ModelHost(default_model_path, n_ctx=1024)
+    try:
+        messages = [
+            {"role": "system", "content": "Extract the order id as JSON."},
+            {"role": "user", "content": "Order A-2001 never came. Nora"},
+        ]
+        pairs = [Pair(host.prompt_tokens(messages), host.tokenize('{"order_id": "A-2001"}'))]
+    finally:
+        host.close()
+    # with no learning rate the adapter stays zero: the losses are the base model's
+    still = Recipe(epochs=1, lr=0.0, bf16=False)
+    whole = train(pairs, model_path=default_model_path, recipe=replace(still, frozen=0))
+    cached = train(pairs, model_path=default_model_path, recipe=replace(still, frozen=6))
+    assert cached.first_loss == pytest.approx(whole.first_loss, abs=1e-3)
+    assert whole.first_loss > 0
+    assert {name.split(".")[1] for name in whole.weights} == {str(n) for n in range(18)}
+    assert {name.split(".")[1] for name in cached.weights} == {str(n) for n in range(6, 18)}
