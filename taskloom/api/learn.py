@@ -185,7 +185,8 @@ def train_adapters(
         )
         training = {
             "examples": len(train), "steps": trained.steps,
-            "seconds": round(trained.seconds, 1), "device": trained.device,
+            "seconds": round(trained.seconds, 1),
+            "load_seconds": round(trained.load_seconds, 1), "device": trained.device,
             "first_loss": trained.first_loss, "last_loss": trained.last_loss,
         }  # fmt: skip
         log.info("adapter_trained", kind=kind, path=str(path), **training)

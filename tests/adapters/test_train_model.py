@@ -31,6 +31,7 @@ def test_learn_adapter_trains_writes_and_the_adapter_changes_the_model(
     training = lesson.training
     assert training["examples"] == lesson.trained_on == 5 and training["steps"] == 15
     assert training["last_loss"] < training["first_loss"]  # it learned the five answers
+    assert 0 < training["load_seconds"] < training["seconds"]
     assert lesson.adapter in (adapter.name, None)  # kept only if it beat the step as written
     assert ("adapter " + adapter.name in out) == (lesson.adapter is not None)
 
