@@ -59,6 +59,7 @@ TASKLOOM_GPU=0 TASKLOOM_N_GPU_LAYERS=-1 "$python" benchmarks/bench_speculate.py 
 echo "== adapter training and serving on the GPU (needs torch with CUDA in $venv)"
 if "$python" -c 'import torch, peft, transformers, gguf; assert torch.cuda.is_available()' 2>/dev/null; then
     TASKLOOM_GPU=0 TASKLOOM_N_GPU_LAYERS=-1 "$python" benchmarks/bench_adapter.py
+    TASKLOOM_GPU=0 "$python" benchmarks/bench_adapter.py --time
 else
     echo "skipped: $venv has no CUDA torch with the learn extra (pip install torch, then"
     echo "  pip install -r requirements-learn.lock without its torch pin)"
