@@ -31,7 +31,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import results
-from bench_learn import cases, scores
+from bench_learn import cases, minutes_for_200, scores
 
 from taskloom import calibration
 from taskloom.adapters.file import write_lora
@@ -141,10 +141,7 @@ def main() -> None:
                     "met": best["coverage"] >= 1.5 * base["coverage"] and best["coverage"] > 0,
                 }
             )
-    # training time grows with the examples; the model's load does not
-    minutes = (
-        trained.load_seconds + (trained.seconds - trained.load_seconds) * 200 / len(dev)
-    ) / 60
+    minutes = minutes_for_200(trained.seconds, trained.load_seconds, len(dev))
     rows.append(
         {
             "what": f"adapter training, 200 examples × {Recipe().epochs} passes, 2 cores"

@@ -229,6 +229,12 @@ def measure(
     return graded, time.perf_counter() - started
 
 
+def minutes_for_200(seconds: float, load_seconds: float, examples: int) -> float:
+    """A training run's time projected to the issue's 200 examples: the time grows with
+    the examples, the model's load does not."""
+    return (load_seconds + (seconds - load_seconds) * 200 / examples) / 60
+
+
 def scores(graded: Sequence[Graded]) -> dict[str, float]:
     right = [g.is_right for g in graded]
     conf = [g.confidence or 0.0 for g in graded]
@@ -349,9 +355,8 @@ def main() -> None:
         trainings = [lesson.training for lesson in lessons if lesson.training]
         if trainings:  # the last round's training, scaled to the issue's 200 examples
             t = max(trainings, key=lambda t: t["steps"])
-            # training time grows with the examples; the model's load does not
             load = t.get("load_seconds", 0.0)
-            at_200 = (load + (t["seconds"] - load) * 200 / t["examples"]) / 60
+            at_200 = minutes_for_200(t["seconds"], load, t["examples"])
             print(
                 f"adapter training: {t['examples']} examples, {t['steps']} steps in"
                 f" {t['seconds']:.0f} s ({t['device']}; the model's load {load:.0f} s);"

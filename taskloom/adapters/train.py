@@ -215,8 +215,9 @@ def _frozen_outputs(
             with contextlib.suppress(_Enough):
                 body(input_ids=torch.tensor([pair.prompt + pair.answer], device=device))
     hook.remove()
+    skip = _pass_through()
     for at in range(frozen):
-        body.layers[at] = _pass_through()
+        body.layers[at] = skip
     return lambda i, tokens: {"inputs_embeds": outputs[i]}
 
 
