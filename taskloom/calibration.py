@@ -182,7 +182,7 @@ def fit_kind(
     """A kind's calibration from labelled answers: its mapping, then its threshold.
 
     `inputs` are each answer's signal vector (extract, fill_slots) or its kind's own
-    confidence (classify, filter). With enough answers (MIN_TO_REFIT) the mapping is
+    confidence (classify, filter). With enough answers (`can_refit`) the mapping is
     fitted anew and the threshold is chosen on out-of-fold confidences (5 folds by
     `groups`, e.g. the example each answer came from), so the threshold is never picked
     on answers the mapping was fitted to; otherwise `base`'s mapping is kept.
@@ -206,11 +206,8 @@ def fit_kind(
             return probe.step_confidence(kind, float(x)) or 0.0
         return probe.field_confidence(kind, x) or 0.0
 
-    n_right = sum(right)
     n_params = len(inputs[0]) if is_vector else 2  # type: ignore[arg-type]
-    enough = max(40, PER_PARAMETER * n_params)
-    can_refit = len(right) >= enough and min(n_right, len(right) - n_right) >= 10
-    if can_refit:
+    if can_refit(right, n_params):
         names = sorted(set(groups))
         fold_of = {g: i % FOLDS for i, g in enumerate(names)}
         oof = [0.0] * len(right)
@@ -234,6 +231,14 @@ def fit_kind(
         ),
         scored,
     )
+
+
+def can_refit(right: Sequence[bool], n_params: int) -> bool:
+    """Whether these labelled answers are enough to fit a mapping of `n_params` anew
+    (PER_PARAMETER)."""
+    n_right = sum(right)
+    enough = max(40, PER_PARAMETER * n_params)
+    return len(right) >= enough and min(n_right, len(right) - n_right) >= 10
 
 
 def rounded_down(threshold: float | None) -> float | None:

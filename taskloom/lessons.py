@@ -15,6 +15,11 @@ SLM steps use the lesson of their signature automatically (`learned=False`, or
   applies it (`StepJob.adapter`). None when, on the held-back answers, it did not beat
   the step as written. `trust_nulls`: the adapter's steps run with `absence: false`
   (the model's own nulls stand) where that was right more often on those answers.
+- `weights`: with an adapter, the adapted model's own signal weights (`tools/confidence.py`),
+  fitted on the held-back answers of its kind: the shipped calibration ranks the base
+  model's signals, and an adapted model's signals mean something else. Each field's
+  confidence is recomputed from its signals with them. None: the calibration's (too few
+  held-back answers to fit).
 - `threshold`: the confidence at and above which the signature's answers are accepted,
   chosen on held-back answers (`calibration.choose_threshold`); it replaces the
   calibration's for this signature. None: every answer stays flagged.
@@ -37,13 +42,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from taskloom.adapters.train import Pair
-from taskloom.calibration import DATA_INPUTS, signature
+from taskloom.calibration import DATA_INPUTS, Calibration, KindCalibration, signature
 from taskloom.errors import ConfigError
 from taskloom.labelled import Labelled
 from taskloom.plan import SLM_KINDS, StepKind
 from taskloom.step import StepJob, StepResult
 from taskloom.tools import KINDS
 from taskloom.tools.base import build_messages, parse_inputs
+from taskloom.tools.confidence import Signals
 
 if TYPE_CHECKING:
     from taskloom.chat.llama.host import ModelHost
@@ -66,6 +72,9 @@ class Lesson(BaseModel):
     trust_nulls: bool = Field(
         False,
         description="with an adapter: the model's nulls stand (the step's `absence: false`)",
+    )
+    weights: list[float] | None = Field(
+        None, description="with an adapter: its signal weights, replacing the calibration's"
     )
     choose: Choose = "fixed"
     shots: int = Field(3, ge=1, description="examples shown to each input")
@@ -171,9 +180,11 @@ def teach(job: StepJob, lesson: Lesson, root: Path) -> StepJob:
 
 
 def judge(result: StepResult, lesson: Lesson) -> StepResult:
-    """The result with its answers accepted or flagged by the lesson's threshold."""
+    """The result with its fields' confidences under the lesson's weights (if it has
+    them), and its answers accepted or flagged by the lesson's threshold."""
     if result.accepted is None:  # failed, or a kind without a confidence
         return result
+    result = rescored(result, lesson)
     threshold = lesson.threshold
 
     def accepts(confidence: Any) -> bool:
@@ -194,6 +205,26 @@ def judge(result: StepResult, lesson: Lesson) -> StepResult:
     else:
         accepted = accepts(result.confidence)
     return result.model_copy(update={"accepted": accepted, "meta": meta})
+
+
+def rescored(result: StepResult, lesson: Lesson) -> StepResult:
+    """Each field's confidence recomputed from its signals with the lesson's weights, and
+    the step's, their least (as the review sets it); the result as it was without them."""
+    fields = fields_of(result)
+    if lesson.weights is None or not fields:
+        return result
+    weights = Calibration(kinds={lesson.kind: KindCalibration(weights=lesson.weights)})
+    found = {}
+    for name, f in fields.items():
+        said = f.get("signals")
+        sure = None
+        if isinstance(said, dict):
+            sure = weights.field_confidence(lesson.kind, Signals.from_meta(said).vector())
+        found[name] = {**f, "confidence": None if sure is None else round(sure, 4)}
+    known = [f["confidence"] for f in found.values() if f["confidence"] is not None]
+    step = min(known) if len(known) == len(found) else result.confidence
+    meta = {**result.meta, "fields": found}
+    return result.model_copy(update={"confidence": step, "meta": meta})
 
 
 def fields_of(result: StepResult) -> dict[str, dict[str, Any]]:

@@ -14,20 +14,23 @@ from typing import Any
 
 import pytest
 
+from taskloom import calibration
 from taskloom.adapters.train import Recipe
 from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
-from taskloom.api.learn import banked, learn, planned_runs, split
+from taskloom.api.learn import adapter_weights, banked, learn, planned_runs, split
 from taskloom.bank import ExampleBank, Source
+from taskloom.calibration import coverage_at, sigmoid
 from taskloom.chat import Message, OpenAIChatModel, ScriptedChatModel
 from taskloom.config import Settings
 from taskloom.dispatch.inline import InlineDispatcher
 from taskloom.errors import ConfigError, InputError
-from taskloom.labelled import Labelled
+from taskloom.labelled import Graded, Labelled
 from taskloom.lessons import Lesson, Lessons, fixed_examples, judge, teach
 from taskloom.plan import Step
 from taskloom.step import StepJob, StepResult, StepStatus
 from taskloom.testing.server import Reply, ScriptedServer
+from taskloom.tools.confidence import FEATURES, Signals
 
 SCHEMA = {
     "type": "object",
@@ -187,6 +190,60 @@ def test_the_lessons_threshold_accepts_fields_at_or_above_it() -> None:
     assert [f["accepted"] for f in judged.meta["fields"].values()] == [True, False]
     none = lesson.model_copy(update={"threshold": None})
     assert judge(result_with({"a": 0.99}), none).accepted is False
+
+
+def signals(*, lp_min: float) -> dict[str, Any]:
+    """A present value's signals as the review records them."""
+    return Signals(
+        is_null=False, has_margin=False, margin=0.0, lp_min=lp_min, lp_first=lp_min,
+        override=0.0, n_tokens=3, is_duplicate=False, wants_digits=False, has_digits=False,
+    ).describe()  # fmt: skip
+
+
+def test_a_lessons_weights_rescore_each_field_from_its_signals() -> None:
+    result = result_with({"sure": 0.1, "unsure": 0.1})
+    result.meta["fields"]["sure"]["signals"] = signals(lp_min=-0.01)
+    result.meta["fields"]["unsure"]["signals"] = signals(lp_min=-9.0)
+    weights = [3.0, 0.0, 1.0] + [0.0] * (len(FEATURES) - 3)  # bias, null, lp_min
+    lesson = Lesson(signature="s", kind="extract", examples=[], threshold=0.9)
+    assert judge(result, lesson).accepted is False  # the calibration's 0.1 stands
+    judged = judge(result, lesson.model_copy(update={"weights": weights}))
+    fields = judged.meta["fields"]
+    assert fields["sure"]["confidence"] == pytest.approx(sigmoid(3.0 - 0.01), abs=1e-4)
+    assert fields["unsure"]["confidence"] == pytest.approx(sigmoid(3.0 - 9.0), abs=1e-4)
+    assert [f["accepted"] for f in fields.values()] == [True, False]
+    assert judged.confidence == fields["unsure"]["confidence"]  # the step's: the least
+
+
+def graded_answers(n: int, *, wrong_every: int) -> list[Graded]:
+    """Answers whose lp_min separates the wrong ones (every `wrong_every`-th) from the rest."""
+    found = []
+    for i in range(n):
+        right = i % wrong_every != 0
+        said = Signals.from_meta(signals(lp_min=-0.2 if right else -4.0 - i % 3))
+        found.append(
+            Graded("extract", "sig", i // 3, f"f{i % 3}", "x", "x", 0.5, right, said.vector())
+        )
+    return found
+
+
+def test_adapter_weights_are_fitted_on_enough_answers_and_rescore_them_out_of_fold() -> None:
+    base = calibration.load()
+    answers = graded_answers(150, wrong_every=5)
+    weights, rescored = adapter_weights("extract", answers, base)
+    assert weights is not None and weights != base.of("extract").weights
+    assert len(weights) == len(FEATURES)
+    sure = [g.confidence or 0.0 for g in rescored]
+    right = [g.is_right for g in rescored]
+    pairs = list(zip(sure, right, strict=True))
+    assert min(c for c, ok in pairs if ok) > max(c for c, ok in pairs if not ok)
+    assert coverage_at(sure, right) >= 0.8
+    assert coverage_at([g.confidence or 0.0 for g in answers], right) == 0  # all tied at 0.5
+
+
+def test_too_few_answers_keep_the_calibrations_weights() -> None:
+    answers = graded_answers(60, wrong_every=5)
+    assert adapter_weights("extract", answers, calibration.load()) == (None, answers)
 
 
 def test_a_corrupt_lesson_names_its_file(tmp_path: Path) -> None:

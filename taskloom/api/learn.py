@@ -6,9 +6,12 @@ split, by a hash of their data, into those the lesson learns from and a held-bac
 written (before) and with the lesson's examples (after, its own examples and then the
 lesson's, for each way of choosing them unless one is given); the better way is kept,
 ties to `fixed` (it keeps the prompt's prefix cached), and none at all when neither
-beats the step as written. The lesson's threshold is chosen on the same held-back answers
-(`calibration.choose_threshold`), and before/after accuracy and coverage at the target
-precision are kept in the lesson and printed.
+beats the step as written. An adapter's lessons get the adapted model's own signal
+weights, fitted on the held-back answers of the adapter's kind, pooled
+(`adapter_weights`). The lesson's threshold is chosen on the same held-back answers
+(`calibration.choose_threshold`; out of fold where weights were fitted on them), and
+before/after accuracy and coverage at the target precision are kept in the lesson and
+printed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +31,14 @@ from taskloom.adapters.file import write_lora
 from taskloom.adapters.train import Recipe, check_extra
 from taskloom.adapters.train import train as train_lora
 from taskloom.bank import ExampleBank, step_signature
-from taskloom.calibration import Calibration, choose_threshold, coverage_at, rounded_down
+from taskloom.calibration import (
+    Calibration,
+    can_refit,
+    choose_threshold,
+    coverage_at,
+    fit_kind,
+    rounded_down,
+)
 from taskloom.chat import ChatModel, load_model
 from taskloom.config import Settings
 from taskloom.errors import ConfigError, InputError
@@ -94,19 +105,31 @@ def learn(
         if adapter is not None
         else {}
     )
+    trials = {
+        sig: _trial(
+            sig,
+            group,
+            model=model,
+            base=base,
+            settings=settings,
+            shots=shots,
+            choose=choose,
+            hold_back=hold_back,
+            progress=progress,
+            adapter=adapters.get(group[0].step.kind),
+        )
+        for sig, group in learnable.items()
+    }
+    _weigh_adapters(list(trials.values()), base)
     found = []
     for sig, group in groups.items():
         kind = group[0].step.kind
-        if sig not in learnable:
+        if sig not in trials:
             found.append(
                 Learned(sig, kind, len(group), skipped=f"{len(group)} examples, needs {needed}")
             )
             continue
-        lesson = _lesson(
-            sig, group, model=model, base=base, settings=settings, shots=shots,
-            choose=choose, hold_back=hold_back, progress=progress,
-            adapter=adapters.get(kind),
-        )  # fmt: skip
+        lesson = _finished(trials[sig], base)
         store.save(lesson)
         found.append(Learned(sig, kind, len(group), lesson=lesson))
     return found
@@ -250,7 +273,7 @@ def split(group: Sequence[Labelled], hold_back: float) -> tuple[list[Labelled], 
     return ordered[n_held:], ordered[:n_held]
 
 
-def _lesson(
+def _trial(
     sig: str,
     group: Sequence[Labelled],
     *,
@@ -262,7 +285,8 @@ def _lesson(
     hold_back: float,
     progress: Callable[[int], None] | None,
     adapter: tuple[Path, dict[str, Any]] | None = None,
-) -> Lesson:
+) -> _Trial:
+    """The signature's best lesson on its held-back answers, before a threshold is chosen."""
     train, held = split(group, hold_back)
     pool = [as_example(e) for e in train]
     candidates: list[Choose] = [choose] if choose else ["fixed", "nearest"]
@@ -309,18 +333,82 @@ def _lesson(
             "examples": [], "adapter": None, "method": "examples", "trust_nulls": False
         }  # fmt: skip
         lesson, after = lesson.model_copy(update=as_written), before
+    return _Trial(lesson, len(train), len(held), before, after)
+
+
+@dataclass
+class _Trial:
+    """A signature's lesson as measured on its held-back answers (`before` as written)."""
+
+    lesson: Lesson
+    trained_on: int
+    held_back: int
+    before: list[labelled.Graded]
+    after: list[labelled.Graded]
+
+
+def _weigh_adapters(trials: Sequence[_Trial], base: Calibration) -> None:
+    """Give each kind's adapter lessons the adapted model's own signal weights, fitted on
+    their held-back answers pooled (one adapter serves the kind), and rescore those
+    answers out of fold (`adapter_weights`); lessons of too few answers keep the
+    calibration's."""
+    by_kind: dict[str, list[_Trial]] = {}
+    for t in trials:
+        if t.lesson.adapter is not None:
+            by_kind.setdefault(t.lesson.kind, []).append(t)
+    for kind, mine in by_kind.items():
+        pooled = [g for t in mine for g in t.after]
+        weights, rescored = adapter_weights(kind, pooled, base)
+        if weights is None:
+            continue
+        for t in mine:
+            t.lesson = t.lesson.model_copy(update={"weights": weights})
+            t.after, rescored = rescored[: len(t.after)], rescored[len(t.after) :]
+
+
+def adapter_weights(
+    kind: str, graded: Sequence[labelled.Graded], base: Calibration
+) -> tuple[list[float] | None, list[labelled.Graded]]:
+    """An adapted model's own signal weights, fitted on its answers to examples it was
+    not trained on, and those answers with out-of-fold confidences (5 folds by example,
+    `calibration.fit_kind`), so that a threshold chosen on them is not chosen on the
+    answers the weights were fitted to. (None, the answers as they were) when there are
+    too few to fit (`calibration.can_refit`) or the kind has no signals.
+    """
+    fitted = [g for g in graded if isinstance(g.evidence, list)]
+    right = [g.is_right for g in fitted]
+    if not fitted or not can_refit(right, len(fitted[0].evidence)):  # type: ignore[arg-type]
+        return None, list(graded)
+    kc, oof = fit_kind(
+        kind,
+        [g.evidence for g in fitted],  # type: ignore[misc]
+        right,
+        [f"{g.signature}:{g.line}" for g in fitted],
+        base=base.kinds.get(kind),
+        target=base.target_precision,
+        level=base.level,
+    )
+    confidence = {id(g): c for g, c in zip(fitted, oof, strict=True)}
+    return kc.weights, [
+        replace(g, confidence=confidence[id(g)]) if id(g) in confidence else g for g in graded
+    ]
+
+
+def _finished(trial: _Trial, base: Calibration) -> Lesson:
+    """The lesson with its threshold, chosen on its held-back answers, and its scores."""
+    after = trial.after
     threshold, _, _ = choose_threshold(
         [g.confidence or 0.0 for g in after],
         [g.is_right for g in after],
         target=base.target_precision,
         level=base.level,
     )
-    return lesson.model_copy(
+    return trial.lesson.model_copy(
         update={
             "threshold": rounded_down(threshold),
-            "trained_on": len(train),
-            "held_back": len(held),
-            "before": _scores(before, base.target_precision),
+            "trained_on": trial.trained_on,
+            "held_back": trial.held_back,
+            "before": _scores(trial.before, base.target_precision),
             "after": _scores(after, base.target_precision),
             "at": time.time(),
         }
