@@ -18,7 +18,16 @@ from taskloom import calibration
 from taskloom.adapters.train import Recipe
 from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
-from taskloom.api.learn import adapter_weights, banked, learn, planned_runs, split
+from taskloom.api.learn import (
+    _finished,
+    _Trial,
+    _weigh_adapters,
+    adapter_weights,
+    banked,
+    learn,
+    planned_runs,
+    split,
+)
 from taskloom.bank import ExampleBank, Source
 from taskloom.calibration import coverage_at, sigmoid
 from taskloom.chat import Message, OpenAIChatModel, ScriptedChatModel
@@ -244,6 +253,24 @@ def test_adapter_weights_are_fitted_on_enough_answers_and_rescore_them_out_of_fo
 def test_too_few_answers_keep_the_calibrations_weights() -> None:
     answers = graded_answers(60, wrong_every=5)
     assert adapter_weights("extract", answers, calibration.load()) == (None, answers)
+
+
+def test_an_adapters_lessons_choose_one_threshold_on_their_pooled_answers() -> None:
+    """30 right answers a signature cannot pass the 95% bound (it takes 45); the 60 of
+    the two signatures one adapter serves can, and steps without an adapter stay alone."""
+    base = calibration.load()
+
+    def trial(sig: str, adapter: str | None) -> _Trial:
+        after = [Graded("extract", sig, i, "f", "x", "x", 0.9, True, None) for i in range(30)]
+        lesson = Lesson(signature=sig, kind="extract", examples=[], adapter=adapter)
+        return _Trial(lesson, trained_on=70, held_back=30, before=after, after=after)
+
+    served = [trial("a", "adapter.gguf"), trial("b", "adapter.gguf")]
+    alone = trial("c", None)
+    _weigh_adapters([*served, alone], base)
+    assert [_finished(t, base).threshold for t in served] == [0.9, 0.9]
+    assert _finished(alone, base).threshold is None
+    assert [{g.signature for g in t.after} for t in served] == [{"a"}, {"b"}]  # its scores'
 
 
 def test_a_corrupt_lesson_names_its_file(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ ties to `fixed` (it keeps the prompt's prefix cached), and none at all when neit
 beats the step as written. An adapter's lessons get the adapted model's own signal
 weights, fitted on the held-back answers of the adapter's kind, pooled
 (`adapter_weights`). The lesson's threshold is chosen on the same held-back answers
-(`calibration.choose_threshold`; out of fold where weights were fitted on them), and
+(`calibration.choose_threshold`; an adapter's on its kind's, pooled, out of fold where
+weights were fitted on them), and
 before/after accuracy and coverage at the target precision are kept in the lesson and
 printed.
 """
@@ -345,25 +346,27 @@ class _Trial:
     held_back: int
     before: list[labelled.Graded]
     after: list[labelled.Graded]
+    judged_on: list[labelled.Graded] | None = None
+    """The answers its threshold is chosen on, where not `after`: its adapter's, pooled."""
 
 
 def _weigh_adapters(trials: Sequence[_Trial], base: Calibration) -> None:
-    """Give each kind's adapter lessons the adapted model's own signal weights, fitted on
-    their held-back answers pooled (one adapter serves the kind), and rescore those
-    answers out of fold (`adapter_weights`); lessons of too few answers keep the
-    calibration's."""
+    """Pool the held-back answers of each kind's adapter lessons (one adapter, and one
+    confidence, serve the kind): their threshold is chosen on them all, and where they
+    are enough, the adapted model's own signal weights are fitted on them and they are
+    rescored out of fold (`adapter_weights`)."""
     by_kind: dict[str, list[_Trial]] = {}
     for t in trials:
         if t.lesson.adapter is not None:
             by_kind.setdefault(t.lesson.kind, []).append(t)
     for kind, mine in by_kind.items():
-        pooled = [g for t in mine for g in t.after]
-        weights, rescored = adapter_weights(kind, pooled, base)
-        if weights is None:
-            continue
+        weights, pooled = adapter_weights(kind, [g for t in mine for g in t.after], base)
+        rest = pooled
         for t in mine:
-            t.lesson = t.lesson.model_copy(update={"weights": weights})
-            t.after, rescored = rescored[: len(t.after)], rescored[len(t.after) :]
+            t.after, rest = rest[: len(t.after)], rest[len(t.after) :]
+            t.judged_on = pooled
+            if weights is not None:
+                t.lesson = t.lesson.model_copy(update={"weights": weights})
 
 
 def adapter_weights(
@@ -395,11 +398,12 @@ def adapter_weights(
 
 
 def _finished(trial: _Trial, base: Calibration) -> Lesson:
-    """The lesson with its threshold, chosen on its held-back answers, and its scores."""
-    after = trial.after
+    """The lesson with its threshold, chosen on its held-back answers (or its adapter's),
+    and its scores."""
+    after, judged_on = trial.after, trial.judged_on or trial.after
     threshold, _, _ = choose_threshold(
-        [g.confidence or 0.0 for g in after],
-        [g.is_right for g in after],
+        [g.confidence or 0.0 for g in judged_on],
+        [g.is_right for g in judged_on],
         target=base.target_precision,
         level=base.level,
     )
