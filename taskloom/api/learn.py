@@ -10,9 +10,8 @@ beats the step as written. An adapter's lessons get the adapted model's own sign
 weights, fitted on the held-back answers of the adapter's kind, pooled
 (`adapter_weights`). The lesson's threshold is chosen on the same held-back answers
 (`calibration.choose_threshold`; an adapter's on its kind's, pooled, out of fold where
-weights were fitted on them), and
-before/after accuracy and coverage at the target precision are kept in the lesson and
-printed.
+weights were fitted on them), and before/after accuracy and coverage at the target
+precision are kept in the lesson and printed.
 """
 
 from __future__ import annotations
