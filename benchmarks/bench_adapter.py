@@ -195,21 +195,22 @@ class Weighed:
     weights: list[float] | None
     threshold: float | None
 
-    def score(self, answers: list[Graded]) -> dict[str, float]:
-        """The answers scored with their confidences recomputed under these weights."""
+    def rescored(self, answers: list[Graded]) -> list[Graded]:
+        """The answers with their confidences recomputed under these weights."""
         if self.weights is None:
-            return scores(answers)
+            return answers
         own = Calibration(kinds={"extract": KindCalibration(weights=self.weights)})
-        return scores(
-            [replace(g, confidence=confidence_of(own, "extract", g.evidence)) for g in answers]
-        )
+        return [replace(g, confidence=confidence_of(own, "extract", g.evidence)) for g in answers]
+
+    def score(self, answers: list[Graded]) -> dict[str, float]:
+        """The answers scored under these weights."""
+        return scores(self.rescored(answers))
 
     def accepts(self, answers: list[Graded]) -> str:
         """What the threshold accepts of the answers, and how precise that is."""
         if self.weights is None or self.threshold is None:
             return "none (no threshold reached 95% with the bound on the dev half)"
-        own = Calibration(kinds={"extract": KindCalibration(weights=self.weights)})
-        kept = [g for g in answers if confidence_of(own, "extract", g.evidence) >= self.threshold]
+        kept = [g for g in self.rescored(answers) if (g.confidence or 0.0) >= self.threshold]
         right = sum(g.is_right for g in kept)
         return f"{len(kept) / len(answers):.1%} accepted, {right / max(len(kept), 1):.1%} right"
 

@@ -105,21 +105,13 @@ def learn(
         if adapter is not None
         else {}
     )
-    trials = {
-        sig: _trial(
-            sig,
-            group,
-            model=model,
-            base=base,
-            settings=settings,
-            shots=shots,
-            choose=choose,
-            hold_back=hold_back,
-            progress=progress,
+    trials = {}
+    for sig, group in learnable.items():
+        trials[sig] = _trial(
+            sig, group, model=model, base=base, settings=settings, shots=shots,
+            choose=choose, hold_back=hold_back, progress=progress,
             adapter=adapters.get(group[0].step.kind),
-        )
-        for sig, group in learnable.items()
-    }
+        )  # fmt: skip
     _weigh_adapters(list(trials.values()), base)
     found = []
     for sig, group in groups.items():
@@ -390,9 +382,9 @@ def adapter_weights(
         target=base.target_precision,
         level=base.level,
     )
-    confidence = {id(g): c for g, c in zip(fitted, oof, strict=True)}
+    scored = iter(oof)  # in the order of `fitted`: the answers with signals
     return kc.weights, [
-        replace(g, confidence=confidence[id(g)]) if id(g) in confidence else g for g in graded
+        replace(g, confidence=next(scored)) if isinstance(g.evidence, list) else g for g in graded
     ]
 
 
