@@ -23,6 +23,7 @@ from taskloom.deadline import step_deadline
 from taskloom.errors import RunCancelledError, StepTimeoutError, TaskInputError
 from taskloom.tools import run_task
 from taskloom.tools.base import with_copy
+from tests.chat.agreement import FIELDS_AGREE, attribution, fields_agreeing
 from tests.chat.test_host import CONTACT, chat
 
 pytestmark = pytest.mark.model
@@ -192,35 +193,27 @@ def test_scoring_kinds_batch_and_agree_with_sequential(
     )
 
 
-AGREEMENT = 0.4
-"""Greedy outputs of steps decoded together that must match the sequential host's.
-
-Measured here on these 11 texts: 5 and 7 of 11. Not more, because this 270M model's
-greedy picks sit on near-ties that the last bits of a logit decide: the sequential host
-itself agrees with itself on only 7 of 11 once its cache is reset before each text (a
-cached prefix was computed in a different batch). Decoded one at a time, the batch
-matches the sequential host on all but at most one text, which the test checks first.
-"""
-
-
-def test_batched_greedy_output_agrees_with_sequential(
+def test_batched_greedy_replies_agree_with_sequential_and_belong_to_their_calls(
     batched: ModelHost, model_host: ModelHost
 ) -> None:
     data = json.loads(DATA.read_text())
-    texts = [case["text"] for case in data["cases"]]
+    prompts = [chat(case["text"]) for case in data["cases"]]
 
-    def extract(host: ModelHost, text: str) -> Any:
-        return run_task("extract", {"text": text}, output=data["schema"], model=host).value
+    def reply(host: ModelHost, messages: list[Message]) -> str:
+        return host.complete(messages, schema=data["schema"], max_tokens=128).text
 
     model_host.reset_cache()
     batched.reset_cache()  # the same cache history on both sides
-    alone = [extract(model_host, t) for t in texts]
-    # One at a time, the batched host's only difference is its larger KV buffer. On some
-    # CPUs that selects other kernels, and a near-tie flips (here: 1 of 11, an email
-    # written with or without its dot); so: all but one, and no more.
-    one_by_one = [extract(batched, t) for t in texts]
-    assert sum(a != b for a, b in zip(alone, one_by_one, strict=True)) <= 1
-    batch = together(*[lambda t=t: extract(batched, t) for t in texts])
-    same = sum(a == b for a, b in zip(alone, batch, strict=True))
-    print(f"batched agrees with sequential on {same} of {len(texts)}")
-    assert same >= AGREEMENT * len(texts)
+    alone = [reply(model_host, m) for m in prompts]
+    # One at a time, the batched host differs only in its larger KV buffer; together, in
+    # the shapes of the batch. Either may flip a near-tie (see agreement), no more.
+    one_by_one = [reply(batched, m) for m in prompts]
+    at_once = together(*[lambda m=m: reply(batched, m) for m in prompts])
+    calls = [(model_host, m) for m in prompts]
+    for how, replies in (("one by one", one_by_one), ("together", at_once)):
+        same = sum(a == b for a, b in zip(alone, replies, strict=True))
+        print(f"{how}: {same} of {len(prompts)} replies the sequential host's")
+        assert fields_agreeing(replies, alone) >= FIELDS_AGREE
+        assert min(attribution(calls, replies)) > 0
+    # The control: replies shifted by one call, as a mix-up of sequences would give.
+    assert max(attribution(calls, at_once[1:] + at_once[:1])) < 0

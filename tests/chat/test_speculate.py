@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from taskloom.chat import Completion, Message
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.llama.speculate import (
     MAX_DRAFT,
@@ -19,7 +20,8 @@ from taskloom.chat.llama.speculate import (
     span_end,
     template_of,
 )
-from taskloom.tools import run_task
+from tests.chat.agreement import FIELDS_AGREE, attribution, fields_agreeing
+from tests.chat.test_host import chat
 
 DATA = Path(__file__).parent.parent / "tools" / "data" / "extract_texts.json"
 ANSWER = ' { "name": "Tom Baker", "city": null, "order_id": "96304" }'
@@ -110,9 +112,8 @@ def test_drafts_shrink_as_the_batch_fills() -> None:
 # -- on the real model ------------------------------------------------------------------
 
 
-def extract(host: ModelHost, text: str, schema: dict[str, Any]) -> tuple[Any, Any]:
-    outcome = run_task("extract", {"text": text}, output=schema, model=host)
-    return outcome.value, outcome.usage
+def reply(host: ModelHost, messages: list[Message], schema: dict[str, Any]) -> Completion:
+    return host.complete(messages, schema=schema, max_tokens=128)
 
 
 @pytest.fixture(scope="module")
@@ -137,24 +138,22 @@ def test_drafted_outputs_are_the_greedy_outputs_with_fewer_decodes(
     drafting: ModelHost, plain: ModelHost
 ) -> None:
     data = json.loads(DATA.read_text())
-    on, off = [], []
-    for case in data["cases"]:
-        on.append(extract(drafting, case["text"], data["schema"]))
-        off.append(extract(plain, case["text"], data["schema"]))
-    same = sum(a[0] == b[0] for a, b in zip(on, off, strict=True))
-    decodes_on = sum(u.decodes for _, u in on)
-    decodes_off = sum(u.decodes for _, u in off)
-    tokens = sum(u.completion_tokens for _, u in off)
+    prompts = [chat(case["text"]) for case in data["cases"]]
+    on = [reply(drafting, m, data["schema"]) for m in prompts]
+    off = [reply(plain, m, data["schema"]) for m in prompts]
+    same = sum(a.text == b.text for a, b in zip(on, off, strict=True))
+    decodes_on = sum(u.decodes or 0 for u in on)
+    decodes_off = sum(u.decodes or 0 for u in off)
     print(f"identical {same}/{len(on)}; decodes {decodes_on} vs {decodes_off}")
     # Given the same logits the picks are the same; but a drafted decode has another
-    # shape, and llama.cpp's CPU sums differ in their last bits with it (as with the
-    # thread count), so a near-tie may flip: at most one here (bench_speculate has a
-    # control measuring that flip rate without drafts).
-    assert same >= len(on) - 1
-    assert all(u.drafted == 0 and u.draft_accepted == 0 for _, u in off)
-    assert decodes_off >= tokens - sum(u.calls for _, u in off)  # a decode a token but the last
+    # shape, so CPU sums differ in their last bits and a near-tie may flip (agreement).
+    drafted = [u.text for u in on]
+    assert fields_agreeing(drafted, [u.text for u in off]) >= FIELDS_AGREE
+    assert min(attribution([(plain, m) for m in prompts], drafted)) > 0
+    assert all(u.drafted == 0 and u.draft_accepted == 0 for u in off)
+    assert decodes_off >= sum(u.completion_tokens - 1 for u in off)  # a decode a token
     assert decodes_on < decodes_off / 2
-    assert all(0 < u.draft_accepted <= u.drafted for _, u in on)
+    assert all(0 < (u.draft_accepted or 0) <= (u.drafted or 0) for u in on)
 
 
 @pytest.mark.model
@@ -163,13 +162,14 @@ def test_a_batched_step_drafts_too_and_agrees_with_the_sequential_host(
     default_model_path: str, plain: ModelHost
 ) -> None:
     data = json.loads(DATA.read_text())
+    prompts = [chat(case["text"]) for case in data["cases"]]
     batched = ModelHost(default_model_path, n_ctx=2048, concurrency=4)
     try:
-        for case in data["cases"][:3]:
-            value, used = extract(batched, case["text"], data["schema"])
-            reference, _ = extract(plain, case["text"], data["schema"])
-            assert value == reference
-            assert 0 < used.draft_accepted <= used.drafted
-            assert used.decodes < used.completion_tokens / 2
+        used = [reply(batched, m, data["schema"]) for m in prompts]
     finally:
         batched.close()
+    reference = [reply(plain, m, data["schema"]).text for m in prompts]
+    assert fields_agreeing([u.text for u in used], reference) >= FIELDS_AGREE
+    assert min(attribution([(plain, m) for m in prompts], [u.text for u in used])) > 0
+    assert all(0 < (u.draft_accepted or 0) <= (u.drafted or 0) for u in used)
+    assert sum(u.decodes or 0 for u in used) < sum(u.completion_tokens for u in used) / 2
