@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
-from taskloom.chat import ChatModel, Message
+from taskloom.chat import ChatModel, Completion, Message
+from taskloom.chat.llama.host import ModelHost
 
 FIELDS_AGREE = 0.7
 """The share of fields that must equal the reference's. On the 11 extraction texts, a
 batch agreed on every field on one CPU; on CI's, 2 of 11 replies differed by a near-tie
 (one an email with or without its dot)."""
+
+
+def reply(host: ModelHost, messages: list[Message], schema: dict[str, Any]) -> Completion:
+    """The host's greedy reply to `messages`, as JSON conforming to `schema`."""
+    return host.complete(messages, schema=schema, max_tokens=128)
 
 
 def fields_agreeing(replies: Sequence[str], reference: Sequence[str]) -> float:

@@ -23,7 +23,7 @@ from taskloom.deadline import step_deadline
 from taskloom.errors import RunCancelledError, StepTimeoutError, TaskInputError
 from taskloom.tools import run_task
 from taskloom.tools.base import with_copy
-from tests.chat.agreement import FIELDS_AGREE, attribution, fields_agreeing
+from tests.chat.agreement import FIELDS_AGREE, attribution, fields_agreeing, reply
 from tests.chat.test_host import CONTACT, chat
 
 pytestmark = pytest.mark.model
@@ -199,16 +199,16 @@ def test_batched_greedy_replies_agree_with_sequential_and_belong_to_their_calls(
     data = json.loads(DATA.read_text())
     prompts = [chat(case["text"]) for case in data["cases"]]
 
-    def reply(host: ModelHost, messages: list[Message]) -> str:
-        return host.complete(messages, schema=data["schema"], max_tokens=128).text
+    def text(host: ModelHost, messages: list[Message]) -> str:
+        return reply(host, messages, data["schema"]).text
 
     model_host.reset_cache()
     batched.reset_cache()  # the same cache history on both sides
-    alone = [reply(model_host, m) for m in prompts]
+    alone = [text(model_host, m) for m in prompts]
     # One at a time, the batched host differs only in its larger KV buffer; together, in
     # the shapes of the batch. Either may flip a near-tie (see agreement), no more.
-    one_by_one = [reply(batched, m) for m in prompts]
-    at_once = together(*[lambda m=m: reply(batched, m) for m in prompts])
+    one_by_one = [text(batched, m) for m in prompts]
+    at_once = together(*[lambda m=m: text(batched, m) for m in prompts])
     calls = [(model_host, m) for m in prompts]
     for how, replies in (("one by one", one_by_one), ("together", at_once)):
         same = sum(a == b for a, b in zip(alone, replies, strict=True))

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from taskloom.chat import Completion, Message
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.llama.speculate import (
     MAX_DRAFT,
@@ -20,7 +19,7 @@ from taskloom.chat.llama.speculate import (
     span_end,
     template_of,
 )
-from tests.chat.agreement import FIELDS_AGREE, attribution, fields_agreeing
+from tests.chat.agreement import FIELDS_AGREE, attribution, fields_agreeing, reply
 from tests.chat.test_host import chat
 
 DATA = Path(__file__).parent.parent / "tools" / "data" / "extract_texts.json"
@@ -112,10 +111,6 @@ def test_drafts_shrink_as_the_batch_fills() -> None:
 # -- on the real model ------------------------------------------------------------------
 
 
-def reply(host: ModelHost, messages: list[Message], schema: dict[str, Any]) -> Completion:
-    return host.complete(messages, schema=schema, max_tokens=128)
-
-
 @pytest.fixture(scope="module")
 def plain(default_model_path: str) -> Any:
     host = ModelHost(default_model_path, n_ctx=4096, speculate=False)
@@ -168,8 +163,9 @@ def test_a_batched_step_drafts_too_and_agrees_with_the_sequential_host(
         used = [reply(batched, m, data["schema"]) for m in prompts]
     finally:
         batched.close()
+    texts = [u.text for u in used]
     reference = [reply(plain, m, data["schema"]).text for m in prompts]
-    assert fields_agreeing([u.text for u in used], reference) >= FIELDS_AGREE
-    assert min(attribution([(plain, m) for m in prompts], [u.text for u in used])) > 0
+    assert fields_agreeing(texts, reference) >= FIELDS_AGREE
+    assert min(attribution([(plain, m) for m in prompts], texts)) > 0
     assert all(0 < (u.draft_accepted or 0) <= (u.drafted or 0) for u in used)
     assert sum(u.decodes or 0 for u in used) < sum(u.completion_tokens for u in used) / 2
