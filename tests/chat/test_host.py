@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import llama_cpp
+import numpy as np
 import pytest
 
 from taskloom.chat import ChatModel, Message
@@ -207,3 +209,43 @@ def test_greedy_generation_does_not_loop_into_max_tokens(model_host: ModelHost) 
     words = out.value["text"].split()
     runs = [" ".join(words[i : i + 8]) for i in range(len(words) - 7)]
     assert len(runs) == len(set(runs))
+
+
+@pytest.mark.model
+def test_scores_match_each_continuation_decoded_alone_in_fewer_decodes(
+    model_host: ModelHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoder = model_host._decoder
+    prompt = decoder.tokenize("The capital of France is", special=False)
+    texts = [" Paris", " the city of Paris", " a banana split", " Rome, Italy"]
+    conts = [decoder.tokenize(t, special=False) for t in texts]
+    alone = []
+    for cont in conts:  # the reference: prompt and continuation in one plain decode
+        decoder.reset()
+        decoder._decode([*prompt, *cont[:-1]], all_logits=True)
+        rows = [decoder.logits(len(prompt) - 1 + j) for j in range(len(cont))]
+        alone.append(sum(float(log_softmax(r)[t]) for r, t in zip(rows, cont, strict=True)))
+    decodes = 0
+    real_decode = llama_cpp.llama_decode
+
+    def counting(ctx: Any, batch: Any) -> int:
+        nonlocal decodes
+        decodes += 1
+        return int(real_decode(ctx, batch))
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", counting)
+    decoder.reset()
+    scores, evaluated = decoder.score(prompt, conts)
+    # Batch shapes differ: from 8 rows on, llama.cpp's CPU kernels round otherwise (the
+    # same position's log-probability moved 0.14 nats here), which a wrong row would
+    # exceed by far (these scores lie 2 to 30 nats apart).
+    assert scores == pytest.approx(alone, abs=0.5)
+    assert sorted(range(4), key=scores.__getitem__) == sorted(range(4), key=alone.__getitem__)
+    # The first long continuation rode in the prompt's decode; the other two had one each.
+    assert decodes == 3
+    assert evaluated == len(prompt) + sum(len(c) - 1 for c in conts)
+
+
+def log_softmax(logits: Any) -> Any:
+    x = logits.astype(np.float64)
+    return x - (x.max() + np.log(np.exp(x - x.max()).sum()))

@@ -40,8 +40,8 @@ import numpy as np
 import numpy.typing as npt
 
 from taskloom.chat.llama.adapters import Adapter, apply, key, next_group
-from taskloom.chat.llama.decoder import common_prefix, log_softmax
-from taskloom.chat.llama.picker import Draft, Generated, Picker
+from taskloom.chat.llama.decoder import common_prefix
+from taskloom.chat.llama.picker import Draft, Generated, Picker, logsumexp
 from taskloom.chat.llama.speculate import draft_size
 from taskloom.deadline import Deadline
 from taskloom.errors import ModelError, RunCancelledError, TaskloomError
@@ -343,9 +343,10 @@ class Batch:
                 self._pick(seq, request, self._logits(last))
                 return
             seq.phase, seq.n_prompt, seq.cont = _Phase.SCORE, len(seq.tokens), 0
-            head = log_softmax(self._logits(last))
+            head = self._logits(last)
+            lse = logsumexp(head)
             conts = request.continuations or []
-            request.scores = [float(head[c[0]]) if c else 0.0 for c in conts]
+            request.scores = [float(head[c[0]]) - lse if c else 0.0 for c in conts]
             self._next_continuation(seq, request)
         elif seq.phase is _Phase.GENERATE:
             assert request.draft is not None
@@ -362,7 +363,8 @@ class Batch:
         else:
             cont = self._continuation(seq)
             for j in range(1, len(cont)):
-                request.scores[seq.cont] += float(log_softmax(self._logits(first + j - 1))[cont[j]])
+                logits = self._logits(first + j - 1)
+                request.scores[seq.cont] += float(logits[cont[j]]) - logsumexp(logits)
             request.evaluated += len(cont) - 1
             seq.cont += 1
             self._next_continuation(seq, request)

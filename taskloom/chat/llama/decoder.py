@@ -24,7 +24,7 @@ import numpy.typing as npt
 from taskloom import deadline
 from taskloom.chat.grounding import Grounding
 from taskloom.chat.llama.adapters import Adapter, apply
-from taskloom.chat.llama.picker import Draft, Generated, Picker
+from taskloom.chat.llama.picker import Draft, Generated, Picker, logsumexp
 from taskloom.chat.llama.speculate import Drafter
 from taskloom.errors import ModelError, TaskInputError
 
@@ -100,9 +100,13 @@ class Decoder:
 
     # --- evaluation ----------------------------------------------------------------
 
-    def _decode(self, tokens: Sequence[int], *, all_logits: bool = False) -> None:
-        """Append `tokens` to the cache; logits for the last (or every) token."""
+    def _decode(
+        self, tokens: Sequence[int], *, all_logits: bool = False, logits_from: int | None = None
+    ) -> None:
+        """Append `tokens` to the cache; logits for the last token, and for every token
+        (`all_logits`) or every one from index `logits_from` on (within one chunk)."""
         batch = self._batch
+        first = 0 if all_logits else len(tokens) if logits_from is None else logits_from
         for start in range(0, len(tokens), self._n_batch):
             chunk = tokens[start : start + self._n_batch]
             n_past = len(self.tokens)
@@ -111,7 +115,7 @@ class Decoder:
                 batch.pos[i] = n_past + i
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = self._seq
-                batch.logits[i] = all_logits
+                batch.logits[i] = start + i >= first
             batch.logits[len(chunk) - 1] = True
             batch.n_tokens = len(chunk)
             rc = llama_cpp.llama_decode(self._ctx, batch)
@@ -161,13 +165,18 @@ class Decoder:
         Returns:
             How many prompt tokens were evaluated (at least one, for fresh logits).
         """
+        rest = self._uncached(prompt, adapter)
+        self._decode(rest)
+        return len(rest)
+
+    def _uncached(self, prompt: Sequence[int], adapter: Adapter | None) -> Sequence[int]:
+        """Cut the cache back to what it shares with `prompt` under `adapter` and return
+        the rest of `prompt`, to be decoded (at least its last token, for fresh logits)."""
         if not prompt:
             raise TaskInputError("an empty prompt has nothing to continue; give the step some text")
         self._choose_slot(prompt, adapter)
-        n = min(common_prefix(self.tokens, prompt), len(prompt) - 1)
-        self._truncate(n)
-        self._decode(prompt[len(self.tokens) :])
-        return len(prompt) - n
+        self._truncate(min(common_prefix(self.tokens, prompt), len(prompt) - 1))
+        return prompt[len(self.tokens) :]
 
     def logits(self, i: int = -1) -> npt.NDArray[np.single]:
         """Logits of output `i` of the last decode (a view; copy before decoding again)."""
@@ -246,21 +255,36 @@ class Decoder:
         Returns:
             The scores, and how many tokens were evaluated for them.
         """
-        evaluated = self.evaluate(prompt, adapter)
-        first = log_softmax(self.logits())
+        rest = self._uncached(prompt, adapter)
+        # The first continuation of several tokens rides in the decode of the prompt's
+        # rest: on a CPU each `llama_decode` has a cost of its own, above its rows'.
+        lead = next((i for i, c in enumerate(continuations) if len(c) > 1), None)
+        if lead is not None and len(rest) + len(continuations[lead]) > self._n_batch:
+            lead = None  # the decode would be split in chunks
+        riding = continuations[lead][:-1] if lead is not None else []
+        self._decode([*rest, *riding], logits_from=len(rest) - 1)
+        evaluated = len(rest) + len(riding)
+        last = len(rest) - 1 if riding else -1  # the output row of the prompt's last token
+        first = self.logits(last).copy()
+        first_lse = logsumexp(first)
         n0 = len(prompt)
         scores = []
-        for cont in continuations:
+        for i, cont in enumerate(continuations):
             if not cont:
                 scores.append(0.0)
                 continue
-            total = float(first[cont[0]])
+            total = float(first[cont[0]]) - first_lse
             if len(cont) > 1:
-                self._truncate(n0)
-                self._decode(cont[:-1], all_logits=True)
-                evaluated += len(cont) - 1
+                if i == lead:
+                    row = last
+                else:
+                    self._truncate(n0)
+                    self._decode(cont[:-1], all_logits=True)
+                    evaluated += len(cont) - 1
+                    row = -1
                 for j in range(1, len(cont)):
-                    total += float(log_softmax(self.logits(j - 1))[cont[j]])
+                    logits = self.logits(row + j)
+                    total += float(logits[cont[j]]) - logsumexp(logits)
             scores.append(total)
         return scores, evaluated
 
@@ -272,10 +296,3 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
-
-
-def log_softmax(x: npt.NDArray[np.single]) -> npt.NDArray[np.float64]:
-    x64 = x.astype(np.float64)
-    top = x64.max()
-    out: npt.NDArray[np.float64] = x64 - (top + np.log(np.exp(x64 - top).sum()))
-    return out
