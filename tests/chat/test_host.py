@@ -212,6 +212,23 @@ def test_greedy_generation_does_not_loop_into_max_tokens(model_host: ModelHost) 
 
 
 @pytest.mark.model
+def test_two_prompts_in_turn_keep_their_slots_after_other_traffic(model_host: ModelHost) -> None:
+    # A step alternates between its answer's prompt and its review's; earlier steps of
+    # other kinds left prompts in the other slots, some longer than the step's own.
+    model_host.reset_cache()
+    long_other = "Summarise the ticket for the team.\n\n" + "Ticket text. " * 60
+    model_host.complete(chat("Where is it?", system=long_other), max_tokens=2)
+    model_host.complete(chat("Hi, Ann Lee, order 7710"), schema=CONTACT, max_tokens=2)
+    review = "Is the name in the text? Text: Hi, Ann Lee, order 7710"
+    model_host.complete([{"role": "user", "content": review}], max_tokens=2)
+    again = model_host.complete(chat("Hi, Ann Lee, order 7710"), schema=CONTACT, max_tokens=2)
+    review_again = model_host.complete([{"role": "user", "content": review}], max_tokens=2)
+    for c in (again, review_again):
+        assert c.prompt_tokens_evaluated is not None
+        assert c.prompt_tokens_evaluated <= 2  # the cache held the prompt
+
+
+@pytest.mark.model
 def test_scores_match_each_continuation_decoded_alone_in_fewer_decodes(
     model_host: ModelHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -47,6 +47,8 @@ class Decoder:
         """The context window of one sequence."""
         self._slots: list[list[int]] = [[] for _ in range(llama_cpp.llama_n_seq_max(ctx))]
         self._slot_adapters: list[Adapter | None] = [None for _ in self._slots]
+        self._slot_used = [0 for _ in self._slots]  # when each slot was last chosen
+        self._calls = 0
         self._applied: Adapter | None = None  # the adapter set on the context
         self._seq = 0
         self._n_batch = n_batch
@@ -150,7 +152,12 @@ class Decoder:
         ]
         best = max(range(len(shared)), key=shared.__getitem__)
         if shared[best] * 2 < len(prompt):
-            best = min(range(len(self._slots)), key=lambda i: len(self._slots[i]))
+            # Little to reuse anywhere: take the slot unused longest. A step alternates
+            # between its prompts (the answer, then the review's), so the slots in use
+            # now are the ones to keep; the shortest slot may be one of them.
+            best = min(range(len(self._slots)), key=self._slot_used.__getitem__)
+        self._calls += 1
+        self._slot_used[best] = self._calls
         self._seq = best
         if self._slot_adapters[best] is not adapter:  # its cache is of another adapter
             self._truncate(0)

@@ -57,8 +57,8 @@ PROVIDER = "llama.cpp"
 log = get_logger(__name__)
 
 N_BATCH = 512
-N_SLOTS = 2
-"""Cached prompt prefixes kept at once (KV sequences), each with the full window."""
+N_SLOTS = 3
+"""Prompts cached at once (KV sequences, a full window each): a step's two, and a spare."""
 NO_REPEAT_NGRAM = 8
 """Greedy decoding of a small model loops; no run of this many tokens is generated twice."""
 
