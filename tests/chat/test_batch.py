@@ -103,6 +103,19 @@ def test_a_shared_prefix_is_evaluated_once_for_the_batch(batched: ModelHost) -> 
     assert evaluated < prompt * 1.5  # the examples once, then each text's own tail
 
 
+def test_a_prompt_with_little_to_share_spares_the_cached_ones(batched: ModelHost) -> None:
+    # A step's answer prompt, then its review's (sharing only the chat template's
+    # start), then the next answer: the first prompt must still be cached.
+    batched.reset_cache()
+    answer = chat("Hi, Ann Lee, order 7710")
+    batched.complete(answer, schema=CONTACT, max_tokens=2)
+    review: list[Message] = [{"role": "user", "content": "Is the name in the text? Hi, Ann Lee"}]
+    batched.complete(review, max_tokens=2)
+    again = batched.complete(answer, schema=CONTACT, max_tokens=2)
+    assert again.prompt_tokens_evaluated is not None
+    assert again.prompt_tokens_evaluated <= 2
+
+
 def test_a_copy_step_decodes_beside_a_free_one(batched: ModelHost) -> None:
     text = "Hello, this is Dana Scully. Order 4471 never came. dana@fbi.gov"
     copy, free = together(

@@ -222,8 +222,14 @@ class Batch:
             if not idle:
                 return
             request = self._queue.popleft()
-            seq = max(idle, key=lambda s: self._shared(s, request))
-            keep = min(self._shared(seq, request), len(request.prompt) - 1)
+            shared = {s.id: self._shared(s, request) for s in idle}
+            seq = max(idle, key=lambda s: shared[s.id])
+            if shared[seq.id] * 2 < len(request.prompt):
+                # Little to reuse: spare the cached prompts that later calls may want
+                # (a step's answer prompt, while its review runs) and take the sequence
+                # unused longest; `_fork_or_wait` still copies any shared start.
+                seq = min(idle, key=lambda s: s.order)
+            keep = min(shared[seq.id], len(request.prompt) - 1)
             self._truncate(seq, keep)
             seq.adapter = request.adapter
             self._admitted += 1
