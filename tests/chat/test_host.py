@@ -239,7 +239,7 @@ def test_scores_match_each_continuation_decoded_alone_in_fewer_decodes(
     alone = []
     for cont in conts:  # the reference: prompt and continuation in one plain decode
         decoder.reset()
-        decoder._decode([*prompt, *cont[:-1]], all_logits=True)
+        decoder._decode([*prompt, *cont[:-1]], logits_from=0)
         rows = [decoder.logits(len(prompt) - 1 + j) for j in range(len(cont))]
         alone.append(sum(float(log_softmax(r)[t]) for r, t in zip(rows, cont, strict=True)))
     decodes = 0

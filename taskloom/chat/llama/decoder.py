@@ -102,13 +102,11 @@ class Decoder:
 
     # --- evaluation ----------------------------------------------------------------
 
-    def _decode(
-        self, tokens: Sequence[int], *, all_logits: bool = False, logits_from: int | None = None
-    ) -> None:
-        """Append `tokens` to the cache; logits for the last token, and for every token
-        (`all_logits`) or every one from index `logits_from` on (within one chunk)."""
+    def _decode(self, tokens: Sequence[int], *, logits_from: int | None = None) -> None:
+        """Append `tokens` to the cache; logits for the last token, and for every one
+        from index `logits_from` on (0: all of them)."""
         batch = self._batch
-        first = 0 if all_logits else len(tokens) if logits_from is None else logits_from
+        first = len(tokens) if logits_from is None else logits_from
         for start in range(0, len(tokens), self._n_batch):
             chunk = tokens[start : start + self._n_batch]
             n_past = len(self.tokens)
@@ -242,7 +240,7 @@ class Decoder:
         while token is not None and not draft.is_finished and picks < budget:
             deadline.check()  # the step's own deadline, if the worker set one
             proposal = draft.proposal(min(max_draft, budget - picks - 1))
-            self._decode([token, *proposal], all_logits=bool(proposal))
+            self._decode([token, *proposal], logits_from=0 if proposal else None)
             accepted, token = self.picker.verify(draft, proposal, self.logits)
             picks += accepted + 1
             self._truncate(len(self.tokens) - (len(proposal) - accepted))
@@ -272,27 +270,24 @@ class Decoder:
         self._decode([*rest, *riding], logits_from=len(rest) - 1)
         evaluated = len(rest) + len(riding)
         last = len(rest) - 1 if riding else -1  # the output row of the prompt's last token
-        first = self.logits(last).copy()
+        first = self.logits(last)
         first_lse = logsumexp(first)
+        # Read before any other decode overwrites the row.
+        scores = [float(first[c[0]]) - first_lse if c else 0.0 for c in continuations]
         n0 = len(prompt)
-        scores = []
         for i, cont in enumerate(continuations):
-            if not cont:
-                scores.append(0.0)
+            if len(cont) < 2:
                 continue
-            total = float(first[cont[0]]) - first_lse
-            if len(cont) > 1:
-                if i == lead:
-                    row = last
-                else:
-                    self._truncate(n0)
-                    self._decode(cont[:-1], all_logits=True)
-                    evaluated += len(cont) - 1
-                    row = -1
-                for j in range(1, len(cont)):
-                    logits = self.logits(row + j)
-                    total += float(logits[cont[j]]) - logsumexp(logits)
-            scores.append(total)
+            if i == lead:
+                row = last
+            else:
+                self._truncate(n0)
+                self._decode(cont[:-1], logits_from=0)
+                evaluated += len(cont) - 1
+                row = -1
+            for j in range(1, len(cont)):
+                logits = self.logits(row + j)
+                scores[i] += float(logits[cont[j]]) - logsumexp(logits)
         return scores, evaluated
 
 

@@ -173,7 +173,7 @@ class Picker:
         # The model's own view of each token (confidence reads it): one pass over the
         # logits, small beside the decode that produced them.
         top = float(logits.max())
-        lse = logsumexp(logits)
+        lse = logsumexp(logits, top=top)
         banned = d.followers.get(tuple(out[-(n - 1) :])) if n and len(out) >= n - 1 else None
         if grammar is not None:
             # A JSON answer never needs a token of whitespace alone (" " then "1" can
@@ -312,10 +312,11 @@ def _sample(logits: npt.NDArray[np.single], temperature: float, rng: np.random.G
     return int(rng.choice(len(p), p=p / p.sum()))
 
 
-def logsumexp(logits: npt.NDArray[np.single]) -> float:
+def logsumexp(logits: npt.NDArray[np.single], *, top: float | None = None) -> float:
     """log Σ exp(logits), the normaliser of a token's log-probability: one pass in float32
-    (a float64 copy of 262k logits costs ten times as much, for digits no score reads)."""
-    top = float(logits.max())
+    (a float64 copy of 262k logits costs ten times as much, for digits no score reads).
+    `top`: the logits' maximum, where the caller has it already."""
+    top = float(logits.max()) if top is None else top
     return top + math.log(float(np.exp(logits - top).sum()))
 
 
