@@ -246,6 +246,7 @@ def review(
     then each field's calibrated confidence, in `meta.fields`."""
     props = schema.get("properties", {})
     answer = spans.widen(value, inputs.text, messages=messages, model=model, usage=usage)
+    prior = absence.NULL_PRIOR if inputs.null_prior is None else inputs.null_prior
     if inputs.absence:
         answer = spans.rescue(
             answer,
@@ -254,10 +255,12 @@ def review(
             messages=messages,
             model=model,
             usage=usage,
-            null_prior=absence.NULL_PRIOR,
+            null_prior=prior,
         )
     fields = absence.nullable_fields(schema) if inputs.absence else []
-    looked = absence.review(answer, fields, messages=messages, model=model, usage=usage)
+    looked = absence.review(
+        answer, fields, messages=messages, model=model, usage=usage, null_prior=prior
+    )
     decided = looked.meta.get("absence", {})
     margins = {name: d["logprob_null"] - d["logprob_value"] for name, d in decided.items()}
     descriptions = getattr(inputs, "slots", None) or {

@@ -34,7 +34,9 @@ def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
 
 def _shown(lesson: Lesson) -> str:
     if lesson.adapter:
-        trusted = ", its nulls trusted" if lesson.trust_nulls else ""
+        nulls = ", its nulls trusted" if lesson.trust_nulls else ""
+        if lesson.null_prior is not None:
+            nulls = f", absence prior {lesson.null_prior:g}"
         weighed = ", its own weights" if lesson.weights else ""
-        return f"adapter {lesson.adapter}{trusted}{weighed}"
+        return f"adapter {lesson.adapter}{nulls}{weighed}"
     return f"{lesson.shots} {lesson.choose}" if lesson.examples else "none (as written)"
