@@ -13,10 +13,10 @@ the test half (never trained on) and the held-out voice set (written in another 
 run on the default model as written and on the adapted model, side by side:
 
 - fields right, with absence decided by the runtime (the default) and with the model's
-  own nulls trusted (`absence: false`), the two ends of what a lesson may choose;
-- the adapter run the way of handling nulls (`WAYS`: the shipped prior, the other
-  priors `learn` measures, or trusted) that was right most often on the dev half,
-  cross-fitted: never chosen on the answers it is reported on;
+  own nulls trusted (`absence: false`, which a lesson picks where it measured better);
+- the adapter run the way (`WAYS`) that was right more often on the dev half,
+  cross-fitted, as a lesson chooses on held-back answers: never chosen on the answers
+  it is reported on;
 - coverage at 95% precision, with the shipped calibration's signal weights and with the
   adapted model's own (`api.learn.adapter_weights`, what `taskloom learn --adapter` fits
   on held-back answers). Here they are cross-fitted: two more adapters, each trained on
@@ -47,7 +47,7 @@ from bench_learn import cases, minutes_for_200, scores
 from taskloom import calibration
 from taskloom.adapters.file import write_lora
 from taskloom.adapters.train import Recipe, train
-from taskloom.api.learn import ADAPTER_NULL_PRIORS, adapter_weights
+from taskloom.api.learn import adapter_weights
 from taskloom.calibration import Calibration, KindCalibration, choose_threshold
 from taskloom.chat import ChatModel
 from taskloom.chat.llama.host import ModelHost
@@ -57,14 +57,10 @@ from taskloom.lessons import training_pairs
 
 WAYS: dict[str, dict[str, object]] = {
     "absence checked": {},
-    **{f"absence prior {p:g}": {"null_prior": p} for p in ADAPTER_NULL_PRIORS},
     "nulls trusted": {"absence": False},
 }
-"""How a step may handle nulls, as a lesson may run it: the runtime's check with the
-shipped prior (the default), with one of the priors `learn` measures for an adapter,
-or the model's own nulls trusted (`absence: false`)."""
-REPORTED = ("absence checked", "nulls trusted")
-"""The ways reported on the test half and the voice set, beside the one chosen."""
+"""How a step may handle nulls, as a lesson may run it: the runtime's check (the
+default), or the model's own nulls trusted (`absence: false`)."""
 
 
 def graded(
@@ -119,7 +115,7 @@ def main() -> None:
             ("voice", cases("extract", "heldout", voice=True)),
         ):
             seen, answers = {}, {}
-            for how in REPORTED:
+            for how in WAYS:
                 b = scores(graded(host, examples, how))
                 answers[how] = graded(adapted, examples, how)
                 a = scores(answers[how])
@@ -152,8 +148,6 @@ def main() -> None:
             # the adapter as its lesson would run it, the way chosen on the dev half, with
             # its own weights
             base = seen["absence checked"][0]
-            if way not in answers:
-                answers[way] = graded(adapted, examples, way)
             best = weighed.score(answers[way])
             print(
                 f"extract {label}, {way}, the adapter's own weights: coverage@95"

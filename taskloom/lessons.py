@@ -14,10 +14,7 @@ SLM steps use the lesson of their signature automatically (`learned=False`, or
   trained on the labelled answers of its kind; the step's job names it and the worker
   applies it (`StepJob.adapter`). None when, on the held-back answers, it did not beat
   the step as written. `trust_nulls`: the adapter's steps run with `absence: false`
-  (the model's own nulls stand) where that was right more often on those answers;
-  `null_prior`: else the absence check's prior that was (None: the shipped one). An
-  adapted model writes null where the base model would not, so the prior tuned for the
-  base model can null the values it learned to give.
+  (the model's own nulls stand) where that was right more often on those answers.
 - `weights`: with an adapter, the adapted model's own signal weights (`tools/confidence.py`),
   fitted on the held-back answers of its kind: the shipped calibration ranks the base
   model's signals, and an adapted model's signals mean something else. Each field's
@@ -76,9 +73,6 @@ class Lesson(BaseModel):
         False,
         description="with an adapter: the model's nulls stand (the step's `absence: false`)",
     )
-    null_prior: float | None = Field(
-        None, description="with an adapter: the absence check's prior; None: the shipped one"
-    )
     weights: list[float] | None = Field(
         None, description="with an adapter: its signal weights, replacing the calibration's"
     )
@@ -96,14 +90,12 @@ class Lesson(BaseModel):
     at: float = 0.0
 
     def taught(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """A step's inputs as the lesson runs it: its examples shown, its nulls' handling."""
+        """A step's inputs as the lesson runs it: its examples shown, its nulls trusted."""
         taught = dict(inputs)
         if self.examples:
             taught["examples"] = self.shown(inputs)
         if self.trust_nulls:
             taught["absence"] = False
-        elif self.null_prior is not None:
-            taught["null_prior"] = self.null_prior
         return taught
 
     def shown(self, inputs: dict[str, Any]) -> list[dict[str, Any]]:

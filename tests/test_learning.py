@@ -19,7 +19,6 @@ from taskloom.adapters.train import Recipe
 from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.api.learn import (
-    ADAPTER_NULL_PRIORS,
     _finished,
     _Trial,
     _weigh_adapters,
@@ -300,8 +299,6 @@ def test_a_lesson_with_an_adapter_names_its_file_on_the_job(tmp_path: Path) -> N
     assert taught.inputs == plain.inputs  # no examples shown: the adapter learned them
     trusting = teach(plain, lesson.model_copy(update={"trust_nulls": True}), tmp_path)
     assert trusting.inputs == {"text": "hi", "absence": False}
-    weighing = teach(plain, lesson.model_copy(update={"null_prior": -9.0}), tmp_path)
-    assert weighing.inputs == {"text": "hi", "null_prior": -9.0}
     as_written = lesson.model_copy(update={"adapter": None, "method": "examples"})
     assert teach(plain, as_written, tmp_path) is plain
 
@@ -315,7 +312,5 @@ def test_planned_runs_counts_the_adapters_training_steps() -> None:
     with_adapter = planned_runs(group, adapter=Recipe(epochs=2))
     held = len(split(group, 0.3)[1])
     assert plain == 2 * held
-    # before, the adapter with each absence prior, the adapter trusting its nulls; then 2
-    # passes of training
-    ways = 2 + len(ADAPTER_NULL_PRIORS) + 1
-    assert with_adapter == ways * held + 2 * (12 - held)
+    # before, the adapter, the adapter trusting its nulls; then 2 passes of training
+    assert with_adapter == 3 * held + 2 * (12 - held)

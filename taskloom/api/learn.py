@@ -63,10 +63,6 @@ log = structlog.get_logger(__name__)
 MIN_HELD_BACK = 5
 """Held-back answers below which a signature is not learned: nothing would measure it."""
 SHOTS = 3
-ADAPTER_NULL_PRIORS = (-9.0, -13.0)
-"""Absence-check priors an adapter's lesson also measures, beside the shipped one
-(`absence.NULL_PRIOR`) and trusting the adapted model's nulls: it learned when a field
-is absent, so a check tuned for the base model may null what it learned to give."""
 
 
 def learn(
@@ -164,8 +160,7 @@ def planned_runs(
 
     def passes(kind: str) -> int:  # before, then each way measured
         if adapter is not None:  # the adapter, and it trusting its nulls where it can
-            nulls = 1 + len(ADAPTER_NULL_PRIORS)  # trusted, and each other prior
-            return 2 + nulls * ("absence" in KINDS[kind].Inputs.model_fields)
+            return 2 + ("absence" in KINDS[kind].Inputs.model_fields)
         return 2 if choose else 3
 
     runs = sum(passes(g[0].step.kind) * len(split(g, hold_back)[1]) for g in learnable)
@@ -309,12 +304,10 @@ def _trial(
         best = (trial, measure(trial))
         if "absence" in KINDS[trial.kind].Inputs.model_fields:  # extract, fill_slots
             # the adapter learned when a field is absent; the runtime's check may undo that
-            nulls = [{"null_prior": p} for p in ADAPTER_NULL_PRIORS] + [{"trust_nulls": True}]
-            for handled in nulls:
-                other = trial.model_copy(update=handled)
-                graded = measure(other)
-                if _accuracy(graded) > _accuracy(best[1]):
-                    best = (other, graded)
+            trusting = trial.model_copy(update={"trust_nulls": True})
+            graded = measure(trusting)
+            if _accuracy(graded) > _accuracy(best[1]):
+                best = (trusting, graded)
         candidates = []
     for way in candidates:
         examples = fixed_examples(pool, shots) + pool if way == "fixed" else pool
@@ -329,8 +322,7 @@ def _trial(
     lesson, after = best
     if _accuracy(after) <= _accuracy(before):  # it did not help: the step as written
         as_written: dict[str, Any] = {
-            "examples": [], "adapter": None, "method": "examples", "trust_nulls": False,
-            "null_prior": None,
+            "examples": [], "adapter": None, "method": "examples", "trust_nulls": False
         }  # fmt: skip
         lesson, after = lesson.model_copy(update=as_written), before
     return _Trial(lesson, len(train), len(held), before, after)

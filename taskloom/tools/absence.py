@@ -96,11 +96,8 @@ def answer_prefix(value: dict[str, Any], field: str) -> str:
     return " {" + head + (", " if head else "") + json.dumps(field, ensure_ascii=False) + ":"
 
 
-def p_absent(
-    logprob_null: float, logprob_value: float, candidate: Any, null_prior: float = NULL_PRIOR
-) -> float:
-    """The probability that the field is absent, from the two scores (module doc);
-    `null_prior`: a lesson's own, where it chose one on its held-back answers.
+def p_absent(logprob_null: float, logprob_value: float, candidate: Any) -> float:
+    """The probability that the field is absent, from the two scores (module doc).
 
     Two equal scores are no evidence either way (a model that scores everything alike,
     such as the scripted fake): 0.5, and the model's own answer stands.
@@ -109,7 +106,7 @@ def p_absent(
         return 0.5
     margin = logprob_null - logprob_value
     if candidate is not None:  # (a null is weighed against the start of any string)
-        margin += null_prior
+        margin += NULL_PRIOR
     return 1 / (1 + math.exp(-max(min(margin, 50.0), -50.0)))
 
 
@@ -120,7 +117,6 @@ def weigh(
     messages: Sequence[Message],
     model: ChatModel,
     usage: Usage,
-    null_prior: float = NULL_PRIOR,
 ) -> list[Decision]:
     """Decide, for each of `fields` in the model's answer, absent or present."""
     checked = [f for f in fields if f in value and not isinstance(value[f], dict | list)]
@@ -133,7 +129,7 @@ def weigh(
     scored = score_all(model, calls, usage, prefixes=prefixes)
     decisions = []
     for field, (null, written) in zip(checked, scored, strict=True):
-        p = p_absent(null, written, value[field], null_prior)
+        p = p_absent(null, written, value[field])
         # A null the model wrote stays null; a low p_absent only lowers its confidence.
         is_present = value[field] is not None and p <= 0.5
         decisions.append(
@@ -168,14 +164,11 @@ def review(
     messages: Sequence[Message],
     model: ChatModel,
     usage: Usage,
-    null_prior: float = NULL_PRIOR,
 ) -> Review:
     """The answer with absence decided for `fields`, its confidence and the decisions."""
     if not fields:
         return Review(value=value)
-    decisions = weigh(
-        value, fields, messages=messages, model=model, usage=usage, null_prior=null_prior
-    )
+    decisions = weigh(value, fields, messages=messages, model=model, usage=usage)
     return Review(
         value=apply(value, decisions),
         confidence=confidence(decisions),

@@ -246,7 +246,6 @@ def review(
     then each field's calibrated confidence, in `meta.fields`."""
     props = schema.get("properties", {})
     answer = spans.widen(value, inputs.text, messages=messages, model=model, usage=usage)
-    prior = absence.NULL_PRIOR if inputs.null_prior is None else inputs.null_prior
     if inputs.absence:
         answer = spans.rescue(
             answer,
@@ -255,12 +254,10 @@ def review(
             messages=messages,
             model=model,
             usage=usage,
-            null_prior=prior,
+            null_prior=absence.NULL_PRIOR,
         )
     fields = absence.nullable_fields(schema) if inputs.absence else []
-    looked = absence.review(
-        answer, fields, messages=messages, model=model, usage=usage, null_prior=prior
-    )
+    looked = absence.review(answer, fields, messages=messages, model=model, usage=usage)
     decided = looked.meta.get("absence", {})
     margins = {name: d["logprob_null"] - d["logprob_value"] for name, d in decided.items()}
     descriptions = getattr(inputs, "slots", None) or {

@@ -28,11 +28,6 @@ class Inputs(KindInputs):
         description="the runtime decides whether each nullable slot is absent"
         " (docs/absence.md); false trusts the model's nulls",
     )
-    null_prior: float | None = Field(
-        None,
-        description="nats added to log P(null) when absence is decided; None: the shipped"
-        " prior (docs/absence.md). A lesson sets it where its held-back answers chose one",
-    )
 
 
 def schema(inputs: Inputs, output: dict[str, Any] | None) -> dict[str, Any]:

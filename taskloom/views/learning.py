@@ -34,9 +34,7 @@ def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
 
 def _shown(lesson: Lesson) -> str:
     if lesson.adapter:
-        nulls = ", its nulls trusted" if lesson.trust_nulls else ""
-        if lesson.null_prior is not None:
-            nulls = f", absence prior {lesson.null_prior:g}"
+        trusted = ", its nulls trusted" if lesson.trust_nulls else ""
         weighed = ", its own weights" if lesson.weights else ""
-        return f"adapter {lesson.adapter}{nulls}{weighed}"
+        return f"adapter {lesson.adapter}{trusted}{weighed}"
     return f"{lesson.shots} {lesson.choose}" if lesson.examples else "none (as written)"

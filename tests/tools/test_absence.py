@@ -105,16 +105,6 @@ def test_the_checks_score_each_field_after_the_answer_up_to_it() -> None:
     ]
 
 
-def test_a_step_may_weigh_null_with_its_own_prior() -> None:
-    answer = {"name": "Ann Lee", "city": "Paris", "kind": "order"}
-    # null beats "Paris" by 10 nats: above the shipped prior's 5, below a prior of -13
-    shipped = extract(ScriptedChatModel([answer], scores=scorer({"city"})))
-    own = extract(ScriptedChatModel([answer], scores=scorer({"city"})), null_prior=-13.0)
-    assert shipped.value["city"] is None
-    assert own.value == answer and own.meta["absence"]["city"]["decision"] == "present"
-    assert p_absent(-1.0, -11.0, "Paris", -13.0) < 0.5 < p_absent(-1.0, -11.0, "Paris")
-
-
 def test_a_null_the_model_wrote_stays_null_and_says_how_sure_it_is() -> None:
     answer = {"name": None, "city": None, "kind": "order"}
     out = extract(ScriptedChatModel([answer], scores=scorer(set())))
