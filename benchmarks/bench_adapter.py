@@ -99,7 +99,8 @@ def main() -> None:
             arch=trained.arch, meta={"kind": "extract"},
         )  # fmt: skip
         adapted = host.adapted(path)
-        way, weighed, on_dev = crossfit(host, dev, Path(tmp))
+        way, weighed, accuracy = crossfit(host, dev, Path(tmp))
+        on_dev = ", ".join(f"{w} {a:.1%}" for w, a in accuracy.items())
         print(f"ways on the dev half (cross-fitted): {on_dev}; chosen: {way}")
         rows.append(
             {
@@ -114,12 +115,12 @@ def main() -> None:
             ("test", cases("extract", "test")),
             ("voice", cases("extract", "heldout", voice=True)),
         ):
-            seen, answers = {}, {}
+            bases, answers = {}, {}
             for how in WAYS:
                 b = scores(graded(host, examples, how))
                 answers[how] = graded(adapted, examples, how)
                 a = scores(answers[how])
-                seen[how] = (b, a)
+                bases[how] = b
                 gain = (a["accuracy"] - b["accuracy"]) * 100
                 print(
                     f"extract {label}, {how}: right {b['accuracy']:.1%} → {a['accuracy']:.1%}"
@@ -147,7 +148,7 @@ def main() -> None:
             # the issue's measure: the base model as steps run (absence checked) against
             # the adapter as its lesson would run it, the way chosen on the dev half, with
             # its own weights
-            base = seen["absence checked"][0]
+            base = bases["absence checked"]
             best = weighed.score(answers[way])
             print(
                 f"extract {label}, {way}, the adapter's own weights: coverage@95"
@@ -229,12 +230,14 @@ class Weighed:
         return f"{len(kept) / len(answers):.1%} accepted, {right / max(len(kept), 1):.1%} right"
 
 
-def crossfit(host: ModelHost, dev: list[Labelled], tmp: Path) -> tuple[str, Weighed, str]:
+def crossfit(
+    host: ModelHost, dev: list[Labelled], tmp: Path
+) -> tuple[str, Weighed, dict[str, float]]:
     """Two adapters, each trained on one half of `dev`, answer the other half in each of
     the `WAYS`. The way right most often is chosen (as `learn` chooses on held-back
     answers; ties to the earlier way), the adapted model's weights are fitted on its
     answers (`adapter_weights`) and choose a threshold there. Returns the way, its
-    weights and threshold, and each way's accuracy as printed."""
+    weights and threshold, and each way's accuracy."""
     halves = (dev[::2], dev[1::2])
     found: dict[str, list[Graded]] = {way: [] for way in WAYS}
     for n, (learn_from, answer) in enumerate((halves, halves[::-1])):
@@ -251,8 +254,7 @@ def crossfit(host: ModelHost, dev: list[Labelled], tmp: Path) -> tuple[str, Weig
     threshold, _, _ = choose_threshold(
         [g.confidence or 0.0 for g in rescored], [g.is_right for g in rescored]
     )
-    shown = ", ".join(f"{w} {a:.1%}" for w, a in accuracy.items())
-    return way, Weighed(weights, threshold if weights is not None else None), shown
+    return way, Weighed(weights, threshold if weights is not None else None), accuracy
 
 
 def time_200(host: ModelHost) -> None:
