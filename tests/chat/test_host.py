@@ -229,6 +229,35 @@ def test_two_prompts_in_turn_keep_their_slots_after_other_traffic(model_host: Mo
 
 
 @pytest.mark.model
+def test_a_review_reuses_the_instructions_the_last_steps_review_cached(
+    model_host: ModelHost,
+) -> None:
+    # Each step's review has the same instructions and a new text, so it shares less than
+    # half its prompt with the last step's review; that part is still not evaluated again.
+    instruction = (
+        "Answer the question about the text with words copied from the text,"
+        " as a JSON string, or null if the text does not say."
+    )
+
+    def review(text: str) -> list[Message]:
+        question = f"Text: {text}\nQuestion: What is the name?\nAnswer:"
+        return [{"role": "system", "content": instruction}, {"role": "user", "content": question}]
+
+    texts = [
+        "Hi, Ann Lee here, order 7710 from Lyon is late; it was due on Friday morning.",
+        "Hello, Tom Baker writing about order 5521, shipped to Seattle on Monday, still missing.",
+    ]
+    model_host.reset_cache()
+    for text in texts:
+        model_host.complete(chat(text), schema=CONTACT, max_tokens=2)
+        last = model_host.complete(review(text), max_tokens=2)
+    first, second = (model_host.prompt_tokens(review(t)) for t in texts)
+    shared = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+    assert 4 * shared >= len(second) > 2 * shared  # a real part, but under half
+    assert last.prompt_tokens_evaluated == len(second) - shared
+
+
+@pytest.mark.model
 def test_scores_match_each_continuation_decoded_alone_in_fewer_decodes(
     model_host: ModelHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -150,10 +150,14 @@ class Decoder:
         ]
         best = max(range(len(shared)), key=shared.__getitem__)
         if shared[best] * 2 < len(prompt):
-            # Little to reuse anywhere: take the slot unused longest. A step alternates
-            # between its prompts (the answer, then the review's), so the slots in use
-            # now are the ones to keep; the shortest slot may be one of them.
-            best = min(range(len(self._slots)), key=self._slot_used.__getitem__)
+            # Little to reuse anywhere. A step alternates between its prompts (the
+            # answer, then the review's), so the slot used last is the one to keep; of
+            # the others, take the one sharing a real part of the prompt (the review's
+            # instructions, cached by the last step's review), else the one unused longest.
+            last = max(range(len(self._slots)), key=self._slot_used.__getitem__)
+            others = [i for i in range(len(self._slots)) if i != last] or [last]
+            useful = [n if n * 4 >= len(prompt) else 0 for n in shared]
+            best = max(others, key=lambda i: (useful[i], -self._slot_used[i]))
         self._calls += 1
         self._slot_used[best] = self._calls
         self._seq = best
