@@ -200,10 +200,12 @@ def test_scoring_kinds_batch_and_agree_with_sequential(
     assert abs(many["confidence"] - one["confidence"]) < 0.1
     passages = ["Parcels ship in 2 days.", "Refunds take a week.", "Our shop opens at 9."]
     query = {"query": "when will my parcel ship", "passages": passages}
-    assert (
-        run_task("filter", query, model=batched).value["kept"]
-        == (run_task("filter", query, model=model_host).value["kept"])
-    )
+    kept = [run_task("filter", query, model=m).value for m in (batched, model_host)]
+    scores = [dict(zip(k["kept"], k["scores"], strict=True)) for k in kept]
+    # The same passages, their scores as close as the label's confidence above; two
+    # near-equal scores may swap places (0.72 and 0.77 here).
+    assert scores[0].keys() == scores[1].keys()
+    assert all(abs(scores[0][p] - scores[1][p]) < 0.1 for p in scores[0])
 
 
 def test_batched_greedy_replies_agree_with_sequential_and_belong_to_their_calls(

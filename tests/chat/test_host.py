@@ -292,6 +292,74 @@ def test_scores_match_each_continuation_decoded_alone_in_fewer_decodes(
     assert evaluated == len(prompt) + sum(len(c) - 1 for c in conts)
 
 
+@pytest.mark.model
+def test_a_reviews_scores_come_from_one_decode_sharing_the_answer_so_far(
+    model_host: ModelHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The absence check's calls: one prompt, the answer up to each field, null against
+    # the value. Each is scored as a plain decode of its own would score it.
+    decoder = model_host._decoder
+    prompt = model_host.prompt_tokens(chat("Hi, Ann Lee here, order A-7710 from Lyon is late."))
+    fields = [
+        (' {"name":', ' "Ann Lee"'),
+        (' {"name": "Ann Lee", "order_id":', ' "A-7710"'),
+        (' {"name": "Ann Lee", "order_id": "A-7710", "email":', ' "Lyon"'),
+    ]
+    tokens = [
+        [decoder.tokenize(t, special=False) for t in (before, " null", value)]
+        for before, value in fields
+    ]
+    calls = [(prompt + before, [null, value]) for before, null, value in tokens]
+    alone = []
+    for full, conts in calls:
+        scored = []
+        for cont in conts:
+            decoder.reset()
+            decoder._decode([*full, *cont[:-1]], logits_from=0)
+            rows = [decoder.logits(len(full) - 1 + j) for j in range(len(cont))]
+            scored.append(sum(float(log_softmax(r)[t]) for r, t in zip(rows, cont, strict=True)))
+        alone.append(scored)
+    decodes = 0
+    real_decode = llama_cpp.llama_decode
+
+    def counting(ctx: Any, batch: Any) -> int:
+        nonlocal decodes
+        decodes += 1
+        return int(real_decode(ctx, batch))
+
+    monkeypatch.setattr(llama_cpp, "llama_decode", counting)
+    decoder.reset()
+    got = decoder.score_many(calls)
+    assert decodes == 1
+    for (scores, _), reference in zip(got, alone, strict=True):
+        # Batch shapes differ (see the test above); the two lie 1 to 15 nats apart here.
+        assert scores == pytest.approx(reference, abs=0.5)
+        assert (scores[0] > scores[1]) == (reference[0] > reference[1])
+    # The prompt and the answer's shared start were evaluated once, not once a field.
+    evaluated = sum(n for _, n in got)
+    alone_evaluated = sum(len(full) + sum(len(c) - 1 for c in conts) for full, conts in calls)
+    assert len(calls[-1][0]) <= evaluated < alone_evaluated - 2 * len(prompt)
+    # The branches left the cache: a plain call after them sees only the slots.
+    for seq in range(3, llama_cpp.llama_n_seq_max(model_host._ctx.ctx)):
+        assert llama_cpp.llama_memory_seq_pos_max(decoder._mem, seq) == -1
+
+
+@pytest.mark.model
+def test_more_branches_than_a_decode_holds_are_scored_one_call_at_a_time(
+    model_host: ModelHost,
+) -> None:
+    decoder = model_host._decoder
+    prompt = model_host.prompt_tokens(chat("Hi, Ann Lee here, order A-7710 from Lyon is late."))
+    null = decoder.tokenize(" null", special=False)
+    words = [" Ann", " Lee", " order", " Lyon", " late", " here", " from", " is"] * 3
+    calls = [(prompt, [decoder.tokenize(w, special=False), null]) for w in words]
+    assert 2 * len(calls) > decoder._branches
+    many = decoder.score_many(calls)
+    one_by_one = [decoder.score(p, c) for p, c in calls]
+    for (a, _), (b, _) in zip(many, one_by_one, strict=True):
+        assert a == pytest.approx(b, abs=0.5)
+
+
 def log_softmax(logits: Any) -> Any:
     x = logits.astype(np.float64)
     return x - (x.max() + np.log(np.exp(x - x.max()).sum()))

@@ -6,9 +6,16 @@ on, drafted tokens are verified in the same decode (`speculate.py`).
 Prefix reuse: the context keeps the tokens of recent calls in its KV cache, in a few
 sequences (slots). A prompt goes to the slot that shares the longest prefix with it and
 evaluates only what follows. A prompt that shares little with every slot (under half
-of itself) replaces the slot holding the fewest tokens, so a short scratch prompt (such
-as a scoring probe) never evicts a long shared instruction. A slot remembers the LoRA
-adapter its tokens were computed under and shares nothing with a call of another.
+of itself) spares the slot used last (the step's other prompt) and takes another: one
+sharing at least a quarter of it, else the one unused longest. A slot remembers the
+LoRA adapter its tokens were computed under and shares nothing with a call of another.
+
+Scoring several prompts (`score_many`, a step's review): on a CPU every `llama_decode`
+costs about as much as 15 tokens before its first token (the weights are read once per
+decode), so the calls are decoded together. Each (prompt, continuation) is a branch in
+a sequence of its own beyond the slots, starting from the cached prefix of the slot
+the first prompt chose; a token several branches share (the prompt's rest, the answer
+up to a field) is evaluated once, in all their sequences (the KV cache is unified).
 """
 
 from __future__ import annotations
@@ -34,18 +41,35 @@ class Decoder:
 
     Args:
         model: the `llama_model` pointer.
-        ctx: the `llama_context` pointer (sequence 0 is used).
+        ctx: the `llama_context` pointer.
         n_batch: the most tokens decoded in one `llama_decode`.
+        slots: sequences that cache prompts (default: all the context has); those
+            beyond them are `score_many`'s branches, which need a unified KV cache.
+        n_ctx: the context window of one sequence (default: the context's).
     """
 
-    def __init__(self, model: Any, ctx: Any, *, n_batch: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        ctx: Any,
+        *,
+        n_batch: int,
+        slots: int | None = None,
+        n_ctx: int | None = None,
+    ) -> None:
         self._ctx = ctx
         self._vocab = llama_cpp.llama_model_get_vocab(model)
         self._mem = llama_cpp.llama_get_memory(ctx)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
-        self.n_ctx = int(llama_cpp.llama_n_ctx_seq(ctx))
+        self.n_ctx = n_ctx or int(llama_cpp.llama_n_ctx_seq(ctx))
         """The context window of one sequence."""
-        self._slots: list[list[int]] = [[] for _ in range(llama_cpp.llama_n_seq_max(ctx))]
+        n_seq = int(llama_cpp.llama_n_seq_max(ctx))
+        self._slots: list[list[int]] = [[] for _ in range(slots or n_seq)]
+        self._branches = n_seq - len(self._slots)
+        """Sequences beyond the slots, for `score_many`'s branches (a unified KV cache)."""
+        self._tree = (
+            llama_cpp.llama_batch_init(n_batch, 0, self._branches) if self._branches else None
+        )
         self._slot_adapters: list[Adapter | None] = [None for _ in self._slots]
         self._slot_used = [0 for _ in self._slots]  # when each slot was last chosen
         self._calls = 0
@@ -66,6 +90,9 @@ class Decoder:
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None
+        if self._tree is not None:
+            llama_cpp.llama_batch_free(self._tree)
+            self._tree = None
 
     # --- tokens -----------------------------------------------------------------
 
@@ -293,6 +320,107 @@ class Decoder:
                 logits = self.logits(row + j)
                 scores[i] += float(logits[cont[j]]) - logsumexp(logits)
         return scores, evaluated
+
+    def score_many(
+        self,
+        calls: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]],
+        *,
+        adapter: Adapter | None = None,
+    ) -> list[tuple[list[float], int]]:
+        """`score` for several prompts, in one decode where they fit (module doc); else
+        (more branches than sequences, or more tokens than a decode) one at a time.
+
+        Returns:
+            Per call, its scores and how many tokens were evaluated for it.
+        """
+        branches = [
+            (i, j, cont)
+            for i, (_, conts) in enumerate(calls)
+            for j, cont in enumerate(conts)
+            if cont
+        ]
+        fits = 0 < len(branches) <= self._branches and all(prompt for prompt, _ in calls)
+        if not fits:
+            return [self.score(p, c, adapter=adapter) for p, c in calls]
+        self._choose_slot(calls[0][0], adapter)
+        tree = _Tree(self.tokens)
+        rows = [tree.add(b, calls[i][0], cont) for b, (i, _, cont) in enumerate(branches)]
+        if len(tree.tokens) > self._n_batch:
+            return [self.score(p, c, adapter=adapter) for p, c in calls]
+        first = len(self._slots)
+        for b, start in enumerate(tree.starts):
+            if start:
+                llama_cpp.llama_memory_seq_cp(self._mem, self._seq, first + b, 0, start)
+        batch = self._tree
+        assert batch is not None
+        for n, token in enumerate(tree.tokens):
+            batch.token[n] = token
+            batch.pos[n] = tree.positions[n]
+            batch.n_seq_id[n] = len(tree.members[n])
+            for m, b in enumerate(tree.members[n]):
+                batch.seq_id[n][m] = first + b
+            batch.logits[n] = tree.wanted[n]
+        batch.n_tokens = len(tree.tokens)
+        try:
+            if llama_cpp.llama_decode(self._ctx, batch) != 0:
+                raise ModelError("llama_decode failed while scoring; the step can be retried")
+            lse: dict[int, float] = {}
+            scores = [[0.0] * len(conts) for _, conts in calls]  # an empty continuation: 0
+            for (i, j, cont), nodes in zip(branches, rows, strict=True):
+                for node, token in zip(nodes, cont, strict=True):
+                    logits = self.logits(node)
+                    if node not in lse:
+                        lse[node] = logsumexp(logits)
+                    scores[i][j] += float(logits[token]) - lse[node]
+        finally:
+            for b in range(len(branches)):
+                llama_cpp.llama_memory_seq_rm(self._mem, first + b, -1, -1)
+        evaluated = [0] * len(calls)
+        for b, (i, _, _) in enumerate(branches):
+            evaluated[i] += tree.created[b]
+        return list(zip(scores, evaluated, strict=True))
+
+
+class _Tree:
+    """The tokens of `score_many`'s branches, each shared one evaluated once.
+
+    A branch is a prompt and one continuation: it needs the logits after the prompt's
+    last token and after each continuation token but the last. It starts where the
+    cache holds its prompt (less one token, whose logits are needed).
+    """
+
+    def __init__(self, cached: Sequence[int]) -> None:
+        self._cached = cached
+        self._nodes: dict[tuple[int, int], int] = {}  # (parent node or -1 - start, token)
+        self.tokens: list[int] = []
+        self.positions: list[int] = []
+        self.members: list[list[int]] = []  # per token, the branches it belongs to
+        self.wanted: list[bool] = []  # per token, whether its logits are read
+        self.starts: list[int] = []  # per branch, the cached tokens it begins with
+        self.created: list[int] = []  # per branch, the tokens it added
+
+    def add(self, branch: int, prompt: Sequence[int], cont: Sequence[int]) -> list[int]:
+        """Add a branch; the token index of each row its continuation is scored on."""
+        path = [*prompt, *cont[:-1]]
+        start = min(common_prefix(self._cached, path), len(prompt) - 1)
+        self.starts.append(start)
+        self.created.append(0)
+        parent, rows = -1 - start, []
+        for k in range(start, len(path)):
+            node = self._nodes.get((parent, path[k]))
+            if node is None:
+                node = self._nodes[(parent, path[k])] = len(self.tokens)
+                self.tokens.append(path[k])
+                self.positions.append(k)
+                self.members.append([])
+                self.wanted.append(False)
+                self.created[branch] += 1
+            self.members[node].append(branch)
+            if k >= len(prompt) - 1:
+                self.wanted[node] = True
+                rows.append(node)
+            parent = node
+        return rows
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

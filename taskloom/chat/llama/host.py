@@ -59,6 +59,8 @@ log = get_logger(__name__)
 N_BATCH = 512
 N_SLOTS = 3
 """Prompts cached at once (KV sequences, a full window each): a step's two, and a spare."""
+N_BRANCHES = 32
+"""A review's scoring branches decoded at once (`Decoder.score_many`); more go one by one."""
 NO_REPEAT_NGRAM = 8
 """Greedy decoding of a small model loops; no run of this many tokens is generated twice."""
 
@@ -124,12 +126,15 @@ class ModelHost:
         self.concurrency = max(1, concurrency)
         is_batched = self.concurrency > 1
         threads = n_threads or (cores if is_batched else max(cores // 2, 1))
-        n_seq = self.concurrency if is_batched else N_SLOTS
         cparams = llama_cpp.llama_context_default_params()
-        cparams.n_ctx = n_ctx * n_seq
-        cparams.n_seq_max = n_seq
+        if is_batched:
+            cparams.n_ctx = n_ctx * self.concurrency
+            cparams.n_seq_max = self.concurrency
+        else:  # the slots, and room for a review's branches scored in one decode
+            cparams.n_ctx = n_ctx * N_SLOTS + N_BATCH
+            cparams.n_seq_max = N_SLOTS + N_BRANCHES
         # One cache for all sequences, so a shared prefix is stored once (seq_cp tags it).
-        cparams.kv_unified = is_batched
+        cparams.kv_unified = True
         cparams.n_batch = N_BATCH
         cparams.n_ubatch = N_BATCH
         cparams.n_threads = threads
@@ -141,17 +146,23 @@ class ModelHost:
                 self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
         finally:
             listening.__exit__(None, None, None)
-        self._decoder = Decoder(self._model.model, self._ctx.ctx, n_batch=N_BATCH)
+        self._decoder = Decoder(
+            self._model.model,
+            self._ctx.ctx,
+            n_batch=N_BATCH,
+            slots=None if is_batched else N_SLOTS,
+            n_ctx=n_ctx,
+        )
         self._grammars = GrammarCache(self._model.vocab)
         self._adapters = Adapters(self._model.model)
         self._grammar_lock = threading.Lock()
-        self._n_ctx = n_ctx if is_batched else self._decoder.n_ctx
+        self._n_ctx = n_ctx
         self._batch = (
             Batch(
                 self._ctx.ctx,
                 self._decoder.picker,
                 n_vocab=self._decoder.n_vocab,
-                n_seq=n_seq,
+                n_seq=self.concurrency,
                 n_ctx=n_ctx,
                 n_batch=N_BATCH,
                 chunk=chunk,
@@ -434,7 +445,7 @@ class ModelHost:
         results: list[tuple[list[float], int]] = []
         if self._batch is None:
             with self._lock:
-                results = [self._decoder.score(p, c, adapter=adapter) for p, c in prepared]
+                results = self._decoder.score_many(prepared, adapter=adapter)
         else:
             batch = self._batch
             requests = [
