@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -259,7 +260,7 @@ def test_a_review_reuses_the_instructions_the_last_steps_review_cached(
 
 @pytest.mark.model
 def test_scores_match_each_continuation_decoded_alone_in_fewer_decodes(
-    model_host: ModelHost, monkeypatch: pytest.MonkeyPatch
+    model_host: ModelHost, decodes: Callable[[], int]
 ) -> None:
     decoder = model_host._decoder
     prompt = decoder.tokenize("The capital of France is", special=False)
@@ -271,15 +272,7 @@ def test_scores_match_each_continuation_decoded_alone_in_fewer_decodes(
         decoder._decode([*prompt, *cont[:-1]], logits_from=0)
         rows = [decoder.logits(len(prompt) - 1 + j) for j in range(len(cont))]
         alone.append(sum(float(log_softmax(r)[t]) for r, t in zip(rows, cont, strict=True)))
-    decodes = 0
-    real_decode = llama_cpp.llama_decode
-
-    def counting(ctx: Any, batch: Any) -> int:
-        nonlocal decodes
-        decodes += 1
-        return int(real_decode(ctx, batch))
-
-    monkeypatch.setattr(llama_cpp, "llama_decode", counting)
+    decodes()  # counted from here
     decoder.reset()
     scores, evaluated = decoder.score(prompt, conts)
     # Batch shapes differ: from 8 rows on, llama.cpp's CPU kernels round otherwise (the
@@ -288,13 +281,13 @@ def test_scores_match_each_continuation_decoded_alone_in_fewer_decodes(
     assert scores == pytest.approx(alone, abs=0.5)
     assert sorted(range(4), key=scores.__getitem__) == sorted(range(4), key=alone.__getitem__)
     # The first long continuation rode in the prompt's decode; the other two had one each.
-    assert decodes == 3
+    assert decodes() == 3
     assert evaluated == len(prompt) + sum(len(c) - 1 for c in conts)
 
 
 @pytest.mark.model
 def test_a_reviews_scores_come_from_one_decode_sharing_the_answer_so_far(
-    model_host: ModelHost, monkeypatch: pytest.MonkeyPatch
+    model_host: ModelHost, decodes: Callable[[], int]
 ) -> None:
     # The absence check's calls: one prompt, the answer up to each field, null against
     # the value. Each is scored as a plain decode of its own would score it.
@@ -319,18 +312,10 @@ def test_a_reviews_scores_come_from_one_decode_sharing_the_answer_so_far(
             rows = [decoder.logits(len(full) - 1 + j) for j in range(len(cont))]
             scored.append(sum(float(log_softmax(r)[t]) for r, t in zip(rows, cont, strict=True)))
         alone.append(scored)
-    decodes = 0
-    real_decode = llama_cpp.llama_decode
-
-    def counting(ctx: Any, batch: Any) -> int:
-        nonlocal decodes
-        decodes += 1
-        return int(real_decode(ctx, batch))
-
-    monkeypatch.setattr(llama_cpp, "llama_decode", counting)
+    decodes()  # counted from here
     decoder.reset()
     got = decoder.score_many(calls)
-    assert decodes == 1
+    assert decodes() == 1
     for (scores, _), reference in zip(got, alone, strict=True):
         # Batch shapes differ (see the test above); the two lie 1 to 15 nats apart here.
         assert scores == pytest.approx(reference, abs=0.5)
