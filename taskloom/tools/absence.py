@@ -22,9 +22,10 @@ already left null is checked too: null against the opening quote of a string, wh
 the model's own probability that a value starts.
 
 Every field's check is one scoring request, and all of a step's requests go to the
-model at once (`score_all`): parallel sequences on a batching host. The answer up to
-the field joins the prompt (`prefixes`), so each request shares the cached prompt and
-evaluates only the answer's new tokens, then a few tokens for `null` and the candidate.
+model at once (`score_all`): parallel sequences on a batching host, branches of one
+decode on a sequential one. The answer up to the field joins the prompt (`prefixes`),
+so each request shares the cached prompt and evaluates only the answer's new tokens,
+then a few tokens for `null` and the candidate.
 """
 
 from __future__ import annotations

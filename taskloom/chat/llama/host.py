@@ -404,7 +404,8 @@ class ModelHost:
         prefixes: Sequence[str] | None = None,
         adapter: str | Path | None = None,
     ) -> list[tuple[list[float], Completion]]:
-        """`score_usage` for several prompts at once: parallel sequences in one batch.
+        """`score_usage` for several prompts at once: parallel sequences in one batch on
+        a batching host, branches of one decode on a sequential one (`Decoder.score_many`).
 
         Args:
             prefixes: per call, text the reply starts with before each continuation. It
