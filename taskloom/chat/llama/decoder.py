@@ -252,7 +252,7 @@ class Decoder:
                 the output is the same as without.
             adapter: the LoRA adapter to decode under (None: the model as it is).
         """
-        evaluated = self.evaluate(prompt, adapter)
+        rest = self._uncached(prompt, adapter)
         draft = Draft(
             grammar=grammar,
             temperature=temperature,
@@ -263,11 +263,23 @@ class Decoder:
             grounding=grounding,
             drafter=drafter,
         )
-        budget = min(max_tokens, self.n_ctx - len(self.tokens))
+        budget = min(max_tokens, self.n_ctx - len(prompt))
+        # The answer's opening (`{"name": "`) rides in the prompt's decode, as the
+        # first continuation of a score does; a decode split in chunks keeps no rows.
+        fits = len(rest) + max_draft <= self._n_batch
+        lead = draft.opening(min(max_draft, budget - 1)) if fits else []
+        self._decode([*rest, *lead], logits_from=len(rest) - 1 if lead else None)
         if budget <= 0:
-            return draft.generated(evaluated)
-        token: int | None = self.picker.advance(draft, self.logits())
-        picks = 1
+            return draft.generated(len(rest))
+        if lead:
+            accepted, token = self.picker.verify(
+                draft, lead, lambda j: self.logits(len(rest) - 1 + j), is_prompt=True
+            )
+            picks = accepted + 1
+            self._truncate(len(self.tokens) - (len(lead) - accepted))
+        else:
+            token = self.picker.advance(draft, self.logits())
+            picks = 1
         while token is not None and not draft.is_finished and picks < budget:
             deadline.check()  # the step's own deadline, if the worker set one
             proposal = draft.proposal(min(max_draft, budget - picks - 1))
@@ -275,7 +287,7 @@ class Decoder:
             accepted, token = self.picker.verify(draft, proposal, self.logits)
             picks += accepted + 1
             self._truncate(len(self.tokens) - (len(proposal) - accepted))
-        return draft.generated(evaluated)
+        return draft.generated(len(rest))
 
     # --- scoring ---------------------------------------------------------------------
 
