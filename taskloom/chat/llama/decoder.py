@@ -195,16 +195,6 @@ class Decoder:
             apply(self._ctx, adapter)
             self._applied = adapter
 
-    def evaluate(self, prompt: Sequence[int], adapter: Adapter | None = None) -> int:
-        """Make the cache hold exactly `prompt` under `adapter`, reusing the common prefix.
-
-        Returns:
-            How many prompt tokens were evaluated (at least one, for fresh logits).
-        """
-        rest = self._uncached(prompt, adapter)
-        self._decode(rest)
-        return len(rest)
-
     def _uncached(self, prompt: Sequence[int], adapter: Adapter | None) -> Sequence[int]:
         """Cut the cache back to what it shares with `prompt` under `adapter` and return
         the rest of `prompt`, to be decoded (at least its last token, for fresh logits)."""
