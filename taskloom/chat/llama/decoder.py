@@ -35,6 +35,11 @@ from taskloom.chat.llama.picker import Draft, Generated, Picker, logsumexp
 from taskloom.chat.llama.speculate import Drafter
 from taskloom.errors import ModelError, TaskInputError
 
+N_SLOTS = 3
+"""Prompts cached at once (KV sequences, a full window each): a step's two, and a spare."""
+N_BRANCHES = 32
+"""A review's scoring branches decoded at once (`score_many`); more go one by one."""
+
 
 class Decoder:
     """Evaluates prompts and generates tokens on one llama.cpp context (not thread-safe).

@@ -39,7 +39,7 @@ from taskloom.chat.grounding import GROUNDING_KEYWORD, Grounding
 from taskloom.chat.llama import placement
 from taskloom.chat.llama.adapters import AdaptedModel, Adapter, Adapters
 from taskloom.chat.llama.batch import CHUNK, Batch, Request
-from taskloom.chat.llama.decoder import Decoder
+from taskloom.chat.llama.decoder import N_BRANCHES, N_SLOTS, Decoder
 from taskloom.chat.llama.grammar import GrammarCache
 from taskloom.chat.llama.picker import Draft, Generated, json_done
 from taskloom.chat.llama.placement import rss_mb
@@ -57,10 +57,6 @@ PROVIDER = "llama.cpp"
 log = get_logger(__name__)
 
 N_BATCH = 512
-N_SLOTS = 3
-"""Prompts cached at once (KV sequences, a full window each): a step's two, and a spare."""
-N_BRANCHES = 32
-"""A review's scoring branches decoded at once (`Decoder.score_many`); more go one by one."""
 NO_REPEAT_NGRAM = 8
 """Greedy decoding of a small model loops; no run of this many tokens is generated twice."""
 
@@ -127,16 +123,12 @@ class ModelHost:
         is_batched = self.concurrency > 1
         threads = n_threads or (cores if is_batched else max(cores // 2, 1))
         cparams = llama_cpp.llama_context_default_params()
-        if is_batched:
-            cparams.n_ctx = n_ctx * self.concurrency
-            cparams.n_seq_max = self.concurrency
-        else:  # the slots, and room for a review's branches scored in one decode
-            cparams.n_ctx = n_ctx * N_SLOTS + N_BATCH
-            cparams.n_seq_max = N_SLOTS + N_BRANCHES
+        # Sequential: the slots, and room for a review's branches scored in one decode.
+        cparams.n_ctx = n_ctx * self.concurrency if is_batched else n_ctx * N_SLOTS + N_BATCH
+        cparams.n_seq_max = self.concurrency if is_batched else N_SLOTS + N_BRANCHES
         # One cache for all sequences, so a shared prefix is stored once (seq_cp tags it).
         cparams.kv_unified = True
-        cparams.n_batch = N_BATCH
-        cparams.n_ubatch = N_BATCH
+        cparams.n_batch = cparams.n_ubatch = N_BATCH
         cparams.n_threads = threads
         cparams.n_threads_batch = max(cores, threads)
         # A full-size sliding-window cache lets a call roll back to any shared prefix.
@@ -146,12 +138,9 @@ class ModelHost:
                 self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
         finally:
             listening.__exit__(None, None, None)
+        slots = None if is_batched else N_SLOTS
         self._decoder = Decoder(
-            self._model.model,
-            self._ctx.ctx,
-            n_batch=N_BATCH,
-            slots=None if is_batched else N_SLOTS,
-            n_ctx=n_ctx,
+            self._model.model, self._ctx.ctx, n_batch=N_BATCH, slots=slots, n_ctx=n_ctx
         )
         self._grammars = GrammarCache(self._model.vocab)
         self._adapters = Adapters(self._model.model)
@@ -404,8 +393,7 @@ class ModelHost:
         prefixes: Sequence[str] | None = None,
         adapter: str | Path | None = None,
     ) -> list[tuple[list[float], Completion]]:
-        """`score_usage` for several prompts at once: parallel sequences in one batch on
-        a batching host, branches of one decode on a sequential one (`Decoder.score_many`).
+        """`score_usage` for several prompts, decoded together (`Batch`, `Decoder.score_many`).
 
         Args:
             prefixes: per call, text the reply starts with before each continuation. It
