@@ -4,7 +4,6 @@ model, that drafted outputs are the greedy outputs with fewer decodes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +83,6 @@ def test_between_values_the_template_is_drafted() -> None:
     assert text_of(d.propose([], b" ", 40)) == '{ "name": "'
 
 
-def test_the_opening_is_drafted_before_anything_is_picked_only_from_a_template() -> None:
-    assert text_of(drafter(template_of(ANSWER)).opening(40)) == ' { "name": "'
-    assert text_of(drafter(template_of(ANSWER)).opening(3)) == " { "
-    assert drafter({}).opening(40) == []  # prompt lookup has no output to go on yet
-
-
 def test_inside_a_value_the_input_is_drafted_to_the_likely_end_and_closed() -> None:
     d = drafter(template_of(ANSWER))
     drafted = text_of(d.propose([], b' { "name": "Tom', 40))
@@ -156,25 +149,6 @@ def test_drafted_outputs_are_the_greedy_outputs_with_fewer_decodes(
     assert decodes_off >= sum(u.completion_tokens - 1 for u in off)  # a decode a token
     assert decodes_on < decodes_off / 2
     assert all(0 < (u.draft_accepted or 0) <= (u.drafted or 0) for u in on)
-
-
-@pytest.mark.model
-def test_the_answers_opening_rides_in_the_prompts_decode(
-    drafting: ModelHost, monkeypatch: pytest.MonkeyPatch, decodes: Callable[[], int]
-) -> None:
-    data = json.loads(DATA.read_text())
-    first, second = (chat(case["text"]) for case in data["cases"][:2])
-    reply(drafting, first, data["schema"])  # the schema's template learned
-    used = []
-    for opening in (Drafter.opening, lambda self, n: []):
-        monkeypatch.setattr(Drafter, "opening", opening)
-        drafting.reset_cache()
-        decodes()
-        used.append((reply(drafting, second, data["schema"]), decodes()))
-    (riding, with_it), (alone, without_it) = used
-    assert riding.text == alone.text
-    assert with_it == without_it - 1
-    assert riding.decodes == with_it - 1  # the prompt's decode is not the generation's
 
 
 @pytest.mark.model

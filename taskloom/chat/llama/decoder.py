@@ -200,6 +200,16 @@ class Decoder:
             apply(self._ctx, adapter)
             self._applied = adapter
 
+    def evaluate(self, prompt: Sequence[int], adapter: Adapter | None = None) -> int:
+        """Make the cache hold exactly `prompt` under `adapter`, reusing the common prefix.
+
+        Returns:
+            How many prompt tokens were evaluated (at least one, for fresh logits).
+        """
+        rest = self._uncached(prompt, adapter)
+        self._decode(rest)
+        return len(rest)
+
     def _uncached(self, prompt: Sequence[int], adapter: Adapter | None) -> Sequence[int]:
         """Cut the cache back to what it shares with `prompt` under `adapter` and return
         the rest of `prompt`, to be decoded (at least its last token, for fresh logits)."""
@@ -247,7 +257,7 @@ class Decoder:
                 the output is the same as without.
             adapter: the LoRA adapter to decode under (None: the model as it is).
         """
-        rest = self._uncached(prompt, adapter)
+        evaluated = self.evaluate(prompt, adapter)
         draft = Draft(
             grammar=grammar,
             temperature=temperature,
@@ -258,23 +268,11 @@ class Decoder:
             grounding=grounding,
             drafter=drafter,
         )
-        budget = min(max_tokens, self.n_ctx - len(prompt))
-        # The answer's opening (`{"name": "`) rides in the prompt's decode, as the
-        # first continuation of a score does; a decode split in chunks keeps no rows.
-        fits = len(rest) + max_draft <= self._n_batch
-        lead = draft.opening(min(max_draft, budget - 1)) if fits else []
-        self._decode([*rest, *lead], logits_from=len(rest) - 1 if lead else None)
+        budget = min(max_tokens, self.n_ctx - len(self.tokens))
         if budget <= 0:
-            return draft.generated(len(rest))
-        if lead:
-            accepted, token = self.picker.verify(
-                draft, lead, lambda j: self.logits(len(rest) - 1 + j), is_prompt=True
-            )
-            picks = accepted + 1
-            self._truncate(len(self.tokens) - (len(lead) - accepted))
-        else:
-            token = self.picker.advance(draft, self.logits())
-            picks = 1
+            return draft.generated(evaluated)
+        token: int | None = self.picker.advance(draft, self.logits())
+        picks = 1
         while token is not None and not draft.is_finished and picks < budget:
             deadline.check()  # the step's own deadline, if the worker set one
             proposal = draft.proposal(min(max_draft, budget - picks - 1))
@@ -282,7 +280,7 @@ class Decoder:
             accepted, token = self.picker.verify(draft, proposal, self.logits)
             picks += accepted + 1
             self._truncate(len(self.tokens) - (len(proposal) - accepted))
-        return draft.generated(len(rest))
+        return draft.generated(evaluated)
 
     # --- scoring ---------------------------------------------------------------------
 

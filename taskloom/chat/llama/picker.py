@@ -134,12 +134,6 @@ class Draft:
             return []
         return self.drafter.propose(self.out, self.text, n)
 
-    def opening(self, n: int) -> list[int]:
-        """Up to `n` drafted tokens the answer starts with, before any is picked."""
-        if self.drafter is None or self.temperature > 0 or n <= 0:
-            return []
-        return self.drafter.opening(n)
-
 
 class Picker:
     """Chooses each next token of a draft: sample first, then check it against the grammar.
@@ -235,18 +229,15 @@ class Picker:
         draft: Draft,
         proposal: Sequence[int],
         logits_at: Callable[[int], npt.NDArray[np.single]],
-        *,
-        is_prompt: bool = False,
     ) -> tuple[int, int | None]:
         """Pick at each drafted position until the pick differs from the draft
         (`speculate.py`).
 
-        `logits_at(j)` gives the logits after the last picked token (j = 0; with
-        `is_prompt`, after the prompt, whose decode is not counted in `decodes`) and
-        after the first j drafted tokens. Returns how many drafted tokens were accepted,
-        and the token to decode next (None once the generation finished).
+        `logits_at(j)` gives the logits after the last picked token (j = 0) and after
+        the first j drafted tokens. Returns how many drafted tokens were accepted, and
+        the token to decode next (None once the generation finished).
         """
-        draft.decodes += not is_prompt  # the prompt's decode is not the generation's
+        draft.decodes += 1
         draft.drafted += len(proposal)
         for j in range(len(proposal) + 1):
             token = self.advance(draft, logits_at(j))

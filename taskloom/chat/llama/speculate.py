@@ -7,8 +7,7 @@ follows the output so far:
 
 - **Between values**, the text that came between the same two keys in this schema's
   last answer (the model's own spacing and key order), or, before any answer, in a
-  skeleton of the schema's keys: `", "city": "` after the name's value. The answer's
-  opening (`{"name": "`) rides in the prompt's own decode (`Drafter.opening`).
+  skeleton of the schema's keys: `", "city": "` after the name's value.
 - **Inside a string value**, the input text after the value so far, to the span's
   likely end (`span_end`), then the closing quote and the next key: once "Tom" is
   picked, ` Baker", "city": "` is drafted. One token of overlap is enough, where
@@ -217,12 +216,6 @@ class Drafter:
         if drafted:
             return self._tokenize(drafted)[:n]
         return self._lookup.propose(out, n)
-
-    def opening(self, n: int) -> list[int]:
-        """Up to `n` tokens of the answer's opening, up to its first value (the template's;
-        none without one: prompt lookup has nothing to go on before the output starts)."""
-        segment = self._template.get(None, "")
-        return self._tokenize(segment)[:n] if segment and n > 0 else []
 
     def _text(self, text: str) -> str:
         scanner = _Scanner()
