@@ -19,6 +19,7 @@ from taskloom.chat.llama.speculate import (
     span_end,
     template_of,
 )
+from taskloom.tools import run_task
 from tests.chat.agreement import FIELDS_AGREE, attribution, fields_agreeing, reply
 from tests.chat.test_host import chat
 
@@ -104,7 +105,7 @@ def test_without_a_template_prompt_lookup_drafts() -> None:
 
 def test_drafts_shrink_as_the_batch_fills() -> None:
     sizes = [draft_size(16, n) for n in (1, 2, 4, 8, 16)]
-    assert sizes == [MAX_DRAFT, 7, 3, 1, 0]
+    assert sizes == [MAX_DRAFT, min(MAX_DRAFT, 7), 3, 1, 0]
     assert draft_size(16, 0) == 0
 
 
@@ -140,15 +141,29 @@ def test_drafted_outputs_are_the_greedy_outputs_with_fewer_decodes(
     decodes_on = sum(u.decodes or 0 for u in on)
     decodes_off = sum(u.decodes or 0 for u in off)
     print(f"identical {same}/{len(on)}; decodes {decodes_on} vs {decodes_off}")
-    # Given the same logits the picks are the same; but a drafted decode has another
-    # shape, so CPU sums differ in their last bits and a near-tie may flip (agreement).
-    drafted = [u.text for u in on]
-    assert fields_agreeing(drafted, [u.text for u in off]) >= FIELDS_AGREE
-    assert min(attribution([(plain, m) for m in prompts], drafted)) > 0
+    # A verify decode of up to 1 + MAX_DRAFT tokens computes each row bit for bit as a
+    # one-token decode does, so the picks are the same: not one near-tie may flip.
+    assert same == len(on)
     assert all(u.drafted == 0 and u.draft_accepted == 0 for u in off)
     assert decodes_off >= sum(u.completion_tokens - 1 for u in off)  # a decode a token
     assert decodes_on < decodes_off / 2
     assert all(0 < (u.draft_accepted or 0) <= (u.drafted or 0) for u in on)
+
+
+@pytest.mark.model
+@pytest.mark.timeout(600)
+def test_a_whole_step_with_its_review_is_the_same_with_drafts(
+    drafting: ModelHost, plain: ModelHost
+) -> None:
+    """The review scores the answer re-evaluated, not the generation's cached keys and
+    values (whose last bits depend on how the answer was decoded)."""
+    data = json.loads(DATA.read_text())
+    schema = data["schema"]
+    for case in data["cases"]:
+        on = run_task("extract", {"text": case["text"]}, output=schema, model=drafting)
+        off = run_task("extract", {"text": case["text"]}, output=schema, model=plain)
+        assert on.value == off.value, case["text"]
+        assert on.usage.drafted > 0 and off.usage.drafted == 0
 
 
 @pytest.mark.model

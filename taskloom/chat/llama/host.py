@@ -72,8 +72,9 @@ class ModelHost:
             spinning threads suffer most when cores are shared; with `concurrency > 1`,
             every core, since a batch of tokens is compute-bound). Prompt evaluation
             always uses every core.
-        concurrency: calls decoded together (1: one at a time, as a plain lock). The
-            KV cache holds `concurrency` sequences of `n_ctx` tokens.
+        concurrency: calls decoded together (1: one at a time, as a plain lock, with the
+            weights unpacked so that drafts decode bit for bit as single tokens do,
+            `speculate.MAX_DRAFT`). The KV cache holds `concurrency` sequences of `n_ctx`.
         chunk: with `concurrency > 1`, prompt tokens evaluated per step while other
             calls are generating.
         n_gpu_layers: layers offloaded to the GPU (-1: all; 0: CPU only).
@@ -110,7 +111,9 @@ class ModelHost:
         # llama.cpp logs every context detail to stderr; keep only its errors.
         set_verbose(False)
         llama_cpp.llama_backend_init()
-        mparams = placement.model_params(n_gpu_layers=n_gpu_layers, gpu=gpu, main_gpu=main_gpu)
+        mparams = placement.model_params(
+            n_gpu_layers=n_gpu_layers, gpu=gpu, main_gpu=main_gpu, repack=concurrency > 1
+        )
         listening = placement.listen()
         load_log = listening.__enter__()  # until the context exists: its buffers count too
         try:
@@ -126,13 +129,11 @@ class ModelHost:
         # Sequential: the slots, and room for a review's branches scored in one decode.
         cparams.n_ctx = n_ctx * self.concurrency if is_batched else n_ctx * N_SLOTS + N_BATCH
         cparams.n_seq_max = self.concurrency if is_batched else N_SLOTS + N_BRANCHES
-        # One cache for all sequences, so a shared prefix is stored once (seq_cp tags it).
-        cparams.kv_unified = True
+        cparams.kv_unified = True  # one cache: a shared prefix is stored once (seq_cp)
         cparams.n_batch = cparams.n_ubatch = N_BATCH
         cparams.n_threads = threads
         cparams.n_threads_batch = max(cores, threads)
-        # A full-size sliding-window cache lets a call roll back to any shared prefix.
-        cparams.swa_full = True
+        cparams.swa_full = True  # a full window: a call can roll back to any shared prefix
         try:
             with suppress_stdout_stderr(disable=False):
                 self._ctx = LlamaContext(model=self._model, params=cparams, verbose=False)
@@ -145,7 +146,6 @@ class ModelHost:
         self._grammars = GrammarCache(self._model.vocab)
         self._adapters = Adapters(self._model.model)
         self._grammar_lock = threading.Lock()
-        self._n_ctx = n_ctx
         self._batch = (
             Batch(
                 self._ctx.ctx,
@@ -201,7 +201,7 @@ class ModelHost:
     @property
     def n_ctx(self) -> int:
         """The context window of one call, in tokens."""
-        return self._n_ctx
+        return self._decoder.n_ctx
 
     @property
     def busy(self) -> int:

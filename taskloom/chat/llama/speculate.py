@@ -41,8 +41,11 @@ from typing import Any
 
 from taskloom.chat.base import COPY_KEYWORD, Message
 
-MAX_DRAFT = 8
-"""The most tokens drafted after one picked token."""
+MAX_DRAFT = 6
+"""The most tokens drafted after one picked token. On llama.cpp's CPU backend a decode
+of up to 7 tokens computes each row bit for bit as a one-token decode does (its flash
+attention tiles from 8 query rows on, a repacked matmul from 4, so the sequential host
+keeps its weights unpacked): a verified draft then leaves greedy outputs identical."""
 CPU_ALLOWANCE = 16
 """Drafted tokens per batch step on a CPU, shared by the generating sequences."""
 GPU_ALLOWANCE = 128
