@@ -155,8 +155,8 @@ def test_drafted_outputs_are_the_greedy_outputs_with_fewer_decodes(
 def test_a_whole_step_with_its_review_is_the_same_with_drafts(
     drafting: ModelHost, plain: ModelHost
 ) -> None:
-    """The review scores the answer re-evaluated, not the generation's cached keys and
-    values (whose last bits depend on how the answer was decoded)."""
+    """The review starts from the answer's cached keys and values, which a drafted
+    decode computed: they must be the one-token decode's, bit for bit."""
     data = json.loads(DATA.read_text())
     schema = data["schema"]
     for case in data["cases"]:

@@ -435,9 +435,6 @@ class Batch:
     def _complete(self, seq: _Seq, request: Request) -> None:
         if request.draft is not None:
             request.generated = request.draft.generated(request.evaluated)
-            # Keep the prompt only: the answer's keys and values differ in their last
-            # bits with how it was decoded, and its review re-evaluates it (`decoder.py`).
-            self._truncate(seq, len(request.prompt))
         seq.request = None
         request.done.set()
 

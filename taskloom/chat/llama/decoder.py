@@ -9,9 +9,6 @@ evaluates only what follows. A prompt that shares little with every slot (under 
 of itself) spares the slot used last (the step's other prompt) and takes another: one
 sharing at least a quarter of it, else the one unused longest. A slot remembers the
 LoRA adapter its tokens were computed under and shares nothing with a call of another.
-A generated answer is not kept: its keys and values differ in their last bits with how
-it was decoded (a draft is several tokens in one decode), so a review that scores it
-evaluates it afresh, and scores the same with speculation on and off.
 
 Scoring several prompts (`score_many`, a step's review): on a CPU every `llama_decode`
 costs about as much as 15 tokens before its first token (the weights are read once per
@@ -283,7 +280,6 @@ class Decoder:
             accepted, token = self.picker.verify(draft, proposal, self.logits)
             picks += accepted + 1
             self._truncate(len(self.tokens) - (len(proposal) - accepted))
-        self._truncate(len(prompt))  # keep the prompt only (module doc)
         return draft.generated(evaluated)
 
     # --- scoring ---------------------------------------------------------------------
