@@ -168,6 +168,27 @@ def test_a_whole_step_with_its_review_is_the_same_with_drafts(
 
 @pytest.mark.model
 @pytest.mark.timeout(600)
+def test_drafts_change_nothing_with_several_threads_on_a_long_prompt(
+    default_model_path: str,
+) -> None:
+    """Decoding one token on several threads over 512 or more cached tokens, llama.cpp's
+    CPU attention splits the cache between the threads and rounds otherwise than for
+    several rows; the host pads such a decode to two rows, drafted or not."""
+    data = json.loads(DATA.read_text())
+    policy = " ".join(f"Rule {i}: quote names, cities and order ids as written." for i in range(60))
+    prompts = [chat(case["text"], system=policy) for case in data["cases"][:6]]
+    hosts = [ModelHost(default_model_path, n_threads=2, speculate=s) for s in (True, False)]
+    try:
+        assert len(hosts[0].prompt_tokens(prompts[0])) > 600
+        on, off = ([reply(h, m, data["schema"]).text for m in prompts] for h in hosts)
+    finally:
+        for host in hosts:
+            host.close()
+    assert on == off
+
+
+@pytest.mark.model
+@pytest.mark.timeout(600)
 def test_a_batched_step_drafts_too_and_agrees_with_the_sequential_host(
     default_model_path: str, plain: ModelHost
 ) -> None:

@@ -10,6 +10,12 @@ of itself) spares the slot used last (the step's other prompt) and takes another
 sharing at least a quarter of it, else the one unused longest. A slot remembers the
 LoRA adapter its tokens were computed under and shares nothing with a call of another.
 
+A lone token decoded on several threads goes with a throwaway row in a spare sequence:
+with 512 or more cached cells llama.cpp's CPU attention splits one row's cache between
+the threads, and rounds otherwise than for two to seven rows, where each row is computed
+bit for bit as a lone one on one thread is. With the pad, a draft's verify decode gives
+the logits one-token decoding gives, on any thread count (`speculate.MAX_DRAFT`).
+
 Scoring several prompts (`score_many`, a step's review): on a CPU every `llama_decode`
 costs about as much as 15 tokens before its first token (the weights are read once per
 decode), so the calls are decoded together. Each (prompt, continuation) is a branch in
@@ -49,7 +55,8 @@ class Decoder:
         ctx: the `llama_context` pointer.
         n_batch: the most tokens decoded in one `llama_decode`.
         slots: sequences that cache prompts (default: all the context has); those
-            beyond them are `score_many`'s branches, which need a unified KV cache.
+            beyond them are `score_many`'s branches (and a lone token's pad, module
+            doc), which need a unified KV cache.
         n_ctx: the context window of one sequence (default: the context's).
     """
 
@@ -75,6 +82,9 @@ class Decoder:
         self._tree = (
             llama_cpp.llama_batch_init(n_batch, 0, self._branches) if self._branches else None
         )
+        padded = self._branches > 0 and llama_cpp.llama_n_threads(ctx) > 1
+        self._pad = len(self._slots) if padded else None
+        """The sequence of a lone token's throwaway row, emptied after each decode."""
         self._slot_adapters: list[Adapter | None] = [None for _ in self._slots]
         self._slot_used = [0 for _ in self._slots]  # when each slot was last chosen
         self._calls = 0
@@ -150,7 +160,14 @@ class Decoder:
                 batch.logits[i] = start + i >= first
             batch.logits[len(chunk) - 1] = True
             batch.n_tokens = len(chunk)
+            padded = self._pad is not None and len(chunk) == 1
+            if padded:
+                batch.token[1], batch.pos[1], batch.n_seq_id[1] = chunk[0], 0, 1
+                batch.seq_id[1][0], batch.logits[1] = self._pad, False
+                batch.n_tokens = 2
             rc = llama_cpp.llama_decode(self._ctx, batch)
+            if padded:
+                llama_cpp.llama_memory_seq_rm(self._mem, self._pad, -1, -1)
             if rc != 0:
                 self.reset()
                 raise ModelError(f"llama_decode returned {rc}; the step can be retried")
