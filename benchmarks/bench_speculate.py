@@ -11,8 +11,10 @@ there is no draft model. It prints:
 1. outputs identical with speculation on and off, per set: the 24 held-out style texts
    (`extraction_texts.json`, report split), the 8 of its tune split, the kinds' test
    texts, and (`--sets all`) both extraction eval sets with `copy: true`; and a control
-   on the last set: no drafts on either side, the host on 1 thread against 2, which
-   shows how often llama.cpp's CPU numerics alone flip a near-tie;
+   on the last set: no drafts on either side, the host on 1 thread against 2. A lone
+   token on several threads would take another path in llama.cpp's CPU attention; the
+   host pads it to two rows (`decoder.py`), so this shows whether the thread count
+   still flips a near-tie;
 2. decodes per extraction step, on ÷ off, over those steps (goal ≤ 0.4);
 3. one extraction step on an idle host, wall time on ÷ off, median of 5 each,
    alternated (goal ≤ 0.6). A host at concurrency 1 decodes one token on half the
@@ -119,8 +121,8 @@ def numerics_floor(
     path: Path, steps: list[tuple[dict[str, Any], dict[str, Any]]]
 ) -> tuple[int, int]:
     """The control: no drafts on either side, 1 thread against 2. llama.cpp's CPU sums
-    differ in their last bits with the thread count and the batch's shape, and a near-tie
-    flips with them; drafts change the batch's shape too."""
+    could differ in their last bits with the thread count, as with the batch's shape,
+    and a near-tie would flip with them (`decoder.py` says how the host avoids both)."""
     hosts = [ModelHost(path, speculate=False, n_threads=n) for n in (1, 2)]
     for host in hosts:
         extract(host, *steps[0])
