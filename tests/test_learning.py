@@ -35,7 +35,7 @@ from taskloom.config import Settings
 from taskloom.dispatch.inline import InlineDispatcher
 from taskloom.errors import ConfigError, InputError
 from taskloom.labelled import Graded, Labelled
-from taskloom.lessons import Lesson, Lessons, fixed_examples, judge, teach, training_pairs
+from taskloom.lessons import Lesson, Lessons, fixed_examples, judge, teach
 from taskloom.plan import Step
 from taskloom.step import StepJob, StepResult, StepStatus
 from taskloom.testing.server import Reply, ScriptedServer
@@ -297,12 +297,6 @@ def test_a_lesson_with_an_adapter_names_its_file_on_the_job(tmp_path: Path) -> N
     taught = teach(plain, lesson, tmp_path / "learned")
     assert taught.adapter == str(tmp_path / "learned" / "adapter-extract-1.gguf")
     assert taught.inputs == plain.inputs  # no examples shown: the adapter learned them
-    shown = [{"input": {"text": "Call Ann."}, "output": {"person": "Ann"}}]
-    with_own = plain.model_copy(update={"inputs": {"text": "hi", "examples": shown}})
-    # an adapter trained without the step's own examples runs it without them too
-    dropping = lesson.model_copy(update={"drops_examples": True})
-    assert teach(with_own, dropping, tmp_path).inputs == {"text": "hi"}
-    assert teach(with_own, lesson, tmp_path).inputs == with_own.inputs  # trained with them
     trusting = teach(plain, lesson.model_copy(update={"trust_nulls": True}), tmp_path)
     assert trusting.inputs == {"text": "hi", "absence": False}
     as_written = lesson.model_copy(update={"adapter": None, "method": "examples"})
@@ -320,29 +314,3 @@ def test_planned_runs_counts_the_adapters_training_steps() -> None:
     assert plain == 2 * held
     # before, the adapter, the adapter trusting its nulls; then 2 passes of training
     assert with_adapter == 3 * held + 2 * (12 - held)
-
-
-class PromptRecorder:
-    """Stands in for the model host's tokenizer: records each prompt's text."""
-
-    def __init__(self) -> None:
-        self.prompts: list[str] = []
-
-    def prompt_tokens(self, messages: Sequence[Message]) -> list[int]:
-        self.prompts.append("\n".join(m["content"] for m in messages))
-        return [1, 2]
-
-    def tokenize(self, text: str) -> list[int]:
-        return [3]
-
-
-def test_training_pairs_leave_out_the_steps_own_examples() -> None:
-    shown = [{"input": {"text": "Call Ann at 555-0100."}, "output": {"person": "Ann"}}]
-    step = Step(
-        id="s", kind="extract", inputs={"text": "Bo Lund wrote.", "examples": shown},
-        output={"type": "object", "properties": {"person": {"type": ["string", "null"]}}},
-    )  # fmt: skip
-    host = PromptRecorder()
-    training_pairs([Labelled(step=step, expected={"person": "Bo Lund"})], host)  # type: ignore[arg-type]
-    [prompt] = host.prompts
-    assert "Bo Lund wrote." in prompt and "Ann" not in prompt
