@@ -40,7 +40,6 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
 
 import results
 from bench_learn import cases, minutes_for_200, scores
@@ -54,7 +53,7 @@ from taskloom.chat import ChatModel
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.load import default_model_path
 from taskloom.labelled import Graded, Labelled, confidence_of, run
-from taskloom.lessons import training_pairs, without_examples
+from taskloom.lessons import training_pairs
 
 WAYS: dict[str, dict[str, object]] = {
     "absence checked": {},
@@ -65,16 +64,13 @@ default), or the model's own nulls trusted (`absence: false`)."""
 
 
 def graded(
-    model: ChatModel, examples: list[Labelled], way: str = "absence checked", *, adapted: bool
+    model: ChatModel, examples: list[Labelled], way: str = "absence checked"
 ) -> list[Graded]:
-    """Each example run and graded, its nulls handled `way` (`WAYS`); `adapted`: as an
-    adapter's lesson runs it, without the step's own few-shot examples."""
-
-    def inputs(e: Labelled) -> dict[str, Any]:
-        return {**(without_examples(e.step.inputs) if adapted else e.step.inputs), **WAYS[way]}
-
+    """Each example run and graded, its nulls handled `way` (`WAYS`)."""
     examples = [
-        e.model_copy(update={"step": e.step.model_copy(update={"inputs": inputs(e)})})
+        e.model_copy(
+            update={"step": e.step.model_copy(update={"inputs": {**e.step.inputs, **WAYS[way]}})}
+        )
         for e in examples
     ]
     return run(examples, model=model, calibration=calibration.load(), concurrency=4)[0]
@@ -102,7 +98,7 @@ def main() -> None:
             trained.weights, Path(tmp) / "adapter.gguf", alpha=trained.alpha,
             arch=trained.arch, meta={"kind": "extract"},
         )  # fmt: skip
-        tuned = host.adapted(path)
+        adapted = host.adapted(path)
         way, weighed, accuracy = crossfit(host, dev, Path(tmp))
         on_dev = ", ".join(f"{w} {a:.1%}" for w, a in accuracy.items())
         print(f"ways on the dev half (cross-fitted): {on_dev}; chosen: {way}")
@@ -121,8 +117,8 @@ def main() -> None:
         ):
             bases, answers = {}, {}
             for how in WAYS:
-                b = scores(graded(host, examples, how, adapted=False))
-                answers[how] = graded(tuned, examples, how, adapted=True)
+                b = scores(graded(host, examples, how))
+                answers[how] = graded(adapted, examples, how)
                 a = scores(answers[how])
                 bases[how] = b
                 gain = (a["accuracy"] - b["accuracy"]) * 100
@@ -251,7 +247,7 @@ def crossfit(
             meta={"kind": "extract"},
         )  # fmt: skip
         for way in found:
-            found[way] += graded(host.adapted(path), answer, way, adapted=True)
+            found[way] += graded(host.adapted(path), answer, way)
     accuracy = {way: scores(answers)["accuracy"] for way, answers in found.items()}
     way = max(WAYS, key=accuracy.__getitem__)
     weights, rescored = adapter_weights("extract", found[way], calibration.load())

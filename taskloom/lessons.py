@@ -15,9 +15,6 @@ SLM steps use the lesson of their signature automatically (`learned=False`, or
   applies it (`StepJob.adapter`). None when, on the held-back answers, it did not beat
   the step as written. `trust_nulls`: the adapter's steps run with `absence: false`
   (the model's own nulls stand) where that was right more often on those answers.
-  `drops_examples`: the adapter's steps run without their own few-shot examples, as it
-  was trained (the answers teach it the task; the examples would only lengthen every
-  training pass and prompt).
 - `weights`: with an adapter, the adapted model's own signal weights (`tools/confidence.py`),
   fitted on the held-back answers of its kind: the shipped calibration ranks the base
   model's signals, and an adapted model's signals mean something else. Each field's
@@ -76,11 +73,6 @@ class Lesson(BaseModel):
         False,
         description="with an adapter: the model's nulls stand (the step's `absence: false`)",
     )
-    drops_examples: bool = Field(
-        False,
-        description="with an adapter: its steps run without their own few-shot examples,"
-        " as it was trained (`training_pairs`)",
-    )
     weights: list[float] | None = Field(
         None, description="with an adapter: its signal weights, replacing the calibration's"
     )
@@ -98,9 +90,8 @@ class Lesson(BaseModel):
     at: float = 0.0
 
     def taught(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """A step's inputs as the lesson runs it: its examples shown (or, for an adapter
-        trained without them, dropped), its nulls trusted."""
-        taught = without_examples(inputs) if self.drops_examples else dict(inputs)
+        """A step's inputs as the lesson runs it: its examples shown, its nulls trusted."""
+        taught = dict(inputs)
         if self.examples:
             taught["examples"] = self.shown(inputs)
         if self.trust_nulls:
@@ -311,19 +302,12 @@ def overlap(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a | b else 0.0
 
 
-def without_examples(inputs: dict[str, Any]) -> dict[str, Any]:
-    """A step's inputs without its own few-shot examples: how an adapter is trained and
-    how its lesson runs the step (the answers taught it what examples would show)."""
-    return {k: v for k, v in inputs.items() if k != "examples"}
-
-
 def training_pairs(examples: Sequence[Labelled], host: ModelHost) -> list[Pair]:
     """Labelled answers as training pairs for an adapter (`adapters.train`).
 
-    The prompt is built exactly as the step builds it when its adapter's lesson runs it
-    (the kind's instruction and schema, then the data, through the model's chat
-    template; without the step's own few-shot examples, `Lesson.drops_examples`), so the
-    adapter learns on the tokens it will be served; the answer is the labelled
+    The prompt is built exactly as the step builds it when it runs (the kind's
+    instruction, schema and examples, then the data, through the model's chat template),
+    so the adapter learns on the tokens it will be served; the answer is the labelled
     output as the kind writes it in examples (`kind.answer`, `json.dumps`), the form the
     model answers in.
     """
@@ -331,7 +315,7 @@ def training_pairs(examples: Sequence[Labelled], host: ModelHost) -> list[Pair]:
     for example in examples:
         step = example.step
         kind = KINDS[step.kind]
-        inputs = parse_inputs(kind, step.kind, without_examples(step.inputs))
+        inputs = parse_inputs(kind, step.kind, step.inputs)
         messages = build_messages(kind, inputs, kind.schema(inputs, step.output))
         answer = json.dumps(kind.answer(as_example(example)["output"]), ensure_ascii=False)
         found.append(Pair(host.prompt_tokens(messages), host.tokenize(answer)))

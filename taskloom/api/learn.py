@@ -299,8 +299,8 @@ def _trial(
     best: tuple[Lesson, list[labelled.Graded]] | None = None
     if adapter is not None:  # measured alone: the adapter learned what examples would show
         trial = Lesson(signature=sig, kind=group[0].step.kind, method="adapter",
-                       adapter=adapter[0].name, drops_examples=True, examples=[],
-                       shots=shots, training=adapter[1])  # fmt: skip
+                       adapter=adapter[0].name, examples=[], shots=shots,
+                       training=adapter[1])  # fmt: skip
         best = (trial, measure(trial))
         if "absence" in KINDS[trial.kind].Inputs.model_fields:  # extract, fill_slots
             # the adapter learned when a field is absent; the runtime's check may undo that
@@ -322,8 +322,7 @@ def _trial(
     lesson, after = best
     if _accuracy(after) <= _accuracy(before):  # it did not help: the step as written
         as_written: dict[str, Any] = {
-            "examples": [], "adapter": None, "method": "examples", "trust_nulls": False,
-            "drops_examples": False,
+            "examples": [], "adapter": None, "method": "examples", "trust_nulls": False
         }  # fmt: skip
         lesson, after = lesson.model_copy(update=as_written), before
     return _Trial(lesson, len(train), len(held), before, after)
