@@ -3,6 +3,7 @@
     python benchmarks/bench_kinds.py --split dev --kinds extract fill_slots classify \\
         --dump dev.json
     python benchmarks/fit_confidence.py dev.json       # prints, then writes the file
+    python benchmarks/fit_confidence.py dev.json --kinds extract   # refit one, keep the rest
 
 Per kind: extract and fill_slots get logistic weights over each field's signals
 (taskloom/tools/confidence.py); classify gets Platt scaling of its own confidence.
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from taskloom import calibration
-from taskloom.calibration import Calibration, KindCalibration
+from taskloom.calibration import Calibration
 from taskloom.tools.confidence import FEATURES, Signals
+
+KINDS = ["extract", "fill_slots", "classify"]
 
 
 def main() -> None:
@@ -31,14 +34,19 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=calibration.DEFAULT_PATH)
     parser.add_argument("--dry-run", action="store_true", help="print, write nothing")
+    parser.add_argument(
+        "--kinds", nargs="+", choices=KINDS, default=KINDS,
+        help="refit these; the others keep the calibration in --out",
+    )  # fmt: skip
     args = parser.parse_args()
     dump: list[dict[str, Any]] = []
     for path in args.dumps:
         dump += json.loads(path.read_text())
     if any(r["split"] != "dev" for r in dump):
         raise SystemExit("fit_confidence: only dev-half rows may be fitted on")
-    kinds: dict[str, KindCalibration] = {}
-    for kind in ("extract", "fill_slots", "classify"):
+    kept = Calibration.model_validate_json(args.out.read_text()) if args.out.exists() else None
+    kinds = {k: c for k, c in (kept.kinds if kept else {}).items() if k not in args.kinds}
+    for kind in args.kinds:
         rows = [r for r in dump if r["kind"] == kind and (r.get("signals") or "raw" in r)]
         if not rows:
             continue
@@ -66,7 +74,7 @@ def main() -> None:
     result = Calibration(
         about="fitted by benchmarks/fit_confidence.py on the dev halves of"
         " benchmarks/data/eval_*.json (default model, gemma-3-270m Q4_K_M)",
-        kinds=kinds,
+        kinds={k: kinds[k] for k in KINDS if k in kinds},
     )
     if not args.dry_run:
         args.out.write_text(result.model_dump_json(indent=1, exclude_none=True) + "\n")

@@ -11,7 +11,7 @@ fitted on dev data) turns them into a probability:
   the span was chosen), and how far the grammar overrode the model's own first choice;
 - the absence check's margin, log P(null) − log P(value);
 - a second view: the field asked alone, as a question, its value scored against null
-  (`reask.py`);
+  (`reask.py`; a null field of `extract` is not asked, `reask.ASKS_NULLS`);
 - the same span given to two fields ("77120" as both phone and order id);
 - the value's shape against the field: digits where the field's name or description
   asks for a number, an id, a date or an amount, and none where it does not.
@@ -263,7 +263,10 @@ def review(
     descriptions = getattr(inputs, "slots", None) or {
         n: p.get("description", "") if isinstance(p, dict) else "" for n, p in props.items()
     }
-    reasked = reask.margins(looked.value, inputs.text, descriptions, model=model, usage=usage)
+    reasked = reask.margins(
+        looked.value, inputs.text, descriptions, model=model, usage=usage,
+        asks_nulls=kind in reask.ASKS_NULLS,
+    )  # fmt: skip
     found = signals(
         answer,
         final=looked.value,

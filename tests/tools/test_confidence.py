@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from taskloom.chat import Message, ScriptedChatModel, TokenLogprob
+from taskloom.tools import reask
 from taskloom.tools.base import Usage
 from taskloom.tools.confidence import FEATURES, Signals, field_tokens, signals, value_spans
 from taskloom.tools.spans import widen, widened
@@ -95,3 +98,25 @@ def test_a_piece_of_a_word_is_kept_only_when_clearly_likelier(
     messages: list[Message] = [{"role": "user", "content": text}]
     got = widen({"order_id": "1042"}, text, messages=messages, model=model, usage=Usage())
     assert got == {"order_id": kept}
+
+
+@pytest.mark.parametrize(("asks_nulls", "asked"), [(True, ["name", "order_id"]), (False, ["name"])])
+def test_the_second_view_asks_a_null_field_only_where_the_kind_weighs_it(
+    asks_nulls: bool, asked: list[str]
+) -> None:
+    questions: list[str] = []
+
+    class Recording(ScriptedChatModel):
+        def score(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
+            questions.append(str(messages[-1]["content"]).split("Question: ")[1])
+            return [0.0 if c == " null" else -1.0 for c in continuations]
+
+    descriptions = {"name": "the customer's name", "order_id": "the order number"}
+    got = reask.margins(
+        {"name": "Maria Lopez", "order_id": None}, "Maria Lopez here, no order yet.",
+        descriptions, model=Recording(), usage=Usage(), asks_nulls=asks_nulls,
+    )  # fmt: skip
+    assert sorted(got) == asked
+    assert len(questions) == len(asked)
+    assert got["name"] == -1.0
+    assert "extract" not in reask.ASKS_NULLS and "fill_slots" in reask.ASKS_NULLS
