@@ -1,6 +1,7 @@
 """Better spans at the source: whole words, and number-like fields rescued from null.
 
-Whole words: a value copied from inside a word is weighed against the whole word.
+Whole words: a value copied from inside a word is weighed against the whole word, and
+a number-like value against the whole run of digit groups around it (`NUMBER_RUN`).
 
 Greedy decoding chooses a value one token at a time, so its first token decides where
 the span starts: for "My order A-1042 arrived" the model's first pick after `"order_id":
@@ -44,8 +45,14 @@ EDGE = "\"'()[]{}<>.,;:!?"
 """Punctuation trimmed from a widened word's ends ("Lyon." → "Lyon")."""
 
 
+NUMBER_RUN = re.compile(r"[+(]?\d[\d()]*(?:[ \-./][(]?\d[\d()]*)*")
+"""Digit groups joined by single spaces, hyphens, dots or slashes: a phone number
+written in groups ("+44 20 7946 0321"), which a copied value often stops short of."""
+
+
 def widened(value: str, text: str) -> list[str]:
-    """The value widened to the word boundaries around each place it occurs in `text`."""
+    """The value widened to the word boundaries around each place it occurs in `text`,
+    and, for a number-like value, to the whole digit run it starts or ends inside."""
     found: list[str] = []
     for m in re.finditer(re.escape(value), text):
         start, end = m.start(), m.end()
@@ -56,6 +63,11 @@ def widened(value: str, text: str) -> list[str]:
         word = text[start:end].strip(EDGE)
         if value in word and word != value and word not in found:
             found.append(word)
+    if any(c.isdigit() for c in value) and NUMBER_RUN.fullmatch(value.strip()):
+        for m in NUMBER_RUN.finditer(text):
+            run = m.group().rstrip(".")
+            if value in run and run != value and run not in found:
+                found.append(run)
     return found
 
 

@@ -85,6 +85,15 @@ def test_a_value_inside_a_word_is_widened_to_the_word() -> None:
     assert widened("order", text) == []
 
 
+def test_a_number_like_value_is_widened_to_its_run_of_digit_groups() -> None:
+    text = "Call me on +44 20 7946 0321. Order 66720. Paid 1.50 EUR."
+    assert widened("44", text) == ["+44", "+44 20 7946 0321"]
+    assert widened("7946 0321", text) == ["+44 20 7946 0321"]
+    assert widened("66720", text) == []  # the run ends at the full stop
+    assert widened("1.50", text) == []  # a word of its own, and no digits follow
+    assert widened("Order", text) == []  # not number-like
+
+
 @pytest.mark.parametrize(("piece_ahead_by", "kept"), [(0.5, "A-1042"), (2.0, "1042")])
 def test_a_piece_of_a_word_is_kept_only_when_clearly_likelier(
     piece_ahead_by: float, kept: str
