@@ -10,8 +10,8 @@ are scored in one batched call.
     margin = log P(value | question) − log P(null | question)
 
 The questions are over half of what a reviewed extraction evaluates (93 of ~175 rows a
-step on the held-out style texts), so a kind asks them only where its calibrator
-weighs the answer (`ASKS_NULLS`).
+step on the held-out style texts), so a kind asks about its null fields only where its
+calibrator weighs that answer (`ASKS_NULLS`).
 """
 
 from __future__ import annotations
