@@ -64,8 +64,8 @@ def widened(value: str, text: str) -> list[str]:
         if value in word and word != value and word not in found:
             found.append(word)
     if any(c.isdigit() for c in value) and NUMBER_RUN.fullmatch(value.strip()):
-        for m in NUMBER_RUN.finditer(text):
-            run = m.group().rstrip(".")
+        for m in NUMBER_RUN.finditer(text):  # a run ends in a digit or a bracket
+            run = m.group()
             if value in run and run != value and run not in found:
                 found.append(run)
     return found
