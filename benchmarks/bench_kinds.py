@@ -16,6 +16,11 @@ tuning of the confidence, by another hand, in other voices (terse chat, forwarde
 emails with signatures, non-native English); they use the same schemas and tasks and
 are reported apart.
 
+The fitting sets (`--set fit --kinds extract fill_slots --dump FILE`,
+benchmarks/data/fit_*.json) are texts in still other voices (and one more schema or
+task), all of split dev: the calibrators are fitted on them beside the dev halves, and
+they are never reported.
+
 Trust: every answer's confidence (per field for extract and fill_slots, per step for
 classify) is ranked, and printed are the coverage at 95% precision (the largest share
 of the most confident answers whose precision is at least 95%), the area under the
@@ -60,7 +65,7 @@ DATA = Path(__file__).parent / "data"
 GOAL = 0.90
 
 
-SET = "eval"  # or "voice" (--set)
+SET = "eval"  # or "voice", "fit" (--set)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -432,7 +437,7 @@ BENCHES = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--set", choices=["eval", "voice"], default="eval")
+    parser.add_argument("--set", choices=["eval", "voice", "fit"], default="eval")
     parser.add_argument("--split", choices=["dev", "test", "heldout"])
     parser.add_argument("--plots", type=Path, help="draw risk–coverage curves (PNG) here")
     parser.add_argument("--kinds", nargs="+", choices=list(BENCHES), default=list(BENCHES))
@@ -442,7 +447,7 @@ def main() -> None:
     args = parser.parse_args()
     global SET
     SET = args.set
-    args.split = args.split or ("heldout" if SET == "voice" else "test")
+    args.split = args.split or {"voice": "heldout", "fit": "dev"}.get(SET, "test")
     args.trust = Trust()
     host = ModelHost(default_model_path(), n_ctx=2048, concurrency=args.concurrency)
     started = time.perf_counter()

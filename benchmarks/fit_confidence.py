@@ -1,9 +1,14 @@
-"""Fit the shipped calibration (taskloom/calibration.json) on the dev halves, and only them.
+"""Fit the shipped calibration (taskloom/calibration.json) on dev data, and only that.
 
     python benchmarks/bench_kinds.py --split dev --kinds extract fill_slots classify \\
         --dump dev.json
-    python benchmarks/fit_confidence.py dev.json       # prints, then writes the file
+    python benchmarks/bench_kinds.py --set fit --kinds extract fill_slots --dump fit.json
+    python benchmarks/fit_confidence.py dev.json fit.json   # prints, then writes the file
     python benchmarks/fit_confidence.py dev.json --kinds extract   # refit one, keep the rest
+
+The dev data are the eval sets' dev halves and the fitting sets (benchmarks/data/fit_*.json,
+other voices and one more schema or task). A calibrator fitted on one voice ranked the
+held-out voice sets worse than one fitted on both (docs/calibration.md).
 
 Per kind: extract and fill_slots get logistic weights over each field's signals
 (taskloom/tools/confidence.py); classify gets Platt scaling of its own confidence.
@@ -73,7 +78,8 @@ def main() -> None:
             print(f"  scale: {fitted.scale}")
     result = Calibration(
         about="fitted by benchmarks/fit_confidence.py on the dev halves of"
-        " benchmarks/data/eval_*.json (default model, gemma-3-270m Q4_K_M)",
+        " benchmarks/data/eval_*.json and the fitting sets benchmarks/data/fit_*.json"
+        " (default model, gemma-3-270m Q4_K_M)",
         kinds={k: kinds[k] for k in KINDS if k in kinds},
     )
     if not args.dry_run:

@@ -1,7 +1,7 @@
 """Calibration: confidences that are probabilities of being right, and where to accept.
 
-A calibration file (JSON; the package ships one fitted on the dev halves of
-benchmarks/data, `taskloom calibrate` writes others) holds, per SLM kind:
+A calibration file (JSON; the package ships one fitted on the dev halves and fitting
+sets of benchmarks/data, `taskloom calibrate` writes others) holds, per SLM kind:
 - `weights`: a logistic model over a field's signals (`tools/confidence.py`), for
   `extract` and `fill_slots`; or `scale`: Platt scaling of the kind's own confidence
   (`classify`, `filter`): p = sigmoid(a · logit(c) + b);
