@@ -7,8 +7,8 @@
     python benchmarks/fit_confidence.py dev.json --kinds extract   # refit one, keep the rest
 
 The dev data are the eval sets' dev halves and the fitting sets (benchmarks/data/fit_*.json,
-other voices and one more schema or task). A calibrator fitted on one voice ranked the
-held-out voice sets worse than one fitted on both (docs/calibration.md).
+other voices and one more schema or task), so that no calibrator is fitted on one voice
+alone (what that changed: docs/calibration.md).
 
 Per kind: extract and fill_slots get logistic weights over each field's signals
 (taskloom/tools/confidence.py); classify gets Platt scaling of its own confidence.
