@@ -11,8 +11,9 @@ A kind module defines:
 Optional: `SHOW_SCHEMA = False` to leave the schema out of the prompt, `copy_text(inputs)`
 for copy-constrained strings, `DEFAULT_EXAMPLES` used when a step gives none,
 `decide(inputs, model, messages, usage)` for kinds decided by scoring alone (no
-generation), and `review(value, inputs, schema, model, messages, usage)`, a `Review` of
-the generated answer before `finish` (absence decided by the runtime, `absence.py`).
+generation), `review(value, inputs, schema, model, messages, usage)`, a `Review` of
+the generated answer before `finish` (absence decided by the runtime, `absence.py`),
+and `parse(raw)`, how the model's raw answer is read (default `json.loads`).
 `run_kind` does the rest: prompt layout, constrained call, validation and re-asks.
 
 The prompt is a few-shot document that reads well to base and chat models alike:
@@ -378,6 +379,7 @@ def run_kind(
         output_retries=output_retries,
         usage=usage,
         output_model=output_model,
+        parse=getattr(kind, "parse", json.loads),
     )
     review = getattr(kind, "review", None) if is_reviewed else None
     looked = (

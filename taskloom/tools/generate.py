@@ -5,6 +5,11 @@ the grammar closes the string before the token budget runs out: a small model ra
 stops by itself, and a cut-off JSON answer would fail validation. A text the budget cut
 is then trimmed to its last sentence end (`.`, `!` or `?`), so a reply never stops
 mid-sentence or mid-word; one with no sentence end is cut at its last whole word.
+`maxLength` is not enough on its own: a model that falls into one-character tokens
+("order B-A-A-A-D-D-…", where grounding turned down the id it wanted) spends the token
+budget first, inside the string. Such an answer is closed where it was cut and trimmed
+the same way (`parse`), not re-asked: a re-ask samples warm, so the reply would change
+from run to run.
 
 The prompt casts the model as the one who writes (a support agent answering a
 customer, by default), and one example shows a reply of a few sentences that greets
@@ -28,6 +33,11 @@ from taskloom.chat.grounding import GROUNDING_KEYWORD, Grounding
 from taskloom.tools.base import KindInputs, Review, Usage
 
 SENTENCE_END = re.compile(r"[.!?](?=[\"')\]]*(\s|$))")
+CUT_ANSWER = re.compile(
+    r'\s*\{\s*"text"\s*:\s*"((?:[^"\\]|\\u[0-9a-fA-F]{4}|\\[^u])*)(?:\\u[0-9a-fA-F]{0,3}|\\)?'
+)
+"""An answer the token budget cut inside its text: the text's complete part, then any
+partial escape."""
 
 
 class Inputs(KindInputs):
@@ -117,6 +127,18 @@ def trim(text: str, *, is_cut: bool) -> str:
     if " " in text:
         return text.rsplit(None, 1)[0].rstrip(",;:-")
     return text
+
+
+def parse(raw: str) -> Any:
+    """The answer's JSON; one cut inside its text (module doc) is closed there and
+    trimmed as a cut text."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        cut = CUT_ANSWER.fullmatch(raw)
+        if cut is None:
+            raise
+        return {"text": trim(json.loads(f'"{cut[1]}"'), is_cut=True)}
 
 
 def finish(value: Any, inputs: Inputs, model: ChatModel, messages: list[Message]) -> Any:

@@ -178,6 +178,14 @@ def test_generate_trims_a_text_its_budget_cut_to_the_last_sentence_end() -> None
     assert cut.value == {"text": "Hi Ann. All is well."}
 
 
+def test_generate_closes_an_answer_its_token_budget_cut_inside_the_text() -> None:
+    # One-character tokens spend the budget before `maxLength` closes the string.
+    model = ScriptedChatModel(['{"text": "Dear Ann, thanks. We sent order B-A-A-D-D-A-\\u00'])
+    out = run_task("generate", {"instruction": "reply", "max_tokens": 64}, model=model)
+    assert out.value == {"text": "Dear Ann, thanks."}
+    assert out.usage.calls == 1, "closed where it was cut, not re-asked warm"
+
+
 def test_flagged_fields_take_the_llms_values_and_accepted_ones_keep_the_slms(
     tmp_path: Any,
 ) -> None:

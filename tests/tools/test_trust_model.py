@@ -11,7 +11,8 @@ import pytest
 from taskloom.calibration import Calibration
 from taskloom.chat.grounding import Grounding
 from taskloom.chat.llama.host import ModelHost
-from taskloom.tools import run_task
+from taskloom.tools import generate, run_task
+from taskloom.tools.base import Usage, ask_until_valid, build_messages, check_schema, parse_inputs
 from taskloom.tools.generate import Inputs, source
 from tests.test_cli import cli
 
@@ -55,6 +56,28 @@ def test_a_grounded_reply_invents_no_id(model_host: ModelHost) -> None:
     text = out.value["text"]
     assert Grounding(source(Inputs.model_validate(inputs))).invented(text) == [], text
     assert out.accepted is True and out.meta["invented"] == []
+
+
+def test_a_reply_its_token_budget_cuts_is_closed_not_reasked(model_host: ModelHost) -> None:
+    inputs = parse_inputs(generate, "generate", {"instruction": "Draft a short reply to Ines"})
+    long_text = {**generate.schema(inputs, None), "properties": {"text": {"type": "string"}}}
+    usage = Usage()
+    value = ask_until_valid(
+        model_host,
+        "generate",
+        build_messages(generate, inputs, long_text),
+        constraint=long_text,
+        validator=check_schema(long_text, "generate"),
+        max_tokens=6,
+        output_retries=2,
+        usage=usage,
+        parse=generate.parse,
+    )
+    assert usage.calls == 1 and usage.completion_tokens == 6
+    raw = usage.raw_outputs[0]
+    assert not raw.rstrip().endswith("}"), raw  # the budget did cut it
+    assert raw.lstrip().startswith('{"text": "')
+    assert value["text"] and value["text"] in raw
 
 
 @pytest.mark.slow
