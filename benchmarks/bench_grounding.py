@@ -12,7 +12,9 @@ digit-carrying run not in the instruction or the context) and not. Simulated: no
 
 Printed: invented runs per reply (a digit-carrying run of the reply that the
 instruction and context lack, `taskloom.chat.grounding`), replies that end at a
-sentence end, replies that name the person, and the wall-time ratio.
+sentence end, replies that name the person, replies asked again (an answer that failed
+validation is re-asked warm, so the reply would differ from run to run), and the
+wall-time ratio.
 """
 
 from __future__ import annotations
@@ -42,19 +44,23 @@ def main() -> None:
     for grounded in (False, True):
         host.reset_cache()
 
-        def reply(case: dict[str, Any], grounded: bool = grounded) -> str:
+        def reply(case: dict[str, Any], grounded: bool = grounded) -> tuple[str, int]:
             inputs = {
                 "instruction": case["instruction"],
                 "context": case["context"],
                 "max_tokens": 128,
                 "grounded": grounded,
             }
-            return str(run_task("generate", inputs, model=host).value["text"])
+            outcome = run_task("generate", inputs, model=host)
+            return str(outcome.value["text"]), outcome.usage.calls
 
         started = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
-            texts = list(pool.map(reply, cases))
+            replies = list(pool.map(reply, cases))
         wall_s = time.perf_counter() - started
+        texts = [text for text, _ in replies]
+        reasked = sum(calls > 1 for _, calls in replies)
+        label = "grounded" if grounded else "free"
         invented = ended = named = 0
         for case, text in zip(cases, texts, strict=True):
             src = source(Inputs(instruction=case["instruction"], context=case["context"]))
@@ -63,17 +69,20 @@ def main() -> None:
             ended += bool(SENTENCE_END.search(text[-3:] if text else ""))
             named += case["person"].split()[0].lower() in text.lower()
             if made_up:
-                print(f"  {case['id']} ({'grounded' if grounded else 'free'}): {made_up}")
-        label = "grounded" if grounded else "free"
+                print(f"  {case['id']} ({label}): {made_up}")
+            if not SENTENCE_END.search(text[-3:] if text else ""):
+                print(f"  {case['id']} ({label}) ends: ...{text[-60:]!r}")
         n = len(cases)
         print(
             f"{label}: {invented} invented runs in {n} replies ({invented / n:.2f} per reply);"
-            f" {ended}/{n} end at a sentence end; {named}/{n} name the person; {wall_s:.1f} s"
+            f" {ended}/{n} end at a sentence end; {named}/{n} name the person;"
+            f" {reasked}/{n} re-asked; {wall_s:.1f} s"
         )
         measured[grounded] = {
             "invented": invented / n,
             "ended": ended / n,
             "named": named / n,
+            "reasked": reasked / n,
             "wall_s": wall_s,
         }
     host.close()
@@ -92,6 +101,13 @@ def main() -> None:
             f" {off['named']:.0%})",
             "target": "reported",
             "met": None,
+        },
+        {
+            "what": "generate: replies asked again (an invalid answer, sampled warm the second"
+            " time), grounded",
+            "measured": f"{on['reasked']:.0%} (free: {off['reasked']:.0%})",
+            "target": "0%",
+            "met": on["reasked"] == 0,
         },
         {
             "what": "generate: wall time grounded ÷ free",

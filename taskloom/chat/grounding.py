@@ -10,6 +10,9 @@ such a piece of the source.
 The model host checks each token it is about to emit against this (`allows`) and takes
 the model's next choice when a token would invent one; any other chat model's text is
 checked after the fact (`invented`), so an invented id is flagged, never shown as fine.
+A run with no digit yet that a turned-down token would have carried on stops there
+(`halts`): let go on, a small model spells the id it may not write in letters ("order
+B-" + "311" turned down became "B-A-A-A-D-D-…" until the token budget ran out).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ GROUNDING_KEYWORD = "x-grounded-in"
 """A schema keyword (top level) holding the text that ids and numbers must come from."""
 
 RUN = re.compile(r"[#$€£]?[A-Za-z0-9]+(?:[-_/.:,][A-Za-z0-9]+)*%?")
+OPEN_RUN = re.compile(r"[A-Za-z0-9]+(?:[-_/.:,][A-Za-z0-9]+)*[-_/.:,]?\Z")
+"""The run a text ends in, still open: it may end in a joiner."""
 TAIL = 96
 """Characters of the text looked at for each token: runs are short."""
 
@@ -70,3 +75,15 @@ class Grounding:
             for m in RUN.finditer(text)
             if any(c.isdigit() for c in m.group()) and not self._in_source(m.group(), is_whole=True)
         ]
+
+
+def continues(piece: str) -> bool:
+    """Whether `piece` would carry on a run the text ends in, rather than close it."""
+    return piece[:1].isalnum() or piece[:1] in "-_/"
+
+
+def halts(text: str, piece: str) -> bool:
+    """Whether turning `piece` down stops the run `text` ends in (module doc): a run
+    with no digit yet that `piece` would have carried on."""
+    m = OPEN_RUN.search(text)
+    return m is not None and not any(c.isdigit() for c in m.group()) and continues(piece)

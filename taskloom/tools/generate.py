@@ -38,6 +38,9 @@ CUT_ANSWER = re.compile(
 )
 """An answer the token budget cut inside its text: the text's complete part, then any
 partial escape."""
+STUB = re.compile(r"\s?(?<![\w-])[A-Z]{1,4}[-_](?=[\s).,;:!?]|$)")
+"""An id's capital letters and joiner with nothing after them: "B-" before " A-1042"."""
+EMPTY_BRACKETS = re.compile(r"\s?\(\s*\)")
 
 
 class Inputs(KindInputs):
@@ -141,7 +144,14 @@ def parse(raw: str) -> Any:
         return {"text": trim(json.loads(f'"{cut[1]}"'), is_cut=True)}
 
 
+def unstubbed(text: str) -> str:
+    """The text less the stubs grounding leaves: the letters of an id whose digits it
+    turned down ("about refund B- A-1042", `chat.grounding.halts`), and brackets left empty."""
+    return EMPTY_BRACKETS.sub("", STUB.sub("", text))
+
+
 def finish(value: Any, inputs: Inputs, model: ChatModel, messages: list[Message]) -> Any:
     # A text the grammar closed at maxLength ends wherever the budget ran out.
     text = value["text"]
-    return {"text": trim(text, is_cut=len(text) >= 2 * inputs.max_tokens)}
+    text = trim(text, is_cut=len(text) >= 2 * inputs.max_tokens)
+    return {"text": unstubbed(text) if inputs.grounded else text}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskloom.chat.grounding import Grounding
+from taskloom.chat.grounding import Grounding, halts
 
 SOURCE = "Reply to Maria about order A-1042; refunds take 5 business days; total €84.90"
 
@@ -33,3 +33,20 @@ def test_invented_lists_what_a_finished_text_made_up() -> None:
     text = "Dear Maria, order A-1042 (refund B-100) arrives in 5 days, within 24 hours."
     assert Grounding(SOURCE).invented(text) == ["B-100", "24"]
     assert Grounding(SOURCE).invented("Dear Maria, thank you.") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "piece", "halted"),
+    [
+        ("about refund B-", "311", True),  # the start of an invented id: stop it there
+        ("about refund B", "-311", True),
+        ("about refund B-", "A", True),
+        ("your order A-10", "43", False),  # has digits: grounding steers it to A-1042
+        ("about refund ", "B-311", False),  # no run open: nothing to stop
+        ("about refund", " 24", False),  # starts a new run, does not carry one on
+    ],
+)
+def test_a_run_a_turned_down_token_would_carry_on_is_stopped(
+    text: str, piece: str, halted: bool
+) -> None:
+    assert halts(text, piece) is halted

@@ -178,6 +178,15 @@ def test_generate_trims_a_text_its_budget_cut_to_the_last_sentence_end() -> None
     assert cut.value == {"text": "Hi Ann. All is well."}
 
 
+def test_a_grounded_reply_loses_the_stub_of_an_id_whose_digits_were_turned_down() -> None:
+    said = {"text": "Dear Ann, about refund B- A-1042 (B-). Your T-shirt ships soon."}
+    inputs = {"instruction": "reply to Ann", "context": {"order_id": "A-1042"}}
+    out = run_task("generate", inputs, model=ScriptedChatModel([said]))
+    assert out.value == {"text": "Dear Ann, about refund A-1042. Your T-shirt ships soon."}
+    free = run_task("generate", {**inputs, "grounded": False}, model=ScriptedChatModel([said]))
+    assert free.value == said
+
+
 def test_generate_closes_an_answer_its_token_budget_cut_inside_the_text() -> None:
     # One-character tokens spend the budget before `maxLength` closes the string.
     model = ScriptedChatModel(['{"text": "Dear Ann, thanks. We sent order B-A-A-D-D-A-\\u00'])

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from taskloom.calibration import Calibration
 from taskloom.chat.grounding import Grounding
 from taskloom.chat.llama.host import ModelHost
+from taskloom.chat.llama.picker import Draft
 from taskloom.tools import generate, run_task
 from taskloom.tools.base import Usage, ask_until_valid, build_messages, check_schema, parse_inputs
 from taskloom.tools.generate import Inputs, source
@@ -56,6 +58,37 @@ def test_a_grounded_reply_invents_no_id(model_host: ModelHost) -> None:
     text = out.value["text"]
     assert Grounding(source(Inputs.model_validate(inputs))).invented(text) == [], text
     assert out.accepted is True and out.meta["invented"] == []
+
+
+def test_a_stopped_run_is_not_spelled_on_in_letters(model_host: ModelHost) -> None:
+    # The warm-cache path of the main job: "refund B-" then "311" turned down, then the
+    # model's next choices were letters, "B-A-A-A-D-D-…", until the budget ran out.
+    decoder = model_host._decoder
+    draft = Draft(grammar=None, temperature=0.0, rng=np.random.default_rng(0))
+    draft.grounding = Grounding("Reply to Maria about order A-1042")
+    draft.text = b"about refund B-"
+    want = [decoder.tokenize(p, special=False)[0] for p in ("3", "A", "D", " A")]
+    logits = np.full(decoder.n_vocab, -10.0, dtype=np.single)
+    logits[want] = [9.0, 8.0, 7.0, 6.0]  # the model's order of preference
+    token = decoder.picker.advance(draft, logits)
+    assert decoder.piece(token) == b" A", "neither the invented digit nor a letter after B-"
+    assert draft.ungrounded == 1 and not draft.is_halted  # a space closed the run
+
+
+def test_a_turned_down_number_is_not_replaced_by_a_byte_of_a_character(
+    model_host: ModelHost,
+) -> None:
+    # bench_grounding, r010: "bank transfers take" + an invented number turned down, then
+    # byte tokens (they read as no digit): "take ﲼeﲼeﳎ…".
+    decoder = model_host._decoder
+    byte = next(t for t in range(decoder.n_vocab) if decoder.piece(t) == b"\xef")
+    draft = Draft(grammar=None, temperature=0.0, rng=np.random.default_rng(0))
+    draft.grounding = Grounding("Refunds go back to the original payment method.")
+    draft.text = b"bank transfers take "
+    number, about = (decoder.tokenize(p, special=False)[0] for p in ("5", "about"))
+    logits = np.full(decoder.n_vocab, -10.0, dtype=np.single)
+    logits[[number, byte, about]] = [9.0, 8.0, 7.0]
+    assert decoder.piece(decoder.picker.advance(draft, logits)) == b"about"
 
 
 def test_a_reply_its_token_budget_cuts_is_closed_not_reasked(model_host: ModelHost) -> None:

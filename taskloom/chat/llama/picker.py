@@ -24,7 +24,7 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from taskloom.chat.grounding import TAIL, Grounding
+from taskloom.chat.grounding import TAIL, Grounding, continues, halts
 from taskloom.errors import ModelError
 
 if TYPE_CHECKING:
@@ -108,6 +108,8 @@ class Draft:
     """Ids and numbers must come from this source (`taskloom.chat.grounding`)."""
     ungrounded: int = 0
     """Tokens the grounding turned down."""
+    is_halted: bool = False
+    """The run the text ends in was stopped (`grounding.halts`): no token may carry it on."""
     drafter: Drafter | None = None
     """Where drafts come from; None: no speculation (`speculate.py`)."""
     decodes: int = 0
@@ -206,9 +208,12 @@ class Picker:
                     logits[ids] = saved  # the grammar allows only a repeat here
                     token, is_full = self._pick_allowed(grammar, logits, d.temperature, d.rng)
                 d.full_masks += is_full
-        if d.grounding is not None and not self._is_grounded(d, token):
-            d.ungrounded += 1
-            token = self._grounded(d, logits, grammar)
+        if d.grounding is not None:
+            if not self._is_grounded(d, token):
+                d.ungrounded += 1
+                d.is_halted = d.is_halted or halts(self._tail(d), self._text(token))
+                token = self._grounded(d, logits, grammar)
+            d.is_halted = d.is_halted and continues(self._text(token))
         if grammar is not None and not d.grammar_first:
             llama_cpp.llama_sampler_accept(grammar, token)
         if llama_cpp.llama_vocab_is_eog(self._vocab, token):
@@ -247,15 +252,35 @@ class Picker:
                 return j, None if draft.is_finished else token
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _tail(self, d: Draft) -> str:
+        # Only the text's tail can hold an unfinished run (`grounding.TAIL` characters).
+        return d.text[-4 * TAIL :].decode("utf-8", errors="ignore")
+
+    def _text(self, token: int) -> str:
+        return self._piece(token).decode("utf-8", errors="ignore")
+
+    def _is_whole(self, token: int) -> bool:
+        """Whether the token is whole characters (not a byte of one)."""
+        try:
+            self._piece(token).decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
+
     def _is_grounded(self, d: Draft, token: int) -> bool:
         assert d.grounding is not None
-        # Only the text's tail can hold an unfinished run (`grounding.TAIL` characters).
-        tail = d.text[-4 * TAIL :].decode("utf-8", errors="ignore")
-        return d.grounding.allows(tail, self._piece(token).decode("utf-8", errors="ignore"))
+        piece = self._text(token)
+        if d.is_halted and continues(piece):
+            return False
+        return d.grounding.allows(self._tail(d), piece)
 
     def _grounded(self, d: Draft, logits: npt.NDArray[np.single], grammar: Any) -> int:
         """The model's best token that the grammar allows and that invents no id or number;
-        failing that among the top candidates, the best allowed one with no digit."""
+        failing that among the top candidates, the best allowed one with no digit.
+
+        A piece of a character (a byte token) is taken only where nothing else is: it
+        reads as no digit, but a model turned away from a number it was sure of strings
+        them into characters of no language ("take ﲼeﲼeﳎ…")."""
         top = np.argpartition(logits, -TOP_K)[-TOP_K:]
         ranked = [int(t) for t in top[np.argsort(-logits[top])] if np.isfinite(logits[t])]
 
@@ -266,6 +291,7 @@ class Picker:
             return bool(np.isfinite(self._top.apply(grammar, one, logits[t : t + 1])[0]))
 
         allowed = [t for t in ranked if is_allowed(t)]
+        allowed.sort(key=lambda t: not self._is_whole(t))  # stable: by rank otherwise
         for t in allowed:
             if self._is_grounded(d, t):
                 return t
