@@ -6,8 +6,8 @@ stops by itself, and a cut-off JSON answer would fail validation. A text the bud
 is then trimmed to its last sentence end (`.`, `!` or `?`), so a reply never stops
 mid-sentence or mid-word; one with no sentence end is cut at its last whole word.
 `maxLength` is not enough on its own: a model that falls into one-character tokens
-("order B-A-A-A-D-D-…", where grounding turned down the id it wanted) spends the token
-budget first, inside the string. Such an answer is closed where it was cut and trimmed
+spends the token budget first, inside the string (as "order B-A-A-A-D-D-…" did, before
+grounding stopped such runs). Such an answer is closed where it was cut and trimmed
 the same way (`parse`), not re-asked: a re-ask samples warm, so the reply would change
 from run to run.
 
