@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,11 +20,23 @@ EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 cpu_build = pytest.mark.skipif(gpu.supports_offload(), reason="needs a CPU-only llama.cpp build")
 
 
-def test_the_workers_get_the_runs_gpu_settings(taskloom_home: Path) -> None:
-    with EmbeddedCluster(Settings(model="scripted", n_gpu_layers=0)) as cluster:
-        (proc,) = cluster._procs
-        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
-    assert b"TASKLOOM_N_GPU_LAYERS=0" in environ
+def test_the_workers_get_the_runs_gpu_settings(
+    taskloom_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the worker was started with, not /proc/PID/environ: a worker that has already
+    # exited (a zombie) reads as empty there, and on a loaded CI machine one did.
+    started: list[tuple[list[str], dict[str, str]]] = []
+    popen = subprocess.Popen
+
+    def spy(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append((cmd, kwargs.get("env") or {}))
+        return popen(cmd, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    with EmbeddedCluster(Settings(model="scripted", n_gpu_layers=0)):
+        pass
+    (env,) = [env for cmd, env in started if "worker" in cmd]
+    assert env["TASKLOOM_N_GPU_LAYERS"] == "0"
 
 
 @cpu_build
