@@ -66,11 +66,12 @@ def main() -> None:
             src = source(Inputs(instruction=case["instruction"], context=case["context"]))
             made_up = Grounding(src).invented(text)
             invented += len(made_up)
-            ended += bool(SENTENCE_END.search(text[-3:] if text else ""))
+            is_ended = SENTENCE_END.search(text[-3:] if text else "") is not None
+            ended += is_ended
             named += case["person"].split()[0].lower() in text.lower()
             if made_up:
                 print(f"  {case['id']} ({label}): {made_up}")
-            if not SENTENCE_END.search(text[-3:] if text else ""):
+            if not is_ended:
                 print(f"  {case['id']} ({label}) ends: ...{text[-60:]!r}")
         n = len(cases)
         print(
