@@ -67,11 +67,14 @@ class Calibration(BaseModel):
         return self.of(kind).threshold
 
     def field_confidence(self, kind: str, vector: Sequence[float]) -> float | None:
-        """A field's probability of being right from its signals (None: not fitted)."""
+        """A field's probability of being right from its signals (None: not fitted).
+
+        Weights fitted before the last signals existed are fewer than the vector: those
+        signals are not weighed (`confidence.FEATURES` is only appended to)."""
         weights = self.of(kind).weights
-        if weights is None or len(weights) != len(vector):
+        if weights is None or len(weights) > len(vector):
             return None
-        return sigmoid(sum(w * x for w, x in zip(weights, vector, strict=True)))
+        return sigmoid(sum(w * x for w, x in zip(weights, vector, strict=False)))
 
     def step_confidence(self, kind: str, raw: float | None) -> float | None:
         """A kind's own confidence mapped to a probability of being right."""

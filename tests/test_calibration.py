@@ -104,3 +104,11 @@ def test_the_shipped_calibration_loads_and_covers_the_field_kinds() -> None:
     assert set(shipped["kinds"]) == set(cal.kinds)
     for kind in ("extract", "fill_slots"):
         assert cal.kinds[kind].weights is not None
+
+
+def test_weights_fitted_before_the_last_signals_leave_those_unweighed() -> None:
+    older = Calibration(kinds={"extract": KindCalibration(weights=[0.5, -1.0])})
+    assert older.field_confidence("extract", [1.0, 1.0, 7.0, 7.0]) == pytest.approx(
+        calibration.sigmoid(-0.5)
+    )
+    assert older.field_confidence("extract", [1.0]) is None  # more weights than signals

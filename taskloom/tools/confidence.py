@@ -11,7 +11,8 @@ fitted on dev data) turns them into a probability:
   the span was chosen), and how far the grammar overrode the model's own first choice;
 - the absence check's margin, log P(null) − log P(value);
 - a second view: the field asked alone, as a question, its value scored against null
-  (`reask.py`; a null field of `extract` is not asked, `reask.ASKS_NULLS`);
+  (`reask.py`; a null field of `extract` is not asked, `reask.ASKS_NULLS`), and against
+  its rivals, the spans it could have been instead;
 - the same span given to two fields ("77120" as both phone and order id);
 - the value's shape against the field: digits where the field's name or description
   asks for a number, an id, a date or an amount, and none where it does not.
@@ -54,6 +55,7 @@ class Signals:
     has_digits: bool
     reask: float = 0.0  # the second view's margin, log P(value) − log P(null) (reask.py)
     unclaimed: bool = False  # the text has digit-carrying words that no field holds
+    rival: float | None = None  # the second view's best rival span over the value (reask.py)
 
     def vector(self) -> list[float]:
         """The calibrator's inputs, in `FEATURES` order."""
@@ -61,6 +63,7 @@ class Signals:
         null = 1.0 - present
         margin = max(min(self.margin, 20.0), -20.0) if self.has_margin else 0.0
         want, has = float(self.wants_digits), float(self.has_digits)
+        rivalled = present * float(self.rival is not None)
         return [
             1.0,
             null,
@@ -77,6 +80,8 @@ class Signals:
             present * max(min(self.reask, 20.0), -20.0),
             null * max(min(self.reask, 20.0), -20.0),
             null * want * float(self.unclaimed),
+            rivalled,
+            rivalled * max(min(self.rival or 0.0, 10.0), -10.0),
         ]
 
     def describe(self) -> dict[str, Any]:
@@ -93,6 +98,7 @@ class Signals:
             "has_digits": self.has_digits,
             "reask": round(self.reask, 3),
             "unclaimed": self.unclaimed,
+            "rival": None if self.rival is None else round(self.rival, 3),
         }
 
     @classmethod
@@ -111,6 +117,7 @@ class Signals:
             has_digits=bool(d["has_digits"]),
             reask=float(d.get("reask", 0.0)),
             unclaimed=bool(d.get("unclaimed", False)),
+            rival=d.get("rival"),
         )
 
 
@@ -130,7 +137,11 @@ FEATURES = [
     "reask_present",
     "reask_null",
     "null_beside_free_digits",
+    "rivalled",
+    "rival_margin",
 ]
+"""Appended to, never reordered: a calibration fitted before a feature existed has
+fewer weights, and the features it lacks are not weighed (`Calibration.field_confidence`)."""
 
 
 def value_spans(text: str) -> dict[str, tuple[int, int]]:
@@ -191,7 +202,7 @@ def signals(
     tokens: Sequence[TokenLogprob] | None,
     margins: dict[str, float],
     properties: dict[str, Any],
-    reasked: dict[str, float] | None = None,
+    reasked: dict[str, reask.View] | None = None,
     source: str = "",
 ) -> dict[str, Signals]:
     """The signals of every field of `final` (the answer after absence was decided).
@@ -201,7 +212,7 @@ def signals(
         text: the raw text of that answer, which `tokens` spell.
         margins: per field the absence check weighed, log P(null) − log P(value).
         properties: the output schema's properties (names and descriptions).
-        reasked: per field, the second view's margin (`reask.py`).
+        reasked: per field, the second view (`reask.py`).
         source: the input text the values come from.
     """
     per_field = field_tokens(text, tokens)
@@ -213,6 +224,7 @@ def signals(
         lps = [max(t.logprob, FLOOR) for t in toks]
         gaps = [max(t.top_logprob - t.logprob, 0.0) for t in toks]
         shown = answer.get(name) if value is None else value
+        view = (reasked or {}).get(name)
         found[name] = Signals(
             is_null=value is None,
             has_margin=name in margins,
@@ -224,8 +236,9 @@ def signals(
             is_duplicate=isinstance(value, str) and values.count(value) > 1,
             wants_digits=wants_digits(name, properties.get(name)),
             has_digits=isinstance(shown, str) and any(c.isdigit() for c in shown),
-            reask=(reasked or {}).get(name, 0.0),
+            reask=view.margin if view else 0.0,
             unclaimed=free,
+            rival=view.rival if view else None,
         )
     return found
 
@@ -265,7 +278,7 @@ def review(
     }
     reasked = reask.margins(
         looked.value, inputs.text, descriptions, model=model, usage=usage,
-        asks_nulls=kind in reask.ASKS_NULLS,
+        asks_nulls=kind in reask.ASKS_NULLS, with_rivals=kind in reask.WEIGHS_RIVALS,
     )  # fmt: skip
     found = signals(
         answer,

@@ -12,6 +12,12 @@ no grammar, the answer so far as the prefix, all fields in one batched call) and
 the whole word unless the piece is clearly likelier (`WHOLE_WORD_PRIOR`). Values
 already on word boundaries cost nothing.
 
+Rivals: the spans a value could have been instead (`rivals`), for the second view to
+weigh against it (`reask.py`): the value run on or started earlier by a word or two
+("July" → "July 1", "Bello" → "Aisha Bello"), the whole word around it, and for a
+number-like field the text's other digit-carrying words (a ticket number given as the
+order id).
+
 Rescue: a small model leaves an order number null although the email has one (it
 wanted a bare number, which the schema forbids). A null in a field that asks for a
 number, an id or a date, while the text has digit-carrying words that no field holds,
@@ -125,6 +131,50 @@ def unclaimed(value: dict[str, Any], text: str) -> list[str]:
     """The text's digit-carrying words that no field of `value` holds or is part of."""
     held = [v for v in value.values() if isinstance(v, str) and v]
     return [w for w in digit_runs(text) if not any(w in h or h in w for h in held)]
+
+
+RIVALS = 12
+"""The most rival spans weighed for one value: each is a scored continuation."""
+
+
+def rivals(value: str, text: str, *, digits: bool, held: Sequence[str] = ()) -> list[str]:
+    """Spans of `text` that the field's value could have been instead (module doc),
+    none of them a value another field holds (`held`).
+
+    Runs on and earlier starts stay within the value's line and stop at a sentence's or
+    clause's punctuation; `digits` adds the other digit-carrying words.
+    """
+    at = text.find(value)
+    if at < 0 or not value.strip():
+        return []
+    found: list[str] = []
+
+    def add(span: str) -> None:
+        span = span.strip(EDGE + " ")
+        if span and span != value and span not in found and span not in held:
+            found.append(span)
+
+    end = at + len(value)
+    line_end = text.find("\n", end)
+    after = list(re.finditer(r"\S+", text[end : len(text) if line_end < 0 else line_end]))
+    if value[-1] not in ".,;:!?":
+        for word in after[:3]:
+            add(text[at : end + word.end()])
+            if word.group()[-1] in ".,;:!?":
+                break
+    line_start = text.rfind("\n", 0, at) + 1
+    before = list(re.finditer(r"\S+", text[line_start:at]))
+    for word in reversed(before[-2:]):
+        if word.group()[-1] in ".,;:!?":
+            break
+        add(text[line_start + word.start() : end])
+    for whole in widened(value, text):
+        add(whole)
+    if digits:
+        for run in digit_runs(text):
+            if not any(run in h or h in run for h in held) and value not in run:
+                add(run)
+    return found[:RIVALS]
 
 
 def rescue(

@@ -10,7 +10,7 @@ from taskloom.chat import Message, ScriptedChatModel, TokenLogprob
 from taskloom.tools import reask
 from taskloom.tools.base import Usage
 from taskloom.tools.confidence import FEATURES, Signals, field_tokens, signals, value_spans
-from taskloom.tools.spans import widen, widened
+from taskloom.tools.spans import rivals, widen, widened
 
 
 def tok(text: str, lp: float, top: float | None = None) -> TokenLogprob:
@@ -60,7 +60,7 @@ def test_signals_read_the_tokens_the_margins_and_the_shapes() -> None:
         tokens=TOKENS,
         margins={"order_id": 3.0},
         properties={"name": {}, "order_id": {"description": "the order number"}},
-        reasked={"name": 2.5},
+        reasked={"name": reask.View(2.5)},
     )
     name, order = found["name"], found["order_id"]
     assert (name.lp_min, name.lp_first, name.n_tokens) == (-2.0, -0.5, 2)
@@ -127,5 +127,55 @@ def test_the_second_view_asks_a_null_field_only_where_the_kind_weighs_it(
     )  # fmt: skip
     assert sorted(got) == asked
     assert len(questions) == len(asked)
-    assert got["name"] == -1.0
+    assert got["name"].margin == -1.0
     assert "extract" not in reask.ASKS_NULLS and "fill_slots" in reask.ASKS_NULLS
+
+
+RIVAL_TEXT = "Hi, Aisha Bello here. Ticket CS-104233, about order 88213.\nPaid 12 May 2026"
+
+
+def test_a_values_rivals_run_on_start_earlier_and_for_digits_are_the_other_ids() -> None:
+    # runs on to the word that ends the clause; no earlier start past "Hi,"
+    assert rivals("Aisha", RIVAL_TEXT, digits=False) == ["Aisha Bello", "Aisha Bello here"]
+    # the comma right after the value ends it; the earlier start takes "Ticket"
+    assert rivals("CS-104233", RIVAL_TEXT, digits=False) == ["Ticket CS-104233"]
+    # a number-like field's rivals add the other ids, not one another field holds,
+    # and never reach across a line
+    assert rivals("CS-104233", RIVAL_TEXT, digits=True, held=["88213"]) == [
+        "Ticket CS-104233", "12", "2026",
+    ]  # fmt: skip
+    assert rivals("May", RIVAL_TEXT, digits=False) == ["May 2026", "12 May", "Paid 12 May"]
+    assert rivals("absent", RIVAL_TEXT, digits=True) == []
+
+
+def test_the_second_view_scores_a_value_against_its_best_rival() -> None:
+    def score(messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
+        return [
+            {' "88213"': -4.0, " null": -6.0, ' "A-5"': -1.0}.get(c, -9.0) for c in continuations
+        ]
+
+    class Scoring(ScriptedChatModel):
+        def score(self, messages: Sequence[Message], continuations: Sequence[str]) -> list[float]:
+            return score(messages, continuations)
+
+    text = "ticket A-5 about order 88213"
+    descriptions = {"order_id": "the order number"}
+    got = reask.margins({"order_id": "88213"}, text, descriptions, model=Scoring(), usage=Usage())
+    assert got["order_id"] == reask.View(margin=2.0, rival=3.0)  # "A-5" beats it by 3 nats
+    plain = reask.margins(
+        {"order_id": "88213"}, text, descriptions, model=Scoring(), usage=Usage(),
+        with_rivals=False,
+    )  # fmt: skip
+    assert plain["order_id"] == reask.View(margin=2.0, rival=None)
+
+
+def test_a_rival_is_a_signal_of_a_present_value_only() -> None:
+    base = Signals(is_null=False, has_margin=False, margin=0.0, lp_min=-1.0, lp_first=-1.0,
+                   override=0.0, n_tokens=2, is_duplicate=False, wants_digits=True,
+                   has_digits=True)  # fmt: skip
+    rivalled = Signals(**{**base.__dict__, "rival": 25.0})
+    null = Signals(**{**base.__dict__, "is_null": True, "rival": 3.0})
+    assert base.vector()[-2:] == [0.0, 0.0]
+    assert rivalled.vector()[-2:] == [1.0, 10.0]  # clipped
+    assert null.vector()[-2:] == [0.0, 0.0]
+    assert Signals.from_meta(rivalled.describe()) == Signals(**{**base.__dict__, "rival": 25.0})

@@ -43,6 +43,8 @@ def test_every_field_gets_a_calibrated_confidence_from_its_signals(model_host: M
         assert signals["null"] == (f["value"] is None)
         if f["value"] is not None:
             assert signals["tokens"] >= 1 and signals["lp_min"] <= 0.0  # read from decoding
+            # every span of this text has words around it: the second view weighed them
+            assert isinstance(signals["rival"], float)
     assert out.confidence == min(f["confidence"] for f in fields.values())
     assert out.accepted == all(f["accepted"] for f in fields.values())
 
