@@ -65,6 +65,15 @@ class View:
     """None: the value has no rival span (or the field is null)."""
 
 
+def rivals_of(
+    name: str, value: Mapping[str, Any], text: str, descriptions: Mapping[str, str]
+) -> list[str]:
+    """The rival spans of field `name`'s value, none held by another field."""
+    others = [h for n, h in value.items() if n != name and isinstance(h, str)]
+    digits = spans.wants_digits(name, {"description": descriptions.get(name, "")})
+    return spans.rivals(value[name], text, digits=digits, held=others)
+
+
 def margins(
     value: Mapping[str, Any],
     text: str,
@@ -82,9 +91,7 @@ def margins(
     for name in names:
         v = value[name]
         shown = ' "' if v is None else " " + json.dumps(v, ensure_ascii=False)
-        others = [h for n, h in value.items() if n != name and isinstance(h, str)]
-        digits = spans.wants_digits(name, {"description": descriptions.get(name, "")})
-        rivals = spans.rivals(v, text, digits=digits, held=others) if v and with_rivals else []
+        rivals = rivals_of(name, value, text, descriptions) if v and with_rivals else []
         messages: list[Message] = [
             {"role": "system", "content": INSTRUCTION},
             {

@@ -135,6 +135,8 @@ def unclaimed(value: dict[str, Any], text: str) -> list[str]:
 
 RIVALS = 12
 """The most rival spans weighed for one value: each is a scored continuation."""
+CLAUSE_END = ".,;:!?"
+"""A word ending in one of these ends a rival's run on or earlier start."""
 
 
 def rivals(value: str, text: str, *, digits: bool, held: Sequence[str] = ()) -> list[str]:
@@ -157,15 +159,15 @@ def rivals(value: str, text: str, *, digits: bool, held: Sequence[str] = ()) -> 
     end = at + len(value)
     line_end = text.find("\n", end)
     after = list(re.finditer(r"\S+", text[end : len(text) if line_end < 0 else line_end]))
-    if value[-1] not in ".,;:!?":
+    if value[-1] not in CLAUSE_END:
         for word in after[:3]:
             add(text[at : end + word.end()])
-            if word.group()[-1] in ".,;:!?":
+            if word.group()[-1] in CLAUSE_END:
                 break
     line_start = text.rfind("\n", 0, at) + 1
     before = list(re.finditer(r"\S+", text[line_start:at]))
     for word in reversed(before[-2:]):
-        if word.group()[-1] in ".,;:!?":
+        if word.group()[-1] in CLAUSE_END:
             break
         add(text[line_start + word.start() : end])
     for whole in widened(value, text):
