@@ -9,6 +9,7 @@ The real model's path is in test_learning_model.py.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from taskloom.adapters.train import Recipe
 from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.api.learn import (
+    ADAPTER_SIGNALS,
     _finished,
     _Trial,
     _weigh_adapters,
@@ -29,7 +31,7 @@ from taskloom.api.learn import (
     split,
 )
 from taskloom.bank import ExampleBank, Source
-from taskloom.calibration import coverage_at, sigmoid
+from taskloom.calibration import Calibration, KindCalibration, coverage_at, sigmoid
 from taskloom.chat import Message, OpenAIChatModel, ScriptedChatModel
 from taskloom.config import Settings
 from taskloom.dispatch.inline import InlineDispatcher
@@ -241,13 +243,25 @@ def test_adapter_weights_are_fitted_on_enough_answers_and_rescore_them_out_of_fo
     answers = graded_answers(150, wrong_every=5)
     weights, rescored = adapter_weights("extract", answers, base)
     assert weights is not None and weights != base.of("extract").weights
-    assert len(weights) == len(FEATURES)
+    assert len(weights) == len(ADAPTER_SIGNALS) < len(FEATURES)
     sure = [g.confidence or 0.0 for g in rescored]
     right = [g.is_right for g in rescored]
     pairs = list(zip(sure, right, strict=True))
     assert min(c for c, ok in pairs if ok) > max(c for c, ok in pairs if not ok)
     assert coverage_at(sure, right) >= 0.8
     assert coverage_at([g.confidence or 0.0 for g in answers], right) == 0  # all tied at 0.5
+
+
+def test_adapter_weights_leave_the_rival_signals_unweighed() -> None:
+    weights, _ = adapter_weights("extract", graded_answers(150, wrong_every=5), calibration.load())
+    assert weights is not None
+    own = Calibration(kinds={"extract": KindCalibration(weights=weights)})
+    plain = Signals.from_meta(signals(lp_min=-0.2))
+    rivalled = replace(plain, rival=6.0)  # the question prefers another span by 6 nats
+    assert rivalled.vector() != plain.vector()
+    assert own.field_confidence("extract", rivalled.vector()) == pytest.approx(
+        own.field_confidence("extract", plain.vector())
+    )
 
 
 def test_too_few_answers_keep_the_calibrations_weights() -> None:
@@ -314,3 +328,8 @@ def test_planned_runs_counts_the_adapters_training_steps() -> None:
     assert plain == 2 * held
     # before, the adapter, the adapter trusting its nulls; then 2 passes of training
     assert with_adapter == 3 * held + 2 * (12 - held)
+
+
+def test_adapter_weights_refuse_signals_that_are_not_the_first() -> None:
+    with pytest.raises(ValueError, match="first of FEATURES"):
+        adapter_weights("extract", [], calibration.load(), signals=["bias", "rivalled"])

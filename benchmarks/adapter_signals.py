@@ -1,0 +1,149 @@
+"""Which signals an adapted model's own weights weigh, decided on a fresh split.
+
+    python benchmarks/adapter_signals.py                     # run (about 25 min), then decide
+    python benchmarks/adapter_signals.py --from answers.json # decide again on kept answers
+
+`api.learn.adapter_weights` fits an adapted model's own signal weights on its answers to
+held-back examples. Whether those weights should weigh `extract`'s rival signals (the
+second view's spans the value could have been instead, `tools/reask.py`) was undecided:
+with them, the adapter's ranking of the test half collapsed in one run, and on the
+splits one may tune on they were level. `data/fresh_extract.json` was written to decide
+it (60 texts in voices no other set uses; split 'dev'; never reported as quality).
+
+The run: two adapters, each trained on one half of the extraction set's dev half,
+answer the other half (cross-fitted, nulls trusted, as lessons run adapters), and the
+weights are fitted on those answers twice, over every signal and over those before the
+rivals (`ADAPTER_SIGNALS`). An adapter trained on the whole dev half answers the fresh
+split, the test half and the voice set. Printed per set: AURC and coverage at 95%
+precision under each set of weights, the difference with a 90% bootstrap interval over
+texts, and what the threshold each chose on the dev half accepts. The fresh split
+decides; the test half and the voice set are printed apart, not decided on.
+
+Real: the default GGUF model, LoRA training on this machine's CPU, llama.cpp applying
+the adapters, the extract kind and its review. Simulated: nothing; the labels are the
+sets' gold answers. Nothing is recorded in results.json: this decides a setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from bench_adapter import graded
+from bench_learn import DATA, cases
+
+from taskloom import calibration
+from taskloom.adapters.file import write_lora
+from taskloom.adapters.train import Recipe, train
+from taskloom.api.learn import ADAPTER_SIGNALS, adapter_weights
+from taskloom.calibration import Calibration, KindCalibration, aurc, choose_threshold, coverage_at
+from taskloom.chat.llama.host import ModelHost
+from taskloom.chat.load import default_model_path
+from taskloom.labelled import Graded, Labelled
+from taskloom.lessons import training_pairs
+from taskloom.plan import Step
+from taskloom.tools.confidence import FEATURES
+
+WAY = "nulls trusted"
+SETS = ("fresh", "test", "voice")
+
+
+def fresh() -> list[Labelled]:
+    data = json.loads((DATA / "fresh_extract.json").read_text())
+    found = []
+    for n, c in enumerate(data["cases"]):
+        inputs = {"text": c["text"], "copy": True, "examples": data["examples"][c["schema"]]}
+        step = Step(id="s", kind="extract", inputs=inputs, output=data["schemas"][c["schema"]])
+        found.append(Labelled(step=step, expected=c["expected"], line=n))
+    return found
+
+
+def answers(tmp: Path) -> dict[str, list[Graded]]:
+    """The cross-fitted dev answers, and the whole-dev adapter's answers to each set."""
+    host = ModelHost(default_model_path(), concurrency=4, n_ctx=2048)
+    dev = cases("extract", "dev")
+
+    def adapted(learn_from: list[Labelled], name: str) -> ModelHost:
+        trained = train(training_pairs(learn_from, host), model_path=host.path, recipe=Recipe())
+        path = write_lora(
+            trained.weights, tmp / name, alpha=trained.alpha, arch=trained.arch,
+            meta={"kind": "extract"},
+        )  # fmt: skip
+        return host.adapted(path)
+
+    halves = (dev[::2], dev[1::2])
+    found = {"dev": [g for n, (a, b) in enumerate((halves, halves[::-1]))
+                     for g in graded(adapted(a, f"half-{n}.gguf"), b, WAY)]}  # fmt: skip
+    whole = adapted(dev, "whole.gguf")
+    for name, examples in zip(
+        SETS,
+        (fresh(), cases("extract", "test"), cases("extract", "heldout", voice=True)),
+        strict=True,
+    ):
+        found[name] = graded(whole, examples, WAY)
+    return found
+
+
+def decide(found: dict[str, list[Graded]]) -> None:
+    weighs = {"every signal": FEATURES, "before the rivals": ADAPTER_SIGNALS}
+    fitted = {}
+    for name, signals in weighs.items():
+        weights, oof = adapter_weights("extract", found["dev"], calibration.load(), signals=signals)
+        threshold, _, _ = choose_threshold(
+            [g.confidence or 0.0 for g in oof], [g.is_right for g in oof]
+        )
+        fitted[name] = (Calibration(kinds={"extract": KindCalibration(weights=weights)}), threshold)
+        print(f"weights over {name}: threshold on the dev half {threshold}")
+    rng = random.Random(7)
+    for s in SETS:
+        right = [g.is_right for g in found[s]]
+        sure = {
+            name: [cal.field_confidence("extract", g.evidence) or 0.0 for g in found[s]]  # type: ignore[arg-type]
+            for name, (cal, _) in fitted.items()
+        }
+        print(f"{s}: {len(right)} fields, {sum(right) / len(right):.1%} right")
+        for name, (_, threshold) in fitted.items():
+            kept = [ok for ok, c in zip(right, sure[name], strict=True)
+                    if threshold is not None and c >= threshold]  # fmt: skip
+            accepted = f"{len(kept)} accepted, {sum(kept)} right" if kept else "none accepted"
+            print(
+                f"  {name}: AURC {aurc(sure[name], right):.3f}, coverage at 95%"
+                f" {coverage_at(sure[name], right):.1%}; its threshold: {accepted}"
+            )
+        texts = sorted({g.line for g in found[s]})
+        rows = {t: [i for i, g in enumerate(found[s]) if g.line == t] for t in texts}
+        a, b = sure["every signal"], sure["before the rivals"]
+        diffs = []
+        for _ in range(2000):
+            idx = [i for t in rng.choices(texts, k=len(texts)) for i in rows[t]]
+            r = [right[i] for i in idx]
+            diffs.append(aurc([a[i] for i in idx], r) - aurc([b[i] for i in idx], r))
+        diffs.sort()
+        print(
+            f"  AURC, every signal − before the rivals: {aurc(a, right) - aurc(b, right):+.3f}"
+            f" [{diffs[100]:+.3f}, {diffs[1899]:+.3f}]"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--from", dest="source", type=Path, help="answers kept by --keep")
+    parser.add_argument("--keep", type=Path, help="write the answers here")
+    args = parser.parse_args()
+    if args.source:
+        kept = json.loads(args.source.read_text())
+        found = {k: [Graded(**g) for g in v] for k, v in kept.items()}
+    else:
+        with TemporaryDirectory() as tmp:
+            found = answers(Path(tmp))
+    if args.keep:
+        args.keep.write_text(json.dumps({k: [asdict(g) for g in v] for k, v in found.items()}))
+    decide(found)
+
+
+if __name__ == "__main__":
+    main()
