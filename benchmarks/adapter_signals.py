@@ -16,7 +16,8 @@ weights are fitted on those answers twice, over every signal and over those befo
 rivals (`ADAPTER_SIGNALS`). An adapter trained on the whole dev half answers the fresh
 split, the test half and the voice set. Printed per set: AURC and coverage at 95%
 precision under each set of weights, the difference with a 90% bootstrap interval over
-texts, and what the threshold each chose on the dev half accepts. The fresh split
+texts, and what the threshold each chose on the dev half accepts; and the fresh
+split's accuracy on the base model as written, beside the adapter's. The fresh split
 decides; the test half and the voice set are printed apart, not decided on.
 
 Real: the default GGUF model, LoRA training on this machine's CPU, llama.cpp applying
@@ -75,9 +76,10 @@ def answers(tmp: Path) -> dict[str, list[Graded]]:
         )  # fmt: skip
         return host.adapted(path)
 
+    found = {"fresh, the base model as written": graded(host, fresh(), "absence checked")}
     halves = (dev[::2], dev[1::2])
-    found = {"dev": [g for n, (a, b) in enumerate((halves, halves[::-1]))
-                     for g in graded(adapted(a, f"half-{n}.gguf"), b, WAY)]}  # fmt: skip
+    found["dev"] = [g for n, (a, b) in enumerate((halves, halves[::-1]))
+                    for g in graded(adapted(a, f"half-{n}.gguf"), b, WAY)]  # fmt: skip
     whole = adapted(dev, "whole.gguf")
     for name, examples in zip(
         SETS,
@@ -98,6 +100,9 @@ def decide(found: dict[str, list[Graded]]) -> None:
         )
         fitted[name] = (Calibration(kinds={"extract": KindCalibration(weights=weights)}), threshold)
         print(f"weights over {name}: threshold on the dev half {threshold}")
+    for name, answers in found.items():
+        if name not in (*SETS, "dev"):
+            print(f"{name}: {sum(g.is_right for g in answers) / len(answers):.1%} right")
     rng = random.Random(7)
     for s in SETS:
         right = [g.is_right for g in found[s]]
