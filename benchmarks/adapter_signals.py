@@ -35,7 +35,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from bench_adapter import graded
-from bench_learn import DATA, cases
+from bench_learn import cases
 
 from taskloom import calibration
 from taskloom.adapters.file import write_lora
@@ -46,21 +46,11 @@ from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.load import default_model_path
 from taskloom.labelled import Graded, Labelled
 from taskloom.lessons import training_pairs
-from taskloom.plan import Step
 from taskloom.tools.confidence import FEATURES
 
 WAY = "nulls trusted"
 SETS = ("fresh", "test", "voice")
-
-
-def fresh() -> list[Labelled]:
-    data = json.loads((DATA / "fresh_extract.json").read_text())
-    found = []
-    for n, c in enumerate(data["cases"]):
-        inputs = {"text": c["text"], "copy": True, "examples": data["examples"][c["schema"]]}
-        step = Step(id="s", kind="extract", inputs=inputs, output=data["schemas"][c["schema"]])
-        found.append(Labelled(step=step, expected=c["expected"], line=n))
-    return found
+BASE = "fresh, the base model as written"
 
 
 def answers(tmp: Path) -> dict[str, list[Graded]]:
@@ -76,14 +66,15 @@ def answers(tmp: Path) -> dict[str, list[Graded]]:
         )  # fmt: skip
         return host.adapted(path)
 
-    found = {"fresh, the base model as written": graded(host, fresh(), "absence checked")}
+    fresh = cases("extract", "dev", source="fresh")
+    found = {BASE: graded(host, fresh, "absence checked")}
     halves = (dev[::2], dev[1::2])
     found["dev"] = [g for n, (a, b) in enumerate((halves, halves[::-1]))
                     for g in graded(adapted(a, f"half-{n}.gguf"), b, WAY)]  # fmt: skip
     whole = adapted(dev, "whole.gguf")
     for name, examples in zip(
         SETS,
-        (fresh(), cases("extract", "test"), cases("extract", "heldout", voice=True)),
+        (fresh, cases("extract", "test"), cases("extract", "heldout", source="voice")),
         strict=True,
     ):
         found[name] = graded(whole, examples, WAY)
@@ -100,9 +91,8 @@ def decide(found: dict[str, list[Graded]]) -> None:
         )
         fitted[name] = (Calibration(kinds={"extract": KindCalibration(weights=weights)}), threshold)
         print(f"weights over {name}: threshold on the dev half {threshold}")
-    for name, answers in found.items():
-        if name not in (*SETS, "dev"):
-            print(f"{name}: {sum(g.is_right for g in answers) / len(answers):.1%} right")
+    if BASE in found:
+        print(f"{BASE}: {sum(g.is_right for g in found[BASE]) / len(found[BASE]):.1%} right")
     rng = random.Random(7)
     for s in SETS:
         right = [g.is_right for g in found[s]]

@@ -113,7 +113,7 @@ def main() -> None:
         )
         for label, examples in (
             ("test", cases("extract", "test")),
-            ("voice", cases("extract", "heldout", voice=True)),
+            ("voice", cases("extract", "heldout", source="voice")),
         ):
             bases, answers = {}, {}
             for how in WAYS:

@@ -70,9 +70,10 @@ KINDS = {"extract": "extract", "fill_slots": "slots", "classify": "classify"}
 LIMIT: int | None = None
 
 
-def cases(kind: str, split: str, *, voice: bool = False) -> list[Labelled]:
-    """The set's cases of `split` as labelled steps, written as the eval set writes them."""
-    data = json.loads((DATA / f"{'voice' if voice else 'eval'}_{KINDS[kind]}.json").read_text())
+def cases(kind: str, split: str, *, source: str = "eval") -> list[Labelled]:
+    """The cases of `split` in `source`'s set of `kind` (`data/<source>_<kind>.json`: eval,
+    voice, fit, fresh) as labelled steps, written as the eval set writes them."""
+    data = json.loads((DATA / f"{source}_{KINDS[kind]}.json").read_text())
     found = []
     for n, c in enumerate(data["cases"]):
         if c["split"] != split:
@@ -307,7 +308,7 @@ def main() -> None:
         for kind in kinds:
             for label, examples in (
                 ("test", cases(kind, "test")),
-                ("voice", cases(kind, "heldout", voice=True)),
+                ("voice", cases(kind, "heldout", source="voice")),
             ):
                 before, _ = measure(host, settings, examples, learned=False)
                 after, _ = measure(host, settings, examples, learned=True)

@@ -374,18 +374,17 @@ def adapter_weights(
     *,
     signals: Sequence[str] = ADAPTER_SIGNALS,
 ) -> tuple[list[float] | None, list[labelled.Graded]]:
-    """An adapted model's own signal weights over `signals` (the first of `FEATURES`,
-    by default `ADAPTER_SIGNALS`), fitted on its
-    answers to examples it was not trained on, and those answers with out-of-fold
-    confidences (5 folds by example, `calibration.fit_kind`), so that a threshold chosen
-    on them is not chosen on the answers the weights were fitted to. (None, the answers
-    as they were) when there are too few to fit (`calibration.can_refit`) or the kind has
-    no signals.
+    """An adapted model's own signal weights over `signals` (the first of `FEATURES`, by
+    default `ADAPTER_SIGNALS`), fitted on its answers to examples it was not trained on,
+    and those answers with out-of-fold confidences (5 folds by example,
+    `calibration.fit_kind`), so that a threshold chosen on them is not chosen on the
+    answers the weights were fitted to. (None, the answers as they were) when there are
+    too few to fit (`calibration.can_refit`) or the kind has no signals.
     """
-    fitted = [g for g in graded if isinstance(g.evidence, list)]
-    right = [g.is_right for g in fitted]
     if list(signals) != FEATURES[: len(signals)]:
         raise ValueError(f"weighed signals must be the first of FEATURES, not {signals}")
+    fitted = [g for g in graded if isinstance(g.evidence, list)]
+    right = [g.is_right for g in fitted]
     weighed = [g.evidence[: len(signals)] for g in fitted]  # type: ignore[index]
     if not fitted or not can_refit(right, len(weighed[0])):
         return None, list(graded)
