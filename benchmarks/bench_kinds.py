@@ -65,7 +65,7 @@ DATA = Path(__file__).parent / "data"
 GOAL = 0.90
 
 
-SET = "eval"  # or "voice", "fit" (--set)
+SET = "eval"  # or "voice", "fit", "fresh" (--set)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -342,6 +342,7 @@ def keep(
             "expected": expected,
             "right": right,
             "signals": field.get("signals"),
+            "absence": outcome.meta.get("absence", {}).get(name),
         }
     )
 
@@ -437,7 +438,7 @@ BENCHES = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--set", choices=["eval", "voice", "fit"], default="eval")
+    parser.add_argument("--set", choices=["eval", "voice", "fit", "fresh"], default="eval")
     parser.add_argument("--split", choices=["dev", "test", "heldout"])
     parser.add_argument("--plots", type=Path, help="draw risk–coverage curves (PNG) here")
     parser.add_argument("--kinds", nargs="+", choices=list(BENCHES), default=list(BENCHES))
@@ -447,7 +448,7 @@ def main() -> None:
     args = parser.parse_args()
     global SET
     SET = args.set
-    args.split = args.split or {"voice": "heldout", "fit": "dev"}.get(SET, "test")
+    args.split = args.split or {"voice": "heldout", "fit": "dev", "fresh": "dev"}.get(SET, "test")
     args.trust = Trust()
     host = ModelHost(default_model_path(), n_ctx=2048, concurrency=args.concurrency)
     started = time.perf_counter()
