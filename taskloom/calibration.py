@@ -138,26 +138,19 @@ def logit(p: float) -> float:
 
 
 def fit_logistic(
-    rows: Sequence[Sequence[float]],
-    right: Sequence[bool],
-    *,
-    l2: float = 1.0,
-    center: Sequence[float] | None = None,
+    rows: Sequence[Sequence[float]], right: Sequence[bool], *, l2: float = 1.0
 ) -> list[float]:
-    """Logistic-regression weights by Newton's method, an L2 penalty on all but the bias:
-    on the weights themselves, or with `center` on their distance from it (weights
-    shrunk toward others, for answers too few to fit weights of their own)."""
+    """Logistic-regression weights by Newton's method, an L2 penalty on all but the bias."""
     import numpy as np
 
     x = np.asarray(rows, dtype=np.float64)
     y = np.asarray(right, dtype=np.float64)
-    prior = np.zeros(x.shape[1]) if center is None else np.asarray(center, dtype=np.float64)
-    w = prior.copy()
+    w = np.zeros(x.shape[1])
     penalty = np.eye(x.shape[1]) * l2
     penalty[0, 0] = 0.0
     for _ in range(50):
         p = 1 / (1 + np.exp(-np.clip(x @ w, -50, 50)))
-        grad = x.T @ (p - y) + penalty @ (w - prior)
+        grad = x.T @ (p - y) + penalty @ w
         hess = (x * (p * (1 - p))[:, None]).T @ x + penalty + np.eye(len(w)) * 1e-9
         step = np.linalg.solve(hess, grad)
         w -= step
@@ -173,9 +166,6 @@ def fit_scale(confidences: Sequence[float], right: Sequence[bool]) -> tuple[floa
 
 
 FOLDS = 5
-SHRINK_MIN, SHRINK_MIN_EACH = 20, 5
-"""The fewest answers (and right, and wrong) that weights are shrunk toward others on:
-measured from 20 to 60 (docs/learning.md)."""
 PER_PARAMETER = 8
 """Labelled answers per fitted parameter (and at least 40, with 10 right and 10 wrong)
 before a kind's weights or scale are fitted anew; with fewer, only its threshold is."""
@@ -191,7 +181,6 @@ def fit_kind(
     target: float = TARGET_PRECISION,
     level: float = LEVEL,
     l2: float = 1.0,
-    center: Sequence[float] | None = None,
 ) -> tuple[KindCalibration, list[float]]:
     """A kind's calibration from labelled answers: its mapping, then its threshold.
 
@@ -199,8 +188,7 @@ def fit_kind(
     confidence (classify, filter). With enough answers (`can_refit`) the mapping is
     fitted anew and the threshold is chosen on out-of-fold confidences (5 folds by
     `groups`, e.g. the example each answer came from), so the threshold is never picked
-    on answers the mapping was fitted to; otherwise `base`'s mapping is kept. Weights
-    shrunk toward `center` (`fit_logistic`) need fewer answers (`can_shrink`).
+    on answers the mapping was fitted to; otherwise `base`'s mapping is kept.
 
     Returns:
         The calibration, and the confidences the threshold was chosen on.
@@ -211,8 +199,7 @@ def fit_kind(
     def mapping(idx: Sequence[int]) -> KindCalibration:
         if is_vector:
             rows = [list(inputs[i]) for i in idx]  # type: ignore[arg-type]
-            fitted = fit_logistic(rows, [right[i] for i in idx], l2=l2, center=center)
-            return KindCalibration(weights=fitted)
+            return KindCalibration(weights=fit_logistic(rows, [right[i] for i in idx], l2=l2))
         values = [float(inputs[i]) for i in idx]  # type: ignore[arg-type]
         return KindCalibration(scale=fit_scale(values, [right[i] for i in idx]))
 
@@ -223,8 +210,7 @@ def fit_kind(
         return probe.field_confidence(kind, x) or 0.0
 
     n_params = len(inputs[0]) if is_vector else 2  # type: ignore[arg-type]
-    enough = can_shrink(right) if center is not None else can_refit(right, n_params)
-    if enough:
+    if can_refit(right, n_params):
         names = sorted(set(groups))
         fold_of = {g: i % FOLDS for i, g in enumerate(names)}
         oof = [0.0] * len(right)
@@ -256,13 +242,6 @@ def can_refit(right: Sequence[bool], n_params: int) -> bool:
     n_right = sum(right)
     enough = max(40, PER_PARAMETER * n_params)
     return len(right) >= enough and min(n_right, len(right) - n_right) >= 10
-
-
-def can_shrink(right: Sequence[bool]) -> bool:
-    """Whether these labelled answers are enough to shrink weights toward others
-    (`fit_logistic`'s `center`): SHRINK_MIN, with SHRINK_MIN_EACH right and wrong."""
-    n_right = sum(right)
-    return len(right) >= SHRINK_MIN and min(n_right, len(right) - n_right) >= SHRINK_MIN_EACH
 
 
 def rounded_down(threshold: float | None) -> float | None:

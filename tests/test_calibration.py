@@ -55,16 +55,6 @@ def test_logistic_fit_separates_a_separable_signal() -> None:
     assert slope > 1 and abs(bias) < 1
 
 
-def test_fit_logistic_shrinks_toward_a_center() -> None:
-    rows = [[1.0, float(i % 7) - 3.0, float(i % 3)] for i in range(60)]
-    right = [r[1] > 0 for r in rows]
-    center = [0.0, -1.0, 2.0]
-    held = calibration.fit_logistic(rows, right, l2=1e6, center=center)
-    assert held[1:] == pytest.approx(center[1:], abs=1e-3)  # the bias stays free
-    loose = calibration.fit_logistic(rows, right, l2=1.0, center=center)
-    assert loose[1] > 0 > center[1]  # the answers pull the weight across zero
-
-
 def test_fit_kind_refits_with_enough_answers_and_thresholds_out_of_fold() -> None:
     rng = random.Random(2)
     xs = [rng.uniform(-4, 4) for _ in range(300)]

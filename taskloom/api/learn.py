@@ -34,7 +34,6 @@ from taskloom.bank import ExampleBank, step_signature
 from taskloom.calibration import (
     Calibration,
     can_refit,
-    can_shrink,
     choose_threshold,
     coverage_at,
     fit_kind,
@@ -71,13 +70,6 @@ extraction split written to decide it, weights fitted with the rivals ranked an
 adapter's answers worse (AURC 0.127 against 0.112) and chose a threshold that
 accepted them at 91% precision, under the 95% target (docs/learning.md). The weights
 are a prefix of `FEATURES`, so the calibration leaves the rivals unweighed."""
-
-SHRINK_L2 = 3.0
-"""With too few held-back answers for weights of their own, an adapted model's weights are
-the shipped ones shrunk toward its answers with this L2 penalty. Chosen on cross-fitted
-adapter answers of the extraction dev half, out of subset; on the fresh split, shrunk
-on 40 answers they ranked better than the shipped weights in 19 of 20 draws
-(docs/learning.md)."""
 
 
 def learn(
@@ -386,24 +378,15 @@ def adapter_weights(
     default `ADAPTER_SIGNALS`), fitted on its answers to examples it was not trained on,
     and those answers with out-of-fold confidences (5 folds by example,
     `calibration.fit_kind`), so that a threshold chosen on them is not chosen on the
-    answers the weights were fitted to. With too few answers to fit weights anew
-    (`calibration.can_refit`), `base`'s weights shrunk toward them (`SHRINK_L2`,
-    `calibration.can_shrink`). (None, the answers as they were) with fewer still, or
-    when the kind has no signals.
+    answers the weights were fitted to. (None, the answers as they were) when there are
+    too few to fit (`calibration.can_refit`) or the kind has no signals.
     """
     if list(signals) != FEATURES[: len(signals)]:
         raise ValueError(f"weighed signals must be the first of FEATURES, not {signals}")
     fitted = [g for g in graded if isinstance(g.evidence, list)]
     right = [g.is_right for g in fitted]
     weighed = [g.evidence[: len(signals)] for g in fitted]  # type: ignore[index]
-    shipped = base.of(kind).weights or []
-    if not fitted:
-        return None, list(graded)
-    if can_refit(right, len(weighed[0])):
-        center, l2 = None, 1.0
-    elif len(shipped) >= len(signals) and can_shrink(right):
-        center, l2 = shipped[: len(signals)], SHRINK_L2
-    else:
+    if not fitted or not can_refit(right, len(weighed[0])):
         return None, list(graded)
     kc, oof = fit_kind(
         kind,
@@ -413,8 +396,6 @@ def adapter_weights(
         base=base.kinds.get(kind),
         target=base.target_precision,
         level=base.level,
-        l2=l2,
-        center=center,
     )
     scored = iter(oof)  # in the order of `fitted`: the answers with signals
     return kc.weights, [
