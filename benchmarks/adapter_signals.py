@@ -42,6 +42,7 @@ from taskloom.adapters.file import write_lora
 from taskloom.adapters.train import Recipe, train
 from taskloom.api.learn import ADAPTER_SIGNALS, adapter_weights
 from taskloom.calibration import Calibration, KindCalibration, aurc, choose_threshold, coverage_at
+from taskloom.chat.llama.adapters import AdaptedModel
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.load import default_model_path
 from taskloom.labelled import Graded, Labelled
@@ -58,7 +59,7 @@ def answers(tmp: Path) -> dict[str, list[Graded]]:
     host = ModelHost(default_model_path(), concurrency=4, n_ctx=2048)
     dev = cases("extract", "dev")
 
-    def adapted(learn_from: list[Labelled], name: str) -> ModelHost:
+    def adapted(learn_from: list[Labelled], name: str) -> AdaptedModel:
         trained = train(training_pairs(learn_from, host), model_path=host.path, recipe=Recipe())
         path = write_lora(
             trained.weights, tmp / name, alpha=trained.alpha, arch=trained.arch,

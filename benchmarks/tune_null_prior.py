@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from taskloom.labelled import same
-from taskloom.tools.absence import NULL_PRIOR
+from taskloom.tools.absence import NULL_PRIOR, p_absent
 
 GRID = [-3.0 - 0.5 * i for i in range(13)]
 
@@ -36,7 +36,7 @@ def value_at(row: dict[str, Any], prior: float) -> Any:
     if not decided or decided["candidate"] is None:
         return row["value"]
     null, value = decided["logprob_null"], decided["logprob_value"]
-    if null != value and null - value + prior > 0:
+    if p_absent(null, value, decided["candidate"], prior=prior) > 0.5:  # the runtime's rule
         return None
     return row["value"] if decided["decision"] == "present" else decided["candidate"]
 
@@ -53,7 +53,9 @@ def accuracy(rows: list[dict[str, Any]], prior: float) -> tuple[float, float, fl
     )
 
 
-def gain_interval(rows: list[dict[str, Any]], prior: float, draws: int = 2000) -> tuple[float, ...]:
+def gain_interval(
+    rows: list[dict[str, Any]], prior: float, draws: int = 2000
+) -> tuple[float, float]:
     """90% bootstrap interval over texts of the fields-right gain of `prior` over NULL_PRIOR."""
     texts: dict[tuple[str, str, str], list[int]] = {}
     for r in rows:

@@ -97,8 +97,11 @@ def answer_prefix(value: dict[str, Any], field: str) -> str:
     return " {" + head + (", " if head else "") + json.dumps(field, ensure_ascii=False) + ":"
 
 
-def p_absent(logprob_null: float, logprob_value: float, candidate: Any) -> float:
-    """The probability that the field is absent, from the two scores (module doc).
+def p_absent(
+    logprob_null: float, logprob_value: float, candidate: Any, *, prior: float = NULL_PRIOR
+) -> float:
+    """The probability that the field is absent, from the two scores (module doc);
+    `prior` other than NULL_PRIOR only to replay the decision (tune_null_prior.py).
 
     Two equal scores are no evidence either way (a model that scores everything alike,
     such as the scripted fake): 0.5, and the model's own answer stands.
@@ -107,7 +110,7 @@ def p_absent(logprob_null: float, logprob_value: float, candidate: Any) -> float
         return 0.5
     margin = logprob_null - logprob_value
     if candidate is not None:  # (a null is weighed against the start of any string)
-        margin += NULL_PRIOR
+        margin += prior
     return 1 / (1 + math.exp(-max(min(margin, 50.0), -50.0)))
 
 
