@@ -1,0 +1,126 @@
+"""Fit the shipped calibration's adapted weights, and decide on a fresh split whether they rank.
+
+    python benchmarks/fit_adapted.py --keep answers.json         # run (about 35 min), decide
+    python benchmarks/fit_adapted.py --from answers.json --write # decide again; write if adopted
+
+An adapter lesson gets its own signal weights only from 120 held-back fields
+(`api.learn.adapter_weights`). With fewer, as in a 50-step loop, its answers were ranked
+by the calibration's weights, which were fitted on the base model's answers and rank an
+adapted model's badly (docs/learning.md). This fits `extract`'s `adapted_weights` once,
+offline: two adapters, each trained on one half of the dev data (the eval set's dev half
+and the fitting set, four schemas and two voices), answer the other half (cross-fitted,
+nulls trusted, as lessons run adapters), and logistic weights over `ADAPTER_SIGNALS` are
+fitted on those answers. An adapter trained on the eval set's dev half (as the loop's
+is) then answers the fresh split, the test half and the voice set, and each set's
+answers are ranked by the calibration's base weights and by the adapted ones.
+
+The rule, written before the run: adopt when the fresh split's AURC under the adapted
+weights is at least 0.01 lower than under the base weights and the 90% bootstrap
+interval over texts (2000 draws) is above zero. The test half and the voice set are
+printed apart, not decided on. `--write` stores the weights in taskloom/calibration.json
+only when the rule adopts them.
+
+Real: the default GGUF model, LoRA training on this machine's CPU, llama.cpp applying
+the adapters, the extract kind and its review. Simulated: nothing; the labels are the
+sets' gold answers. Nothing is recorded in results.json: this fits a shipped setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from adapter_signals import WAY, adapted, bootstrap, cross_fitted
+from bench_adapter import graded
+from bench_learn import cases
+
+from taskloom import calibration
+from taskloom.api.learn import ADAPTER_SIGNALS, adapter_weights
+from taskloom.calibration import Calibration, KindCalibration, choose_threshold, coverage_at
+from taskloom.chat.llama.host import ModelHost
+from taskloom.chat.load import default_model_path
+from taskloom.labelled import Graded
+
+SETS = ("fresh", "test", "voice")
+BAR = 0.01
+
+
+def answers(tmp: Path) -> dict[str, list[Graded]]:
+    """The dev data's cross-fitted answers, and the eval dev adapter's answers to each set."""
+    host = ModelHost(default_model_path(), concurrency=4, n_ctx=2048)
+    dev = cases("extract", "dev")
+    found = {"dev": cross_fitted(host, dev + cases("extract", "dev", source="fit"), tmp)}
+    whole = adapted(host, dev, tmp / "whole.gguf")
+    for name, examples in zip(
+        SETS,
+        (
+            cases("extract", "dev", source="fresh"),
+            cases("extract", "test"),
+            cases("extract", "heldout", source="voice"),
+        ),
+        strict=True,
+    ):
+        found[name] = graded(whole, examples, WAY)
+    return found
+
+
+def decide(found: dict[str, list[Graded]]) -> list[float] | None:
+    """Print the comparison; the adapted weights when the rule adopts them."""
+    base = calibration.load()
+    weights, oof = adapter_weights("extract", found["dev"], base, signals=ADAPTER_SIGNALS)
+    if weights is None:
+        print("too few cross-fitted answers to fit weights")
+        return None
+    threshold, _, _ = choose_threshold(
+        [g.confidence or 0.0 for g in oof], [g.is_right for g in oof]
+    )
+    print(f"adapted weights fitted on {len(oof)} cross-fitted fields; their threshold {threshold}")
+    adapted_cal = Calibration(kinds={"extract": KindCalibration(weights=weights)})
+    rng = random.Random(7)
+    adopted = False
+    for s in SETS:
+        right = [g.is_right for g in found[s]]
+        sure = {
+            name: [cal.field_confidence("extract", g.evidence) or 0.0 for g in found[s]]  # type: ignore[arg-type]
+            for name, cal in (("base", base), ("adapted", adapted_cal))
+        }
+        print(f"{s}: {len(right)} fields, {sum(right) / len(right):.1%} right")
+        for name, conf in sure.items():
+            print(f"  {name} weights: coverage at 95% {coverage_at(conf, right):.1%}")
+        diff, low, high = bootstrap(found[s], sure["base"], sure["adapted"], rng)
+        print(f"  AURC base − adapted: {diff:+.3f} [{low:+.3f}, {high:+.3f}]")
+        if s == "fresh":
+            adopted = diff >= BAR and low > 0
+    print(f"adopted: {adopted} (the fresh split decides: at least {BAR} and the interval above 0)")
+    return weights if adopted else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--from", dest="source", type=Path, help="answers kept by --keep")
+    parser.add_argument("--keep", type=Path, help="write the answers here")
+    parser.add_argument("--write", action="store_true", help="store adopted weights")
+    args = parser.parse_args()
+    if args.source:
+        kept = json.loads(args.source.read_text())
+        found = {k: [Graded(**g) for g in v] for k, v in kept.items()}
+    else:
+        with TemporaryDirectory() as tmp:
+            found = answers(Path(tmp))
+    if args.keep:
+        args.keep.write_text(json.dumps({k: [asdict(g) for g in v] for k, v in found.items()}))
+    weights = decide(found)
+    if args.write and weights is not None:
+        path = calibration.DEFAULT_PATH
+        shipped = Calibration.model_validate_json(path.read_text())
+        shipped.kinds["extract"].adapted_weights = [round(w, 5) for w in weights]
+        path.write_text(shipped.model_dump_json(indent=1, exclude_none=True) + "\n")
+        print(f"wrote extract's adapted weights to {path}")
+
+
+if __name__ == "__main__":
+    main()
