@@ -40,7 +40,13 @@ from bench_learn import cases
 
 from taskloom import calibration
 from taskloom.api.learn import ADAPTER_SIGNALS, adapter_weights
-from taskloom.calibration import Calibration, KindCalibration, choose_threshold, coverage_at
+from taskloom.calibration import (
+    Calibration,
+    KindCalibration,
+    aurc,
+    choose_threshold,
+    coverage_at,
+)
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.load import default_model_path
 from taskloom.labelled import Graded
@@ -90,7 +96,10 @@ def decide(found: dict[str, list[Graded]]) -> list[float] | None:
         }
         print(f"{s}: {len(right)} fields, {sum(right) / len(right):.1%} right")
         for name, conf in sure.items():
-            print(f"  {name} weights: coverage at 95% {coverage_at(conf, right):.1%}")
+            print(
+                f"  {name} weights: AURC {aurc(conf, right):.3f},"
+                f" coverage at 95% {coverage_at(conf, right):.1%}"
+            )
         diff, low, high = bootstrap(found[s], sure["base"], sure["adapted"], rng)
         print(f"  AURC base − adapted: {diff:+.3f} [{low:+.3f}, {high:+.3f}]")
         if s == "fresh":

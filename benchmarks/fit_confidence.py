@@ -60,7 +60,10 @@ def main() -> None:
         else:
             inputs = [Signals.from_meta(r["signals"]).vector() for r in rows]
         right = [bool(r["right"]) for r in rows]
-        fitted, oof = calibration.fit_kind(kind, inputs, right, [r["id"] for r in rows], l2=args.l2)
+        fitted, oof = calibration.fit_kind(
+            kind, inputs, right, [r["id"] for r in rows], l2=args.l2,
+            base=kept.kinds.get(kind) if kept else None,  # its adapted weights stay
+        )  # fmt: skip
         kinds[kind] = fitted
         print(
             f"{kind}: {len(rows)} answers, {sum(right)} right; out of fold: coverage at 95%"

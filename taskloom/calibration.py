@@ -5,6 +5,9 @@ sets of benchmarks/data, `taskloom calibrate` writes others) holds, per SLM kind
 - `weights`: a logistic model over a field's signals (`tools/confidence.py`), for
   `extract` and `fill_slots`; or `scale`: Platt scaling of the kind's own confidence
   (`classify`, `filter`): p = sigmoid(a · logit(c) + b);
+- `adapted_weights` (optional): the same model fitted on an adapted model's answers
+  (`taskloom learn --adapter`), which the base model's weights rank badly; used for an
+  adapter's lessons until they hold enough answers to fit their own;
 - `threshold`: the lowest confidence accepted. It is the lowest at which the accepted
   answers of the fitting data reach the target precision with a finite-sample bound:
   the Clopper–Pearson lower bound at `level` (0.90) is at least `target_precision`.
@@ -39,6 +42,11 @@ class KindCalibration(BaseModel):
     """How one kind's (or one signature's) confidence is mapped, and where it is accepted."""
 
     weights: list[float] | None = Field(None, description="logistic weights over the signals")
+    adapted_weights: list[float] | None = Field(
+        None,
+        description="weights for an adapted model's answers, where its lesson has too few "
+        "to fit its own (`api.learn.adapter_weights`)",
+    )
     scale: tuple[float, float] | None = Field(None, description="Platt scaling (a, b)")
     threshold: float | None = Field(None, description="the lowest confidence accepted")
     examples: int = Field(0, description="labelled answers it was fitted on")
@@ -226,6 +234,8 @@ def fit_kind(
     return (
         current.model_copy(
             update={
+                # fitted on an adapted model's answers, not these: kept as the base had them
+                "adapted_weights": base.adapted_weights if base else None,
                 "threshold": rounded_down(threshold),
                 "examples": len(right),
                 "coverage": round(coverage, 4),

@@ -76,6 +76,11 @@ class Lesson(BaseModel):
     weights: list[float] | None = Field(
         None, description="with an adapter: its signal weights, replacing the calibration's"
     )
+    weights_from: Literal["own", "calibration"] = Field(
+        "own",
+        description="fitted on the adapter's own held-back answers, or the calibration's "
+        "`adapted_weights` where those were too few",
+    )
     choose: Choose = "fixed"
     shots: int = Field(3, ge=1, description="examples shown to each input")
     threshold: float | None = Field(None, description="accept at or above; None: flag all")

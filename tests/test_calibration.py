@@ -67,6 +67,19 @@ def test_fit_kind_refits_with_enough_answers_and_thresholds_out_of_fold() -> Non
     assert len(scored) == 300
 
 
+def test_refitting_keeps_the_adapted_weights_it_was_not_fitted_on() -> None:
+    """A kind's weights refitted on the base model's answers leave the weights fitted on
+    an adapted model's answers (`adapted_weights`) as they were."""
+    rng = random.Random(3)
+    xs = [rng.uniform(-4, 4) for _ in range(200)]
+    right = [rng.random() < calibration.sigmoid(2 * x) for x in xs]
+    base = KindCalibration(weights=[0.0, 0.0], adapted_weights=[1.0, -1.0])
+    fitted, _ = calibration.fit_kind(
+        "extract", [[1.0, x] for x in xs], right, [str(i) for i in range(200)], base=base
+    )
+    assert fitted.weights != base.weights and fitted.adapted_weights == [1.0, -1.0]
+
+
 def test_the_file_round_trips_and_a_missing_one_says_what_to_do(tmp_path: Path) -> None:
     cal = Calibration(kinds={"classify": KindCalibration(scale=(2.0, 0.0), threshold=0.9)})
     path = tmp_path / "c.json"

@@ -37,11 +37,12 @@ from taskloom.config import Settings
 from taskloom.dispatch.inline import InlineDispatcher
 from taskloom.errors import ConfigError, InputError
 from taskloom.labelled import Graded, Labelled
-from taskloom.lessons import Lesson, Lessons, fixed_examples, judge, teach
+from taskloom.lessons import Learned, Lesson, Lessons, fixed_examples, judge, teach
 from taskloom.plan import Step
 from taskloom.step import StepJob, StepResult, StepStatus
 from taskloom.testing.server import Reply, ScriptedServer
 from taskloom.tools.confidence import FEATURES, Signals
+from taskloom.views.learning import lessons_table
 
 SCHEMA = {
     "type": "object",
@@ -267,6 +268,38 @@ def test_adapter_weights_leave_the_rival_signals_unweighed() -> None:
 def test_too_few_answers_keep_the_calibrations_weights() -> None:
     answers = graded_answers(60, wrong_every=5)
     assert adapter_weights("extract", answers, calibration.load()) == (None, answers)
+
+
+def test_too_few_answers_take_the_calibrations_adapted_weights(tmp_path: Path) -> None:
+    """An adapter's lessons with too few held-back answers to fit weights of their own
+    are ranked by the calibration's `adapted_weights`, where it has them, and keep them
+    for later runs; without them, the answers stay as the review scored them."""
+    answers = graded_answers(60, wrong_every=5)
+    adapted = [3.0, 0.0, 1.0] + [0.0] * (len(ADAPTER_SIGNALS) - 3)  # bias, null, lp_min
+
+    def trial() -> _Trial:
+        lesson = Lesson(signature="sig", kind="extract", examples=[], adapter="a.gguf")
+        return _Trial(lesson, trained_on=100, held_back=60, before=answers, after=answers)
+
+    flat = KindCalibration(weights=[0.0] * len(FEATURES))
+    taught = trial()
+    _weigh_adapters([taught], Calibration(kinds={"extract": flat}))
+    assert taught.lesson.weights is None
+    assert [g.confidence for g in taught.after] == [0.5] * 60
+
+    with_adapted = flat.model_copy(update={"adapted_weights": adapted})
+    taught = trial()
+    _weigh_adapters([taught], Calibration(kinds={"extract": with_adapted}))
+    assert taught.lesson.weights == adapted and taught.lesson.weights_from == "calibration"
+    sure = {g.is_right: g.confidence for g in taught.after}
+    assert sure[True] == pytest.approx(sigmoid(3.0 - 0.2), abs=1e-4)
+    assert sure[False] is not None and sure[False] < 0.5
+    scores = {"accuracy": 0.8, "coverage": 0.0}
+    shown = taught.lesson.model_copy(update={"before": scores, "after": scores})
+    table = lessons_table(
+        [Learned(kind="extract", signature="sig", examples=100, lesson=shown)], where=tmp_path
+    )
+    assert "the calibration's adapted weights" in table and "its own weights" not in table
 
 
 def test_an_adapters_lessons_choose_one_threshold_on_their_pooled_answers() -> None:

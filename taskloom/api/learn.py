@@ -8,10 +8,11 @@ lesson's, for each way of choosing them unless one is given); the better way is 
 ties to `fixed` (it keeps the prompt's prefix cached), and none at all when neither
 beats the step as written. An adapter's lessons get the adapted model's own signal
 weights, fitted on the held-back answers of the adapter's kind, pooled
-(`adapter_weights`). The lesson's threshold is chosen on the same held-back answers
-(`calibration.choose_threshold`; an adapter's on its kind's, pooled, out of fold where
-weights were fitted on them), and before/after accuracy and coverage at the target
-precision are kept in the lesson and printed.
+(`adapter_weights`); where those are too few, the calibration's `adapted_weights`. The
+lesson's threshold is chosen on the same held-back answers (`calibration.choose_threshold`;
+an adapter's on its kind's, pooled, out of fold where weights were fitted on them), and
+before/after accuracy and coverage at the target precision are kept in the lesson and
+printed.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from taskloom.adapters.train import train as train_lora
 from taskloom.bank import ExampleBank, step_signature
 from taskloom.calibration import (
     Calibration,
+    KindCalibration,
     can_refit,
     choose_threshold,
     coverage_at,
@@ -358,13 +360,32 @@ def _weigh_adapters(trials: Sequence[_Trial], base: Calibration) -> None:
         if t.lesson.adapter is not None:
             by_kind.setdefault(t.lesson.kind, []).append(t)
     for kind, mine in by_kind.items():
-        weights, pooled = adapter_weights(kind, [g for t in mine for g in t.after], base)
+        answers = [g for t in mine for g in t.after]
+        weights, pooled = adapter_weights(kind, answers, base)
+        weighed_by = "own"
+        if weights is None and base.of(kind).adapted_weights is not None:
+            weights, weighed_by = base.of(kind).adapted_weights, "calibration"
+            pooled = _ranked(kind, weights, answers)
         rest = pooled
         for t in mine:
             t.after, rest = rest[: len(t.after)], rest[len(t.after) :]
             t.judged_on = pooled
             if weights is not None:
-                t.lesson = t.lesson.model_copy(update={"weights": weights})
+                update = {"weights": weights, "weights_from": weighed_by}
+                t.lesson = t.lesson.model_copy(update=update)
+
+
+def _ranked(
+    kind: str, weights: list[float], graded: Sequence[labelled.Graded]
+) -> list[labelled.Graded]:
+    """The answers with each field's confidence recomputed from its signals by `weights`."""
+    cal = Calibration(kinds={kind: KindCalibration(weights=weights)})
+    return [
+        replace(g, confidence=cal.field_confidence(kind, g.evidence))
+        if isinstance(g.evidence, list)
+        else g
+        for g in graded
+    ]
 
 
 def adapter_weights(

@@ -35,6 +35,12 @@ def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
 def _shown(lesson: Lesson) -> str:
     if lesson.adapter:
         trusted = ", its nulls trusted" if lesson.trust_nulls else ""
-        weighed = ", its own weights" if lesson.weights else ""
+        weighed = ""
+        if lesson.weights:
+            weighed = (
+                ", its own weights"
+                if lesson.weights_from == "own"
+                else ", the calibration's adapted weights"
+            )
         return f"adapter {lesson.adapter}{trusted}{weighed}"
     return f"{lesson.shots} {lesson.choose}" if lesson.examples else "none (as written)"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from taskloom import calibration
 from taskloom.adapters.train import Pair, Recipe, train
 from taskloom.chat.llama.host import ModelHost
 from tests.test_cli import cli
@@ -34,6 +35,10 @@ def test_learn_adapter_trains_writes_and_the_adapter_changes_the_model(
     assert 0 < training["load_seconds"] < training["seconds"]
     assert lesson.adapter in (adapter.name, None)  # kept only if it beat the step as written
     assert ("adapter " + adapter.name in out) == (lesson.adapter is not None)
+    # 5 held back are too few for its own weights: the calibration's adapted ones rank it
+    shipped = calibration.load().of("extract").adapted_weights
+    assert shipped is not None
+    assert lesson.weights == (shipped if lesson.adapter else None)
 
     host = ModelHost(default_model_path, n_ctx=1024)
     try:
