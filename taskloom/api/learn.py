@@ -362,10 +362,10 @@ def _weigh_adapters(trials: Sequence[_Trial], base: Calibration) -> None:
     for kind, mine in by_kind.items():
         answers = [g for t in mine for g in t.after]
         weights, pooled = adapter_weights(kind, answers, base)
-        weighed_by = "own"
-        if weights is None and base.of(kind).adapted_weights is not None:
-            weights, weighed_by = base.of(kind).adapted_weights, "calibration"
-            pooled = _ranked(kind, weights, answers)
+        weighed_by, fallback = "own", base.of(kind).adapted_weights
+        if weights is None and fallback is not None:  # too few: the calibration's
+            weights, weighed_by = fallback, "calibration"
+            pooled = _ranked(kind, fallback, answers)
         rest = pooled
         for t in mine:
             t.after, rest = rest[: len(t.after)], rest[len(t.after) :]
