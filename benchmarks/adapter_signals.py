@@ -3,7 +3,7 @@
     python benchmarks/adapter_signals.py                     # run (about 25 min), then decide
     python benchmarks/adapter_signals.py --from answers.json # decide again on kept answers
 
-`api.learn.adapter_weights` fits an adapted model's own signal weights on its answers to
+`labelled.adapter_weights` fits an adapted model's own signal weights on its answers to
 held-back examples. Whether those weights should weigh `extract`'s rival signals (the
 second view's spans the value could have been instead, `tools/reask.py`) was undecided:
 with them, the adapter's ranking of the test half collapsed in one run, and on the
@@ -40,12 +40,11 @@ from bench_learn import cases
 from taskloom import calibration
 from taskloom.adapters.file import write_lora
 from taskloom.adapters.train import Recipe, train
-from taskloom.api.learn import ADAPTER_SIGNALS, adapter_weights
 from taskloom.calibration import Calibration, KindCalibration, aurc, choose_threshold, coverage_at
 from taskloom.chat.llama.adapters import AdaptedModel
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.load import default_model_path
-from taskloom.labelled import Graded, Labelled
+from taskloom.labelled import ADAPTER_SIGNALS, Graded, Labelled, adapter_weights
 from taskloom.lessons import training_pairs
 from taskloom.tools.confidence import FEATURES
 

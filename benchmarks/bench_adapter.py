@@ -18,7 +18,7 @@ run on the default model as written and on the adapted model, side by side:
   cross-fitted, as a lesson chooses on held-back answers: never chosen on the answers
   it is reported on;
 - coverage at 95% precision, with the shipped calibration's signal weights and with the
-  adapted model's own (`api.learn.adapter_weights`, what `taskloom learn --adapter` fits
+  adapted model's own (`labelled.adapter_weights`, what `taskloom learn --adapter` fits
   on held-back answers). Here they are cross-fitted: two more adapters, each trained on
   one half of the dev half, answer the other half (in every way: these answers choose
   the way too), and the weights are fitted on those answers, so no weight is fitted on
@@ -47,12 +47,11 @@ from bench_learn import cases, minutes_for_200, scores
 from taskloom import calibration
 from taskloom.adapters.file import write_lora
 from taskloom.adapters.train import Recipe, train
-from taskloom.api.learn import adapter_weights
 from taskloom.calibration import Calibration, KindCalibration, choose_threshold
 from taskloom.chat import ChatModel
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.load import default_model_path
-from taskloom.labelled import Graded, Labelled, confidence_of, run
+from taskloom.labelled import Graded, Labelled, adapter_weights, confidence_of, run
 from taskloom.lessons import training_pairs
 
 WAYS: dict[str, dict[str, object]] = {

@@ -4,7 +4,7 @@
     python benchmarks/fit_adapted.py --from answers.json --write # decide again; write if adopted
 
 An adapter lesson gets its own signal weights only from 120 held-back fields
-(`api.learn.adapter_weights`). With fewer, as in a 50-step loop, its answers were ranked
+(`labelled.adapter_weights`). With fewer, as in a 50-step loop, its answers were ranked
 by the calibration's weights, which were fitted on the base model's answers and rank an
 adapted model's badly (docs/learning.md). This fits `extract`'s `adapted_weights` once,
 offline: two adapters, each trained on one half of the dev data (the eval set's dev half
@@ -39,7 +39,6 @@ from bench_adapter import graded
 from bench_learn import cases
 
 from taskloom import calibration
-from taskloom.api.learn import ADAPTER_SIGNALS, adapter_weights
 from taskloom.calibration import (
     Calibration,
     KindCalibration,
@@ -49,7 +48,7 @@ from taskloom.calibration import (
 )
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.load import default_model_path
-from taskloom.labelled import Graded
+from taskloom.labelled import ADAPTER_SIGNALS, Graded, adapter_weights
 
 SETS = ("fresh", "test", "voice")
 BAR = 0.01

@@ -45,7 +45,7 @@ class KindCalibration(BaseModel):
     adapted_weights: list[float] | None = Field(
         None,
         description="weights for an adapted model's answers, where its lesson has too few "
-        "to fit its own (`api.learn.adapter_weights`)",
+        "to fit its own (`labelled.adapter_confidence`)",
     )
     scale: tuple[float, float] | None = Field(None, description="Platt scaling (a, b)")
     threshold: float | None = Field(None, description="the lowest confidence accepted")

@@ -20,11 +20,9 @@ from taskloom.adapters.train import Recipe
 from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.api.learn import (
-    ADAPTER_SIGNALS,
     _finished,
     _Trial,
     _weigh_adapters,
-    adapter_weights,
     banked,
     learn,
     planned_runs,
@@ -36,7 +34,7 @@ from taskloom.chat import Message, OpenAIChatModel, ScriptedChatModel
 from taskloom.config import Settings
 from taskloom.dispatch.inline import InlineDispatcher
 from taskloom.errors import ConfigError, InputError
-from taskloom.labelled import Graded, Labelled
+from taskloom.labelled import ADAPTER_SIGNALS, Graded, Labelled, adapter_weights
 from taskloom.lessons import Learned, Lesson, Lessons, fixed_examples, judge, teach
 from taskloom.plan import Step
 from taskloom.step import StepJob, StepResult, StepStatus

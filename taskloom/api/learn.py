@@ -8,7 +8,8 @@ lesson's, for each way of choosing them unless one is given); the better way is 
 ties to `fixed` (it keeps the prompt's prefix cached), and none at all when neither
 beats the step as written. An adapter's lessons get the adapted model's own signal
 weights, fitted on the held-back answers of the adapter's kind, pooled
-(`adapter_weights`); where those are too few, the calibration's `adapted_weights`. The
+(`labelled.adapter_confidence`); where those are too few, the calibration's
+`adapted_weights`. The
 lesson's threshold is chosen on the same held-back answers (`calibration.choose_threshold`;
 an adapter's on its kind's, pooled, out of fold where weights were fitted on them), and
 before/after accuracy and coverage at the target precision are kept in the lesson and
@@ -21,7 +22,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,11 +35,8 @@ from taskloom.adapters.train import train as train_lora
 from taskloom.bank import ExampleBank, step_signature
 from taskloom.calibration import (
     Calibration,
-    KindCalibration,
-    can_refit,
     choose_threshold,
     coverage_at,
-    fit_kind,
     rounded_down,
 )
 from taskloom.chat import ChatModel, load_model
@@ -55,7 +53,6 @@ from taskloom.lessons import (
     training_pairs,
 )
 from taskloom.tools import KINDS
-from taskloom.tools.confidence import FEATURES
 from taskloom.workflows.target import read_plan
 
 if TYPE_CHECKING:
@@ -66,12 +63,6 @@ log = structlog.get_logger(__name__)
 MIN_HELD_BACK = 5
 """Held-back answers below which a signature is not learned: nothing would measure it."""
 SHOTS = 3
-ADAPTER_SIGNALS = FEATURES[: FEATURES.index("rivalled")]
-"""The signals an adapted model's own weights weigh: all but the rivals'. On a fresh
-extraction split written to decide it, weights fitted with the rivals ranked an
-adapter's answers worse (AURC 0.127 against 0.112) and chose a threshold that
-accepted them at 91% precision, under the 95% target (docs/learning.md). The weights
-are a prefix of `FEATURES`, so the calibration leaves the rivals unweighed."""
 
 
 def learn(
@@ -354,74 +345,22 @@ def _weigh_adapters(trials: Sequence[_Trial], base: Calibration) -> None:
     """Pool the held-back answers of each kind's adapter lessons (one adapter, and one
     confidence, serve the kind): their threshold is chosen on them all, and where they
     are enough, the adapted model's own signal weights are fitted on them and they are
-    rescored out of fold (`adapter_weights`)."""
+    rescored out of fold, or else ranked by the calibration's adapted weights
+    (`labelled.adapter_confidence`)."""
     by_kind: dict[str, list[_Trial]] = {}
     for t in trials:
         if t.lesson.adapter is not None:
             by_kind.setdefault(t.lesson.kind, []).append(t)
     for kind, mine in by_kind.items():
         answers = [g for t in mine for g in t.after]
-        weights, pooled = adapter_weights(kind, answers, base)
-        weighed_by, fallback = "own", base.of(kind).adapted_weights
-        if weights is None and fallback is not None:  # too few: the calibration's
-            weights, weighed_by = fallback, "calibration"
-            pooled = _ranked(kind, fallback, answers)
+        weights, weights_from, pooled = labelled.adapter_confidence(kind, answers, base)
         rest = pooled
         for t in mine:
             t.after, rest = rest[: len(t.after)], rest[len(t.after) :]
             t.judged_on = pooled
             if weights is not None:
-                update = {"weights": weights, "weights_from": weighed_by}
+                update = {"weights": weights, "weights_from": weights_from}
                 t.lesson = t.lesson.model_copy(update=update)
-
-
-def _ranked(
-    kind: str, weights: list[float], graded: Sequence[labelled.Graded]
-) -> list[labelled.Graded]:
-    """The answers with each field's confidence recomputed from its signals by `weights`."""
-    cal = Calibration(kinds={kind: KindCalibration(weights=weights)})
-    return [
-        replace(g, confidence=cal.field_confidence(kind, g.evidence))
-        if isinstance(g.evidence, list)
-        else g
-        for g in graded
-    ]
-
-
-def adapter_weights(
-    kind: str,
-    graded: Sequence[labelled.Graded],
-    base: Calibration,
-    *,
-    signals: Sequence[str] = ADAPTER_SIGNALS,
-) -> tuple[list[float] | None, list[labelled.Graded]]:
-    """An adapted model's own signal weights over `signals` (the first of `FEATURES`, by
-    default `ADAPTER_SIGNALS`), fitted on its answers to examples it was not trained on,
-    and those answers with out-of-fold confidences (5 folds by example,
-    `calibration.fit_kind`), so that a threshold chosen on them is not chosen on the
-    answers the weights were fitted to. (None, the answers as they were) when there are
-    too few to fit (`calibration.can_refit`) or the kind has no signals.
-    """
-    if list(signals) != FEATURES[: len(signals)]:
-        raise ValueError(f"weighed signals must be the first of FEATURES, not {signals}")
-    fitted = [g for g in graded if isinstance(g.evidence, list)]
-    right = [g.is_right for g in fitted]
-    weighed = [g.evidence[: len(signals)] for g in fitted]  # type: ignore[index]
-    if not fitted or not can_refit(right, len(weighed[0])):
-        return None, list(graded)
-    kc, oof = fit_kind(
-        kind,
-        weighed,
-        right,
-        [f"{g.signature}:{g.line}" for g in fitted],
-        base=base.kinds.get(kind),
-        target=base.target_precision,
-        level=base.level,
-    )
-    scored = iter(oof)  # in the order of `fitted`: the answers with signals
-    return kc.weights, [
-        replace(g, confidence=next(scored)) if isinstance(g.evidence, list) else g for g in graded
-    ]
 
 
 def _finished(trial: _Trial, base: Calibration) -> Lesson:
