@@ -7,9 +7,8 @@ written (before) and with the lesson's examples (after, its own examples and the
 lesson's, for each way of choosing them unless one is given); the better way is kept,
 ties to `fixed` (it keeps the prompt's prefix cached), and none at all when neither
 beats the step as written. An adapter's lessons get the adapted model's own signal
-weights, fitted on the held-back answers of the adapter's kind, pooled
-(`labelled.adapter_confidence`); where those are too few, the calibration's
-`adapted_weights`. The
+weights, fitted on the held-back answers of the adapter's kind, pooled, or where those
+are too few the calibration's `adapted_weights` (`labelled.adapter_confidence`). The
 lesson's threshold is chosen on the same held-back answers (`calibration.choose_threshold`;
 an adapter's on its kind's, pooled, out of fold where weights were fitted on them), and
 before/after accuracy and coverage at the target precision are kept in the lesson and
