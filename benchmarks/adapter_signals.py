@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -134,20 +135,28 @@ def decide(found: dict[str, list[Graded]]) -> None:
         print(f"  AURC, every signal − before the rivals: {diff:+.3f} [{low:+.3f}, {high:+.3f}]")
 
 
+def kept_or_run(
+    source: Path | None, keep: Path | None, run: Callable[[Path], dict[str, list[Graded]]]
+) -> dict[str, list[Graded]]:
+    """The answers kept in `source` (`--from`), or `run` in a scratch folder; written to
+    `keep` (`--keep`) when asked."""
+    if source:
+        kept = json.loads(source.read_text())
+        found = {k: [Graded(**g) for g in v] for k, v in kept.items()}
+    else:
+        with TemporaryDirectory() as tmp:
+            found = run(Path(tmp))
+    if keep:
+        keep.write_text(json.dumps({k: [asdict(g) for g in v] for k, v in found.items()}))
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="source", type=Path, help="answers kept by --keep")
     parser.add_argument("--keep", type=Path, help="write the answers here")
     args = parser.parse_args()
-    if args.source:
-        kept = json.loads(args.source.read_text())
-        found = {k: [Graded(**g) for g in v] for k, v in kept.items()}
-    else:
-        with TemporaryDirectory() as tmp:
-            found = answers(Path(tmp))
-    if args.keep:
-        args.keep.write_text(json.dumps({k: [asdict(g) for g in v] for k, v in found.items()}))
-    decide(found)
+    decide(kept_or_run(args.source, args.keep, answers))
 
 
 if __name__ == "__main__":

@@ -28,13 +28,10 @@ sets' gold answers. Nothing is recorded in results.json: this fits a shipped set
 from __future__ import annotations
 
 import argparse
-import json
 import random
-from dataclasses import asdict
 from pathlib import Path
-from tempfile import TemporaryDirectory
 
-from adapter_signals import WAY, adapted, bootstrap, cross_fitted
+from adapter_signals import WAY, adapted, bootstrap, cross_fitted, kept_or_run
 from bench_adapter import graded
 from bench_learn import cases
 
@@ -48,7 +45,7 @@ from taskloom.calibration import (
 )
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.load import default_model_path
-from taskloom.labelled import ADAPTER_SIGNALS, Graded, adapter_weights
+from taskloom.labelled import Graded, adapter_weights
 
 SETS = ("fresh", "test", "voice")
 BAR = 0.01
@@ -76,7 +73,7 @@ def answers(tmp: Path) -> dict[str, list[Graded]]:
 def decide(found: dict[str, list[Graded]]) -> list[float] | None:
     """Print the comparison; the adapted weights when the rule adopts them."""
     base = calibration.load()
-    weights, oof = adapter_weights("extract", found["dev"], base, signals=ADAPTER_SIGNALS)
+    weights, oof = adapter_weights("extract", found["dev"], base)
     if weights is None:
         print("too few cross-fitted answers to fit weights")
         return None
@@ -113,15 +110,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="write the answers here")
     parser.add_argument("--write", action="store_true", help="store adopted weights")
     args = parser.parse_args()
-    if args.source:
-        kept = json.loads(args.source.read_text())
-        found = {k: [Graded(**g) for g in v] for k, v in kept.items()}
-    else:
-        with TemporaryDirectory() as tmp:
-            found = answers(Path(tmp))
-    if args.keep:
-        args.keep.write_text(json.dumps({k: [asdict(g) for g in v] for k, v in found.items()}))
-    weights = decide(found)
+    weights = decide(kept_or_run(args.source, args.keep, answers))
     if args.write and weights is not None:
         path = calibration.DEFAULT_PATH
         shipped = Calibration.model_validate_json(path.read_text())

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from taskloom.lessons import Learned, Lesson
 
+WEIGHTS_FROM = {"own": ", its own weights", "calibration": ", the calibration's adapted weights"}
+
 
 def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
     """Each signature's held-back accuracy and coverage before → after, and its threshold."""
@@ -35,12 +37,6 @@ def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
 def _shown(lesson: Lesson) -> str:
     if lesson.adapter:
         trusted = ", its nulls trusted" if lesson.trust_nulls else ""
-        weighed = ""
-        if lesson.weights:
-            weighed = (
-                ", its own weights"
-                if lesson.weights_from == "own"
-                else ", the calibration's adapted weights"
-            )
+        weighed = WEIGHTS_FROM[lesson.weights_from] if lesson.weights else ""
         return f"adapter {lesson.adapter}{trusted}{weighed}"
     return f"{lesson.shots} {lesson.choose}" if lesson.examples else "none (as written)"
