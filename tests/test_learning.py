@@ -20,7 +20,6 @@ from taskloom.adapters.train import Recipe
 from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.api.learn import (
-    _choose_adapter_ways,
     _finished,
     _Trial,
     _weigh_adapters,
@@ -317,43 +316,6 @@ def test_an_adapters_lessons_choose_one_threshold_on_their_pooled_answers() -> N
     assert [_finished(t, base).threshold for t in served] == [0.9, 0.9]
     assert _finished(alone, base).threshold is None
     assert [{g.signature for g in t.after} for t in served] == [{"a"}, {"b"}]  # its scores'
-
-
-def adapter_trial(sig: str, before: int, ways: Sequence[int], n: int = 6) -> _Trial:
-    """A signature's trial whose step as written gets `before` of `n` fields right, and
-    its kind's adapter each of `ways` (as is, then trusting its nulls)."""
-
-    def graded(right: int) -> list[Graded]:
-        return [Graded("extract", sig, i, "f", "x", "x", 0.5, i < right, None) for i in range(n)]
-
-    plain = Lesson(signature=sig, kind="extract", examples=[])
-    adapted = plain.model_copy(update={"method": "adapter", "adapter": "adapter.gguf"})
-    options = [adapted, adapted.model_copy(update={"trust_nulls": True})]
-    return _Trial(
-        plain, trained_on=14, held_back=n, before=graded(before), after=graded(before),
-        adapter_ways=[(lesson, graded(r)) for lesson, r in zip(options, ways, strict=True)],
-    )  # fmt: skip
-
-
-def test_an_adapter_is_kept_for_every_signature_it_serves_when_it_wins_pooled() -> None:
-    """Signature b alone would lose its adapter (3 right → 2); the kind's 9 → 12 keeps it,
-    and the better way pooled (trusting its nulls) is the way for both."""
-    trials = [adapter_trial("a", 3, [5, 6]), adapter_trial("b", 3, [2, 3])]
-    _choose_adapter_ways(trials)
-    assert [(t.lesson.adapter, t.lesson.trust_nulls) for t in trials] == [
-        ("adapter.gguf", True), ("adapter.gguf", True)
-    ]  # fmt: skip
-    assert [sum(g.is_right for g in t.after) for t in trials] == [6, 3]
-    assert all(t.adapter_ways is None for t in trials)
-
-
-def test_an_adapter_that_does_not_win_pooled_is_kept_for_no_signature() -> None:
-    """a alone would keep it (2 → 4); pooled it ties the steps as written (7 and 7), so no
-    signature runs with it, and each keeps its as-written answers."""
-    trials = [adapter_trial("a", 2, [4, 3]), adapter_trial("b", 5, [3, 2])]
-    _choose_adapter_ways(trials)
-    assert [t.lesson.adapter for t in trials] == [None, None]
-    assert [sum(g.is_right for g in t.after) for t in trials] == [2, 5]
 
 
 def test_a_corrupt_lesson_names_its_file(tmp_path: Path) -> None:

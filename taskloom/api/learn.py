@@ -6,10 +6,9 @@ split, by a hash of their data, into those the lesson learns from and a held-bac
 written (before) and with the lesson's examples (after, its own examples and then the
 lesson's, for each way of choosing them unless one is given); the better way is kept,
 ties to `fixed` (it keeps the prompt's prefix cached), and none at all when neither
-beats the step as written. An adapter is measured on every signature of its kind, and
-kept for all of them or for none, on their held-back answers pooled. Its lessons get
-the adapted model's own signal weights, fitted on the same pooled answers, or where
-those are too few the calibration's `adapted_weights` (`labelled.adapter_confidence`). The
+beats the step as written. An adapter's lessons get the adapted model's own signal
+weights, fitted on the held-back answers of the adapter's kind, pooled, or where those
+are too few the calibration's `adapted_weights` (`labelled.adapter_confidence`). The
 lesson's threshold is chosen on the same held-back answers (`calibration.choose_threshold`;
 an adapter's on its kind's, pooled, out of fold where weights were fitted on them), and
 before/after accuracy and coverage at the target precision are kept in the lesson and
@@ -112,7 +111,6 @@ def learn(
             choose=choose, hold_back=hold_back, progress=progress,
             adapter=adapters.get(group[0].step.kind),
         )  # fmt: skip
-    _choose_adapter_ways(list(trials.values()))
     _weigh_adapters(list(trials.values()), base)
     found = []
     for sig, group in groups.items():
@@ -297,30 +295,35 @@ def _trial(
         return graded
 
     before = measure(None)
-    as_written = Lesson(signature=sig, kind=group[0].step.kind, examples=[], shots=shots)
+    best: tuple[Lesson, list[labelled.Graded]] | None = None
     if adapter is not None:  # measured alone: the adapter learned what examples would show
-        trial = as_written.model_copy(update={
-            "method": "adapter", "adapter": adapter[0].name, "training": adapter[1]
-        })  # fmt: skip
-        ways = [(trial, measure(trial))]
+        trial = Lesson(signature=sig, kind=group[0].step.kind, method="adapter",
+                       adapter=adapter[0].name, examples=[], shots=shots,
+                       training=adapter[1])  # fmt: skip
+        best = (trial, measure(trial))
         if "absence" in KINDS[trial.kind].Inputs.model_fields:  # extract, fill_slots
             # the adapter learned when a field is absent; the runtime's check may undo that
             trusting = trial.model_copy(update={"trust_nulls": True})
-            ways.append((trusting, measure(trusting)))
-        # which way, if any, is decided for the adapter's whole kind (`_choose_adapter_ways`)
-        kept_as_written = as_written.model_copy(update={"training": adapter[1]})
-        return _Trial(kept_as_written, len(train), len(held), before, before, adapter_ways=ways)
-    best: tuple[Lesson, list[labelled.Graded]] | None = None
+            graded = measure(trusting)
+            if _accuracy(graded) > _accuracy(best[1]):
+                best = (trusting, graded)
+        candidates = []
     for way in candidates:
         examples = fixed_examples(pool, shots) + pool if way == "fixed" else pool
-        trial = as_written.model_copy(update={"examples": _unique(examples), "choose": way})
+        trial = Lesson(
+            signature=sig, kind=group[0].step.kind, examples=_unique(examples),
+            choose=way, shots=shots,
+        )  # fmt: skip
         graded = measure(trial)
         if best is None or _accuracy(graded) > _accuracy(best[1]):
             best = (trial, graded)
     assert best is not None
     lesson, after = best
     if _accuracy(after) <= _accuracy(before):  # it did not help: the step as written
-        lesson, after = as_written, before
+        as_written: dict[str, Any] = {
+            "examples": [], "adapter": None, "method": "examples", "trust_nulls": False
+        }  # fmt: skip
+        lesson, after = lesson.model_copy(update=as_written), before
     return _Trial(lesson, len(train), len(held), before, after)
 
 
@@ -335,30 +338,6 @@ class _Trial:
     after: list[labelled.Graded]
     judged_on: list[labelled.Graded] | None = None
     """The answers its threshold is chosen on, where not `after`: its adapter's, pooled."""
-    adapter_ways: list[tuple[Lesson, list[labelled.Graded]]] | None = None
-    """Its kind's adapter, measured each way (as is, trusting its nulls), to be decided."""
-
-
-def _choose_adapter_ways(trials: Sequence[_Trial]) -> None:
-    """Keep each kind's adapter, and the way it runs, for all of the signatures it serves
-    or for none: whichever is right most often on their held-back answers, pooled (ties to
-    the step as written, then to the adapter as is). One adapter is one artifact; a
-    signature's own 5 to 10 held-back answers are too few to judge it apart."""
-    by_kind: dict[str, list[_Trial]] = {}
-    for t in trials:
-        if t.adapter_ways is not None:
-            by_kind.setdefault(t.lesson.kind, []).append(t)
-    for mine in by_kind.values():
-        pooled = [g for t in mine for g in t.before]
-        best, best_way = _accuracy(pooled), None
-        for way in range(len(mine[0].adapter_ways or [])):
-            accuracy = _accuracy([g for t in mine for g in (t.adapter_ways or [])[way][1]])
-            if accuracy > best:
-                best, best_way = accuracy, way
-        for t in mine:
-            if best_way is not None:
-                t.lesson, t.after = (t.adapter_ways or [])[best_way]
-            t.adapter_ways = None
 
 
 def _weigh_adapters(trials: Sequence[_Trial], base: Calibration) -> None:
