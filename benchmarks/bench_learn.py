@@ -50,7 +50,7 @@ from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.api.learn import banked as banked_examples
 from taskloom.api.learn import learn
-from taskloom.bank import ExampleBank, Source
+from taskloom.bank import ExampleBank, Source, step_signature
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.load import default_model_path
 from taskloom.config import Settings
@@ -234,13 +234,30 @@ def measure(
             )  # fmt: skip
             judged = judge(result, lesson)
             outcome = _outcome(judged)
-        return grade(example, outcome, "")
+        return grade(example, outcome, step_signature(step))
 
     host.reset_cache()
     started = time.perf_counter()
     with ThreadPoolExecutor(settings.concurrency) as pool:
         graded = [g for got in pool.map(one, examples) for g in got]
     return graded, time.perf_counter() - started
+
+
+def by_signature(before: Sequence[Graded], after: Sequence[Graded], store: Lessons) -> list[str]:
+    """Each signature's share right before → after, and what its lesson runs with: where
+    learning helped and where it hurt."""
+    lines = []
+    for sig in sorted({g.signature for g in before}):
+        b = [g.is_right for g in before if g.signature == sig]
+        a = [g.is_right for g in after if g.signature == sig]
+        lesson = store.get(sig)
+        way = "no lesson" if lesson is None else lesson.adapter or "as written"
+        if lesson is not None and lesson.examples:
+            way = f"{lesson.shots} {lesson.choose} examples"
+        lines.append(
+            f"  {sig}: {sum(b) / len(b):.1%} → {sum(a) / len(a):.1%} of {len(b)} fields ({way})"
+        )
+    return lines
 
 
 def minutes_for_200(seconds: float, load_seconds: float, examples: int) -> float:
@@ -303,7 +320,8 @@ def main() -> None:
         rounds, learning_s = stream(host, settings, dev, args.round, recipe)
         name = "bench_learn_adapter" if args.adapter else "bench_learn"
         draw(rounds, args.plots / f"{name.replace('bench_', '')}_escalated.png")
-        lessons = Lessons(settings.examples_path / "learned").all()
+        store = Lessons(settings.examples_path / "learned")
+        lessons = store.all()
         print(f"learning: {len(lessons)} lessons, {learning_s:.0f} s in all")
         for kind in kinds:
             for label, examples in (
@@ -319,6 +337,7 @@ def main() -> None:
                     f" {b['coverage']:.1%} → {a['coverage']:.1%}; AURC {b['aurc']:.3f} →"
                     f" {a['aurc']:.3f}"
                 )
+                print("\n".join(by_signature(before, after, store)))
                 gain = (a["accuracy"] - b["accuracy"]) * 100
                 rows.append(
                     {
