@@ -8,8 +8,11 @@ adds `alpha / rank · B·A·x` to the weight's output (src/llama-adapter.cpp).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import struct
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,18 +48,22 @@ def write_lora(
     alpha: float,
     arch: str,
     meta: Mapping[str, str],
+    content_named: bool = False,
 ) -> Path:
     """Write LoRA weights (GGUF tensor name → float32 numpy array) as an adapter file.
 
     `arch`: the base model's `general.architecture`, which llama.cpp checks on load.
     `meta`: strings kept under `taskloom.*` (the base model, the signatures it learned).
+    `content_named`: the file's name ends in the first 12 hex digits of its SHA-256
+    (`adapter-extract.gguf` → `adapter-extract-3f2a9c1b0d4e.gguf`). Workers load an
+    adapter once per path, so new weights must never take an old file's name.
     The file is written beside its final name and renamed, so a worker never reads half.
     """
     import gguf  # the `learn` extra
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     writer = gguf.GGUFWriter(str(tmp), arch=arch)
     writer.add_type("adapter")
     writer.add_string("adapter.type", "lora")
@@ -69,6 +76,10 @@ def write_lora(
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    if content_named:
+        with tmp.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()[:12]
+        path = path.with_name(f"{path.stem}-{digest}{path.suffix}")
     tmp.replace(path)
     return path
 

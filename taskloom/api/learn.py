@@ -189,13 +189,13 @@ def train_adapters(
         tick = (lambda done, total: progress(1)) if progress is not None else None
         trained = train_lora(training_pairs(train, host), model_path=host.path, recipe=recipe,
                              progress=tick)  # fmt: skip
-        name = hashlib.sha256(" ".join(sorted(sigs)).encode()).hexdigest()[:12]
         path = write_lora(
             trained.weights,
-            root / f"adapter-{kind}-{name}.gguf",
+            root / f"adapter-{kind}.gguf",
             alpha=trained.alpha,
             arch=trained.arch,
             meta={"base_model": host.path.name, "kind": kind, "signatures": " ".join(sigs)},
+            content_named=True,  # retrained weights get a new name, so workers load them
         )
         training = {
             "examples": len(train), "steps": trained.steps,

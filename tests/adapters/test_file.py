@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,28 @@ def test_peft_keys_become_llama_cpp_tensor_names(peft_key: str, name: str) -> No
 def test_a_key_of_no_known_projection_is_refused() -> None:
     with pytest.raises(ValueError, match="not a LoRA weight"):
         gguf_name("model.layers.0.self_attn.rotary.lora_A.weight")
+
+
+def test_content_named_files_change_name_with_their_weights(tmp_path: Path) -> None:
+    """Workers load an adapter once per path: retrained weights must get a new name,
+    and the same weights keep theirs."""
+
+    def write(value: float) -> Path:
+        weights = {
+            "blk.0.attn_q.weight.lora_a": np.full((8, 16), value, dtype=np.float32),
+            "blk.0.attn_q.weight.lora_b": np.ones((32, 8), dtype=np.float32),
+        }  # fmt: skip
+        return write_lora(
+            weights, tmp_path / "adapter-extract.gguf", alpha=16, arch="gemma3",
+            meta={"kind": "extract"}, content_named=True,
+        )  # fmt: skip
+
+    first, again, retrained = write(1.0), write(1.0), write(2.0)
+    assert first == again != retrained
+    for path in (first, retrained):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        assert path.name == f"adapter-extract-{digest}.gguf" and check_adapter(path) == path
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, retrained.name])
 
 
 def test_the_written_file_is_an_adapter_llama_cpp_reads(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ adapter that llama.cpp loads and that changes what the model says."""
 from __future__ import annotations
 
 from dataclasses import replace
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,8 @@ def test_learn_adapter_trains_writes_and_the_adapter_changes_the_model(
     assert code == 0, err
     [lesson] = lessons(taskloom_home)
     [adapter] = (taskloom_home / "examples" / "learned").glob("adapter-extract-*.gguf")
+    # named by its content, so retrained weights never take a file workers have loaded
+    assert adapter.name == f"adapter-extract-{sha256(adapter.read_bytes()).hexdigest()[:12]}.gguf"
     training = lesson.training
     assert training["examples"] == lesson.trained_on == 5 and training["steps"] == 15
     assert training["last_loss"] < training["first_loss"]  # it learned the five answers
