@@ -55,11 +55,10 @@ BASE = "fresh, the base model as written"
 
 
 def adapted(host: ModelHost, learn_from: list[Labelled], path: Path) -> AdaptedModel:
-    """The host with an extraction adapter trained on `learn_from`, written to `path`."""
+    """The host with an adapter trained on `learn_from` (one kind's), written to `path`."""
     trained = train(training_pairs(learn_from, host), model_path=host.path, recipe=Recipe())
-    write_lora(
-        trained.weights, path, alpha=trained.alpha, arch=trained.arch, meta={"kind": "extract"}
-    )
+    meta = {"kind": learn_from[0].step.kind}
+    write_lora(trained.weights, path, alpha=trained.alpha, arch=trained.arch, meta=meta)
     return host.adapted(path)
 
 
