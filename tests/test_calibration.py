@@ -11,6 +11,7 @@ import pytest
 from taskloom import calibration
 from taskloom.calibration import Calibration, KindCalibration
 from taskloom.errors import ConfigError
+from taskloom.labelled import ADAPTER_SIGNALS
 
 
 def test_clopper_pearson_lower_bound_matches_the_closed_form() -> None:
@@ -117,6 +118,8 @@ def test_the_shipped_calibration_loads_and_covers_the_field_kinds() -> None:
     assert set(shipped["kinds"]) == set(cal.kinds)
     for kind in ("extract", "fill_slots"):
         assert cal.kinds[kind].weights is not None
+        # benchmarks/fit_adapted.py's, one a signal an adapter's own weights weigh
+        assert len(cal.kinds[kind].adapted_weights or []) == len(ADAPTER_SIGNALS)
 
 
 def test_weights_fitted_before_the_last_signals_leave_those_unweighed() -> None:
