@@ -62,6 +62,7 @@ from taskloom.plan import Step
 from taskloom.step import StepJob, StepResult
 from taskloom.tools import Outcome, run_task
 from taskloom.tools.base import Usage
+from taskloom.views.learning import runs_with
 
 DATA = Path(__file__).parent / "data"
 KINDS = {"extract": "extract", "fill_slots": "slots", "classify": "classify"}
@@ -251,9 +252,7 @@ def by_signature(before: Sequence[Graded], after: Sequence[Graded], store: Lesso
         b = [g.is_right for g in before if g.signature == sig]
         a = [g.is_right for g in after if g.signature == sig]
         lesson = store.get(sig)
-        way = "no lesson" if lesson is None else lesson.adapter or "as written"
-        if lesson is not None and lesson.examples:
-            way = f"{lesson.shots} {lesson.choose} examples"
+        way = "no lesson" if lesson is None else runs_with(lesson)
         lines.append(
             f"  {sig}: {sum(b) / len(b):.1%} → {sum(a) / len(a):.1%} of {len(b)} fields ({way})"
         )

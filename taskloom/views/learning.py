@@ -28,13 +28,14 @@ def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
         threshold = "none" if lesson.threshold is None else f"{lesson.threshold:.3f}"
         lines.append(
             f"{head}{lesson.held_back:>10}  {accuracy:<15}{coverage:<15}{threshold:>9}"
-            f"  {_shown(lesson)}"
+            f"  {runs_with(lesson)}"
         )
     lines.append(f"lessons in {where}; later runs of these steps use them")
     return "\n".join(lines)
 
 
-def _shown(lesson: Lesson) -> str:
+def runs_with(lesson: Lesson) -> str:
+    """What a lesson's steps run with: its adapter, its examples, or neither."""
     if lesson.adapter:
         trusted = ", its nulls trusted" if lesson.trust_nulls else ""
         weighed = WEIGHTS_FROM[lesson.weights_from] if lesson.weights else ""
