@@ -15,8 +15,6 @@ SLM steps use the lesson of their signature automatically (`learned=False`, or
   applies it (`StepJob.adapter`). None when, on the held-back answers, it did not beat
   the step as written. `trust_nulls`: the adapter's steps run with `absence: false`
   (the model's own nulls stand) where that was right more often on those answers.
-  `refit`: the adapter was trained again on every answer, the held-back ones included,
-  because they set no threshold (`api.learn.refit_adapters`).
 - `weights`: with an adapter, the adapted model's own signal weights (`tools/confidence.py`),
   fitted on the held-back answers of its kind: the shipped calibration ranks the base
   model's signals, and an adapted model's signals mean something else. Each field's
@@ -77,11 +75,6 @@ class Lesson(BaseModel):
     )
     weights: list[float] | None = Field(
         None, description="with an adapter: its signal weights, replacing the calibration's"
-    )
-    refit: bool = Field(
-        False,
-        description="with an adapter: trained again on every answer, the held-back ones "
-        "included, after they set no threshold (its `before`/`after` measured the first)",
     )
     weights_from: Literal["own", "calibration"] = Field(
         "own",

@@ -19,7 +19,6 @@ from taskloom import calibration
 from taskloom.adapters.train import Recipe
 from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
-from taskloom.api import learn as learn_module
 from taskloom.api.learn import (
     _finished,
     _Trial,
@@ -27,7 +26,6 @@ from taskloom.api.learn import (
     banked,
     learn,
     planned_runs,
-    refit_adapters,
     split,
 )
 from taskloom.bank import ExampleBank, Source
@@ -356,71 +354,11 @@ def test_planned_runs_counts_the_adapters_training_steps() -> None:
         for i in range(12)
     ]
     plain = planned_runs(group, choose="fixed")
-    once = planned_runs(group, adapter=Recipe(epochs=2), refit=False)
+    with_adapter = planned_runs(group, adapter=Recipe(epochs=2))
     held = len(split(group, 0.3)[1])
     assert plain == 2 * held
     # before, the adapter, the adapter trusting its nulls; then 2 passes of training
-    assert once == 3 * held + 2 * (12 - held)
-    # and 2 passes more over every answer, trained again
-    assert planned_runs(group, adapter=Recipe(epochs=2)) == once + 2 * 12
-
-
-@pytest.fixture
-def trainer(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, list[Labelled]]]:
-    """Adapter training, recorded rather than run: what each call trained on."""
-    calls: list[dict[str, list[Labelled]]] = []
-
-    def train(kind, answers, model, root, recipe, progress):  # type: ignore[no-untyped-def]
-        calls.append(answers)
-        return root / f"adapter-{kind}-{len(calls)}.gguf", {"examples": len(calls)}
-
-    monkeypatch.setattr(learn_module, "_train_adapter", train)
-    return calls
-
-
-def two_signatures() -> dict[str, list[Labelled]]:
-    def answers(task: str) -> list[Labelled]:
-        inputs = {"instructions": task}
-        return [
-            Labelled(step=Step(id="s", kind="extract", inputs={**inputs, "text": f"t{i}"}),
-                     expected={})
-            for i in range(12)
-        ]  # fmt: skip
-
-    return {"kept": answers("orders"), "as_written": answers("names")}
-
-
-def test_a_kept_adapter_with_no_threshold_is_trained_again_on_every_answer(
-    tmp_path: Path, trainer: list[dict[str, list[Labelled]]]
-) -> None:
-    groups = two_signatures()
-    kept = Lesson(signature="kept", kind="extract", examples=[], method="adapter",
-                  adapter="adapter-extract-0.gguf", trained_on=7, held_back=5)  # fmt: skip
-    as_written = Lesson(signature="as_written", kind="extract", examples=[], trained_on=7)
-    lessons = {"kept": kept, "as_written": as_written}
-    ticks: list[int] = []
-    refit_adapters(lessons, groups, ScriptedChatModel(), tmp_path, Recipe(epochs=2), ticks.append)
-    # the same scope as the first training (every signature of the kind), held-back included
-    assert trainer == [groups]
-    assert lessons["kept"].adapter == "adapter-extract-1.gguf" and lessons["kept"].refit
-    assert lessons["kept"].trained_on == 12 and lessons["kept"].training == {"examples": 1}
-    assert lessons["kept"].held_back == 5  # its before/after still say what measured them
-    assert lessons["as_written"] == as_written
-
-
-def test_an_adapter_whose_held_back_answers_set_a_threshold_stays_as_measured(
-    tmp_path: Path, trainer: list[dict[str, list[Labelled]]]
-) -> None:
-    """Its threshold's bound holds for the measured adapter's answers, not another's;
-    the training steps planned for it still tick the progress bar."""
-    groups = two_signatures()
-    kept = Lesson(signature="kept", kind="extract", examples=[], method="adapter",
-                  adapter="adapter-extract-0.gguf", threshold=0.9)  # fmt: skip
-    lessons = {"kept": kept, "as_written": kept.model_copy(update={"signature": "as_written"})}
-    ticks: list[int] = []
-    refit_adapters(lessons, groups, ScriptedChatModel(), tmp_path, Recipe(epochs=2), ticks.append)
-    assert trainer == [] and lessons["kept"] == kept
-    assert sum(ticks) == 2 * 24
+    assert with_adapter == 3 * held + 2 * (12 - held)
 
 
 def test_adapter_weights_refuse_signals_that_are_not_the_first() -> None:

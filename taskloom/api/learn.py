@@ -73,7 +73,6 @@ def learn(
     choose: Choose | None = None,
     hold_back: float = 0.3,
     adapter: Recipe | None = None,
-    refit: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> list[Learned]:
     """Learn a lesson for each signature among `examples`, and save it (module doc).
@@ -84,8 +83,6 @@ def learn(
             better on the held-back answers.
         adapter: train a LoRA adapter per kind with this recipe, on the learned-from
             part of every signature of that kind, and measure it instead of examples.
-        refit: with `adapter`, train a kept adapter again on every answer where its
-            held-back answers set no threshold (`refit_adapters`).
         progress: told each time a held-back step has run or a training step is done.
 
     Raises:
@@ -115,19 +112,17 @@ def learn(
             adapter=adapters.get(group[0].step.kind),
         )  # fmt: skip
     _weigh_adapters(list(trials.values()), base)
-    lessons = {sig: _finished(trial, base) for sig, trial in trials.items()}
-    if adapter is not None and refit:
-        refit_adapters(lessons, learnable, model, store.root, adapter, progress)
     found = []
     for sig, group in groups.items():
         kind = group[0].step.kind
-        if sig not in lessons:
+        if sig not in trials:
             found.append(
                 Learned(sig, kind, len(group), skipped=f"{len(group)} examples, needs {needed}")
             )
             continue
-        store.save(lessons[sig])
-        found.append(Learned(sig, kind, len(group), lesson=lessons[sig]))
+        lesson = _finished(trials[sig], base)
+        store.save(lesson)
+        found.append(Learned(sig, kind, len(group), lesson=lesson))
     return found
 
 
@@ -157,7 +152,6 @@ def planned_runs(
     choose: Choose | None = None,
     hold_back: float = 0.3,
     adapter: Recipe | None = None,
-    refit: bool = True,
 ) -> int:
     """How many held-back steps `learn` will run, and training steps it will take (for a
     progress bar)."""
@@ -171,8 +165,6 @@ def planned_runs(
     runs = sum(passes(g[0].step.kind) * len(split(g, hold_back)[1]) for g in learnable)
     if adapter is not None:
         runs += adapter.epochs * sum(len(split(group, hold_back)[0]) for group in learnable)
-        if refit:  # counted as if every kind trains again; one that does not still ticks
-            runs += adapter.epochs * sum(len(group) for group in learnable)
     return runs
 
 
@@ -187,81 +179,33 @@ def train_adapters(
     """One adapter per kind, trained on the learned-from part of each of its signatures
     (the held-back part stays unseen, to measure it); by kind, its file and how training
     went."""
-    found = {}
-    for kind, sigs in _by_kind(groups).items():
-        learned_from = {sig: split(groups[sig], hold_back)[0] for sig in sigs}
-        found[kind] = _train_adapter(kind, learned_from, model, root, recipe, progress)
-    return found
-
-
-def refit_adapters(
-    lessons: dict[str, Lesson],
-    groups: dict[str, list[Labelled]],
-    model: ChatModel,
-    root: Path,
-    recipe: Recipe,
-    progress: Callable[[int], None] | None,
-) -> None:
-    """Train each kind's adapter again, on every answer, where its lessons keep it but
-    their held-back answers set no threshold, and point those lessons at the new file.
-
-    The held-back answers then decided only whether the adapter helps, and they are
-    better spent training it (cross-validation's refit). Where they did set a threshold,
-    the measured adapter stays: the threshold's bound holds for its answers, not for
-    another adapter's. A kind not trained again still ticks `progress` for the steps
-    `planned_runs` counted."""
-    for kind, sigs in _by_kind(groups).items():
-        mine = [sig for sig in sigs if lessons[sig].adapter is not None]
-        if not mine or any(lessons[sig].threshold is not None for sig in mine):
-            if progress is not None:
-                progress(recipe.epochs * sum(len(groups[sig]) for sig in sigs))
-            continue
-        path, training = _train_adapter(
-            kind, {sig: groups[sig] for sig in sigs}, model, root, recipe, progress
-        )
-        for sig in mine:
-            update = {"adapter": path.name, "training": training, "refit": True,
-                      "trained_on": len(groups[sig])}  # fmt: skip
-            lessons[sig] = lessons[sig].model_copy(update=update)
-
-
-def _by_kind(groups: dict[str, list[Labelled]]) -> dict[str, list[str]]:
+    host = trainable_host(model)
     by_kind: dict[str, list[str]] = {}
     for sig, group in groups.items():
         by_kind.setdefault(group[0].step.kind, []).append(sig)
-    return by_kind
-
-
-def _train_adapter(
-    kind: str,
-    answers: dict[str, list[Labelled]],
-    model: ChatModel,
-    root: Path,
-    recipe: Recipe,
-    progress: Callable[[int], None] | None,
-) -> tuple[Path, dict[str, Any]]:
-    """One kind's adapter trained on `answers` (by signature): its file, how it went."""
-    host = trainable_host(model)
-    train = [e for group in answers.values() for e in group]
-    tick = (lambda done, total: progress(1)) if progress is not None else None
-    trained = train_lora(training_pairs(train, host), model_path=host.path, recipe=recipe,
-                         progress=tick)  # fmt: skip
-    path = write_lora(
-        trained.weights,
-        root / f"adapter-{kind}.gguf",
-        alpha=trained.alpha,
-        arch=trained.arch,
-        meta={"base_model": host.path.name, "kind": kind, "signatures": " ".join(answers)},
-        content_named=True,  # retrained weights get a new name, so workers load them
-    )
-    training = {
-        "examples": len(train), "steps": trained.steps,
-        "seconds": round(trained.seconds, 1),
-        "load_seconds": round(trained.load_seconds, 1), "device": trained.device,
-        "first_loss": trained.first_loss, "last_loss": trained.last_loss,
-    }  # fmt: skip
-    log.info("adapter_trained", kind=kind, path=str(path), **training)
-    return path, training
+    found = {}
+    for kind, sigs in by_kind.items():
+        train = [e for sig in sigs for e in split(groups[sig], hold_back)[0]]
+        tick = (lambda done, total: progress(1)) if progress is not None else None
+        trained = train_lora(training_pairs(train, host), model_path=host.path, recipe=recipe,
+                             progress=tick)  # fmt: skip
+        path = write_lora(
+            trained.weights,
+            root / f"adapter-{kind}.gguf",
+            alpha=trained.alpha,
+            arch=trained.arch,
+            meta={"base_model": host.path.name, "kind": kind, "signatures": " ".join(sigs)},
+            content_named=True,  # retrained weights get a new name, so workers load them
+        )
+        training = {
+            "examples": len(train), "steps": trained.steps,
+            "seconds": round(trained.seconds, 1),
+            "load_seconds": round(trained.load_seconds, 1), "device": trained.device,
+            "first_loss": trained.first_loss, "last_loss": trained.last_loss,
+        }  # fmt: skip
+        log.info("adapter_trained", kind=kind, path=str(path), **training)
+        found[kind] = (path, training)
+    return found
 
 
 def chosen_examples(

@@ -350,13 +350,6 @@ def calibrate(
     is_flag=True,
     help="Train a LoRA adapter per kind instead of showing examples (the learn extra).",
 )
-@click.option(
-    "--refit/--no-refit",
-    default=True,
-    show_default=True,
-    help="With --adapter: train a kept adapter again on every answer where the held-back "
-    "ones set no threshold.",
-)
 @click.option("--model", metavar="PATH", help="GGUF model for the steps (TASKLOOM_MODEL).")
 @click.option("--concurrency", type=click.IntRange(1, 64), help="Steps decoded together.")
 @click.option("--json", "as_json", is_flag=True, help="Print the lessons as JSON.")
@@ -367,7 +360,6 @@ def learn(
     shots: int,
     choose: str | None,
     adapter: bool,
-    refit: bool,
     model: str | None,
     concurrency: int | None,
     as_json: bool,
@@ -383,7 +375,7 @@ def learn(
     )
     check_enough(examples, shots=shots)
     recipe, chat = adapter_training(settings) if adapter else (None, None)
-    ways = {"shots": shots, "choose": choose, "adapter": recipe, "refit": refit}
+    ways = {"shots": shots, "choose": choose, "adapter": recipe}
     runs = planned_runs(examples, **ways)  # type: ignore[arg-type]
     with click.progressbar(length=max(runs, 1), label="learning", file=sys.stderr) as bar:
         found = learn_from(examples, settings=settings, model=chat, progress=bar.update, **ways)  # type: ignore[arg-type]

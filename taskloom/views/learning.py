@@ -39,6 +39,5 @@ def runs_with(lesson: Lesson) -> str:
     if lesson.adapter:
         trusted = ", its nulls trusted" if lesson.trust_nulls else ""
         weighed = WEIGHTS_FROM[lesson.weights_from] if lesson.weights else ""
-        refit = ", trained again on every answer" if lesson.refit else ""
-        return f"adapter {lesson.adapter}{trusted}{weighed}{refit}"
+        return f"adapter {lesson.adapter}{trusted}{weighed}"
     return f"{lesson.shots} {lesson.choose}" if lesson.examples else "none (as written)"
