@@ -2,7 +2,8 @@
 
     python benchmarks/bench_learn.py                    # extract, fill_slots, classify
     python benchmarks/bench_learn.py --kinds extract --plots benchmarks/out
-    python benchmarks/bench_learn.py --kinds extract --round 25 --adapter   # weights
+    python benchmarks/bench_learn.py --round 25 --adapter     # weights, extract
+    python benchmarks/bench_learn.py --round 25 --adapter --kinds fill_slots
 
 The stream: the dev halves of benchmarks/data/eval_{extract,slots,classify}.json,
 interleaved, run one by one through the cascade (`EscalatingDispatcher` over the real
@@ -28,7 +29,8 @@ is the gold answers of the dev halves, standing in for the LLM (a perfect teache
 a real LLM makes mistakes, which this does not measure). Learning is examples in
 the prompt (the lesson); with `--adapter`, it is a LoRA adapter per kind trained on the
 banked answers (`taskloom learn --adapter`: real training, on this machine's CPU), served
-by the same host, and recorded as `bench_learn_adapter`.
+by the same host, and recorded as `bench_learn_adapter`. Runs of other kinds than the
+default are recorded under their own names (`bench_learn_adapter_fill_slots`).
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ def stream(
                 print(
                     f"  learned {f.kind} {f.signature}: {f.examples} examples, held-back accuracy"
                     f" {b['accuracy']:.0%} → {a['accuracy']:.0%}"
-                    f" ({f.lesson.adapter or f.lesson.choose if f.lesson.method else ''}),"
+                    f" ({runs_with(f.lesson)}),"
                     f" threshold {f.lesson.threshold}"
                 )
     return rounds, learning_s
@@ -299,14 +301,19 @@ def draw(rounds: list[dict[str, Any]], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kinds", default="extract,fill_slots,classify")
+    parser.add_argument("--kinds", help="default: all three; with --adapter, extract")
     parser.add_argument("--round", type=int, default=50, help="steps between learning")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--plots", type=Path, default=Path(__file__).parent / "out")
     parser.add_argument("--limit", type=int, help="cases per kind and split (a smoke run)")
     parser.add_argument("--adapter", action="store_true", help="learn LoRA adapters")
     args = parser.parse_args()
-    kinds = args.kinds.split(",")
+    default = "extract" if args.adapter else ",".join(KINDS)
+    kinds = (args.kinds or default).split(",")
+    # one record per mode and kinds, so a run of other kinds keeps the default's record
+    name = "bench_learn_adapter" if args.adapter else "bench_learn"
+    if args.kinds and args.kinds != default:
+        name += "_" + "_".join(kinds)
     global LIMIT
     LIMIT = args.limit
 
@@ -317,7 +324,6 @@ def main() -> None:
         dev = [e for pair in zip(*[cases(k, "dev") for k in kinds], strict=False) for e in pair]
         recipe = Recipe() if args.adapter else None
         rounds, learning_s = stream(host, settings, dev, args.round, recipe)
-        name = "bench_learn_adapter" if args.adapter else "bench_learn"
         draw(rounds, args.plots / f"{name.replace('bench_', '')}_escalated.png")
         store = Lessons(settings.examples_path / "learned")
         lessons = store.all()
