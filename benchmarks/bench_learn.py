@@ -52,7 +52,7 @@ from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.api.learn import banked as banked_examples
 from taskloom.api.learn import learn
-from taskloom.bank import ExampleBank, Source, step_signature
+from taskloom.bank import ExampleBank, Source, slm_answer, step_signature
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.load import default_model_path
 from taskloom.config import Settings
@@ -136,6 +136,7 @@ def stream(
         budget=Budget(),
         settings=settings,
     )
+    store = Lessons(settings.examples_path / "learned")
     rounds: list[dict[str, Any]] = []
     learning_s = 0.0
     for start in range(0, len(dev), round_size):
@@ -156,8 +157,11 @@ def stream(
             )
             if result.accepted is not True:  # flagged: the teacher answers, the bank keeps it
                 escalated += 1
-                bank.add(example.step, teacher.answer(job), source=Source.LLM)
-        lessons = len(Lessons(settings.examples_path / "learned").all())
+                lesson = store.of(job)
+                # as the dispatcher banks an escalation: with the small model's answer
+                answered = slm_answer(result, as_written=lesson is None or lesson.as_written)
+                bank.add(example.step, teacher.answer(job), source=Source.LLM, slm=answered)
+        lessons = len(store.all())
         rounds.append(
             {
                 "round": len(rounds) + 1,
@@ -188,6 +192,7 @@ def stream(
                     f" {b['accuracy']:.0%} → {a['accuracy']:.0%}"
                     f" ({runs_with(f.lesson)}),"
                     f" threshold {f.lesson.threshold}"
+                    + (f", also chosen on {f.lesson.live} live answers" if f.lesson.live else "")
                 )
     return rounds, learning_s
 

@@ -17,6 +17,12 @@ Each line is a labelled example (`labelled.py`'s format, so `taskloom calibrate`
      "expected": {"name": "Maria Lopez", "order_id": "A-1042"},
      "source": "llm", "at": 1764849600.0, "run_id": "r-…", "step_id": "contact"}
 
+An escalation's line also keeps what the small model had answered (`slm`): its value,
+each field's signals (or the kind's raw confidence), whether it ran the step as written
+and the threshold it was judged by (None: none, every answer flagged). Graded against
+the line's label, these are live measurements of the small model on the task's own
+traffic (`labelled.graded_live`).
+
 Lines are only ever appended. When several answers label the same data (the same
 inputs), the highest-ranked source wins, a person over a file over an LLM, and among
 equals the latest.
@@ -36,6 +42,7 @@ import structlog
 from taskloom.calibration import signature
 from taskloom.labelled import Labelled, read
 from taskloom.plan import Step
+from taskloom.step import StepResult
 
 log = structlog.get_logger(__name__)
 
@@ -74,8 +81,10 @@ class ExampleBank:
         source: Source,
         run_id: str | None = None,
         step_id: str | None = None,
+        slm: dict[str, Any] | None = None,
     ) -> str:
-        """Append one labelled answer of a step whose inputs are literals; its signature."""
+        """Append one labelled answer of a step whose inputs are literals; its signature.
+        `slm`: what the small model had answered (`slm_answer`)."""
         sig = step_signature(step)
         line = {
             "step": step.model_dump(exclude_none=True, exclude_defaults=True),
@@ -85,6 +94,8 @@ class ExampleBank:
             "run_id": run_id,
             "step_id": step_id or step.id,
         }
+        if slm is not None:
+            line["slm"] = slm
         data = (json.dumps(line, ensure_ascii=False, default=str) + "\n").encode()
         self.root.mkdir(parents=True, exist_ok=True)
         with self.path(sig).open("ab") as f:
@@ -118,6 +129,24 @@ class ExampleBank:
             p.stem: sum(1 for line in p.open(encoding="utf-8") if line.strip())
             for p in sorted(self.root.glob("*.jsonl"))
         }
+
+
+def slm_answer(result: StepResult, *, as_written: bool) -> dict[str, Any]:
+    """What the small model answered, to bank beside the label a better tier gave (module
+    doc): the value, what its confidence is computed from, and how it was judged."""
+    answer: dict[str, Any] = {"value": result.value, "as_written": as_written}
+    if "threshold" in result.meta:  # a result judged before it was recorded says nothing
+        answer["threshold"] = result.meta["threshold"]
+    fields = result.meta.get("fields")
+    if isinstance(fields, dict) and fields:
+        answer["fields"] = {
+            name: {"signals": f["signals"]}
+            for name, f in fields.items()
+            if isinstance(f, dict) and isinstance(f.get("signals"), dict)
+        }
+    elif isinstance(result.meta.get("raw_confidence"), float):
+        answer["raw_confidence"] = result.meta["raw_confidence"]
+    return answer
 
 
 def _meta(path: Path) -> list[dict[str, Any]]:

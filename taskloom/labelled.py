@@ -43,7 +43,7 @@ from taskloom.calibration import (
 from taskloom.chat import ChatModel
 from taskloom.errors import InputError, TaskInputError, TaskloomError
 from taskloom.plan import SLM_KINDS, Plan, Step, StepKind, did_you_mean, references, resolve
-from taskloom.tools import Outcome, run_task
+from taskloom.tools import Outcome, Usage, run_task
 from taskloom.tools.confidence import FEATURES, Signals
 
 GRADED = (StepKind.EXTRACT, StepKind.FILL_SLOTS, StepKind.CLASSIFY, StepKind.FILTER)
@@ -55,6 +55,8 @@ class Labelled(BaseModel):
     step: Step
     expected: Any
     line: int = 0
+    slm: dict[str, Any] | None = None
+    """A bank line's: what the small model had answered (`bank.slm_answer`)."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ def read(path: str | Path, *, plan: Plan | None = None) -> list[Labelled]:
         if isinstance(step, dict):
             step = {"id": "step", **step}
         try:
-            example = Labelled(step=step, expected=raw["expected"], line=n)
+            slm = raw.get("slm") if isinstance(raw.get("slm"), dict) else None
+            example = Labelled(step=step, expected=raw["expected"], line=n, slm=slm)
         except ValidationError as e:
             first = e.errors()[0]
             at = ".".join(str(p) for p in first["loc"])
@@ -187,6 +190,30 @@ def grade(example: Labelled, outcome: Outcome, sig: str) -> list[Graded]:
         want = expected.get("kept") if isinstance(expected, dict) else expected
         return [answer(None, value.get("kept"), want, outcome.confidence)]
     return []
+
+
+def graded_live(example: Labelled, cal: Calibration) -> list[Graded]:
+    """The small model's answer banked beside a label (`example.slm`), graded against it,
+    each answer's confidence under `cal`: live measurements of the step as written.
+
+    None where the answer was not the step's as written (a lesson's examples or adapter
+    ran: its measurements belong to that lesson), or was judged by a threshold: then
+    only the answers it flagged escalated and were labelled, and a threshold chosen on
+    those alone would be biased. With no threshold every answer escalates, so the
+    banked ones are a sample of the task's traffic as it comes.
+    """
+    slm = example.slm
+    if not slm or slm.get("as_written") is not True or slm.get("threshold", 0.0) is not None:
+        return []
+    meta = {"fields": slm.get("fields") or {}, "raw_confidence": slm.get("raw_confidence")}
+    outcome = Outcome(value=slm.get("value"), usage=Usage(), meta=meta)
+    step = example.step
+    sig = signature(step.kind, step.inputs, step.output)
+    try:
+        graded = grade(example, outcome, sig)
+    except (AttributeError, TypeError):  # a value not in the kind's shape: nothing to grade
+        return []
+    return [replace(g, confidence=confidence_of(cal, g.kind, g.evidence)) for g in graded]
 
 
 def recalibrate(

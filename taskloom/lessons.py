@@ -22,7 +22,10 @@ SLM steps use the lesson of their signature automatically (`learned=False`, or
   held-back answers to fit).
 - `threshold`: the confidence at and above which the signature's answers are accepted,
   chosen on held-back answers (`calibration.choose_threshold`); it replaces the
-  calibration's for this signature. None: every answer stays flagged.
+  calibration's for this signature. None: every answer stays flagged. A lesson that
+  runs its steps as written also chooses it on the small model's own answers to the
+  learned-from part, banked when they escalated (`live`, `labelled.graded_live`).
+  A judged result's `meta.threshold` is the threshold it was judged by.
 
 `training_pairs` turns labelled answers into an adapter's training pairs.
 
@@ -92,7 +95,17 @@ class Lesson(BaseModel):
         default_factory=dict,
         description="for an adapter: examples, steps, seconds, device, first/last loss",
     )
+    live: int = Field(
+        0,
+        description="as written: the learned-from answers whose banked small-model answer "
+        "(graded live) its threshold was also chosen on",
+    )
     at: float = 0.0
+
+    @property
+    def as_written(self) -> bool:
+        """Whether its steps run as written: it sets their threshold, nothing else."""
+        return not self.examples and self.adapter is None and not self.trust_nulls
 
     def taught(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """A step's inputs as the lesson runs it: its examples shown, its nulls trusted."""
@@ -207,7 +220,7 @@ def judge(result: StepResult, lesson: Lesson) -> StepResult:
             and confidence >= threshold
         )
 
-    meta = {**result.meta, "lesson": lesson.signature}
+    meta = {**result.meta, "lesson": lesson.signature, "threshold": threshold}
     fields = {
         name: {**f, "accepted": accepts(f.get("confidence"))}
         for name, f in fields_of(result).items()

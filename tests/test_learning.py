@@ -3,7 +3,7 @@ lesson, and later runs of the same task use it.
 
 The small model is the shipped scripted fake (it answers right only when the prompt
 shows a learned example), the LLM the real `openai` client against the scripted server.
-The real model's path is in test_learning_model.py.
+The real model's path is in test_cli_learn.py and tests/adapters.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from taskloom.api.learn import (
     planned_runs,
     split,
 )
-from taskloom.bank import ExampleBank, Source
+from taskloom.bank import ExampleBank, Source, slm_answer
 from taskloom.calibration import Calibration, KindCalibration, coverage_at, sigmoid
 from taskloom.chat import Message, OpenAIChatModel, ScriptedChatModel
 from taskloom.config import Settings
 from taskloom.dispatch.inline import InlineDispatcher
 from taskloom.errors import ConfigError, InputError
-from taskloom.labelled import ADAPTER_SIGNALS, Graded, Labelled, adapter_weights
+from taskloom.labelled import ADAPTER_SIGNALS, Graded, Labelled, adapter_weights, graded_live
 from taskloom.lessons import Learned, Lesson, Lessons, fixed_examples, judge, teach
 from taskloom.plan import Step
 from taskloom.step import StepJob, StepResult, StepStatus
@@ -108,7 +108,12 @@ def test_escalated_answers_are_banked_learned_and_used_by_later_runs(
         assert result.value["order_id"] == order and result.model == "gpt-4o-mini"
     bank = ExampleBank(settings.examples_path)
     [(sig, lines)] = bank.signatures().items()
-    assert lines == 16 and bank.examples(sig)[0].expected == {"order_id": "Q-100"}
+    first_banked = bank.examples(sig)[0]
+    assert lines == 16 and first_banked.expected == {"order_id": "Q-100"}
+    # beside the label, what the small model had answered, and how it was judged
+    assert first_banked.slm is not None
+    assert first_banked.slm["value"] == {"order_id": "Q-1000"}
+    assert first_banked.slm["as_written"] is True and first_banked.slm["threshold"] is None
 
     # 2. learn: held back, the step as written is wrong; with the lesson, right.
     [found] = learn(banked(settings), settings=settings, model=slm)
@@ -364,3 +369,80 @@ def test_planned_runs_counts_the_adapters_training_steps() -> None:
 def test_adapter_weights_refuse_signals_that_are_not_the_first() -> None:
     with pytest.raises(ValueError, match="first of FEATURES"):
         adapter_weights("extract", [], calibration.load(), signals=["bias", "rivalled"])
+
+
+def banked_line(slm: dict[str, Any] | None, expected: str = "Q-1") -> Labelled:
+    return labelled(expected).model_copy(update={"slm": slm, "line": 7})
+
+
+def slm_said(value: str, *, lp_min: float = -0.01, **how: Any) -> dict[str, Any]:
+    """A banked small-model answer, as the dispatcher writes it (`bank.slm_answer`)."""
+    fields = {"order_id": {"value": value, "signals": signals(lp_min=lp_min)}}
+    result = StepResult(
+        run_id="r", step_id="contact", status=StepStatus.DONE, value={"order_id": value},
+        accepted=False, meta={"fields": fields, "threshold": how.pop("threshold", None)},
+    )  # fmt: skip
+    return slm_answer(result, as_written=how.pop("as_written", True))
+
+
+def test_a_banked_small_model_answer_is_graded_live_under_the_calibration() -> None:
+    base = calibration.load()
+    [right] = graded_live(banked_line(slm_said("Q-1")), base)
+    [wrong] = graded_live(banked_line(slm_said("Q-10", lp_min=-3.0)), base)
+    assert right.is_right and not wrong.is_right and right.field == "order_id"
+    assert right.line == 7 and right.evidence == Signals.from_meta(signals(lp_min=-0.01)).vector()
+    assert right.confidence == base.field_confidence("extract", right.evidence)
+    assert wrong.confidence is not None and right.confidence is not None
+    assert wrong.confidence < right.confidence
+
+
+@pytest.mark.parametrize(
+    "slm",
+    [
+        None,  # a person's or a file's label: no small-model answer
+        slm_said("Q-1", threshold=0.9),  # only its flagged answers escalated: biased
+        slm_said("Q-1", as_written=False),  # a lesson's examples or adapter ran
+        {"value": {"order_id": "Q-1"}, "as_written": True},  # judged before it was recorded
+        {"value": "not an object", "as_written": True, "threshold": None},
+    ],
+)
+def test_only_unbiased_answers_of_the_step_as_written_are_graded_live(
+    slm: dict[str, Any] | None,
+) -> None:
+    assert graded_live(banked_line(slm), calibration.load()) == []
+
+
+def test_an_as_written_threshold_is_chosen_on_its_live_answers_too() -> None:
+    """5 held-back answers cannot pass the 95% bound; with 50 live ones they can."""
+    base = calibration.load()
+    held = [Graded("extract", "s", i, "f", "x", "x", 0.9, True, None) for i in range(5)]
+    live = [Graded("extract", "s", 100 + i, "f", "x", "x", 0.9, True, None) for i in range(50)]
+    lesson = Lesson(signature="s", kind="extract", examples=[])
+    alone = _Trial(lesson, trained_on=50, held_back=5, before=held, after=held)
+    assert _finished(alone, base).threshold is None
+    pooled = _finished(replace(alone, live=live), base)
+    assert pooled.threshold == 0.9 and pooled.live == 50
+    assert pooled.after["answers"] == 5  # its scores stay the held-back answers'
+    table = lessons_table([Learned("s", "extract", 55, lesson=pooled)], where=Path("x"))
+    assert "threshold also on 50 live answers" in table
+
+
+@pytest.mark.model
+def test_the_real_models_escalated_answer_is_banked_and_graded_live(
+    settings: Settings, teacher: ScriptedServer, model_host: Any
+) -> None:
+    """On the default model: the shipped calibration sets no threshold, so the step
+    escalates whatever its confidence; its answer is banked with each field's signals
+    and grades against the LLM's label with a confidence in (0, 1)."""
+    inner = InlineDispatcher(model=model_host, settings=settings)
+    llm = OpenAIChatModel(base_url=teacher.url, settings=settings)
+    dispatcher = EscalatingDispatcher(inner, llm=llm, budget=Budget(), settings=settings)
+    result = dispatcher.dispatch(job("Q-117"))
+    assert result.value["order_id"] == "Q-117" and result.model == "gpt-4o-mini"
+    [example] = banked(settings)
+    assert example.slm is not None and example.slm["threshold"] is None
+    assert example.slm["as_written"] is True and set(example.slm["fields"]) == {"order_id"}
+    [graded] = graded_live(example, calibration.load())
+    assert graded.value == example.slm["value"]["order_id"]
+    assert graded.is_right == (graded.value == "Q-117")
+    assert graded.confidence is not None and 0.0 < graded.confidence < 1.0

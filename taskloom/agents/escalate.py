@@ -12,7 +12,8 @@ Every escalation (or one the budget refused) is kept in `escalations`.
 
 The cascade learns (docs/learning.md): an SLM step whose signature has a lesson
 (`taskloom learn`) runs with the lesson's examples, and its answers are accepted by the
-lesson's threshold; every accepted LLM answer of an SLM step goes into the example bank.
+lesson's threshold; every accepted LLM answer of an SLM step goes into the example bank,
+with what the small model had answered (`bank.slm_answer`).
 
 Goal runs and target runs (plans, workflows) both dispatch through it, so the budgets
 (`max_cost_usd`, `max_llm_calls`, `max_steps`) bound SLM steps, escalations and
@@ -26,7 +27,7 @@ import time
 from typing import Any
 
 from taskloom.agents.budget import Budget
-from taskloom.bank import ExampleBank, Source
+from taskloom.bank import ExampleBank, Source, slm_answer
 from taskloom.chat import ChatModel, Completion
 from taskloom.chat.openai import OpenAIChatModel
 from taskloom.config import Settings
@@ -37,7 +38,7 @@ from taskloom.errors import (
     TaskInputError,
     TaskloomError,
 )
-from taskloom.lessons import Lessons, fields_of, judge, teach
+from taskloom.lessons import Lesson, Lessons, fields_of, judge, teach
 from taskloom.logs import get_logger
 from taskloom.plan import SLM_KINDS, Step, StepKind
 from taskloom.step import ErrorInfo, StepJob, StepResult, StepStatus
@@ -111,7 +112,8 @@ class EscalatingDispatcher:
             return _failed(job, e, time.time())
         if job.kind == StepKind.LLM:
             return self._on_llm(job, None, reason="kind llm")
-        result = self._on_slm(job)
+        lesson = self.lessons.of(job) if self.lessons is not None else None
+        result = self._on_slm(job, lesson)
         self.budget.record_steps(1, result.cost_usd)
         reason = self.reason_to_escalate(job, result)
         if reason is None or self.llm is None:
@@ -121,11 +123,11 @@ class EscalatingDispatcher:
         except BudgetExceededError as e:
             self._note(job, result, None, reason=reason, skipped=str(e))
             return result
-        return self._on_llm(job, result, reason=reason)
+        return self._on_llm(job, result, reason=reason, lesson=lesson)
 
-    def _on_slm(self, job: StepJob) -> StepResult:
+    def _on_slm(self, job: StepJob, lesson: Lesson | None) -> StepResult:
         """Run the step on the inner dispatcher, with its signature's lesson if it has one."""
-        if self.lessons is None or (lesson := self.lessons.of(job)) is None:
+        if lesson is None or self.lessons is None:
             return self.inner.dispatch(job)
         return judge(self.inner.dispatch(teach(job, lesson, self.lessons.root)), lesson)
 
@@ -149,7 +151,9 @@ class EscalatingDispatcher:
             return f"confidence {confidence:.2f} below {self.settings.escalate_below:.2f}"
         return None
 
-    def _on_llm(self, job: StepJob, slm: StepResult | None, *, reason: str) -> StepResult:
+    def _on_llm(
+        self, job: StepJob, slm: StepResult | None, *, reason: str, lesson: Lesson | None = None
+    ) -> StepResult:
         started = time.time()
         if self.llm is None:
             e = TaskInputError(
@@ -224,17 +228,19 @@ class EscalatingDispatcher:
             self.budget.record_steps(1, 0.0)
         else:
             self._note(job, slm, result, reason=reason, llm_cost_usd=call.cost_usd)
-            self._learn_from(job, value)
+            self._learn_from(job, value, slm, lesson)
         return result
 
-    def _learn_from(self, job: StepJob, value: Any) -> None:
-        """Keep the LLM's answer to an SLM step in the bank, as a labelled example."""
+    def _learn_from(self, job: StepJob, value: Any, slm: StepResult, lesson: Lesson | None) -> None:
+        """Keep the LLM's answer to an SLM step in the bank, as a labelled example, with
+        what the small model had answered."""
         if self.bank is None:
             return
         # `job` is the step as written: a lesson's examples are not in it.
         step = Step(id=job.step_id, kind=job.kind, inputs=job.inputs, output=job.output)
+        answered = slm_answer(slm, as_written=lesson is None or lesson.as_written)
         try:
-            self.bank.add(step, value, source=Source.LLM, run_id=job.run_id)
+            self.bank.add(step, value, source=Source.LLM, run_id=job.run_id, slm=answered)
         except OSError as e:  # a full or read-only disk must not fail the step
             log.warning("example_not_banked", step_id=job.step_id, error=str(e))
 

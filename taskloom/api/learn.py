@@ -10,9 +10,10 @@ beats the step as written. An adapter's lessons get the adapted model's own sign
 weights, fitted on the held-back answers of the adapter's kind, pooled, or where those
 are too few the calibration's `adapted_weights` (`labelled.adapter_confidence`). The
 lesson's threshold is chosen on the same held-back answers (`calibration.choose_threshold`;
-an adapter's on its kind's, pooled, out of fold where weights were fitted on them), and
-before/after accuracy and coverage at the target precision are kept in the lesson and
-printed.
+an adapter's on its kind's, pooled, out of fold where weights were fitted on them; where
+the step stays as written, on the small model's banked answers to the learned-from part
+too, `labelled.graded_live`), and before/after accuracy and coverage at the target
+precision are kept in the lesson and printed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -324,6 +325,10 @@ def _trial(
             "examples": [], "adapter": None, "method": "examples", "trust_nulls": False
         }  # fmt: skip
         lesson, after = lesson.model_copy(update=as_written), before
+        # the small model's own answers to the rest, banked when they escalated, grade
+        # the step as written too: its threshold is chosen on them all
+        live = [g for e in train for g in labelled.graded_live(e, base)]
+        return _Trial(lesson, len(train), len(held), before, after, live=live)
     return _Trial(lesson, len(train), len(held), before, after)
 
 
@@ -338,6 +343,9 @@ class _Trial:
     after: list[labelled.Graded]
     judged_on: list[labelled.Graded] | None = None
     """The answers its threshold is chosen on, where not `after`: its adapter's, pooled."""
+    live: list[labelled.Graded] = field(default_factory=list)
+    """As written: the learned-from answers' banked small-model answers, graded
+    (`labelled.graded_live`); its threshold is chosen on them and `after`."""
 
 
 def _weigh_adapters(trials: Sequence[_Trial], base: Calibration) -> None:
@@ -365,7 +373,7 @@ def _weigh_adapters(trials: Sequence[_Trial], base: Calibration) -> None:
 def _finished(trial: _Trial, base: Calibration) -> Lesson:
     """The lesson with its threshold, chosen on its held-back answers (or its adapter's),
     and its scores."""
-    after, judged_on = trial.after, trial.judged_on or trial.after
+    after, judged_on = trial.after, trial.judged_on or trial.after + trial.live
     threshold, _, _ = choose_threshold(
         [g.confidence or 0.0 for g in judged_on],
         [g.is_right for g in judged_on],
@@ -377,6 +385,7 @@ def _finished(trial: _Trial, base: Calibration) -> Lesson:
             "threshold": rounded_down(threshold),
             "trained_on": trial.trained_on,
             "held_back": trial.held_back,
+            "live": len({g.line for g in trial.live}),
             "before": _scores(trial.before, base.target_precision),
             "after": _scores(after, base.target_precision),
             "at": time.time(),

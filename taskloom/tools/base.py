@@ -360,11 +360,14 @@ def run_kind(
         sure = calibration.step_confidence(name, raw if isinstance(raw, float) else None)
         if sure is not None and isinstance(decided, dict):
             decided = {**decided, "confidence": round(sure, 4)}
+        meta: dict[str, Any] = {"raw_confidence": raw} if isinstance(raw, float) else {}
+        if sure is not None:
+            meta["threshold"] = calibration.threshold(name, sig)
         return Outcome(
             value=decided,
             usage=usage,
             confidence=sure,
-            meta={"raw_confidence": raw} if isinstance(raw, float) else {},
+            meta=meta,
             accepted=calibration.is_accepted(name, sure, sig),
         )
     copy_text = getattr(kind, "copy_text", None)
@@ -402,13 +405,16 @@ def accept(
 ) -> tuple[dict[str, Any], bool | None]:
     """Each field (`meta.fields`) and the step accepted or flagged by the calibration's
     thresholds; a step is accepted when every field is. A kind that states no confidence
-    (`generate`) is judged by its review's `accepted` in `meta`, if any."""
+    (`generate`) is judged by its review's `accepted` in `meta`, if any. `meta.threshold`
+    is the threshold it was judged by (None: there is none, so every answer is flagged)."""
     fields = looked.meta.get("fields")
     if isinstance(fields, dict) and fields:
         for f in fields.values():
             f["accepted"] = calibration.is_accepted(kind, f.get("confidence"), sig)
+        looked.meta["threshold"] = calibration.threshold(kind, sig)
         return looked.meta, all(f["accepted"] for f in fields.values())
     if looked.confidence is not None:
+        looked.meta["threshold"] = calibration.threshold(kind, sig)
         return looked.meta, calibration.is_accepted(kind, looked.confidence, sig)
     said = looked.meta.get("accepted")
     return looked.meta, said if isinstance(said, bool) else None
