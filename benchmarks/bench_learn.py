@@ -159,8 +159,8 @@ def stream(
                 escalated += 1
                 lesson = store.of(job)
                 # as the dispatcher banks an escalation: with the small model's answer
-                answered = slm_answer(result, as_written=lesson is None or lesson.as_written)
-                bank.add(example.step, teacher.answer(job), source=Source.LLM, slm=answered)
+                said = slm_answer(result, as_written=lesson is None or lesson.as_written)
+                bank.add(example.step, teacher.answer(job), source=Source.LLM, slm=said)
         lessons = len(store.all())
         rounds.append(
             {

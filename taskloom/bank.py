@@ -18,10 +18,11 @@ Each line is a labelled example (`labelled.py`'s format, so `taskloom calibrate`
      "source": "llm", "at": 1764849600.0, "run_id": "r-…", "step_id": "contact"}
 
 An escalation's line also keeps what the small model had answered (`slm`): its value,
-each field's signals (or the kind's raw confidence), whether it ran the step as written
-and the threshold it was judged by (None: none, every answer flagged). Graded against
-the line's label, these are live measurements of the small model on the task's own
-traffic (`labelled.graded_live`).
+each field's signals (or the kind's raw confidence), whether it ran the step as written,
+the threshold it was judged by (None: none, every answer flagged), and whether it was
+`sampled` (escalated whatever its confidence). Graded against the line's label, these
+are live measurements of the small model on the task's own traffic
+(`labelled.graded_live`).
 
 Lines are only ever appended. When several answers label the same data (the same
 inputs), the highest-ranked source wins, a person over a file over an LLM, and among
@@ -131,12 +132,34 @@ class ExampleBank:
         }
 
 
-def slm_answer(result: StepResult, *, as_written: bool) -> dict[str, Any]:
+def slm_answer(
+    result: StepResult,
+    *,
+    as_written: bool,
+    flagged_escalate: bool = True,
+    audited: bool = False,
+    lesson_at: float | None = None,
+) -> dict[str, Any]:
     """What the small model answered, to bank beside the label a better tier gave (module
-    doc): the value, what its confidence is computed from, and how it was judged."""
-    answer: dict[str, Any] = {"value": result.value, "as_written": as_written}
-    if "threshold" in result.meta:  # a result judged before it was recorded says nothing
-        answer["threshold"] = result.meta["threshold"]
+    doc): the value, what its confidence is computed from, and how it was judged.
+
+    `sampled`: the step escalated whatever its confidence: no threshold judged it (so it
+    was flagged) and flagged answers escalate (`flagged_escalate`). Only then are the
+    banked answers a fair sample of the task's traffic (`labelled.graded_live`).
+    `audited`: an accepted answer drawn for the audit (`audit_share`), under the lesson
+    written at `lesson_at` (None: no lesson).
+    """
+    judged = "threshold" in result.meta  # a result judged before it was recorded: unknown
+    threshold = result.meta.get("threshold")
+    answer: dict[str, Any] = {
+        "value": result.value,
+        "as_written": as_written,
+        "threshold": threshold,
+        "sampled": flagged_escalate and judged and threshold is None,
+    }
+    if audited:
+        answer["audited"] = True
+        answer["lesson_at"] = lesson_at
     fields = result.meta.get("fields")
     if isinstance(fields, dict) and fields:
         answer["fields"] = {

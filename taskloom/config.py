@@ -92,6 +92,12 @@ class Settings(BaseSettings):
         description="keep each escalation's accepted LLM answer in the example bank,"
         " for `taskloom learn`",
     )
+    adapters_kept: int = Field(
+        2,
+        ge=0,
+        description="adapter files no lesson names that `taskloom learn` keeps, newest first,"
+        " to roll back to; older ones are deleted (never one written in the last hour)",
+    )
     max_steps: int = Field(MAX_STEPS, description="the most steps a plan may have")
     max_attempts: int = Field(3, description="attempts per step before it fails")
     retry_backoff_s: float = Field(0.2, description="first retry delay; doubles each time")
@@ -137,6 +143,13 @@ class Settings(BaseSettings):
         True,
         description="re-run on the LLM (when one is configured) the SLM answers the"
         " calibration does not accept; false leaves them flagged for review",
+    )
+    audit_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="the share of accepted SLM answers also re-run on the LLM (when one is"
+        " configured), to measure their precision; the LLM's answer stands",
     )
     review: Literal["uncertain", "never"] = Field(
         "never",

@@ -197,13 +197,14 @@ def graded_live(example: Labelled, cal: Calibration) -> list[Graded]:
     each answer's confidence under `cal`: live measurements of the step as written.
 
     None where the answer was not the step's as written (a lesson's examples or adapter
-    ran: its measurements belong to that lesson), or was judged by a threshold: then
-    only the answers it flagged escalated and were labelled, and a threshold chosen on
-    those alone would be biased. With no threshold every answer escalates, so the
-    banked ones are a sample of the task's traffic as it comes.
+    ran: its measurements belong to that lesson), or was not `sampled`: judged by a
+    threshold, only the answers it flagged escalated and were labelled (or, with flagged
+    answers left to review, only those under `escalate_below`), and a threshold chosen
+    on those alone would be biased. Sampled, every answer escalated, so the banked ones
+    are a sample of the task's traffic as it comes.
     """
     slm = example.slm
-    if not slm or slm.get("as_written") is not True or slm.get("threshold", 0.0) is not None:
+    if not slm or slm.get("as_written") is not True or slm.get("sampled") is not True:
         return []
     meta = {"fields": slm.get("fields") or {}, "raw_confidence": slm.get("raw_confidence")}
     outcome = Outcome(value=slm.get("value"), usage=Usage(), meta=meta)
@@ -214,6 +215,25 @@ def graded_live(example: Labelled, cal: Calibration) -> list[Graded]:
     except (AttributeError, TypeError):  # a value not in the kind's shape: nothing to grade
         return []
     return [replace(g, confidence=confidence_of(cal, g.kind, g.evidence)) for g in graded]
+
+
+def graded_audit(examples: Sequence[Labelled], lesson_at: float | None) -> list[Graded]:
+    """The accepted answers drawn for the audit (`slm.audited`, `audit_share`) while the
+    lesson written at `lesson_at` was in force (None: no lesson, the calibration's
+    threshold), graded against the LLM's labels. Drawn at random from what was
+    accepted, they measure the precision of accepted answers without bias."""
+    found = []
+    for example in examples:
+        slm = example.slm
+        if not slm or slm.get("audited") is not True or slm.get("lesson_at") != lesson_at:
+            continue
+        outcome = Outcome(value=slm.get("value"), usage=Usage())
+        step = example.step
+        try:
+            found += grade(example, outcome, signature(step.kind, step.inputs, step.output))
+        except (AttributeError, TypeError):  # a value not in the kind's shape
+            continue
+    return found
 
 
 def recalibrate(

@@ -27,6 +27,9 @@ SLM steps use the lesson of their signature automatically (`learned=False`, or
   learned-from part, banked when they escalated (`live`, `labelled.graded_live`).
   A judged result's `meta.threshold` is the threshold it was judged by.
 
+Each `learn` writes its adapters under new names; `Lessons.prune` deletes the old ones
+no lesson names (`taskloom learn` keeps the newest `adapters_kept`).
+
 `training_pairs` turns labelled answers into an adapter's training pairs.
 
 A lesson is applied on the coordinator, before a step is dispatched and after its
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +62,9 @@ if TYPE_CHECKING:
     from taskloom.chat.llama.host import ModelHost
 
 Choose = Literal["fixed", "nearest"]
+
+PRUNE_GRACE_S = 3600.0
+"""An adapter file younger than this is never pruned, whatever names it."""
 
 
 class Lesson(BaseModel):
@@ -135,6 +142,9 @@ class Learned:
     examples: int
     lesson: Lesson | None = None
     skipped: str | None = None
+    audited: tuple[int, int] | None = None
+    """Of the accepted answers audited under the lesson this one replaces (or the
+    calibration, where there was none): (right, answers)."""
 
 
 class Lessons:
@@ -185,6 +195,27 @@ class Lessons:
             for p in sorted(self.root.glob("*.json"))
             if (lesson := self.get(p.stem)) is not None
         ]
+
+    def prune(self, keep: int, *, now: float | None = None) -> list[Path]:
+        """Delete the adapter files no lesson names, but the newest `keep` of them and any
+        written in the last `PRUNE_GRACE_S` (a step queued before the last `learn`, or one
+        on another box still writing its lessons, may name it); the files deleted."""
+        named = {lesson.adapter for lesson in self.all() if lesson.adapter}
+        now = time.time() if now is None else now
+        unnamed = []
+        for path in self.root.glob("adapter-*.gguf"):
+            try:
+                if path.name not in named:
+                    unnamed.append((path.stat().st_mtime, path))
+            except FileNotFoundError:  # another box's learn pruned it just now
+                continue
+        unnamed.sort(reverse=True)
+        deleted = []
+        for mtime, path in unnamed[keep:]:
+            if now - mtime >= PRUNE_GRACE_S:
+                path.unlink(missing_ok=True)
+                deleted.append(path)
+        return deleted
 
     def of(self, job: StepJob) -> Lesson | None:
         """The lesson of a job's signature, for SLM steps."""

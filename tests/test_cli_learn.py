@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,28 @@ def test_learn_writes_a_lesson_and_prints_before_and_after(
     assert set(lesson.before) == {"answers", "accuracy", "coverage"}
     assert lesson.signature in out and "→" in out and "held back" in out
     assert "later runs of these steps use them" in out
+
+
+def test_learn_deletes_old_adapters_no_lesson_names(
+    tmp_path: Path,
+    taskloom_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TASKLOOM_ADAPTERS_KEPT", "1")
+    learned = taskloom_home / "examples" / "learned"
+    learned.mkdir(parents=True)
+    day_old = time.time() - 86_400
+    for n in range(3):
+        path = learned / f"adapter-extract-{n}.gguf"
+        path.write_bytes(b"GGUF")
+        os.utime(path, (day_old + n, day_old + n))
+    code, out, err = cli(
+        capsys, "learn", "--examples", examples(tmp_path, 10), "--model", "scripted"
+    )
+    assert code == 0, err
+    assert "deleted 2 older adapter files no lesson names (TASKLOOM_ADAPTERS_KEPT=1" in out
+    assert [p.name for p in learned.glob("*.gguf")] == ["adapter-extract-2.gguf"]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ The real model's path is in test_cli_learn.py and tests/adapters.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from taskloom.adapters.train import Recipe
 from taskloom.agents.budget import Budget
 from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.api.learn import (
+    _audited,
     _finished,
     _Trial,
     _weigh_adapters,
@@ -34,7 +36,14 @@ from taskloom.chat import Message, OpenAIChatModel, ScriptedChatModel
 from taskloom.config import Settings
 from taskloom.dispatch.inline import InlineDispatcher
 from taskloom.errors import ConfigError, InputError
-from taskloom.labelled import ADAPTER_SIGNALS, Graded, Labelled, adapter_weights, graded_live
+from taskloom.labelled import (
+    ADAPTER_SIGNALS,
+    Graded,
+    Labelled,
+    adapter_weights,
+    graded_audit,
+    graded_live,
+)
 from taskloom.lessons import Learned, Lesson, Lessons, fixed_examples, judge, teach
 from taskloom.plan import Step
 from taskloom.step import StepJob, StepResult, StepStatus
@@ -114,6 +123,7 @@ def test_escalated_answers_are_banked_learned_and_used_by_later_runs(
     assert first_banked.slm is not None
     assert first_banked.slm["value"] == {"order_id": "Q-1000"}
     assert first_banked.slm["as_written"] is True and first_banked.slm["threshold"] is None
+    assert first_banked.slm["sampled"] is True  # no threshold: it escalated whatever it said
 
     # 2. learn: held back, the step as written is wrong; with the lesson, right.
     [found] = learn(banked(settings), settings=settings, model=slm)
@@ -382,7 +392,7 @@ def slm_said(value: str, *, lp_min: float = -0.01, **how: Any) -> dict[str, Any]
         run_id="r", step_id="contact", status=StepStatus.DONE, value={"order_id": value},
         accepted=False, meta={"fields": fields, "threshold": how.pop("threshold", None)},
     )  # fmt: skip
-    return slm_answer(result, as_written=how.pop("as_written", True))
+    return slm_answer(result, as_written=how.pop("as_written", True), **how)
 
 
 def test_a_banked_small_model_answer_is_graded_live_under_the_calibration() -> None:
@@ -402,8 +412,9 @@ def test_a_banked_small_model_answer_is_graded_live_under_the_calibration() -> N
         None,  # a person's or a file's label: no small-model answer
         slm_said("Q-1", threshold=0.9),  # only its flagged answers escalated: biased
         slm_said("Q-1", as_written=False),  # a lesson's examples or adapter ran
+        slm_said("Q-1", flagged_escalate=False),  # only those under escalate_below went
         {"value": {"order_id": "Q-1"}, "as_written": True},  # judged before it was recorded
-        {"value": "not an object", "as_written": True, "threshold": None},
+        {"value": "not an object", "as_written": True, "sampled": True},
     ],
 )
 def test_only_unbiased_answers_of_the_step_as_written_are_graded_live(
@@ -440,9 +451,120 @@ def test_the_real_models_escalated_answer_is_banked_and_graded_live(
     result = dispatcher.dispatch(job("Q-117"))
     assert result.value["order_id"] == "Q-117" and result.model == "gpt-4o-mini"
     [example] = banked(settings)
-    assert example.slm is not None and example.slm["threshold"] is None
+    assert example.slm is not None and example.slm["sampled"] is True
     assert example.slm["as_written"] is True and set(example.slm["fields"]) == {"order_id"}
     [graded] = graded_live(example, calibration.load())
     assert graded.value == example.slm["value"]["order_id"]
     assert graded.is_right == (graded.value == "Q-117")
     assert graded.confidence is not None and 0.0 < graded.confidence < 1.0
+
+    # A lesson that accepts every answer, and an audit of all of them: the real model's
+    # accepted answer still goes to the LLM, and is banked as audited under that lesson.
+    sig = calibration.signature("extract", job("Q-118").inputs, SCHEMA)
+    lesson = Lesson(signature=sig, kind="extract", examples=[], threshold=0.0, at=42.0)
+    Lessons(settings.examples_path / "learned").save(lesson)
+    audit = settings.model_copy(update={"audit_share": 1.0})
+    auditing = EscalatingDispatcher(inner, llm=llm, budget=Budget(), settings=audit)
+    result = auditing.dispatch(job("Q-118"))
+    assert result.value["order_id"] == "Q-118"
+    assert auditing.escalations[0]["reason"].startswith("audit")
+    [audited] = graded_audit(banked(settings), 42.0)
+    assert audited.is_right == (audited.value == "Q-118")
+
+
+def test_prune_deletes_old_adapters_no_lesson_names_but_the_newest(tmp_path: Path) -> None:
+    store = Lessons(tmp_path)
+    store.save(Lesson(signature="s", kind="extract", examples=[], adapter="adapter-extract-a.gguf"))
+    now = 1_000_000.0
+    ages = {"a": 50_000, "b": 40_000, "c": 30_000, "d": 20_000, "e": 100}  # seconds old
+    for name, age in ages.items():
+        path = tmp_path / f"adapter-extract-{name}.gguf"
+        path.write_bytes(b"GGUF")
+        os.utime(path, (now - age, now - age))
+    (tmp_path / "notes.gguf").write_bytes(b"GGUF")  # not an adapter taskloom wrote
+    # a is named; e is the newest unnamed (kept), d the next; b and c go
+    deleted = store.prune(2, now=now)
+    assert sorted(p.name for p in deleted) == ["adapter-extract-b.gguf", "adapter-extract-c.gguf"]
+    left = sorted(p.name for p in tmp_path.glob("*.gguf"))
+    assert left == [f"adapter-extract-{n}.gguf" for n in "ade"] + ["notes.gguf"]
+    # keeping none: d goes, e stays (written within the hour), a stays (named)
+    assert [p.name for p in store.prune(0, now=now)] == ["adapter-extract-d.gguf"]
+    assert store.prune(0, now=now) == []
+
+
+class Sure:
+    """A small model's dispatcher whose every answer the lesson's threshold accepts."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def dispatch(self, job: StepJob) -> StepResult:
+        fields = {
+            "order_id": {"value": self.value, "confidence": 0.99, "signals": signals(lp_min=-0.01)}
+        }
+        return StepResult(
+            run_id=job.run_id, step_id=job.step_id, status=StepStatus.DONE,
+            value={"order_id": self.value}, accepted=True,
+            meta={"fields": fields, "threshold": None},
+        )  # fmt: skip
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_audited_accepted_answer_goes_to_the_llm_and_is_banked_as_audited(
+    settings: Settings, teacher: ScriptedServer
+) -> None:
+    store = Lessons(settings.examples_path / "learned")
+    sig = calibration.signature("extract", job("Q-1").inputs, SCHEMA)
+    store.save(Lesson(signature=sig, kind="extract", examples=[], threshold=0.9, at=123.5))
+    llm = OpenAIChatModel(base_url=teacher.url, settings=settings)
+
+    def dispatcher(share: float) -> EscalatingDispatcher:
+        audit = settings.model_copy(update={"audit_share": share})
+        return EscalatingDispatcher(Sure("Q-19"), llm=llm, budget=Budget(), settings=audit)
+
+    kept = dispatcher(0.0).dispatch(job("Q-1"))  # accepted, and no audit: the SLM's stands
+    assert kept.value == {"order_id": "Q-19"} and kept.accepted is True
+    assert ExampleBank(settings.examples_path).signatures() == {}
+
+    audits = dispatcher(1.0)
+    checked = audits.dispatch(job("Q-1"))
+    assert checked.value == {"order_id": "Q-1"} and checked.model == "gpt-4o-mini"
+    assert audits.escalations[0]["reason"].startswith("audit")
+    [line] = banked(settings)
+    assert line.slm is not None and line.slm["audited"] is True
+    assert line.slm["lesson_at"] == 123.5 and line.slm["sampled"] is False
+    assert graded_live(line, calibration.load()) == []  # accepted answers: no fair sample
+    [graded] = graded_audit([line], 123.5)
+    assert graded.value == "Q-19" and not graded.is_right
+    assert graded_audit([line], None) == []  # another lesson's audit
+
+
+def test_learn_reports_the_audit_of_the_lesson_it_replaces(tmp_path: Path) -> None:
+    store = Lessons(tmp_path)
+    store.save(Lesson(signature="s", kind="extract", examples=[], threshold=0.9, at=7.0))
+
+    def audited_line(value: str, lesson_at: float | None) -> Labelled:
+        said = slm_said(value, threshold=0.9, audited=True, lesson_at=lesson_at)
+        return banked_line(said)
+
+    group = [audited_line("Q-1", 7.0), audited_line("Q-2", 7.0), audited_line("Q-1", 6.0)]
+    assert _audited(group, store, "s") == (1, 2)
+    assert _audited(group, store, "unlearned") is None  # no lesson: audits of none
+
+
+@pytest.mark.parametrize(
+    ("audited", "says", "below"),
+    [((40, 40), "40 of 40 accepted answers right (100%; at 90%, ≥ 94%)", False),
+     ((30, 40), "30 of 40 accepted answers right (75%; at 90%, ≥ 64%)", True)],
+)  # fmt: skip
+def test_the_table_says_what_the_audit_measured(
+    audited: tuple[int, int], says: str, below: bool
+) -> None:
+    table = lessons_table(
+        [Learned("s", "extract", 3, skipped="3 examples, needs 8", audited=audited)],
+        where=Path("x"),
+    )
+    assert says in table
+    assert ("below the 95% target" in table) == below

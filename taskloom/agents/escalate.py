@@ -13,7 +13,9 @@ Every escalation (or one the budget refused) is kept in `escalations`.
 The cascade learns (docs/learning.md): an SLM step whose signature has a lesson
 (`taskloom learn`) runs with the lesson's examples, and its answers are accepted by the
 lesson's threshold; every accepted LLM answer of an SLM step goes into the example bank,
-with what the small model had answered (`bank.slm_answer`).
+with what the small model had answered (`bank.slm_answer`). An `audit_share` of the
+accepted SLM answers is re-run on the LLM too (reason "audit"), its answer standing
+whole: banked, those measure the precision of what is accepted (`taskloom learn`).
 
 Goal runs and target runs (plans, workflows) both dispatch through it, so the budgets
 (`max_cost_usd`, `max_llm_calls`, `max_steps`) bound SLM steps, escalations and
@@ -22,6 +24,7 @@ Goal runs and target runs (plans, workflows) both dispatch through it, so the bu
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import Any
@@ -76,6 +79,7 @@ class EscalatingDispatcher:
         learning = settings.examples_path
         self.lessons = Lessons(learning / "learned") if settings.learned else None
         self.bank = ExampleBank(learning) if settings.bank_answers else None
+        self._draw = random.Random()
 
     @classmethod
     def for_target(
@@ -116,6 +120,8 @@ class EscalatingDispatcher:
         result = self._on_slm(job, lesson)
         self.budget.record_steps(1, result.cost_usd)
         reason = self.reason_to_escalate(job, result)
+        if reason is None and self._audits(job, result):
+            reason = AUDIT
         if reason is None or self.llm is None:
             return result
         try:
@@ -150,6 +156,17 @@ class EscalatingDispatcher:
         if isinstance(confidence, int | float) and confidence < self.settings.escalate_below:
             return f"confidence {confidence:.2f} below {self.settings.escalate_below:.2f}"
         return None
+
+    def _audits(self, job: StepJob, result: StepResult) -> bool:
+        """Whether this accepted SLM answer is drawn for the audit (`audit_share`)."""
+        share = self.settings.audit_share
+        return (
+            share > 0
+            and self.llm is not None
+            and job.kind in SLM_KINDS
+            and result.accepted is True
+            and self._draw.random() < share
+        )
 
     def _on_llm(
         self, job: StepJob, slm: StepResult | None, *, reason: str, lesson: Lesson | None = None
@@ -201,7 +218,7 @@ class EscalatingDispatcher:
         )
         finished = time.time()
         value, meta = outcome.value, outcome.meta
-        if slm is not None and fields_of(slm):
+        if slm is not None and fields_of(slm) and reason != AUDIT:
             value, meta = keep_accepted(job.kind, slm, outcome.value)
         result = StepResult(
             run_id=job.run_id,
@@ -228,17 +245,25 @@ class EscalatingDispatcher:
             self.budget.record_steps(1, 0.0)
         else:
             self._note(job, slm, result, reason=reason, llm_cost_usd=call.cost_usd)
-            self._learn_from(job, value, slm, lesson)
+            self._learn_from(job, value, slm, lesson, audited=reason == AUDIT)
         return result
 
-    def _learn_from(self, job: StepJob, value: Any, slm: StepResult, lesson: Lesson | None) -> None:
+    def _learn_from(
+        self, job: StepJob, value: Any, slm: StepResult, lesson: Lesson | None, *, audited: bool
+    ) -> None:
         """Keep the LLM's answer to an SLM step in the bank, as a labelled example, with
         what the small model had answered."""
         if self.bank is None:
             return
         # `job` is the step as written: a lesson's examples are not in it.
         step = Step(id=job.step_id, kind=job.kind, inputs=job.inputs, output=job.output)
-        answered = slm_answer(slm, as_written=lesson is None or lesson.as_written)
+        answered = slm_answer(
+            slm,
+            as_written=lesson is None or lesson.as_written,
+            flagged_escalate=self.settings.escalate_flagged,
+            audited=audited,
+            lesson_at=lesson.at if lesson is not None else None,
+        )
         try:
             self.bank.add(step, value, source=Source.LLM, run_id=job.run_id, slm=answered)
         except OSError as e:  # a full or read-only disk must not fail the step
@@ -272,6 +297,9 @@ class EscalatingDispatcher:
 
     def close(self) -> None:
         self.inner.close()
+
+
+AUDIT = "audit: a random share of accepted answers is checked by the LLM (audit_share)"
 
 
 def keep_accepted(kind: str, slm: StepResult, llm_value: Any) -> tuple[Any, dict[str, Any]]:

@@ -13,7 +13,8 @@ lesson's threshold is chosen on the same held-back answers (`calibration.choose_
 an adapter's on its kind's, pooled, out of fold where weights were fitted on them; where
 the step stays as written, on the small model's banked answers to the learned-from part
 too, `labelled.graded_live`), and before/after accuracy and coverage at the target
-precision are kept in the lesson and printed.
+precision are kept in the lesson and printed. The accepted answers audited under the
+lesson each signature had (`labelled.graded_audit`) are counted for the table too.
 """
 
 from __future__ import annotations
@@ -116,15 +117,32 @@ def learn(
     found = []
     for sig, group in groups.items():
         kind = group[0].step.kind
+        audited = _audited(group, store, sig)
         if sig not in trials:
-            found.append(
-                Learned(sig, kind, len(group), skipped=f"{len(group)} examples, needs {needed}")
-            )
+            skipped = f"{len(group)} examples, needs {needed}"
+            found.append(Learned(sig, kind, len(group), skipped=skipped, audited=audited))
             continue
         lesson = _finished(trials[sig], base)
         store.save(lesson)
-        found.append(Learned(sig, kind, len(group), lesson=lesson))
+        found.append(Learned(sig, kind, len(group), lesson=lesson, audited=audited))
     return found
+
+
+def _audited(group: Sequence[Labelled], store: Lessons, sig: str) -> tuple[int, int] | None:
+    """(right, answers) of the accepted answers audited under the signature's lesson in
+    force, or None when none were."""
+    try:
+        current = store.get(sig)
+    except ConfigError:  # unreadable: it is about to be replaced
+        return None
+    graded = labelled.graded_audit(group, current.at if current is not None else None)
+    return (sum(g.is_right for g in graded), len(graded)) if graded else None
+
+
+def prune_adapters(settings: Settings) -> list[Path]:
+    """Delete the adapter files no lesson names, but the newest `adapters_kept` and any
+    written in the last hour (`Lessons.prune`); the files deleted."""
+    return Lessons(settings.examples_path / "learned").prune(settings.adapters_kept)
 
 
 def by_signature(examples: Sequence[Labelled]) -> dict[str, list[Labelled]]:

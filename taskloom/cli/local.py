@@ -365,7 +365,13 @@ def learn(
     as_json: bool,
 ) -> None:
     """Learn from labelled answers: each step signature gets a lesson later runs use."""
-    from taskloom.api.learn import adapter_training, check_enough, chosen_examples, planned_runs
+    from taskloom.api.learn import (
+        adapter_training,
+        check_enough,
+        chosen_examples,
+        planned_runs,
+        prune_adapters,
+    )
     from taskloom.api.learn import learn as learn_from
     from taskloom.views.learning import lessons_table
 
@@ -379,7 +385,13 @@ def learn(
     runs = planned_runs(examples, **ways)  # type: ignore[arg-type]
     with click.progressbar(length=max(runs, 1), label="learning", file=sys.stderr) as bar:
         found = learn_from(examples, settings=settings, model=chat, progress=bar.update, **ways)  # type: ignore[arg-type]
+    pruned = prune_adapters(settings)
     if as_json:
         click.echo(json.dumps([f.lesson.model_dump(mode="json") for f in found if f.lesson]))
-    else:
-        click.echo(lessons_table(found, where=settings.examples_path / "learned"))
+        return
+    click.echo(lessons_table(found, where=settings.examples_path / "learned"))
+    if pruned:
+        click.echo(
+            f"deleted {len(pruned)} older adapter file{'s' * (len(pruned) > 1)} no lesson"
+            f" names (TASKLOOM_ADAPTERS_KEPT={settings.adapters_kept} newest kept)"
+        )

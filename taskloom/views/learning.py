@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from taskloom.calibration import LEVEL, TARGET_PRECISION, lower_bound
 from taskloom.lessons import Learned, Lesson
 
 WEIGHTS_FROM = {"own": ", its own weights", "calibration": ", the calibration's adapted weights"}
@@ -21,6 +22,7 @@ def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
         lesson = f.lesson
         if lesson is None:
             lines.append(f"{head}{'':>10}  not learned: {f.skipped}")
+            lines += audit_line(f)
             continue
         b, a = lesson.before, lesson.after
         accuracy = f"{b['accuracy']:.0%} → {a['accuracy']:.0%}"
@@ -31,8 +33,23 @@ def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
             f"{head}{lesson.held_back:>10}  {accuracy:<15}{coverage:<15}{threshold:>9}"
             f"  {runs_with(lesson)}{live}"
         )
+        lines += audit_line(f)
     lines.append(f"lessons in {where}; later runs of these steps use them")
     return "\n".join(lines)
+
+
+def audit_line(f: Learned, *, target: float = TARGET_PRECISION, level: float = LEVEL) -> list[str]:
+    """What the audit measured of the answers accepted before this `learn`, if anything:
+    their precision and its bounds, and whether it is surely below the target."""
+    if f.audited is None:
+        return []
+    right, n = f.audited
+    low, high = lower_bound(right, n, level=level), 1 - lower_bound(n - right, n, level=level)
+    below = f"; below the {target:.0%} target (≤ {high:.0%})" if high < target else ""
+    return [
+        f"{'':<11}audited: {right} of {n} accepted answers right ({right / n:.0%};"
+        f" at {level:.0%}, ≥ {low:.0%}){below}"
+    ]
 
 
 def runs_with(lesson: Lesson) -> str:
