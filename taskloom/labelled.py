@@ -206,14 +206,7 @@ def graded_live(example: Labelled, cal: Calibration) -> list[Graded]:
     slm = example.slm
     if not slm or slm.get("as_written") is not True or slm.get("sampled") is not True:
         return []
-    meta = {"fields": slm.get("fields") or {}, "raw_confidence": slm.get("raw_confidence")}
-    outcome = Outcome(value=slm.get("value"), usage=Usage(), meta=meta)
-    step = example.step
-    sig = signature(step.kind, step.inputs, step.output)
-    try:
-        graded = grade(example, outcome, sig)
-    except (AttributeError, TypeError):  # a value not in the kind's shape: nothing to grade
-        return []
+    graded = _graded_slm(example, slm)
     return [replace(g, confidence=confidence_of(cal, g.kind, g.evidence)) for g in graded]
 
 
@@ -222,18 +215,23 @@ def graded_audit(examples: Sequence[Labelled], lesson_at: float | None) -> list[
     lesson written at `lesson_at` was in force (None: no lesson, the calibration's
     threshold), graded against the LLM's labels. Drawn at random from what was
     accepted, they measure the precision of accepted answers without bias."""
-    found = []
-    for example in examples:
-        slm = example.slm
-        if not slm or slm.get("audited") is not True or slm.get("lesson_at") != lesson_at:
-            continue
-        outcome = Outcome(value=slm.get("value"), usage=Usage())
-        step = example.step
-        try:
-            found += grade(example, outcome, signature(step.kind, step.inputs, step.output))
-        except (AttributeError, TypeError):  # a value not in the kind's shape
-            continue
-    return found
+    return [
+        g
+        for example in examples
+        if (slm := example.slm) and slm.get("audited") is True and slm.get("lesson_at") == lesson_at
+        for g in _graded_slm(example, slm)
+    ]
+
+
+def _graded_slm(example: Labelled, slm: dict[str, Any]) -> list[Graded]:
+    """A banked small-model answer graded against its line's label (`grade`)."""
+    meta = {"fields": slm.get("fields") or {}, "raw_confidence": slm.get("raw_confidence")}
+    outcome = Outcome(value=slm.get("value"), usage=Usage(), meta=meta)
+    step = example.step
+    try:
+        return grade(example, outcome, signature(step.kind, step.inputs, step.output))
+    except (AttributeError, TypeError):  # a value not in the kind's shape: nothing to grade
+        return []
 
 
 def recalibrate(
