@@ -23,9 +23,7 @@ from taskloom.agents.escalate import EscalatingDispatcher
 from taskloom.api.learn import (
     _audited,
     _finished,
-    _keep_if_better,
     _Trial,
-    _trust_adapters_nulls,
     _weigh_adapters,
     banked,
     learn,
@@ -333,36 +331,6 @@ def test_an_adapters_lessons_choose_one_threshold_on_their_pooled_answers() -> N
     assert [_finished(t, base).threshold for t in served] == [0.9, 0.9]
     assert _finished(alone, base).threshold is None
     assert [{g.signature for g in t.after} for t in served] == [{"a"}, {"b"}]  # its scores'
-
-
-def test_an_adapter_trusts_its_nulls_in_every_lesson_or_in_none_as_they_pool() -> None:
-    """Signature a is right more often checked (4 of 5 against 3 of 5), b trusting (5 of
-    5 against 2 of 5): pooled, trusting wins (8 of 10 against 6), so both lessons trust;
-    then a, no better than as written, runs as written and b keeps the adapter."""
-
-    def answers(sig: str, right: int) -> list[Graded]:
-        return [Graded("extract", sig, i, "f", "x", "x", 0.5, i < right, None) for i in range(5)]
-
-    def trial(sig: str, before: int, checked: int, trusting: int) -> _Trial:
-        lesson = Lesson(signature=sig, kind="extract", examples=[], adapter="a.gguf",
-                        method="adapter")  # fmt: skip
-        live = answers(sig, 1)
-        return _Trial(lesson, 10, 5, answers(sig, before), answers(sig, checked),
-                      live=live, trusting=answers(sig, trusting))  # fmt: skip
-
-    a, b = trial("a", before=3, checked=4, trusting=3), trial("b", before=2, checked=2, trusting=5)
-    _trust_adapters_nulls([a, b])
-    assert a.lesson.trust_nulls and b.lesson.trust_nulls
-    assert sum(g.is_right for g in a.after) == 3 and sum(g.is_right for g in b.after) == 5
-    for t in (a, b):
-        _keep_if_better(t)
-    assert a.lesson.as_written and not a.lesson.trust_nulls and len(a.live) == 5
-    assert b.lesson.adapter == "a.gguf" and b.live == []
-
-    a, b = trial("a", before=3, checked=5, trusting=3), trial("b", before=2, checked=2, trusting=3)
-    _trust_adapters_nulls([a, b])  # pooled, checked wins (7 of 10 against 6)
-    assert not a.lesson.trust_nulls and not b.lesson.trust_nulls
-    assert sum(g.is_right for g in b.after) == 2
 
 
 def test_a_corrupt_lesson_names_its_file(tmp_path: Path) -> None:

@@ -6,9 +6,7 @@ split, by a hash of their data, into those the lesson learns from and a held-bac
 written (before) and with the lesson's examples (after, its own examples and then the
 lesson's, for each way of choosing them unless one is given); the better way is kept,
 ties to `fixed` (it keeps the prompt's prefix cached), and none at all when neither
-beats the step as written. An adapter is measured with the runtime's absence check and
-with its nulls trusted, and each kind's adapter takes the way right more often on the
-held-back answers of all its signatures. An adapter's lessons get the adapted model's own signal
+beats the step as written. An adapter's lessons get the adapted model's own signal
 weights, fitted on the held-back answers of the adapter's kind, pooled, or where those
 are too few the calibration's `adapted_weights` (`labelled.adapter_confidence`). The
 lesson's threshold is chosen on the same held-back answers (`calibration.choose_threshold`;
@@ -115,9 +113,6 @@ def learn(
             choose=choose, hold_back=hold_back, progress=progress,
             adapter=adapters.get(group[0].step.kind),
         )  # fmt: skip
-    _trust_adapters_nulls(list(trials.values()))
-    for trial in trials.values():
-        _keep_if_better(trial)
     _weigh_adapters(list(trials.values()), base)
     found = []
     for sig, group in groups.items():
@@ -301,8 +296,7 @@ def _trial(
     progress: Callable[[int], None] | None,
     adapter: tuple[Path, dict[str, Any]] | None = None,
 ) -> _Trial:
-    """The signature's best lesson on its held-back answers, before an adapter's nulls,
-    whether the lesson beats the step as written, and its threshold are decided."""
+    """The signature's best lesson on its held-back answers, before a threshold is chosen."""
     train, held = split(group, hold_back)
     pool = [as_example(e) for e in train]
     candidates: list[Choose] = [choose] if choose else ["fixed", "nearest"]
@@ -320,60 +314,40 @@ def _trial(
         return graded
 
     before = measure(None)
-    live = [g for e in train for g in labelled.graded_live(e, base)]
-    if adapter is not None:  # measured alone: the adapter learned what examples would show
-        checked = Lesson(signature=sig, kind=group[0].step.kind, method="adapter",
-                         adapter=adapter[0].name, examples=[], shots=shots,
-                         training=adapter[1])  # fmt: skip
-        trial = _Trial(checked, len(train), len(held), before, measure(checked), live=live)
-        if "absence" in KINDS[checked.kind].Inputs.model_fields:  # extract, fill_slots
-            # the adapter learned when a field is absent; the runtime's check may undo that
-            trial.trusting = measure(checked.model_copy(update={"trust_nulls": True}))
-        return trial
     best: tuple[Lesson, list[labelled.Graded]] | None = None
+    if adapter is not None:  # measured alone: the adapter learned what examples would show
+        trial = Lesson(signature=sig, kind=group[0].step.kind, method="adapter",
+                       adapter=adapter[0].name, examples=[], shots=shots,
+                       training=adapter[1])  # fmt: skip
+        best = (trial, measure(trial))
+        if "absence" in KINDS[trial.kind].Inputs.model_fields:  # extract, fill_slots
+            # the adapter learned when a field is absent; the runtime's check may undo that
+            trusting = trial.model_copy(update={"trust_nulls": True})
+            graded = measure(trusting)
+            if _accuracy(graded) > _accuracy(best[1]):
+                best = (trusting, graded)
+        candidates = []
     for way in candidates:
         examples = fixed_examples(pool, shots) + pool if way == "fixed" else pool
-        lesson = Lesson(
+        trial = Lesson(
             signature=sig, kind=group[0].step.kind, examples=_unique(examples),
             choose=way, shots=shots,
         )  # fmt: skip
-        graded = measure(lesson)
+        graded = measure(trial)
         if best is None or _accuracy(graded) > _accuracy(best[1]):
-            best = (lesson, graded)
+            best = (trial, graded)
     assert best is not None
-    return _Trial(best[0], len(train), len(held), before, best[1], live=live)
-
-
-def _trust_adapters_nulls(trials: Sequence[_Trial]) -> None:
-    """Each kind's adapter trusts its nulls in all its lessons or in none, whichever is
-    right more often on the held-back answers of its signatures, pooled: it is one
-    artifact, its confidence weights were fitted on answers with its nulls trusted
-    (`benchmarks/fit_adapted.py`), and 5 held-back steps a signature are too few to
-    tell the two ways apart."""
-    by_kind: dict[str, list[_Trial]] = {}
-    for t in trials:
-        if t.trusting is not None:
-            by_kind.setdefault(t.lesson.kind, []).append(t)
-    for mine in by_kind.values():
-        checked = [g for t in mine for g in t.after]
-        trusting = [g for t in mine for g in t.trusting or []]
-        if _accuracy(trusting) > _accuracy(checked):
-            for t in mine:
-                t.lesson = t.lesson.model_copy(update={"trust_nulls": True})
-                t.after = t.trusting or []
-
-
-def _keep_if_better(trial: _Trial) -> None:
-    """The step as written where the lesson is not right more often on the signature's
-    held-back answers; its threshold is then chosen on its live answers too."""
-    if _accuracy(trial.after) > _accuracy(trial.before):
-        trial.live = []
-        return
-    as_written: dict[str, Any] = {
-        "examples": [], "adapter": None, "method": "examples", "trust_nulls": False
-    }  # fmt: skip
-    trial.lesson = trial.lesson.model_copy(update=as_written)
-    trial.after = trial.before
+    lesson, after = best
+    if _accuracy(after) <= _accuracy(before):  # it did not help: the step as written
+        as_written: dict[str, Any] = {
+            "examples": [], "adapter": None, "method": "examples", "trust_nulls": False
+        }  # fmt: skip
+        lesson, after = lesson.model_copy(update=as_written), before
+        # the small model's own answers to the rest, banked when they escalated, grade
+        # the step as written too: its threshold is chosen on them all
+        live = [g for e in train for g in labelled.graded_live(e, base)]
+        return _Trial(lesson, len(train), len(held), before, after, live=live)
+    return _Trial(lesson, len(train), len(held), before, after)
 
 
 @dataclass
@@ -388,11 +362,8 @@ class _Trial:
     judged_on: list[labelled.Graded] | None = None
     """The answers its threshold is chosen on, where not `after`: its adapter's, pooled."""
     live: list[labelled.Graded] = field(default_factory=list)
-    """The learned-from answers' banked small-model answers, graded
-    (`labelled.graded_live`); kept where the step stays as written, whose threshold is
-    chosen on them and `after`."""
-    trusting: list[labelled.Graded] | None = None
-    """An adapter's held-back answers with its nulls trusted, until that is decided."""
+    """As written: the learned-from answers' banked small-model answers, graded
+    (`labelled.graded_live`); its threshold is chosen on them and `after`."""
 
 
 def _weigh_adapters(trials: Sequence[_Trial], base: Calibration) -> None:
