@@ -2,6 +2,8 @@
 
     python benchmarks/bench_speculate.py [--sets all|quick]
 
+A `quick` run is recorded as `bench_speculate_quick`, beside the full one, not over it.
+
 Everything is real: the default GGUF model, the `extract` kind through `run_task` (as a
 worker runs it: prompt, examples, grammar, re-asks, absence review), and for the
 fan-out one `taskloom worker` process in the embedded cluster. Nothing is simulated.
@@ -282,7 +284,7 @@ def main() -> None:
         ),
     ]
     results.record(
-        "bench_speculate",
+        "bench_speculate" if args.sets == "all" else "bench_speculate_quick",  # not over it
         real="the default GGUF model, the extract kind via run_task, one `taskloom worker` "
         "(embedded cluster) for the fan-out, llama.cpp's batched decode",
         simulated="nothing",
