@@ -91,6 +91,27 @@ def test_inside_a_value_the_input_is_drafted_to_the_likely_end_and_closed() -> N
     assert text_of(d.propose([], b' { "name": "Tom', 3)) == " Ba"  # at most n tokens
 
 
+def test_of_several_places_the_longest_likely_span_is_drafted_the_latest_of_equals() -> None:
+    template = template_of(ANSWER)
+    earlier = Drafter("Tom Baker wrote. Later Tom said so.", template, chars, Lookup([]))
+    assert text_of(earlier.propose([], b' { "name": "Tom', 40)) == ' Baker", "city": '
+    later = Drafter("Tom Ng wrote. Tom Lee said so.", template, chars, Lookup([]))
+    assert text_of(later.propose([], b' { "name": "Tom', 40)) == ' Lee", "city": '
+    overlapping = Drafter("AAA-1", template, chars, Lookup([]))  # "AA" at 0 and 1
+    assert text_of(overlapping.propose([], b' { "name": "AA', 40)) == 'A-1", "city": '
+
+
+def test_a_value_not_yet_begun_or_not_a_string_is_not_drafted_from_the_examples() -> None:
+    prompt = 'Example answer: { "name": "Ann Lee", "city": null, "order_id": 12 }'
+    d = drafter(template_of(ANSWER), prompt=prompt)
+    start = ' { "name": "'
+    lookup = Lookup(chars(prompt))
+    assert text_of(lookup.propose(chars(start), 7)) == "Ann Lee"  # what it drafted before
+    assert d.propose(chars(start), start.encode(), 40) == []
+    number = ' { "name": "Tom", "city": null, "order_id": 1'
+    assert d.propose(chars(number), number.encode(), 40) == []
+
+
 def test_a_value_not_in_the_input_and_a_style_the_template_lacks_draft_nothing() -> None:
     d = drafter(template_of(ANSWER), prompt="")
     assert d.propose([], b' { "name": "Zed', 40) == []

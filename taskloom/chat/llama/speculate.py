@@ -11,7 +11,8 @@ follows the output so far:
 - **Inside a string value**, the input text after the value so far, to the span's
   likely end (`span_end`), then the closing quote and the next key: once "Tom" is
   picked, ` Baker", "city": "` is drafted. One token of overlap is enough, where
-  prompt lookup needs n.
+  prompt lookup needs n. Of several places, the one whose span runs longest.
+- **At a value's start, and in a number or null**, nothing.
 - **Elsewhere** (nested shapes, plain text), prompt lookup: the tokens that followed
   the last few tokens where they occurred before in the prompt.
 
@@ -215,32 +216,45 @@ class Drafter:
         """Up to `n` tokens that may follow the output `out` (which spells `text`)."""
         if n <= 0:
             return []
-        drafted = self._text(text.decode("utf-8", errors="ignore")) if self._template else ""
-        if drafted:
-            return self._tokenize(drafted)[:n]
-        return self._lookup.propose(out, n)
+        drafted = self._text(text.decode("utf-8", errors="ignore")) if self._template else None
+        if drafted is None:
+            return self._lookup.propose(out, n)
+        return self._tokenize(drafted)[:n] if drafted else []
 
-    def _text(self, text: str) -> str:
+    def _text(self, text: str) -> str | None:
+        """What to draft: None where the answer's shape says nothing (prompt lookup
+        drafts instead), "" where nothing should be drafted."""
         scanner = _Scanner()
         scanner.feed(text)
         where = scanner.where()
         if where is None:
-            return ""
+            return None
         if where.in_value:
             if not where.typed or not where.is_string:
+                # A value's first token is the model's choice, and a number or a null
+                # is not copied: prompt lookup drafted the examples' values here, 12%
+                # more rows for 2.6% fewer decodes on the eval sets (bench_draft_choice).
                 return ""
-            at = self._source.rfind(where.typed)
-            if at < 0:
-                return ""
-            rest = self._source[at + len(where.typed) : at + len(where.typed) + SPAN_CHARS]
-            closing = self._template.get(where.key)
-            if closing is None:
-                return rest
-            return span_end(rest) + '"' + closing
+            return self._span_after(where.typed, self._template.get(where.key)) or None
         segment = self._template.get(where.key)
         if segment is None or not segment.startswith(where.typed):
-            return ""
-        return segment[len(where.typed) :]
+            return None
+        return segment[len(where.typed) :] or None
+
+    def _span_after(self, typed: str, closing: str | None) -> str:
+        """The draft after `typed`, a value's text so far: where `typed` occurs at
+        several places of the input, the place whose likely span runs longest, the
+        latest of equals (`benchmarks/bench_draft_choice.py` measured the choices)."""
+        best = ""
+        at = self._source.rfind(typed)
+        while at >= 0:
+            rest = self._source[at + len(typed) : at + len(typed) + SPAN_CHARS]
+            if closing is None:
+                return rest  # no template: the span's end is not guessed, so the latest
+            if len(drafted := span_end(rest) + '"' + closing) > len(best):
+                best = drafted
+            at = self._source.rfind(typed, 0, at + len(typed) - 1) if at else -1
+        return best
 
 
 _NAME_PART = re.compile(r"[-' ]?[^\W_]*")

@@ -1,0 +1,289 @@
+"""Which span to draft when the value so far occurs at several places in the input.
+
+    python benchmarks/bench_draft_choice.py [--sets all|quick]
+
+Once a copied value has started ("A", "Mar"), the drafter (`taskloom/chat/llama/
+speculate.py`) drafts the rest of the input span it could still be. The text so far
+may occur at several places of the prompt (the instruction, the examples, the input),
+with different continuations. Which one to draft:
+
+- `last`: the last place in the prompt (the input comes after the examples), as
+  shipped before this benchmark;
+- `first`: the first place;
+- `longest`, as shipped: the place whose likely span (`span_end`) runs longest, the
+  latest of equals;
+- `input`: the last place within the last message (the input), else `last`;
+- `tree`: every distinct continuation (up to 4), verified together as branches of
+  one decode, each drafted token a row: the draft accepted is the longest.
+
+And one rule beside them: at a value's start, before its first token, and inside a
+number or a null, nothing is drafted (as shipped); `longest, lookup at a value's start`
+drafts there by prompt lookup, as `last, lookup at a value's start` does: the drafter as
+it was before this benchmark, which the ratios divide by.
+
+The "most likely" place needs the model's probabilities of the candidates' tokens,
+which is what verifying them computes: the tree is that choice.
+
+Real: the default GGUF model generates every extraction step of the sets of
+`bench_speculate.py` greedily on one idle host with speculation on, and the drafter each
+generation used (its prompt, input and the answer template it had learned) is kept.
+Replayed, not decoded: each strategy's drafts against the tokens generated. Greedy
+outputs are the same whatever the draft (`bench_speculate.py` checks it), so a draft's
+accepted length, and the decodes and rows of the generation, follow exactly from the
+output; no time is measured. A replayed draft is sized as on the idle host (up to
+`MAX_DRAFT` tokens) and the tree's branches share its rows where their tokens agree.
+
+It prints, per strategy, decodes and rows (one per evaluated token: the picked one and
+each drafted), and the ratios to the drafter before, apart for each group of sets: the quick sets
+(where the span's place was chosen), the eval sets (`--sets all`: they report that
+choice, and the value-start rule was chosen on them), and `fresh_extract.json` with
+`copy: true` (`--sets all`), on which neither was chosen. On a CPU a row costs about as
+much as a decode (docs/batching.md), on a GPU a decode costs more than its rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import results
+from bench_speculate import DATA, extract, text_sets
+
+from taskloom.chat import Message
+from taskloom.chat.gpu import placement
+from taskloom.chat.llama.host import ModelHost
+from taskloom.chat.llama.speculate import MAX_DRAFT, SPAN_CHARS, Drafter, _Scanner, span_end
+from taskloom.chat.load import default_model_path
+from taskloom.config import Settings
+
+BEFORE = "last, lookup at a value's start"
+STRATEGIES = [
+    BEFORE,
+    "last",
+    "first",
+    "longest",
+    "input",
+    "tree",
+    "longest, lookup at a value's start",
+]
+TREE_WIDTH = 4
+SHIPPED = "longest"
+QUICK = {"held-out style (24)", "tune split (8)", "kinds' test texts (11)"}
+"""`bench_speculate`'s quick sets, where the span's place was chosen; its eval sets
+report that, and are where drafting nothing at a value's start was chosen."""
+FRESH = "fresh_extract, copy (60)"
+"""Written by another hand in other voices; neither choice was made on it."""
+Steps = dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
+
+
+@dataclass
+class Generation:
+    """One generation as the host ran it: its drafter, the tokens it picked, and the
+    host's own count of its decodes (to check the replay against)."""
+
+    drafter: Drafter
+    tokens: list[int]
+    input: str  # the last message: the step's input
+    decodes: int
+    set: str
+
+
+def copy_steps(name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """An extraction eval set's steps with `copy: true`, as `bench_speculate` builds them."""
+    data = json.loads((DATA / f"{name}.json").read_text())
+    return [
+        (
+            {"text": c["text"], "copy": True, "examples": data["examples"][c["schema"]]},
+            data["schemas"][c["schema"]],
+        )
+        for c in data["cases"]
+    ]
+
+
+def record_generations(host: ModelHost, sets: Steps) -> list[Generation]:
+    """Run every step once on `host`, keeping each generation's drafter and tokens."""
+    kept: list[Generation] = []
+    made: list[tuple[Drafter, str]] = []
+    running = [""]  # the set of the step running
+    make_drafter = host._templates.drafter
+    generate = host._decoder.generate
+
+    def drafter(messages: Sequence[Message], prompt: Sequence[int], schema: Any) -> Drafter:
+        d = make_drafter(messages, prompt, schema)
+        made.append((d, messages[-1]["content"]))
+        return d
+
+    def generated(prompt: Sequence[int], **kwargs: Any) -> Any:
+        out = generate(prompt, **kwargs)
+        d, text = made[-1]
+        kept.append(Generation(d, list(out.tokens), text, out.decodes, running[0]))
+        return out
+
+    host._templates.drafter = drafter  # type: ignore[method-assign]
+    host._decoder.generate = generated  # type: ignore[method-assign]
+    for name, steps in sets.items():
+        running[0] = name
+        for inputs, schema in steps:
+            extract(host, inputs, schema)
+    return kept
+
+
+def candidates(
+    d: Drafter, typed: str, key: str | None, strategy: str, input_text: str
+) -> list[str]:
+    """The texts a strategy drafts inside a string value that reads `typed` so far."""
+    source = d._source
+    places = []
+    at = source.find(typed)
+    while at >= 0:
+        places.append(at)
+        at = source.find(typed, at + 1)
+    closing = d._template.get(key)
+
+    def text_at(at: int) -> str:
+        rest = source[at + len(typed) : at + len(typed) + SPAN_CHARS]
+        return rest if closing is None else span_end(rest) + '"' + closing
+
+    if not places:
+        return []
+    if strategy.startswith("last"):
+        return [text_at(places[-1])]
+    if strategy == "first":
+        return [text_at(places[0])]
+    if strategy.startswith("longest"):  # with no template to close the span, its end is not guessed
+        latest = [text_at(places[-1])] if closing is None else []
+        return latest or [max((text_at(p) for p in reversed(places)), key=len)]
+    if strategy == "input":
+        start = source.rfind(input_text)
+        inside = [p for p in places if start >= 0 and p >= start]
+        return [text_at((inside or places)[-1])]
+    distinct: list[str] = []
+    for p in reversed(places):  # the last place first, as `last` drafts it
+        if (t := text_at(p)) not in distinct:
+            distinct.append(t)
+    return distinct[:TREE_WIDTH]
+
+
+def drafts(g: Generation, text: str, out: Sequence[int], strategy: str) -> list[list[int]]:
+    """The drafts a strategy proposes after `out`, which spells `text` (several: a tree)."""
+    d = g.drafter
+    scanner = _Scanner()
+    scanner.feed(text)
+    where = scanner.where()
+    if d._template and where is not None and where.in_value:
+        if where.is_string and where.typed:
+            texts = [t for t in candidates(d, where.typed, where.key, strategy, g.input) if t]
+            if texts:
+                return [d._tokenize(t)[:MAX_DRAFT] for t in texts]
+        elif strategy.endswith("lookup at a value's start"):
+            return [d._lookup.propose(out, MAX_DRAFT)]
+    return [d.propose(out, text.encode(), MAX_DRAFT)]
+
+
+def replay(g: Generation, strategy: str, piece: Callable[[int], bytes]) -> tuple[int, int, int]:
+    """Decodes, rows and accepted drafted tokens of one generation under a strategy."""
+    tokens = g.tokens
+    done = 1  # the prompt's decode picked the first token
+    decodes, rows, accepted = 0, 0, 0  # the decodes after the prompt
+    while done < len(tokens):
+        text = b"".join(piece(t) for t in tokens[:done]).decode("utf-8", errors="ignore")
+        proposals = [p for p in drafts(g, text, tokens[:done], strategy) if p] or [[]]
+        best = max(_common(p, tokens[done:]) for p in proposals)
+        branches = {tuple(p[: i + 1]) for p in proposals for i in range(len(p))}
+        decodes += 1
+        rows += 1 + len(branches)  # the last picked token, and each drafted one
+        accepted += best
+        done += best + 1
+    return decodes, rows, accepted
+
+
+def _common(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    while n < len(a) and n < len(b) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sets", default="all", choices=["all", "quick"])
+    args = parser.parse_args()
+    gpu, n_gpu_layers = placement(Settings.from_env())
+    host = ModelHost(default_model_path(), gpu=gpu, n_gpu_layers=n_gpu_layers, speculate=True)
+    pieces: dict[int, bytes] = {}
+
+    def piece(t: int) -> bytes:
+        if t not in pieces:
+            pieces[t] = host._decoder.piece(t)
+        return pieces[t]
+
+    sets = text_sets(args.sets)
+    if args.sets == "all":
+        sets[FRESH] = copy_steps("fresh_extract")
+    generations = record_generations(host, sets)
+    same = sum(replay(g, SHIPPED, piece)[0] == g.decodes for g in generations)
+    print(
+        f"{len(generations)} generations, {sum(len(g.tokens) for g in generations)} tokens;"
+        f" the replay of `{SHIPPED}` gives the host's own decode count for {same} of them"
+    )
+    rows_out = [
+        results.Row(
+            what=f"copy-span draft choice: generations whose replayed decodes (`{SHIPPED}`,"
+            " as shipped) equal the host's own count",
+            measured=f"{same}/{len(generations)}",
+            target="all",
+            met=same == len(generations),
+        )
+    ]
+    groups = {
+        "quick sets": [g for g in generations if g.set in QUICK],
+        "eval sets": [g for g in generations if g.set not in QUICK and g.set != FRESH],
+        "fresh set": [g for g in generations if g.set == FRESH],
+    }
+    groups = {name: members for name, members in groups.items() if members}
+    measured: dict[str, list[str]] = {strategy: [] for strategy in STRATEGIES}
+    for group, members in groups.items():
+        tokens = sum(len(g.tokens) for g in members)
+        print(f"{group}: {len(members)} generations, {tokens} tokens")
+        totals = {}
+        for strategy in STRATEGIES:
+            counts = [replay(g, strategy, piece) for g in members]
+            totals[strategy] = tuple(sum(c[i] for c in counts) for i in range(3))
+        base_decodes, base_rows, _ = totals[BEFORE]
+        for strategy, (decodes, rows, accepted) in totals.items():
+            print(
+                f"  {strategy:36} decodes {decodes:5} ({decodes / base_decodes:.3f} of before)"
+                f"  rows {rows:6} ({rows / base_rows:.3f})  drafted tokens accepted {accepted}"
+            )
+            measured[strategy].append(
+                f"{group} {decodes / base_decodes:.3f} / {rows / base_rows:.3f}"
+                f" ({decodes} / {rows})"
+            )
+    described = ", ".join(f"{group} {len(members)}" for group, members in groups.items())
+    for strategy in STRATEGIES[1:]:
+        rows_out.append(
+            results.Row(
+                what=f"copy-span drafts, `{strategy}`"
+                + (" (as shipped)" if strategy == SHIPPED else "")
+                + f": decodes / rows ÷ those of `{BEFORE}` (as before)"
+                f" (generations: {described})",
+                measured="; ".join(measured[strategy]),
+                target="reported",
+                met=None,
+            )
+        )
+    results.record(
+        "bench_draft_choice" if args.sets == "all" else "bench_draft_choice_quick",
+        real="the default GGUF model's greedy extraction outputs on bench_speculate's sets (and"
+        " fresh_extract.json), and the drafter (prompt, input, answer template) each used",
+        simulated="the verify loop: each strategy's drafts replayed against the generated"
+        " tokens (exact for greedy outputs, which do not depend on the draft); no timing",
+        rows=rows_out,
+    )
+
+
+if __name__ == "__main__":
+    main()
