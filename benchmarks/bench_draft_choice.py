@@ -10,16 +10,11 @@ with different continuations. Which one to draft:
 - `last`: the last place in the prompt (the input comes after the examples), as
   shipped before this benchmark;
 - `first`: the first place;
-- `longest`: the place whose likely span (`span_end`) runs longest, the latest of
-  equals;
+- `longest`, as shipped: the place whose likely span (`span_end`) runs longest, the
+  latest of equals;
 - `input`: the last place within the last message (the input), else `last`;
 - `tree`: every distinct continuation (up to 4), verified together as branches of
   one decode, each drafted token a row: the draft accepted is the longest.
-
-And `longest, phrases run on`, as shipped: `longest`, but a key whose value ran past
-its likely end in the schema's last answer (a phrase, an e-mail address: `runs_on`) is
-drafted as the input goes on, unclosed. It is replayed with the drafter's own code, and
-the others with this file's.
 
 And one rule beside them: at a value's start, before its first token, and inside a
 number or a null, nothing is drafted (as shipped); `longest, lookup at a value's start`
@@ -65,7 +60,6 @@ from taskloom.chat.load import default_model_path
 from taskloom.config import Settings
 
 BEFORE = "last, lookup at a value's start"
-SHIPPED = "longest, phrases run on"
 STRATEGIES = [
     BEFORE,
     "last",
@@ -74,9 +68,9 @@ STRATEGIES = [
     "input",
     "tree",
     "longest, lookup at a value's start",
-    SHIPPED,
 ]
 TREE_WIDTH = 4
+SHIPPED = "longest"
 QUICK = {"held-out style (24)", "tune split (8)", "kinds' test texts (11)"}
 """`bench_speculate`'s quick sets, where the span's place was chosen; its eval sets
 report that, and are where drafting nothing at a value's start was chosen."""
@@ -176,8 +170,6 @@ def candidates(
 def drafts(g: Generation, text: str, out: Sequence[int], strategy: str) -> list[list[int]]:
     """The drafts a strategy proposes after `out`, which spells `text` (several: a tree)."""
     d = g.drafter
-    if strategy == SHIPPED:  # the drafter's own code
-        return [d.propose(out, text.encode(), MAX_DRAFT)]
     scanner = _Scanner()
     scanner.feed(text)
     where = scanner.where()

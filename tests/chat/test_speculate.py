@@ -14,9 +14,7 @@ from taskloom.chat.llama.speculate import (
     MAX_DRAFT,
     Drafter,
     Lookup,
-    Templates,
     draft_size,
-    runs_on,
     skeleton_template,
     span_end,
     template_of,
@@ -101,20 +99,6 @@ def test_of_several_places_the_longest_likely_span_is_drafted_the_latest_of_equa
     assert text_of(later.propose([], b' { "name": "Tom', 40)) == ' Lee", "city": '
     overlapping = Drafter("AAA-1", template, chars, Lookup([]))  # "AA" at 0 and 1
     assert text_of(overlapping.propose([], b' { "name": "AA', 40)) == 'A-1", "city": '
-
-
-def test_a_key_whose_last_value_ran_past_its_likely_end_is_drafted_unclosed() -> None:
-    answer = '{"name": "Tom Baker", "note": "Is there a discount", "mail": "a.b@c.io", "x": null}'
-    assert runs_on(answer) == {"note", "mail"}
-    assert runs_on("not json") == frozenset() and runs_on('["a b"]') == frozenset()
-    d = Drafter(SOURCE, template_of(ANSWER), chars, Lookup([]), runs_on=frozenset({"name"}))
-    assert text_of(d.propose([], b' { "name": "Tom', 18)) == " Baker from Seattl"
-    templates = Templates(chars)
-    schema = {"type": "object", "properties": {"name": {}, "note": {}}}
-    templates.learn(schema, '{"name": "Tom", "note": "no rush at all"}')
-    learned = templates.drafter([{"role": "user", "content": "Tom: no rush, ok?"}], [], schema)
-    typed = b'{"name": "Tom", "note": "no'
-    assert text_of(learned.propose([], typed, 40)) == " rush, ok?"  # not '"}'
 
 
 def test_a_value_not_yet_begun_or_not_a_string_is_not_drafted_from_the_examples() -> None:
