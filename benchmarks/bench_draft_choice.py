@@ -44,13 +44,12 @@ much as a decode (docs/batching.md), on a GPU a decode costs more than its rows.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import results
-from bench_speculate import DATA, extract, text_sets
+from bench_speculate import copy_steps, extract, text_sets
 
 from taskloom.chat import Message
 from taskloom.chat.gpu import placement
@@ -89,18 +88,6 @@ class Generation:
     input: str  # the last message: the step's input
     decodes: int
     set: str
-
-
-def copy_steps(name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """An extraction eval set's steps with `copy: true`, as `bench_speculate` builds them."""
-    data = json.loads((DATA / f"{name}.json").read_text())
-    return [
-        (
-            {"text": c["text"], "copy": True, "examples": data["examples"][c["schema"]]},
-            data["schemas"][c["schema"]],
-        )
-        for c in data["cases"]
-    ]
 
 
 def record_generations(host: ModelHost, sets: Steps) -> list[Generation]:
@@ -153,9 +140,8 @@ def candidates(
         return [text_at(places[-1])]
     if strategy == "first":
         return [text_at(places[0])]
-    if strategy.startswith("longest"):  # with no template to close the span, its end is not guessed
-        latest = [text_at(places[-1])] if closing is None else []
-        return latest or [max((text_at(p) for p in reversed(places)), key=len)]
+    if strategy.startswith("longest"):  # the drafter's own choice
+        return [d._span_after(typed, closing)]
     if strategy == "input":
         start = source.rfind(input_text)
         inside = [p for p in places if start >= 0 and p >= start]

@@ -62,6 +62,18 @@ KIND_TEXTS = Path(__file__).parent.parent / "tests" / "tools" / "data" / "extrac
 IDLE_RUNS = 5
 
 
+def copy_steps(name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """An extraction eval set's (inputs, schema) steps, with `copy: true`."""
+    data = json.loads((DATA / f"{name}.json").read_text())
+    return [
+        (
+            {"text": c["text"], "copy": True, "examples": data["examples"][c["schema"]]},
+            data["schemas"][c["schema"]],
+        )
+        for c in data["cases"]
+    ]
+
+
 def text_sets(which: str) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]:
     """Per set, (inputs, schema) of each extraction step."""
     schema, report = load_cases("report")
@@ -74,18 +86,8 @@ def text_sets(which: str) -> dict[str, list[tuple[dict[str, Any], dict[str, Any]
     }
     if which == "all":
         for name in ("eval_extract", "voice_extract"):
-            data = json.loads((DATA / f"{name}.json").read_text())
-            sets[f"{name}, copy ({len(data['cases'])})"] = [
-                (
-                    {
-                        "text": c["text"],
-                        "copy": True,
-                        "examples": data["examples"][c["schema"]],
-                    },
-                    data["schemas"][c["schema"]],
-                )
-                for c in data["cases"]
-            ]
+            steps = copy_steps(name)
+            sets[f"{name}, copy ({len(steps)})"] = steps
     return sets
 
 
