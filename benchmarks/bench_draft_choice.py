@@ -10,8 +10,8 @@ with different continuations. Which one to draft:
 - `last`: the last place in the prompt (the input comes after the examples), as
   shipped before this benchmark;
 - `first`: the first place;
-- `longest`, as shipped: the place whose likely span (`span_end`) runs longest, the
-  latest of equals;
+- `longest`: the place whose likely span (`span_end`) runs longest, the latest of
+  equals;
 - `input`: the last place within the last message (the input), else `last`;
 - `tree`: every distinct continuation (up to 4), verified together as branches of
   one decode, each drafted token a row: the draft accepted is the longest.
@@ -19,7 +19,9 @@ with different continuations. Which one to draft:
 And one rule beside them: at a value's start, before its first token, and inside a
 number or a null, nothing is drafted (as shipped); `longest, lookup at a value's start`
 drafts there by prompt lookup, as `last, lookup at a value's start` does: the drafter as
-it was before this benchmark, which the ratios divide by.
+it was before this benchmark, which the ratios divide by. These drafts are up to
+`MAX_DRAFT` tokens of every kind; as shipped, `longest` with prompt lookup sized to the
+device (`lookup_limit`: 2 tokens on a CPU) replays the drafter the host used.
 
 The "most likely" place needs the model's probabilities of the candidates' tokens,
 which is what verifying them computes: the tree is that choice.
@@ -32,13 +34,14 @@ outputs are the same whatever the draft (`bench_speculate.py` checks it), so a d
 accepted length, and the decodes and rows of the generation, follow exactly from the
 output; no time is measured. A replayed draft is sized as on the idle host (up to
 `MAX_DRAFT` tokens) and the tree's branches share its rows where their tokens agree.
+A row costs about 7.6 ms and a decode 10.4 ms besides on 2 cores (docs/batching.md):
+`modelled time` weighs them so; on a GPU the decodes are what cost.
 
 It prints, per strategy, decodes and rows (one per evaluated token: the picked one and
 each drafted), and the ratios to the drafter before, apart for each group of sets: the quick sets
 (where the span's place was chosen), the eval sets (`--sets all`: they report that
-choice, and the value-start rule was chosen on them), and `fresh_extract.json` with
-`copy: true` (`--sets all`), on which neither was chosen. On a CPU a row costs about as
-much as a decode (docs/batching.md), on a GPU a decode costs more than its rows.
+choice, and the value-start rule and lookup's size were chosen on them), and
+`fresh_extract.json` with `copy: true` (`--sets all`), on which none was chosen.
 """
 
 from __future__ import annotations
@@ -67,9 +70,12 @@ STRATEGIES = [
     "input",
     "tree",
     "longest, lookup at a value's start",
+    "longest, lookup sized to the device",
 ]
 TREE_WIDTH = 4
-SHIPPED = "longest"
+SHIPPED = "longest, lookup sized to the device"
+DECODE_MS, ROW_MS = 10.4, 7.6
+"""On 2 CPU cores, a decode's cost besides its rows and a row's (docs/batching.md)."""
 QUICK = {"held-out style (24)", "tune split (8)", "kinds' test texts (11)"}
 """`bench_speculate`'s quick sets, where the span's place was chosen; its eval sets
 report that, and are where drafting nothing at a value's start was chosen."""
@@ -88,6 +94,7 @@ class Generation:
     input: str  # the last message: the step's input
     decodes: int
     set: str
+    lookup_limit: int  # as the host sized prompt lookup
 
 
 def record_generations(host: ModelHost, sets: Steps) -> list[Generation]:
@@ -106,7 +113,7 @@ def record_generations(host: ModelHost, sets: Steps) -> list[Generation]:
     def generated(prompt: Sequence[int], **kwargs: Any) -> Any:
         out = generate(prompt, **kwargs)
         d, text = made[-1]
-        kept.append(Generation(d, list(out.tokens), text, out.decodes, running[0]))
+        kept.append(Generation(d, list(out.tokens), text, out.decodes, running[0], d.lookup_limit))
         return out
 
     host._templates.drafter = drafter  # type: ignore[method-assign]
@@ -172,6 +179,7 @@ def drafts(g: Generation, text: str, out: Sequence[int], strategy: str) -> list[
 def replay(g: Generation, strategy: str, piece: Callable[[int], bytes]) -> tuple[int, int, int]:
     """Decodes, rows and accepted drafted tokens of one generation under a strategy."""
     tokens = g.tokens
+    g.drafter.lookup_limit = g.lookup_limit if strategy == SHIPPED else MAX_DRAFT
     done = 1  # the prompt's decode picked the first token
     decodes, rows, accepted = 0, 0, 0  # the decodes after the prompt
     while done < len(tokens):
@@ -239,13 +247,16 @@ def main() -> None:
             counts = [replay(g, strategy, piece) for g in members]
             totals[strategy] = tuple(sum(c[i] for c in counts) for i in range(3))
         base_decodes, base_rows, _ = totals[BEFORE]
+        base_ms = base_decodes * DECODE_MS + base_rows * ROW_MS
         for strategy, (decodes, rows, accepted) in totals.items():
+            ms = (decodes * DECODE_MS + rows * ROW_MS) / base_ms
             print(
                 f"  {strategy:36} decodes {decodes:5} ({decodes / base_decodes:.3f} of before)"
-                f"  rows {rows:6} ({rows / base_rows:.3f})  drafted tokens accepted {accepted}"
+                f"  rows {rows:6} ({rows / base_rows:.3f})  modelled time {ms:.3f}"
+                f"  drafted tokens accepted {accepted}"
             )
             measured[strategy].append(
-                f"{group} {decodes / base_decodes:.3f} / {rows / base_rows:.3f}"
+                f"{group} {decodes / base_decodes:.3f} / {rows / base_rows:.3f} / {ms:.3f}"
                 f" ({decodes} / {rows})"
             )
     described = ", ".join(f"{group} {len(members)}" for group, members in groups.items())
@@ -254,7 +265,7 @@ def main() -> None:
             results.Row(
                 what=f"copy-span drafts, `{strategy}`"
                 + (" (as shipped)" if strategy == SHIPPED else "")
-                + f": decodes / rows ÷ those of `{BEFORE}` (as before)"
+                + f": decodes / rows / modelled CPU time ÷ those of `{BEFORE}` (as before)"
                 f" (generations: {described})",
                 measured="; ".join(measured[strategy]),
                 target="reported",

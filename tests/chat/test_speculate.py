@@ -14,7 +14,9 @@ from taskloom.chat.llama.speculate import (
     MAX_DRAFT,
     Drafter,
     Lookup,
+    Templates,
     draft_size,
+    lookup_limit,
     skeleton_template,
     span_end,
     template_of,
@@ -122,6 +124,16 @@ def test_without_a_template_prompt_lookup_drafts() -> None:
     d = drafter({})
     out = chars("Order 9")
     assert text_of(d.propose(out, b"Order 9", 5)) == "6304 "
+
+
+def test_on_a_cpu_prompt_lookup_drafts_two_tokens_and_the_shape_drafts_in_full() -> None:
+    assert lookup_limit(on_gpu=True) == MAX_DRAFT
+    drafters = Templates(chars, lookup_limit(on_gpu=False))
+    d = drafters.drafter([{"role": "user", "content": SOURCE}], chars(SOURCE), None)
+    assert text_of(d.propose(chars("Order 9"), b"Order 9", 5)) == "63"
+    schema = {"type": "object", "properties": {"name": {}, "city": {}}, "required": ["name"]}
+    d = drafters.drafter([{"role": "user", "content": SOURCE}], chars(SOURCE), schema)
+    assert text_of(d.propose([], b'{"name": "Tom', MAX_DRAFT)) == " Baker"
 
 
 def test_drafts_shrink_as_the_batch_fills() -> None:

@@ -43,11 +43,7 @@ from taskloom.chat.llama.decoder import N_BRANCHES, N_SLOTS, Decoder
 from taskloom.chat.llama.grammar import GrammarCache
 from taskloom.chat.llama.picker import Draft, Generated, json_done
 from taskloom.chat.llama.placement import rss_mb
-from taskloom.chat.llama.speculate import (
-    MAX_DRAFT,
-    Templates,
-    allowance,
-)
+from taskloom.chat.llama.speculate import MAX_DRAFT, Templates, allowance, lookup_limit
 from taskloom.chat.model_file import check_model_file
 from taskloom.errors import ModelFileError, TaskInputError
 from taskloom.logs import get_logger
@@ -161,7 +157,10 @@ class ModelHost:
             else None
         )
         self._max_draft = MAX_DRAFT if speculate else 0
-        self._templates = Templates(lambda text: self._decoder.tokenize(text, special=False))
+        self._templates = Templates(
+            lambda text: self._decoder.tokenize(text, special=False),
+            lookup_limit(on_gpu=mparams.n_gpu_layers != 0),
+        )
         self._formatter = self._chat_formatter()
         self.load_s = time.perf_counter() - started
         self.model_bytes = int(llama_cpp.llama_model_size(self._model.model))

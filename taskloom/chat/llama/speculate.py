@@ -28,7 +28,8 @@ decoding is drafted, since sampling would need rejection sampling.
 
 How much to draft: each drafted token costs a row of the batch and its logits (262k of
 them for Gemma). On a CPU that is real compute, so a step's allowance is shared among
-the sequences generating at once; a GPU has room to spare (`allowance`).
+the sequences generating at once, and prompt lookup, the kind of draft rejected most,
+drafts at most two tokens; a GPU has room to spare (`allowance`, `lookup_limit`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ CPU_ALLOWANCE = 16
 """Drafted tokens per batch step on a CPU, shared by the generating sequences."""
 GPU_ALLOWANCE = 128
 """Drafted tokens per batch step on a GPU, where a small batch costs about one row."""
+CPU_LOOKUP = 2
+"""The most tokens prompt lookup drafts at once on a CPU. A drafted token pays when it
+is accepted more often than a row's cost over a decode's (about 7.6 ms against 18 ms
+on 2 cores, docs/batching.md), and lookup's are accepted least: 36% of them on the eval
+sets, where the answer's shape drafts 50-75%. Replayed, capping lookup at 2 cut the
+modelled generation time most on the eval sets (-7.5%; 1 and 3: -6.7%, -6.6%), and
+-8.2% on a set written by another hand (`benchmarks/bench_draft_choice.py`)."""
 MATCH = 8
 """How far back prompt lookup compares the output with an earlier occurrence."""
 SPAN_CHARS = 48
@@ -198,6 +206,7 @@ class Drafter:
             (`template_of`); empty for an answer that is not a JSON object.
         tokenize: text to tokens, as the model's tokenizer does.
         lookup: the prompt lookup used where the other two have nothing.
+        lookup_limit: the most tokens prompt lookup drafts at once (`lookup_limit`).
     """
 
     def __init__(
@@ -206,11 +215,13 @@ class Drafter:
         template: dict[str | None, str],
         tokenize: Callable[[str], list[int]],
         lookup: Lookup,
+        lookup_limit: int = MAX_DRAFT,
     ) -> None:
         self._source = source
         self._template = template
         self._tokenize = tokenize
         self._lookup = lookup
+        self.lookup_limit = lookup_limit
 
     def propose(self, out: Sequence[int], text: bytes, n: int) -> list[int]:
         """Up to `n` tokens that may follow the output `out` (which spells `text`)."""
@@ -218,7 +229,7 @@ class Drafter:
             return []
         drafted = self._text(text.decode("utf-8", errors="ignore")) if self._template else None
         if drafted is None:
-            return self._lookup.propose(out, n)
+            return self._lookup.propose(out, min(n, self.lookup_limit))
         return self._tokenize(drafted)[:n] if drafted else []
 
     def _text(self, text: str) -> str | None:
@@ -294,10 +305,12 @@ def skeleton_template(schema: dict[str, Any] | None) -> dict[str | None, str]:
 
 class Templates:
     """By schema, the text between values of its latest answer (`template_of`), so that
-    a worker drafts the keys and spacing its model actually writes."""
+    a worker drafts the keys and spacing its model actually writes; its drafters' prompt
+    lookup drafts up to `lookup_limit` tokens."""
 
-    def __init__(self, tokenize: Callable[[str], list[int]]) -> None:
+    def __init__(self, tokenize: Callable[[str], list[int]], lookup_limit: int = MAX_DRAFT) -> None:
         self._tokenize = tokenize
+        self._lookup_limit = lookup_limit
         self._by_shape: dict[str, dict[str | None, str]] = {}
 
     def drafter(
@@ -306,7 +319,7 @@ class Templates:
         """A drafter for one generation from `prompt`, the tokens of `messages`."""
         template = self._by_shape.get(_shape(schema)) or skeleton_template(schema)
         source = "\n".join(m["content"] for m in messages)
-        return Drafter(source, template, self._tokenize, Lookup(prompt))
+        return Drafter(source, template, self._tokenize, Lookup(prompt), self._lookup_limit)
 
     def learn(self, schema: dict[str, Any] | None, answer: str) -> None:
         """Keep the text between values of this answer for the schema's next ones."""
@@ -325,6 +338,11 @@ def _shape(schema: dict[str, Any] | None) -> str:
 def allowance(*, on_gpu: bool) -> int:
     """Drafted tokens per batch step for this device."""
     return GPU_ALLOWANCE if on_gpu else CPU_ALLOWANCE
+
+
+def lookup_limit(*, on_gpu: bool) -> int:
+    """The most tokens prompt lookup drafts at once on this device (`CPU_LOOKUP`)."""
+    return MAX_DRAFT if on_gpu else CPU_LOOKUP
 
 
 def draft_size(allowance: int, generating: int) -> int:
