@@ -32,10 +32,12 @@ generation used (its prompt, input and the answer template it had learned) is ke
 Replayed, not decoded: each strategy's drafts against the tokens generated. Greedy
 outputs are the same whatever the draft (`bench_speculate.py` checks it), so a draft's
 accepted length, and the decodes and rows of the generation, follow exactly from the
-output; no time is measured. A replayed draft is sized as on the idle host (up to
+output. A replayed draft is sized as on the idle host (up to
 `MAX_DRAFT` tokens) and the tree's branches share its rows where their tokens agree.
 A row costs about 7.6 ms and a decode 10.4 ms besides on 2 cores (docs/batching.md):
-`modelled time` weighs them so; on a GPU the decodes are what cost.
+`modelled time` weighs them so; on a GPU the decodes are what cost. One choice is timed
+as well, on a CPU: every step generated again with prompt lookup up to `MAX_DRAFT` and
+up to the shipped size, back to back, and only the generation timed.
 
 It prints, per strategy, decodes and rows (one per evaluated token: the picked one and
 each drafted), and the ratios to the drafter before, apart for each group of sets: the quick sets
@@ -47,6 +49,7 @@ choice, and the value-start rule and lookup's size were chosen on them), and
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -118,11 +121,56 @@ def record_generations(host: ModelHost, sets: Steps) -> list[Generation]:
 
     host._templates.drafter = drafter  # type: ignore[method-assign]
     host._decoder.generate = generated  # type: ignore[method-assign]
-    for name, steps in sets.items():
-        running[0] = name
-        for inputs, schema in steps:
-            extract(host, inputs, schema)
+    try:
+        for name, steps in sets.items():
+            running[0] = name
+            for inputs, schema in steps:
+                extract(host, inputs, schema)
+    finally:
+        del host._templates.drafter, host._decoder.generate  # the class's own again
     return kept
+
+
+def time_lookup_limits(
+    host: ModelHost, sets: Steps, limits: Sequence[int]
+) -> dict[str, list[float]]:
+    """Per group of sets, the seconds `host` spent generating its answers with prompt
+    lookup drafting up to each of `limits` tokens: every step once per limit, back to
+    back, the order turned round from one step to the next (the second run finds more
+    of the prompt cached). Only the generation is timed, not the review."""
+    spent: dict[str, list[float]] = {}
+    limit = [0]
+    generate = host._decoder.generate
+
+    def timed(prompt: Sequence[int], **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return generate(prompt, **kwargs)
+        finally:
+            spent[group][limit[0]] += time.perf_counter() - started
+
+    host._decoder.generate = timed  # type: ignore[method-assign]
+    try:
+        for name, steps in sets.items():
+            group = group_of(name)
+            spent.setdefault(group, [0.0] * len(limits))
+            for n, (inputs, schema) in enumerate(steps):
+                for i in range(len(limits))[:: -1 if n % 2 else 1]:
+                    limit[0] = i
+                    host._templates._lookup_limit = limits[i]
+                    extract(host, inputs, schema)
+    finally:
+        del host._decoder.generate
+    return spent
+
+
+def modelled_ms(totals: Sequence[int]) -> float:
+    """A generation's time on 2 CPU cores from its decodes and rows (`DECODE_MS`)."""
+    return totals[0] * DECODE_MS + totals[1] * ROW_MS
+
+
+def group_of(set_name: str) -> str:
+    return "quick sets" if set_name in QUICK else "fresh set" if set_name == FRESH else "eval sets"
 
 
 def candidates(
@@ -232,24 +280,21 @@ def main() -> None:
             met=same == len(generations),
         )
     ]
-    groups = {
-        "quick sets": [g for g in generations if g.set in QUICK],
-        "eval sets": [g for g in generations if g.set not in QUICK and g.set != FRESH],
-        "fresh set": [g for g in generations if g.set == FRESH],
-    }
-    groups = {name: members for name, members in groups.items() if members}
+    groups: dict[str, list[Generation]] = {}
+    for g in generations:
+        groups.setdefault(group_of(g.set), []).append(g)
     measured: dict[str, list[str]] = {strategy: [] for strategy in STRATEGIES}
+    modelled: dict[str, float] = {}  # per group, shipped ÷ `longest` (lookup not sized)
     for group, members in groups.items():
         tokens = sum(len(g.tokens) for g in members)
         print(f"{group}: {len(members)} generations, {tokens} tokens")
-        totals = {}
+        totals: dict[str, tuple[int, ...]] = {}
         for strategy in STRATEGIES:
             counts = [replay(g, strategy, piece) for g in members]
             totals[strategy] = tuple(sum(c[i] for c in counts) for i in range(3))
         base_decodes, base_rows, _ = totals[BEFORE]
-        base_ms = base_decodes * DECODE_MS + base_rows * ROW_MS
         for strategy, (decodes, rows, accepted) in totals.items():
-            ms = (decodes * DECODE_MS + rows * ROW_MS) / base_ms
+            ms = modelled_ms((decodes, rows)) / modelled_ms(totals[BEFORE])
             print(
                 f"  {strategy:36} decodes {decodes:5} ({decodes / base_decodes:.3f} of before)"
                 f"  rows {rows:6} ({rows / base_rows:.3f})  modelled time {ms:.3f}"
@@ -259,6 +304,7 @@ def main() -> None:
                 f"{group} {decodes / base_decodes:.3f} / {rows / base_rows:.3f} / {ms:.3f}"
                 f" ({decodes} / {rows})"
             )
+        modelled[group] = modelled_ms(totals[SHIPPED]) / modelled_ms(totals["longest"])
     described = ", ".join(f"{group} {len(members)}" for group, members in groups.items())
     for strategy in STRATEGIES[1:]:
         rows_out.append(
@@ -272,12 +318,32 @@ def main() -> None:
                 met=None,
             )
         )
+    shipped_limit = host._templates._lookup_limit
+    if shipped_limit < MAX_DRAFT:  # on a CPU: time what sizing prompt lookup saves
+        spent = time_lookup_limits(host, sets, [MAX_DRAFT, shipped_limit])
+        timed = {group: after / before for group, (before, after) in spent.items()}
+        print(
+            f"generation time, prompt lookup up to {shipped_limit} tokens ÷ up to {MAX_DRAFT},"
+            " each step back to back on this host: "
+            + ", ".join(f"{g} {r:.3f} (modelled {modelled[g]:.3f})" for g, r in timed.items())
+        )
+        rows_out.append(
+            results.Row(
+                what=f"copy-span drafts: generation time with prompt lookup drafting up to"
+                f" {shipped_limit} tokens (as shipped on a CPU) ÷ up to {MAX_DRAFT}, measured"
+                " (modelled from decodes and rows)",
+                measured="; ".join(f"{g} {r:.3f} ({modelled[g]:.3f})" for g, r in timed.items()),
+                target="reported",
+                met=None,
+            )
+        )
     results.record(
         "bench_draft_choice" if args.sets == "all" else "bench_draft_choice_quick",
         real="the default GGUF model's greedy extraction outputs on bench_speculate's sets (and"
         " fresh_extract.json), and the drafter (prompt, input, answer template) each used",
         simulated="the verify loop: each strategy's drafts replayed against the generated"
-        " tokens (exact for greedy outputs, which do not depend on the draft); no timing",
+        " tokens (exact for greedy outputs, which do not depend on the draft), timed only"
+        " for prompt lookup's size",
         rows=rows_out,
     )
 

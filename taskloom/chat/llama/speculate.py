@@ -54,11 +54,11 @@ GPU_ALLOWANCE = 128
 """Drafted tokens per batch step on a GPU, where a small batch costs about one row."""
 CPU_LOOKUP = 2
 """The most tokens prompt lookup drafts at once on a CPU. A drafted token pays when it
-is accepted more often than a row's cost over a decode's (about 7.6 ms against 18 ms
-on 2 cores, docs/batching.md), and lookup's are accepted least: 36% of them on the eval
-sets, where the answer's shape drafts 50-75%. Replayed, capping lookup at 2 cut the
-modelled generation time most on the eval sets (-7.5%; 1 and 3: -6.7%, -6.6%), and
--8.2% on a set written by another hand (`benchmarks/bench_draft_choice.py`)."""
+is accepted more often than a row's cost over a decode's (about 7.6 ms against 18 ms on
+2 cores), and lookup's are accepted least: 37% of them on the eval sets, against 48% of
+the copied spans' and 55% of the answer shape's. Capped at 2, the generation took 0.924
+of the time uncapped on the eval sets (where 2 was chosen) and 0.892 on a set written by
+another hand (`benchmarks/bench_draft_choice.py`, docs/batching.md)."""
 MATCH = 8
 """How far back prompt lookup compares the output with an earlier occurrence."""
 SPAN_CHARS = 48
