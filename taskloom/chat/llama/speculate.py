@@ -56,9 +56,10 @@ CPU_LOOKUP = 2
 """The most tokens prompt lookup drafts at once on a CPU. A drafted token pays when it
 is accepted more often than a row's cost over a decode's (about 7.6 ms against 18 ms on
 2 cores), and lookup's are accepted least: 37% of them on the eval sets, against 48% of
-the copied spans' and 55% of the answer shape's. Capped at 2, the generation took 0.924
-of the time uncapped on the eval sets (where 2 was chosen) and 0.892 on a set written by
-another hand (`benchmarks/bench_draft_choice.py`, docs/batching.md)."""
+the copied spans' and 55% of the answer shape's. Capped at 2, extraction generated a
+token in 0.919 of the time uncapped on the eval sets (where 2 was chosen), 0.903 on a
+set written by another hand, and `generate` replies in 0.797
+(`benchmarks/bench_draft_choice.py`, docs/batching.md)."""
 MATCH = 8
 """How far back prompt lookup compares the output with an earlier occurrence."""
 SPAN_CHARS = 48
