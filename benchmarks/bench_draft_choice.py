@@ -1,4 +1,5 @@
-"""Which span to draft when the value so far occurs at several places in the input.
+"""What to draft: which span, where the value so far occurs at several places of the input,
+and how long prompt lookup's drafts may be on a CPU.
 
     python benchmarks/bench_draft_choice.py [--sets all|quick]
 
