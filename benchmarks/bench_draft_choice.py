@@ -24,11 +24,19 @@ it was before this benchmark, which the ratios divide by. These drafts are up to
 `MAX_DRAFT` tokens of every kind; as shipped, `longest` with prompt lookup sized to the
 device (`lookup_limit`: 2 tokens on a CPU) replays the drafter the host used.
 
+A reply (`generate`) is text that is not copied as a whole, so it is drafted by prompt
+lookup alone. `longest, lookup sized to the device, id runs` drafts besides, once a
+reply has begun an id or a number (a grounding run with a digit: "#A-5"), the rest of
+it from the input ("5120" of "#A-55120"), up to `MAX_DRAFT` tokens where lookup drafts
+2 on a CPU; one character pins it, where lookup needs the tokens before it to match.
+Not shipped: it is measured here.
+
 The "most likely" place needs the model's probabilities of the candidates' tokens,
 which is what verifying them computes: the tree is that choice.
 
 Real: the default GGUF model generates every extraction step of the sets of
-`bench_speculate.py` greedily on one idle host with speculation on, and the drafter each
+`bench_speculate.py`, and `bench_grounding`'s 20 reply tasks (`generate`, grounded),
+greedily on one idle host with speculation on, and the drafter each
 generation used (its prompt, input and the answer template it had learned) is kept.
 Replayed, not decoded: each strategy's drafts against the tokens generated. Greedy
 outputs are the same whatever the draft (`bench_speculate.py` checks it), so a draft's
@@ -49,13 +57,15 @@ It prints, per strategy, decodes and rows (one per evaluated token: the picked o
 each drafted), and the ratios to the drafter before, apart for each group of sets: the quick sets
 (where the span's place was chosen), the eval sets (`--sets all`: they report that
 choice, and the value-start rule and lookup's size were chosen on them), and
-`fresh_extract.json` with `copy: true` (`--sets all`), on which none was chosen.
+`fresh_extract.json` with `copy: true` (`--sets all`), on which none was chosen, and
+the replies.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,6 +78,7 @@ from bench_speculate import copy_steps, extract, text_sets
 
 from taskloom.chat import Message
 from taskloom.chat.gpu import placement
+from taskloom.chat.grounding import OPEN_RUN, RUN, TAIL
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.llama.speculate import MAX_DRAFT, SPAN_CHARS, Drafter, _Scanner, span_end
 from taskloom.chat.load import default_model_path
@@ -84,9 +95,11 @@ STRATEGIES = [
     "tree",
     "longest, lookup at a value's start",
     "longest, lookup sized to the device",
+    "longest, lookup sized to the device, id runs",
 ]
 TREE_WIDTH = 4
 SHIPPED = "longest, lookup sized to the device"
+ID_RUNS = "longest, lookup sized to the device, id runs"
 DECODE_MS, ROW_MS = 10.4, 7.6
 """On 2 CPU cores, a decode's cost besides its rows and a row's (docs/batching.md)."""
 QUICK = {"held-out style (24)", "tune split (8)", "kinds' test texts (11)"}
@@ -97,7 +110,8 @@ FRESH = "fresh_extract, copy (60)"
 REPLIES = "replies, generate (20)"
 """`bench_grounding`'s reply tasks, timed only: `generate` drafts by prompt lookup alone."""
 REPLIES_DATA = Path(__file__).parent / "data" / "replies.json"
-Steps = dict[str, list[tuple[dict[str, Any], dict[str, Any]]]]
+Steps = dict[str, list[Callable[[], Any]]]
+"""Per set, its steps, each run on the host when called."""
 
 
 @dataclass
@@ -114,7 +128,8 @@ class Generation:
 
 
 def record_generations(host: ModelHost, sets: Steps) -> list[Generation]:
-    """Run every step once on `host`, keeping each generation's drafter and tokens."""
+    """Run every step once on `host`, keeping each generation's drafter and tokens
+    (`sets`' steps run on `host`)."""
     kept: list[Generation] = []
     made: list[tuple[Drafter, str]] = []
     running = [""]  # the set of the step running
@@ -137,8 +152,8 @@ def record_generations(host: ModelHost, sets: Steps) -> list[Generation]:
     try:
         for name, steps in sets.items():
             running[0] = name
-            for inputs, schema in steps:
-                extract(host, inputs, schema)
+            for step in steps:
+                step()
     finally:
         del host._templates.drafter, host._decoder.generate  # the class's own again
     return kept
@@ -194,6 +209,8 @@ def modelled_ms(totals: Sequence[int]) -> float:
 
 
 def group_of(set_name: str) -> str:
+    if set_name == REPLIES:
+        return "replies"
     return "quick sets" if set_name in QUICK else "fresh set" if set_name == FRESH else "eval sets"
 
 
@@ -245,13 +262,16 @@ def drafts(g: Generation, text: str, out: Sequence[int], strategy: str) -> list[
                 return [d._tokenize(t)[:MAX_DRAFT] for t in texts]
         elif strategy.endswith("lookup at a value's start"):
             return [d._lookup.propose(out, MAX_DRAFT)]
+        rest = id_run_rest(d._source, where.typed) if strategy == ID_RUNS else ""
+        if rest and where.is_string:
+            return [d._tokenize(rest)[:MAX_DRAFT]]
     return [d.propose(out, text.encode(), MAX_DRAFT)]
 
 
 def replay(g: Generation, strategy: str, piece: Callable[[int], bytes]) -> tuple[int, int, int]:
     """Decodes, rows and accepted drafted tokens of one generation under a strategy."""
     tokens = g.tokens
-    g.drafter.lookup_limit = g.lookup_limit if strategy == SHIPPED else MAX_DRAFT
+    g.drafter.lookup_limit = g.lookup_limit if strategy in (SHIPPED, ID_RUNS) else MAX_DRAFT
     done = 1  # the prompt's decode picked the first token
     decodes, rows, accepted = 0, 0, 0  # the decodes after the prompt
     while done < len(tokens):
@@ -264,6 +284,23 @@ def replay(g: Generation, strategy: str, piece: Callable[[int], bytes]) -> tuple
         accepted += best
         done += best + 1
     return decodes, rows, accepted
+
+
+def id_run_rest(source: str, typed: str) -> str:
+    """The rest of the id or number (a grounding run with a digit) that `typed` ends in,
+    from where it occurs in `source`: "5120" after "Your order #A-5" with "#A-55120" in
+    the source; of several places, the longest, the latest of equals."""
+    m = OPEN_RUN.search(typed[-TAIL:])
+    if m is None:
+        return ""
+    run, best = m.group(), ""
+    for place in re.finditer(r"(?<![A-Za-z0-9])" + re.escape(run), source):
+        whole = RUN.match(source, place.start())
+        if whole is None or not any(c.isdigit() for c in whole.group()):
+            continue
+        if len(rest := whole.group()[len(run) :]) >= len(best):
+            best = rest
+    return best
 
 
 def _common(a: Sequence[int], b: Sequence[int]) -> int:
@@ -286,9 +323,14 @@ def main() -> None:
             pieces[t] = host._decoder.piece(t)
         return pieces[t]
 
-    sets = text_sets(args.sets)
+    texts = text_sets(args.sets)
     if args.sets == "all":
-        sets[FRESH] = copy_steps("fresh_extract")
+        texts[FRESH] = copy_steps("fresh_extract")
+    sets: Steps = {
+        name: [partial(extract, host, inputs, schema) for inputs, schema in steps]
+        for name, steps in texts.items()
+    }
+    sets[REPLIES] = replies(host)
     generations = record_generations(host, sets)
     same = sum(replay(g, SHIPPED, piece)[0] == g.decodes for g in generations)
     print(
@@ -345,11 +387,8 @@ def main() -> None:
     shipped_limit = host._templates._lookup_limit
     if shipped_limit < MAX_DRAFT:  # on a CPU: time what sizing prompt lookup saves
         steps: dict[str, list[Callable[[], Any]]] = {}
-        for name, members in sets.items():
-            steps.setdefault(group_of(name), []).extend(
-                partial(extract, host, inputs, schema) for inputs, schema in members
-            )
-        steps[REPLIES] = replies(host)
+        for name, calls in sets.items():
+            steps.setdefault(group_of(name), []).extend(calls)
         spent = time_lookup_limits(host, steps, [MAX_DRAFT, shipped_limit])
         timed = {
             group: (after[0] / after[1]) / (before[0] / before[1])
@@ -376,7 +415,8 @@ def main() -> None:
     results.record(
         "bench_draft_choice" if args.sets == "all" else "bench_draft_choice_quick",
         real="the default GGUF model's greedy extraction outputs on bench_speculate's sets (and"
-        " fresh_extract.json), and the drafter (prompt, input, answer template) each used",
+        " fresh_extract.json) and bench_grounding's 20 replies, and the drafter (prompt,"
+        " input, answer template) each used",
         simulated="the verify loop: each strategy's drafts replayed against the generated"
         " tokens (exact for greedy outputs, which do not depend on the draft), timed only"
         " for prompt lookup's size",
