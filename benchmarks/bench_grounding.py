@@ -13,8 +13,11 @@ digit-carrying run not in the instruction or the context) and not. Simulated: no
 Printed: invented runs per reply (a digit-carrying run of the reply that the
 instruction and context lack, `taskloom.chat.grounding`), replies that end at a
 sentence end, replies that name the person, replies asked again (an answer that failed
-validation is re-asked warm, so the reply would differ from run to run), and the
-wall-time ratio.
+validation is re-asked warm, so the reply would differ from run to run), replies the
+kind's review flags for a quantity in words that the context does not support (changed
+in a sentence restated from it, or a number word it lacks: `taskloom/tools/
+quantities.py`; each printed, to be read: nothing here says whether a flag is right),
+and the wall-time ratio.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def main() -> None:
     for grounded in (False, True):
         host.reset_cache()
 
-        def reply(case: dict[str, Any], grounded: bool = grounded) -> tuple[str, int]:
+        def reply(case: dict[str, Any], grounded: bool = grounded) -> tuple[str, int, list[str]]:
             inputs = {
                 "instruction": case["instruction"],
                 "context": case["context"],
@@ -52,17 +55,18 @@ def main() -> None:
                 "grounded": grounded,
             }
             outcome = run_task("generate", inputs, model=host)
-            return str(outcome.value["text"]), outcome.usage.calls
+            changed = outcome.meta.get("changed", [])
+            return str(outcome.value["text"]), outcome.usage.calls, changed
 
         started = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
             replies = list(pool.map(reply, cases))
         wall_s = time.perf_counter() - started
-        texts = [text for text, _ in replies]
-        reasked = sum(calls > 1 for _, calls in replies)
+        reasked = sum(calls > 1 for _, calls, _ in replies)
+        restated = sum(bool(changed) for _, _, changed in replies)
         label = "grounded" if grounded else "free"
         invented = ended = named = 0
-        for case, text in zip(cases, texts, strict=True):
+        for case, (text, _, changed) in zip(cases, replies, strict=True):
             src = source(Inputs(instruction=case["instruction"], context=case["context"]))
             made_up = Grounding(src).invented(text)
             invented += len(made_up)
@@ -71,19 +75,23 @@ def main() -> None:
             named += case["person"].split()[0].lower() in text.lower()
             if made_up:
                 print(f"  {case['id']} ({label}): {made_up}")
+            if changed:
+                print(f"  {case['id']} ({label}) flagged for {changed}: {text!r}")
             if not is_ended:
                 print(f"  {case['id']} ({label}) ends: ...{text[-60:]!r}")
         n = len(cases)
         print(
             f"{label}: {invented} invented runs in {n} replies ({invented / n:.2f} per reply);"
             f" {ended}/{n} end at a sentence end; {named}/{n} name the person;"
-            f" {reasked}/{n} re-asked; {wall_s:.1f} s"
+            f" {reasked}/{n} re-asked; {restated}/{n} flagged for a quantity;"
+            f" {wall_s:.1f} s"
         )
         measured[grounded] = {
             "invented": invented / n,
             "ended": ended / n,
             "named": named / n,
             "reasked": reasked / n,
+            "restated": restated / n,
             "wall_s": wall_s,
         }
     host.close()
@@ -109,6 +117,13 @@ def main() -> None:
             "measured": f"{on['reasked']:.0%} (free: {off['reasked']:.0%})",
             "target": "0%",
             "met": on["reasked"] == 0,
+        },
+        {
+            "what": "generate: replies flagged for a quantity in words their context does not"
+            " support (quantities.py), grounded",
+            "measured": f"{on['restated']:.0%} (free: {off['restated']:.0%})",
+            "target": "reported",
+            "met": None,
         },
         {
             "what": "generate: wall time grounded ÷ free",

@@ -57,8 +57,8 @@ def test_the_readme_main_job_replies_to_the_customer_in_a_few_whole_sentences(
 
 
 def test_the_main_job_is_right_or_flagged_and_invents_no_id(taskloom_home: Path) -> None:
-    """Every step's value is right or listed for review; the reply's ids come from the
-    email (grounded decoding); the order id is the one in the email."""
+    """Every step's value is right or listed for review (the reply's refund term too); the
+    reply's ids come from the email (grounded decoding); the order id is the email's."""
     done = subprocess.run(
         [*readme_command(), "--json"],
         cwd=ROOT,
@@ -82,7 +82,14 @@ def test_the_main_job_is_right_or_flagged_and_invents_no_id(taskloom_home: Path)
         ("intent", None): steps["intent"]["value"]["label"] == "refund",
         ("booking", "date"): steps["booking"]["value"]["slots"]["date"] == "Friday",
         ("booking", "city"): steps["booking"]["value"]["slots"]["city"] == "Lyon",
+        # the passage gives refunds 5 business days: a reply that says otherwise is flagged
+        ("reply", None): all(
+            re.search(r"\b(5|five)\b", s)
+            for s in re.split(r"(?<=[.!?])\s+", reply)
+            if "refund" in s.lower() and " day" in s.lower()
+        ),
     }
+    assert isinstance(steps["reply"]["meta"]["changed"], list)  # the restatement check ran
     wrong_and_unflagged = [k for k, ok in right.items() if not ok and k not in flagged]
     assert not wrong_and_unflagged
     assert f"{len(record['review'])} values need review" in done.stderr or not record["review"]

@@ -79,6 +79,9 @@ def why_asked(job: StepJob, result: StepResult, policy: Policy) -> str:
     invented = result.meta.get("invented")
     if invented:
         return "not accepted: invents " + ", ".join(str(i) for i in invented)
+    changed = result.meta.get("changed")
+    if changed:
+        return "not accepted: a quantity its sources lack, " + "; ".join(str(c) for c in changed)
     if result.confidence is not None:
         return f"not accepted: confidence {result.confidence:.2f}"
     return "not accepted"
