@@ -59,6 +59,11 @@ class Grounding:
             if m.end() < edge - 1:
                 continue  # closed before this piece, and checked then
             run = m.group()
+            if m.start() and new[m.start() - 1] == "\\":
+                # A JSON escape's letters (\n, \u2013) write no id. Held to the source,
+                # \u + "2" was turned down, and the model's next picks spelled \ufcbc + "e"
+                # + \ufcbc…: characters of no language, in a reply.
+                run = run[5:] if run[:1] == "u" else run[1:]
             if not any(c.isdigit() for c in run):
                 continue
             # A run at the very end (or before a trailing joiner) may still grow: it need

@@ -23,6 +23,11 @@ SOURCE = "Reply to Maria about order A-1042; refunds take 5 business days; total
         ("a total of €", "84", True),
         ("a total of €84", ".90", True),
         ("order ", "1042", True),  # bounded inside A-1042
+        # the text is a JSON string: an escape's hex digits are no id, what follows is
+        ("a total of \\u", "20ac", True),
+        ("a total of \\u20ac", "84", True),
+        ("a total of \\u20ac", "99", False),
+        ("refunds take\\n", "7", False),
     ],
 )
 def test_each_token_is_checked_against_the_source(text: str, piece: str, allowed: bool) -> None:

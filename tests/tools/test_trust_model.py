@@ -80,8 +80,8 @@ def test_a_stopped_run_is_not_spelled_on_in_letters(model_host: ModelHost) -> No
 def test_a_turned_down_number_is_not_replaced_by_a_byte_of_a_character(
     model_host: ModelHost,
 ) -> None:
-    # bench_grounding, r010: "bank transfers take" + an invented number turned down, then
-    # byte tokens (they read as no digit): "take ﲼeﲼeﳎ…".
+    # "bank transfers take" + an invented number turned down: a byte token reads as no
+    # digit, but strung together they spell characters of no language.
     decoder = model_host._decoder
     byte = next(t for t in range(decoder.n_vocab) if decoder.piece(t) == b"\xef")
     draft = Draft(grammar=None, temperature=0.0, rng=np.random.default_rng(0))
@@ -91,6 +91,20 @@ def test_a_turned_down_number_is_not_replaced_by_a_byte_of_a_character(
     logits = np.full(decoder.n_vocab, -10.0, dtype=np.single)
     logits[[number, byte, about]] = [9.0, 8.0, 7.0]
     assert decoder.piece(decoder.picker.advance(draft, logits)) == b"about"
+
+
+def test_a_json_escapes_hex_digits_are_not_held_to_the_source(model_host: ModelHost) -> None:
+    # bench_grounding, r010: "take \u" + "2" (of \u20ac, "€") was turned down, and the
+    # hex letters left spelled "\ufcbc" + "e" + "\ufcbc"…, characters of no language.
+    decoder = model_host._decoder
+    draft = Draft(grammar=None, temperature=0.0, rng=np.random.default_rng(0))
+    draft.grounding = Grounding("Refunds go back to the original payment method.")
+    draft.text = b"bank transfers take \\u"
+    two, fc = (decoder.tokenize(p, special=False)[0] for p in ("2", "fc"))
+    logits = np.full(decoder.n_vocab, -10.0, dtype=np.single)
+    logits[[two, fc]] = [9.0, 8.0]
+    assert decoder.piece(decoder.picker.advance(draft, logits)) == b"2"
+    assert draft.ungrounded == 0
 
 
 def test_a_reply_its_token_budget_cuts_is_closed_not_reasked(model_host: ModelHost) -> None:

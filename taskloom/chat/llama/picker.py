@@ -279,8 +279,8 @@ class Picker:
         failing that among the top candidates, the best allowed one with no digit.
 
         A piece of a character (a byte token) is taken only where nothing else is: it
-        reads as no digit, but a model turned away from a number it was sure of strings
-        them into characters of no language ("take ﲼeﲼeﳎ…")."""
+        reads as no digit, and strung together such pieces spell characters of no
+        language."""
         top = np.argpartition(logits, -TOP_K)[-TOP_K:]
         ranked = [int(t) for t in top[np.argsort(-logits[top])] if np.isfinite(logits[t])]
 
