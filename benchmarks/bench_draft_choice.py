@@ -74,11 +74,12 @@ from pathlib import Path
 from typing import Any
 
 import results
+from bench_grounding import reply_inputs
 from bench_speculate import copy_steps, extract, text_sets
 
 from taskloom.chat import Message
 from taskloom.chat.gpu import placement
-from taskloom.chat.grounding import OPEN_RUN, RUN, TAIL
+from taskloom.chat.grounding import OPEN_RUN, RUN, TAIL, _bounded
 from taskloom.chat.llama.host import ModelHost
 from taskloom.chat.llama.speculate import MAX_DRAFT, SPAN_CHARS, Drafter, _Scanner, span_end
 from taskloom.chat.load import default_model_path
@@ -197,10 +198,7 @@ def replies(host: ModelHost) -> list[Callable[[], Any]]:
     """`bench_grounding`'s reply tasks as `generate` steps on `host`: a kind that drafts by
     prompt lookup alone."""
     cases = json.loads(REPLIES_DATA.read_text())["cases"]
-    inputs = [
-        {"instruction": c["instruction"], "context": c["context"], "max_tokens": 128} for c in cases
-    ]
-    return [partial(run_task, "generate", i, model=host) for i in inputs]
+    return [partial(run_task, "generate", reply_inputs(c), model=host) for c in cases]
 
 
 def modelled_ms(totals: Sequence[int]) -> float:
@@ -294,7 +292,7 @@ def id_run_rest(source: str, typed: str) -> str:
     if m is None:
         return ""
     run, best = m.group(), ""
-    for place in re.finditer(r"(?<![A-Za-z0-9])" + re.escape(run), source):
+    for place in re.finditer(_bounded(run), source):
         whole = RUN.match(source, place.start())
         if whole is None or not any(c.isdigit() for c in whole.group()):
             continue

@@ -39,6 +39,16 @@ from taskloom.tools.generate import SENTENCE_END, Inputs, source
 DATA = Path(__file__).parent / "data" / "replies.json"
 
 
+def reply_inputs(case: dict[str, Any], *, grounded: bool = True) -> dict[str, Any]:
+    """A reply task's `generate` inputs."""
+    return {
+        "instruction": case["instruction"],
+        "context": case["context"],
+        "max_tokens": 128,
+        "grounded": grounded,
+    }
+
+
 def main() -> None:
     cases: list[dict[str, Any]] = json.loads(DATA.read_text())["cases"]
     host = ModelHost(default_model_path(), n_ctx=2048, concurrency=8)
@@ -48,13 +58,7 @@ def main() -> None:
         host.reset_cache()
 
         def reply(case: dict[str, Any], grounded: bool = grounded) -> tuple[str, int, list[str]]:
-            inputs = {
-                "instruction": case["instruction"],
-                "context": case["context"],
-                "max_tokens": 128,
-                "grounded": grounded,
-            }
-            outcome = run_task("generate", inputs, model=host)
+            outcome = run_task("generate", reply_inputs(case, grounded=grounded), model=host)
             changed = outcome.meta.get("changed", [])
             return str(outcome.value["text"]), outcome.usage.calls, changed
 
@@ -63,7 +67,7 @@ def main() -> None:
             replies = list(pool.map(reply, cases))
         wall_s = time.perf_counter() - started
         reasked = sum(calls > 1 for _, calls, _ in replies)
-        restated = sum(bool(changed) for _, _, changed in replies)
+        flagged = sum(bool(changed) for _, _, changed in replies)
         label = "grounded" if grounded else "free"
         invented = ended = named = 0
         for case, (text, _, changed) in zip(cases, replies, strict=True):
@@ -83,7 +87,7 @@ def main() -> None:
         print(
             f"{label}: {invented} invented runs in {n} replies ({invented / n:.2f} per reply);"
             f" {ended}/{n} end at a sentence end; {named}/{n} name the person;"
-            f" {reasked}/{n} re-asked; {restated}/{n} flagged for a quantity;"
+            f" {reasked}/{n} re-asked; {flagged}/{n} flagged for a quantity;"
             f" {wall_s:.1f} s"
         )
         measured[grounded] = {
@@ -91,7 +95,7 @@ def main() -> None:
             "ended": ended / n,
             "named": named / n,
             "reasked": reasked / n,
-            "restated": restated / n,
+            "flagged": flagged / n,
             "wall_s": wall_s,
         }
     host.close()
@@ -121,7 +125,7 @@ def main() -> None:
         {
             "what": "generate: replies flagged for a quantity in words their context does not"
             " support (quantities.py), grounded",
-            "measured": f"{on['restated']:.0%} (free: {off['restated']:.0%})",
+            "measured": f"{on['flagged']:.0%} (free: {off['flagged']:.0%})",
             "target": "reported",
             "met": None,
         },

@@ -89,12 +89,12 @@ def _strings(value: Any) -> Iterable[str]:
 def changed_quantities(text: str, source: Sequence[str]) -> list[str]:
     """Each quantity the text states that `source`, its sentences, does not (module doc),
     as `"source words" → "text words"`."""
-    known = {q for s in source for w in words(s) for q in quantities(w)}
+    originals = [words(s) for s in source]
+    known = {q for original in originals for w in original for q in quantities(w)}
     found: list[str] = []
     for sentence in sentences(text):
         said = words(sentence)
-        matcher, origin = _closest(said, source)
-        original = words(origin)
+        matcher, original = _closest(said, originals)
         shared = sum(b.size for b in matcher.get_matching_blocks())
         if shared < MIN_SHARED or 2 * shared < len(original):
             found.extend(
@@ -114,13 +114,16 @@ def changed_quantities(text: str, source: Sequence[str]) -> list[str]:
     return found
 
 
-def _closest(said: list[str], source: Sequence[str]) -> tuple[SequenceMatcher[str], str]:
-    """The source sentence sharing the most words with `said`, in order, and its alignment."""
-    best: tuple[SequenceMatcher[str], str] = (SequenceMatcher(None, [], said), "")
+def _closest(
+    said: list[str], originals: Sequence[list[str]]
+) -> tuple[SequenceMatcher[str], list[str]]:
+    """The source sentence (its words) sharing the most words with `said`, in order, and
+    their alignment."""
+    best: tuple[SequenceMatcher[str], list[str]] = (SequenceMatcher(None, [], said), [])
     most = 0
-    for origin in source:
-        matcher = SequenceMatcher(None, words(origin), said, autojunk=False)
+    for original in originals:
+        matcher = SequenceMatcher(None, original, said, autojunk=False)
         shared = sum(b.size for b in matcher.get_matching_blocks())
         if shared > most:
-            best, most = (matcher, origin), shared
+            best, most = (matcher, original), shared
     return best
