@@ -123,7 +123,7 @@ def main() -> None:
             "met": on["reasked"] == 0,
         },
         {
-            "what": "generate: replies flagged for a quantity in words their context does not"
+            "what": "generate: replies flagged for a quantity or a duration their context does not"
             " support (quantities.py), grounded",
             "measured": f"{on['flagged']:.0%} (free: {off['flagged']:.0%})",
             "target": "reported",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -55,9 +56,12 @@ def emit_record(record: RunRecord, *, as_json: bool) -> None:
             f"{v['step']}.{v['field']}" if v["field"] else str(v["step"]) for v in record.review[:5]
         )
         more = f" and {len(record.review) - 5} more" if len(record.review) > 5 else ""
+        # a record written before values said why was flagged by the calibration alone
+        whys = Counter(v.get("why") or "not accepted by the calibration" for v in record.review)
+        why = next(iter(whys)) if len(whys) == 1 else ", ".join(f"{n} {w}" for w, n in whys.items())
         click.echo(
-            f"taskloom: {len(record.review)} values need review (not accepted by the"
-            f" calibration): {shown}{more}; see `review` in --json",
+            f"taskloom: {len(record.review)} values need review ({why}): {shown}{more};"
+            " see `review` in --json",
             err=True,
         )
     if record.status != "done" and record.error:

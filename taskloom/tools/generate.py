@@ -18,10 +18,10 @@ the person by name: a 270M model otherwise continues the customer's own message.
 Grounded: every id, number or code in the text must come from the instruction or the
 context (`taskloom.chat.grounding`). The model host enforces it while decoding; a text
 from any other model that invents one is flagged (`accepted: false`, `meta.invented`).
-So is a text with a quantity its sources lack where grounding cannot see it, in words:
-a sentence of the sources restated with its "within 5 business days" as "the same
-business day", or "three months" where they say 30 days (`meta.changed`,
-`quantities.py`).
+So is a text with a quantity, date or duration its sources lack where grounding cannot
+see it: a sentence of the sources restated with its "within 5 business days" as "the
+same business day" or "one week" for "14 days", or "three months" where they say 30
+days (`meta.changed`, `quantities.py`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pydantic import Field
 from taskloom.chat import ChatModel, Message
 from taskloom.chat.grounding import GROUNDING_KEYWORD, Grounding
 from taskloom.tools.base import KindInputs, Review, Usage
-from taskloom.tools.quantities import changed_quantities, source_sentences
+from taskloom.tools.quantities import changed_quantities, source_sentences, written_otherwise
 
 SENTENCE_END = re.compile(r"[.!?](?=[\"')\]]*(\s|$))")
 CUT_ANSWER = re.compile(
@@ -82,11 +82,16 @@ def review(
     **_: Any,
 ) -> Review:
     """Ids and numbers the text has that its sources lack (none when the model host
-    grounded the decoding; another chat model's are found here), and quantities in words
-    that they do not support (`quantities.py`): either flags the step."""
+    grounded the decoding; another chat model's are found here), and quantities, dates and
+    durations that they do not support (`quantities.py`): either flags the step."""
     text = str(value.get("text", ""))
-    invented = Grounding(source(inputs)).invented(text)
-    changed = changed_quantities(text, source_sentences(inputs.instruction, inputs.context))
+    sources = source_sentences(inputs.instruction, inputs.context)
+    invented = [
+        run
+        for run in Grounding(source(inputs)).invented(text)
+        if not written_otherwise(run, sources)
+    ]
+    changed = changed_quantities(text, sources)
     meta = {"invented": invented, "changed": changed, "accepted": not invented and not changed}
     return Review(value=value, meta=meta)
 

@@ -60,7 +60,8 @@ class Totals(BaseModel):
 
 
 def flagged_values(step: StepRecord) -> list[dict[str, Any]]:
-    """The step's values that were not accepted (per field where the kind has fields)."""
+    """The step's values that were not accepted (per field where the kind has fields), each
+    with `why`: what its review found."""
     if step.status != StepStatus.DONE or step.accepted is not False:
         return []
     fields = step.meta.get("fields")
@@ -71,11 +72,33 @@ def flagged_values(step: StepRecord) -> list[dict[str, Any]]:
                 "field": name,
                 "value": f.get("value"),
                 "confidence": f.get("confidence"),
+                "why": CALIBRATION,
             }
             for name, f in fields.items()
             if isinstance(f, dict) and f.get("accepted") is False
         ]
-    return [{"step": step.id, "field": None, "value": step.value, "confidence": step.confidence}]
+    return [
+        {
+            "step": step.id,
+            "field": None,
+            "value": step.value,
+            "confidence": step.confidence,
+            "why": _why(step.meta),
+        }
+    ]
+
+
+CALIBRATION = "not accepted by the calibration"
+
+
+def _why(meta: dict[str, Any]) -> str:
+    """Why a whole value was flagged: grounding's or the quantities check's finding, else
+    its confidence."""
+    if meta.get("invented"):
+        return "an id or number its sources lack"
+    if meta.get("changed"):
+        return "a quantity its sources do not support"
+    return CALIBRATION
 
 
 class RunRecord(BaseModel):
@@ -113,8 +136,8 @@ class RunRecord(BaseModel):
     )
     review: list[dict[str, Any]] = Field(
         default_factory=list,
-        description="values an SLM gave that the calibration did not accept and no higher"
-        " tier replaced: step, field (None for a whole step), value, confidence",
+        description="values an SLM gave that its review did not accept and no higher tier"
+        " replaced: step, field (None for a whole step), value, confidence, why",
     )
     reviews: list[dict[str, Any]] = Field(
         default_factory=list,

@@ -6,7 +6,18 @@ import pytest
 
 from taskloom.step import StepJob, StepResult, StepStatus
 from taskloom.tools import generate
-from taskloom.tools.quantities import changed_quantities, quantities, source_sentences
+from taskloom.tools.quantities import (
+    changed_quantities,
+    durations,
+    number_word,
+    ordinal_word,
+    quantities,
+    readings,
+    source_sentences,
+    stated,
+    words,
+    written_otherwise,
+)
 from taskloom.workflows.review import why_asked
 
 POLICY = [
@@ -51,18 +62,111 @@ def test_numbers_in_digits_and_words_compare_by_value_and_by_part() -> None:
         ("Good news: refunds are issued within 5 business days once we receive the item.", []),
         # a shorter restatement drops the number with its words: not a wrong one
         ("Refunds are issued after we receive the item.", []),
-        # sentences that restate nothing are not compared
+        # sentences that restate nothing: only number words and durations are compared
         ("Dear Maria Lopez, thank you for writing about order A-1042.", []),
-        ("We will call you in 2 days.", []),
+        ("We will call you in 2 days.", ['"2 days" → not in the source']),
+        ("We will call you on 3 March.", []),
     ],
 )
 def test_a_restated_sentence_keeps_its_quantities(reply: str, changed: list[str]) -> None:
     assert changed_quantities(reply, SOURCE) == changed
 
 
+def test_digits_count_with_their_suffix_and_durations_by_their_length() -> None:
+    assert [quantities(w) for w in ("6am", "21st", "10kg", "TK22")] == [["6"], ["21"], ["10"], []]
+    said = words("returns within 3 to 5 business days or half an hour or a monthly fee")
+    assert durations(said) == [(2, 7, [4320.0, 7200.0]), (8, 11, [30.0]), (13, 14, [43200.0])]
+    assert stated(words("the 14 March")) == [[[]], [["14"]], [["3"]]]
+    assert stated(words("you may 3")) == [[[]], [[]], [["3"]]]  # "may" before a day: the verb
+    assert stated(words("the first"), ordinals=True) == [[[]], [["1"]]]
+
+
+def test_an_amount_compares_by_value_unless_it_may_be_a_date_or_a_time() -> None:
+    assert readings("2,400.50") == [["2400.5"]]
+    assert readings("0.75") == [["0.75"]]
+    assert readings("24.06") == [["24", "6"], ["24.06"]]  # 24 June, or an amount
+    assert readings("9.15pm") == [["9", "15"], ["9.15"]]
+    assert readings("2400") == [["2400"]]
+    fees = source_sentences(["A replacement card costs 7.50 pounds and arrives in 2,400 ms."])
+    assert (
+        changed_quantities("A replacement card costs 7.5 pounds and arrives in 2400 ms.", fees)
+        == []
+    )
+    said = "A replacement card costs 5.70 pounds and arrives in 2,400 ms."
+    assert changed_quantities(said, fees) == ['"7.50" → "5.70"']
+
+
+def test_a_number_written_otherwise_is_not_invented_but_an_id_is() -> None:
+    sources = source_sentences(["The lease of flat B-12 ends on 30 June 2026, after six months."])
+    for run in ("30/06/2026", "6", "2026-06-30"):
+        assert written_otherwise(run, sources)
+    for run in ("B-13", "31/06/2026", "7"):
+        assert not written_otherwise(run, sources)
+    inputs = generate.Inputs(instruction="Reply to Ines", context=["The fee is 1,800 euros."])
+    reply = {"text": "The fee is 1800 euros, for flat B-14."}
+    review = generate.review(reply, inputs, {}, None, [], None)  # type: ignore[arg-type]
+    assert review.meta["invented"] == ["B-14"]
+
+
+LEASE = source_sentences(
+    ["Tenants give 8 weeks of notice.", "Keys are returned on 30 June 2026 at 6pm."]
+)
+
+
+@pytest.mark.parametrize(
+    ("reply", "changed"),
+    [
+        # the same length, in other units, and the same date, written otherwise
+        ("Tenants give two months of notice.", ['"8 weeks" → "two months"']),
+        ("Tenants give 56 days of notice.", []),
+        ("Keys are returned on 2026-06-30 at 6pm.", []),
+        ("Keys are returned on June 30th 2026 at 6pm.", []),
+        ("Keys are returned on 30 July 2026 at 6pm.", ['"june" → "july"']),
+        ("Keys are returned on 30 June 2026 at 5pm.", ['"6pm" → "5pm"']),
+        # a duration no source states, outside a restatement
+        ("Thank you Ana, you have a week to decide.", ['"a week" → not in the source']),
+        ("Thank you Ana, you have eight weeks to decide.", []),
+        ("Thank you Ana, one of us will be in touch.", []),
+    ],
+)
+def test_durations_compare_by_length_and_dates_by_their_parts(
+    reply: str, changed: list[str]
+) -> None:
+    assert changed_quantities(reply, LEASE) == changed
+
+
+def test_compound_number_words_and_ordinals_count() -> None:
+    assert [number_word(w) for w in ("thirty-two", "ninety-one", "seven", "one", "twenty-x")] == [
+        32,
+        91,
+        7,
+        None,
+        None,
+    ]
+    assert [ordinal_word(w) for w in ("nineteenth", "thirty-first", "twenty-tenth")] == [
+        19,
+        31,
+        None,
+    ]
+    rule = source_sentences(["Visitors aged 16 and over sign in on the 22nd of each month."])
+    said = "Visitors aged sixteen and over sign in on the twenty-second of each month."
+    assert changed_quantities(said, rule) == []
+    said = "Visitors aged seventeen and over sign in on the twenty-second of each month."
+    assert changed_quantities(said, rule) == ['"16" → "seventeen"']
+
+
+def test_an_ordinal_word_may_restate_a_number_but_is_never_reported() -> None:
+    rent = source_sentences(["Rent is due on the 1st of each month by bank transfer."])
+    said = "Rent is due on the first of each month by bank transfer."
+    assert changed_quantities(said, rent) == []
+    assert changed_quantities("First, rent is due each month by bank transfer.", rent) == []
+
+
 def test_a_number_word_no_source_holds_is_reported_outside_a_restatement_too() -> None:
     policy = source_sentences(["Faulty items within the first 30 days are replaced free."])
     reply = "Thank you for writing about the faulty item in the first three months."
+    assert changed_quantities(reply, policy) == ['"three months" → not in the source']
+    reply = "Thank you for writing, we have replaced three faulty items."
     assert changed_quantities(reply, policy) == ['"three" → not in the source']
     kept = source_sentences(["Lost-and-found items are kept at reception for two weeks."])
     assert changed_quantities("We will keep them for two weeks.", kept) == []

@@ -31,12 +31,19 @@ def flagged_record() -> RunRecord:
 def test_only_values_not_accepted_are_listed_for_review() -> None:
     record = flagged_record()
     assert record.review == [
-        {"step": "contact", "field": "order_id", "value": None, "confidence": 0.41},
+        {
+            "step": "contact",
+            "field": "order_id",
+            "value": None,
+            "confidence": 0.41,
+            "why": "not accepted by the calibration",
+        },
         {
             "step": "intent",
             "field": None,
             "value": {"label": "refund", "confidence": 0.5},
             "confidence": 0.5,
+            "why": "not accepted by the calibration",
         },
     ]
     assert record.totals.flagged == 2
@@ -52,5 +59,28 @@ def test_the_summary_line_says_how_many_values_need_review() -> None:
         emit_record(flagged_record(), as_json=False)
 
     result = CliRunner().invoke(show)
-    assert "2 values need review" in result.stderr
+    assert "2 values need review (not accepted by the calibration)" in result.stderr
     assert "contact.order_id, intent" in result.stderr
+
+
+def test_the_summary_line_says_why_each_kind_of_value_was_flagged() -> None:
+    import click
+
+    from taskloom.cli.common import emit_record
+
+    record = flagged_record()
+    reply = record.step("reply", "generate")
+    reply.status, reply.accepted, reply.value = StepStatus.DONE, False, {"text": "in a week"}
+    reply.meta = {"invented": [], "changed": ['"a week" → not in the source'], "accepted": False}
+    record.tally()
+    assert record.review[-1]["why"] == "a quantity its sources do not support"
+
+    @click.command()
+    def show() -> None:
+        emit_record(record, as_json=False)
+
+    line = CliRunner().invoke(show).stderr
+    assert (
+        "3 values need review (2 not accepted by the calibration, 1 a quantity its sources"
+        " do not support): contact.order_id, intent, reply;"
+    ) in line
