@@ -52,7 +52,7 @@ def emit_record(record: RunRecord, *, as_json: bool) -> None:
         err=True,
     )
     if record.review:
-        shown = ", ".join(
+        shown = ", ".join(  # most doubtful first (RunRecord.review)
             f"{v['step']}.{v['field']}" if v["field"] else str(v["step"]) for v in record.review[:5]
         )
         more = f" and {len(record.review) - 5} more" if len(record.review) > 5 else ""
@@ -64,6 +64,13 @@ def emit_record(record: RunRecord, *, as_json: bool) -> None:
             " see `review` in --json",
             err=True,
         )
+        if "no calibrated threshold yet" in whys:
+            click.echo(
+                "taskloom: no calibrated threshold accepts those answers yet; set one from"
+                " your labelled answers with `taskloom calibrate` or `taskloom learn`"
+                " (docs/calibration.md)",
+                err=True,
+            )
     if record.status != "done" and record.error:
         click.echo(f"taskloom: error: {record.error.message}", err=True)
         if record.is_resumable:

@@ -72,7 +72,7 @@ def flagged_values(step: StepRecord) -> list[dict[str, Any]]:
                 "field": name,
                 "value": f.get("value"),
                 "confidence": f.get("confidence"),
-                "why": CALIBRATION,
+                "why": _why(step.meta, f.get("confidence")),
             }
             for name, f in fields.items()
             if isinstance(f, dict) and f.get("accepted") is False
@@ -83,22 +83,37 @@ def flagged_values(step: StepRecord) -> list[dict[str, Any]]:
             "field": None,
             "value": step.value,
             "confidence": step.confidence,
-            "why": _why(step.meta),
+            "why": _why(step.meta, step.confidence),
         }
     ]
 
 
-CALIBRATION = "not accepted by the calibration"
+NO_THRESHOLD = "no calibrated threshold yet"
+"""Why a value with a confidence was flagged where its calibration has no threshold for
+its step: none reached the target precision on the answers it was fitted on."""
+FINDINGS = ("an id or number its sources lack", "a quantity its sources do not support")
 
 
-def _why(meta: dict[str, Any]) -> str:
-    """Why a whole value was flagged: grounding's or the quantities check's finding, else
-    its confidence."""
+def _why(meta: dict[str, Any], confidence: Any) -> str:
+    """Why a value was flagged: grounding's or the quantities check's finding, else its
+    confidence: none, or none past the threshold (`meta.threshold`, None: there is none)."""
     if meta.get("invented"):
-        return "an id or number its sources lack"
+        return FINDINGS[0]
     if meta.get("changed"):
-        return "a quantity its sources do not support"
-    return CALIBRATION
+        return FINDINGS[1]
+    if confidence is None:
+        return "no calibrated confidence for its kind"
+    if "threshold" in meta and meta["threshold"] is None:
+        return NO_THRESHOLD
+    return "below the calibrated threshold"
+
+
+def doubt(value: dict[str, Any]) -> tuple[bool, float]:
+    """How a flagged value ranks for review, most doubtful first: a finding, then the
+    least confident (no confidence counts as none)."""
+    confidence = value.get("confidence")
+    sure = confidence if isinstance(confidence, int | float) else 0.0
+    return value.get("why") not in FINDINGS, sure
 
 
 class RunRecord(BaseModel):
@@ -137,7 +152,8 @@ class RunRecord(BaseModel):
     review: list[dict[str, Any]] = Field(
         default_factory=list,
         description="values an SLM gave that its review did not accept and no higher tier"
-        " replaced: step, field (None for a whole step), value, confidence, why",
+        " replaced, most doubtful first: step, field (None for a whole step), value,"
+        " confidence, why",
     )
     reviews: list[dict[str, Any]] = Field(
         default_factory=list,
@@ -181,7 +197,7 @@ class RunRecord(BaseModel):
             t.prompt_tokens += s.prompt_tokens
             t.completion_tokens += s.completion_tokens
             t.cost_usd += s.cost_usd
-        self.review = [v for s in self.steps for v in flagged_values(s)]
+        self.review = sorted((v for s in self.steps for v in flagged_values(s)), key=doubt)
         t.flagged = len(self.review)
         self.totals = t
 

@@ -17,11 +17,13 @@ def flagged_record() -> RunRecord:
         "fields": {
             "name": {"value": "Maria", "confidence": 0.97, "accepted": True},
             "order_id": {"value": None, "confidence": 0.41, "accepted": False},
-        }
+        },
+        "threshold": 0.8,
     }
     intent = record.step("intent", "classify")
     intent.status, intent.accepted, intent.confidence = StepStatus.DONE, False, 0.5
     intent.value = {"label": "refund", "confidence": 0.5}
+    intent.meta = {"threshold": None}  # the calibration has none for this kind
     fine = record.step("fine", "classify")
     fine.status, fine.accepted = StepStatus.DONE, True
     record.tally()
@@ -36,14 +38,14 @@ def test_only_values_not_accepted_are_listed_for_review() -> None:
             "field": "order_id",
             "value": None,
             "confidence": 0.41,
-            "why": "not accepted by the calibration",
+            "why": "below the calibrated threshold",
         },
         {
             "step": "intent",
             "field": None,
             "value": {"label": "refund", "confidence": 0.5},
             "confidence": 0.5,
-            "why": "not accepted by the calibration",
+            "why": "no calibrated threshold yet",
         },
     ]
     assert record.totals.flagged == 2
@@ -59,11 +61,14 @@ def test_the_summary_line_says_how_many_values_need_review() -> None:
         emit_record(flagged_record(), as_json=False)
 
     result = CliRunner().invoke(show)
-    assert "2 values need review (not accepted by the calibration)" in result.stderr
-    assert "contact.order_id, intent" in result.stderr
+    assert (
+        "2 values need review (1 below the calibrated threshold, 1 no calibrated threshold"
+        " yet): contact.order_id, intent;"
+    ) in result.stderr
+    assert "set one from your labelled answers with `taskloom calibrate`" in result.stderr
 
 
-def test_the_summary_line_says_why_each_kind_of_value_was_flagged() -> None:
+def test_the_summary_line_says_why_and_lists_the_most_doubtful_first() -> None:
     import click
 
     from taskloom.cli.common import emit_record
@@ -73,14 +78,22 @@ def test_the_summary_line_says_why_each_kind_of_value_was_flagged() -> None:
     reply.status, reply.accepted, reply.value = StepStatus.DONE, False, {"text": "in a week"}
     reply.meta = {"invented": [], "changed": ['"a week" → not in the source'], "accepted": False}
     record.tally()
-    assert record.review[-1]["why"] == "a quantity its sources do not support"
+    assert [(v["step"], v["why"]) for v in record.review] == [  # most doubtful first
+        ("reply", "a quantity its sources do not support"),
+        ("contact", "below the calibrated threshold"),
+        ("intent", "no calibrated threshold yet"),
+    ]
 
     @click.command()
     def show() -> None:
         emit_record(record, as_json=False)
 
-    line = CliRunner().invoke(show).stderr
+    record.steps[1].meta = {"threshold": 0.9}
+    record.steps[1].confidence = 0.2  # less sure than contact.order_id: listed before it
+    record.tally()
+    lines = CliRunner().invoke(show).stderr
     assert (
-        "3 values need review (2 not accepted by the calibration, 1 a quantity its sources"
-        " do not support): contact.order_id, intent, reply;"
-    ) in line
+        "3 values need review (1 a quantity its sources do not support, 2 below the"
+        " calibrated threshold): reply, intent, contact.order_id;"
+    ) in lines
+    assert "taskloom calibrate" not in lines  # every flagged kind has a threshold
