@@ -256,7 +256,7 @@ def changed_quantities(text: str, source: Sequence[str]) -> list[str]:
             found.extend(f'"{q}" → not in the source' for q in _unsupported(said, known))
             continue
         by_word = stated(said)
-        kept = _all(stated(said, ordinals=True)) | _all([quantities(w)] for w in said)
+        kept = _known([said], ordinals=True)
         before = stated(original)
         reported: set[str] = set()  # a duration's number and unit may change apart
         for op, i1, i2, j1, j2 in matcher.get_opcodes():
@@ -286,9 +286,14 @@ NUMBER = re.compile(r"\d[\d.,:/-]*(?:am|pm|st|nd|rd|th)?")
 """A word that is a number, a date, a time or an amount, not an id."""
 
 
-def _known(originals: Sequence[list[str]]) -> set[str]:
-    """Every quantity the sources (their words) state, in every reading."""
-    return {q for o in originals for q in _all(stated(o)) | _all([quantities(w)] for w in o)}
+def _known(originals: Sequence[list[str]], *, ordinals: bool = False) -> set[str]:
+    """Every quantity the sentences (their words) state, in every reading, and each
+    number a duration holds on its own too (`stated`)."""
+    return {
+        q
+        for o in originals
+        for q in _all(stated(o, ordinals=ordinals)) | _all([quantities(w)] for w in o)
+    }
 
 
 def _unsupported(said: list[str], known: set[str]) -> list[str]:
