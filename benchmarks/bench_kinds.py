@@ -127,7 +127,32 @@ class Trust:
                 "target": "reported",
                 "met": None,
             },
+            *(lowered(kind, conf, right, target) for target in LOWER_TARGETS),
         ]
+
+
+LOWER_TARGETS = (0.9, 0.8)
+"""Target precisions a run may ask for (`--precision`): is each met on these texts?"""
+
+
+def lowered(kind: str, conf: list[float], right: list[bool], target: float) -> results.Row:
+    """What the shipped calibration's frontier accepts at a lower target, and whether
+    the precision of those answers reaches it here (texts it was not chosen on)."""
+    threshold = calibration.load(target=target).threshold(kind)
+    kept = [
+        ok for c, ok in zip(conf, right, strict=True) if threshold is not None and c >= threshold
+    ]
+    precision = sum(kept) / len(kept) if kept else float("nan")
+    print(
+        f"  at a {target:.0%} target: threshold {threshold}, accepts {len(kept)}"
+        f" ({len(kept) / len(conf):.1%}), {precision:.1%} right"
+    )
+    return {
+        "what": f"{kind}: accepted at a {target:.0%} target (precision)",
+        "measured": f"{len(kept) / len(conf):.1%} ({precision:.1%})" if kept else "none",
+        "target": f"precision ≥ {target:.0%}",
+        "met": precision >= target if kept else None,
+    }
 
 
 def draw(kind: str, table: list[dict[str, float]], out: Path) -> None:

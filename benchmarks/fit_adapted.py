@@ -121,7 +121,7 @@ def main() -> None:
         path = calibration.DEFAULT_PATH
         shipped = Calibration.model_validate_json(path.read_text())
         shipped.kinds[kind].adapted_weights = [round(w, 5) for w in weights]
-        path.write_text(shipped.model_dump_json(indent=1, exclude_none=True) + "\n")
+        path.write_text(shipped.to_json())
         print(f"wrote {kind}'s adapted weights to {path}")
 
 

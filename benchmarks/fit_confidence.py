@@ -5,6 +5,7 @@
     python benchmarks/bench_kinds.py --set fit --kinds extract fill_slots --dump fit.json
     python benchmarks/fit_confidence.py dev.json fit.json   # prints, then writes the file
     python benchmarks/fit_confidence.py dev.json --kinds extract   # refit one, keep the rest
+    python benchmarks/fit_confidence.py dev.json fit.json --keep-mapping   # thresholds only
 
 The dev data are the eval sets' dev halves and the fitting sets (benchmarks/data/fit_*.json,
 other voices and one more schema or task), so that no calibrator is fitted on one voice
@@ -15,8 +16,9 @@ Per kind: extract and fill_slots get logistic weights over each field's signals
 `calibration.fit_kind` chooses each threshold on out-of-fold confidences (5 folds by
 case), so no threshold is picked on answers its weights were fitted to: the lowest
 confidence whose accepted answers reach 95% precision with the Clopper–Pearson lower
-bound at 90%. Nothing here reads a test half or a held-out set: rows of any other
-split are refused.
+bound at 90%, and the frontier of thresholds a run may choose among for another
+target (`TASKLOOM_TARGET_PRECISION`). Nothing here reads a test half or a held-out set:
+rows of any other split are refused.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ def main() -> None:
     parser.add_argument("--l2", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=calibration.DEFAULT_PATH)
     parser.add_argument("--dry-run", action="store_true", help="print, write nothing")
+    parser.add_argument(
+        "--keep-mapping", action="store_true",
+        help="keep each kind's weights or scale as --out has them; choose only its threshold "
+        "and frontier on the dumps (out of fold, as always)",
+    )  # fmt: skip
     parser.add_argument(
         "--kinds", nargs="+", choices=KINDS, default=KINDS,
         help="refit these; the others keep the calibration in --out",
@@ -64,6 +71,13 @@ def main() -> None:
             kind, inputs, right, [r["id"] for r in rows], l2=args.l2,
             base=kept.kinds.get(kind) if kept else None,  # its adapted weights stay
         )  # fmt: skip
+        was = kept.kinds.get(kind) if kept else None
+        if args.keep_mapping and was is not None:
+            refit = fitted.weights or list(fitted.scale or [])
+            same = was.weights or list(was.scale or [])
+            moved = max((abs(a - b) for a, b in zip(refit, same, strict=False)), default=0.0)
+            print(f"{kind}: mapping kept (a refit would move it by up to {moved:.3f})")
+            fitted = fitted.model_copy(update={"weights": was.weights, "scale": was.scale})
         kinds[kind] = fitted
         print(
             f"{kind}: {len(rows)} answers, {sum(right)} right; out of fold: coverage at 95%"
@@ -72,10 +86,16 @@ def main() -> None:
             f" {calibration.calibration_error(oof, right):.3f}; threshold {fitted.threshold}"
             f" accepts {fitted.coverage:.1%} at {fitted.precision:.1%}"
         )
+        for target in (0.9, 0.85, 0.8):
+            there = fitted.at(target, was=calibration.TARGET_PRECISION, level=calibration.LEVEL)
+            print(
+                f"  at {target:.0%}: threshold {there.threshold}, accepts {there.coverage:.1%}"
+                f" at {there.precision:.1%}"
+            )
         if fitted.weights:
             print(
                 "  weights: "
-                + ", ".join(f"{n} {w:+.2f}" for n, w in zip(FEATURES, fitted.weights, strict=True))
+                + ", ".join(f"{n} {w:+.2f}" for n, w in zip(FEATURES, fitted.weights, strict=False))
             )
         if fitted.scale:
             print(f"  scale: {fitted.scale}")
@@ -86,7 +106,7 @@ def main() -> None:
         kinds={k: kinds[k] for k in KINDS if k in kinds},
     )
     if not args.dry_run:
-        args.out.write_text(result.model_dump_json(indent=1, exclude_none=True) + "\n")
+        args.out.write_text(result.to_json())
         print(f"wrote {args.out}")
 
 

@@ -12,6 +12,9 @@ sets of benchmarks/data, `taskloom calibrate` writes others) holds, per SLM kind
   answers of the fitting data reach the target precision with a finite-sample bound:
   the Clopper–Pearson lower bound at `level` (0.90) is at least `target_precision`.
   None when no threshold reaches it: every answer of that kind is flagged.
+- `frontier`: the fitting data's thresholds worth choosing among, each with the answers
+  it accepts and how many of them were right, so that a run can ask for another target
+  precision (`Calibration.at`, `TASKLOOM_TARGET_PRECISION`) without labelling again.
 
 Thresholds can also be kept per step signature (kind + output schema + the inputs that
 define the task, not its data); a signature's threshold wins over its kind's.
@@ -23,6 +26,7 @@ import functools
 import hashlib
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,8 +34,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from taskloom.errors import ConfigError
+from taskloom.step import StepResult
 
 DEFAULT_PATH = Path(__file__).parent / "calibration.json"
+_NUMBERS = re.compile(r"\[([-\d\s.,eE+]*)\]")
 TARGET_PRECISION = 0.95
 LEVEL = 0.90
 DATA_INPUTS = frozenset({"text", "passages", "query", "context", "examples", "max_tokens"})
@@ -52,6 +58,31 @@ class KindCalibration(BaseModel):
     examples: int = Field(0, description="labelled answers it was fitted on")
     coverage: float | None = Field(None, description="share accepted on the fitting data")
     precision: float | None = Field(None, description="precision of those accepted")
+    frontier: list[tuple[float, int, int]] | None = Field(
+        None,
+        description="(threshold, answers accepted, right among them) on the fitting data, "
+        "where no lower threshold has a higher bound on its precision (`frontier`)",
+    )
+
+    def at(self, target: float, *, was: float, level: float) -> KindCalibration:
+        """This calibration's threshold for another target precision, chosen on its
+        frontier. Without one, the threshold it has stands for a lower target (its
+        answers reach that too) and is dropped for a higher one."""
+        if target == was:
+            return self
+        if self.frontier is not None:
+            found = judged(self.frontier, self.examples, target=target, level=level)
+            return self.model_copy(update=found)
+        if target < was:
+            return self
+        return self.model_copy(update={"threshold": None, "coverage": 0.0, "precision": 0.0})
+
+    def highest_target(self, level: float) -> float | None:
+        """The highest target precision (to the percent below) its frontier has a
+        threshold for; None without a frontier, or where no answer was right."""
+        bounds = [lower_bound(k, n, level=level) for _, n, k in self.frontier or []]
+        best = _floor(max(bounds), 2) if bounds else 0.0
+        return best if best > 0 else None
 
 
 class Calibration(BaseModel):
@@ -63,6 +94,31 @@ class Calibration(BaseModel):
     about: str = ""
     kinds: dict[str, KindCalibration] = Field(default_factory=dict)
     signatures: dict[str, KindCalibration] = Field(default_factory=dict)
+
+    def at(self, target: float | None) -> Calibration:
+        """This calibration judging at another target precision (None: its own): each
+        kind's and signature's threshold chosen again (`KindCalibration.at`)."""
+        if target is None or target == self.target_precision:
+            return self
+
+        def moved(found: dict[str, KindCalibration]) -> dict[str, KindCalibration]:
+            return {
+                name: kc.at(target, was=self.target_precision, level=self.level)
+                for name, kc in found.items()
+            }
+
+        return self.model_copy(
+            update={
+                "target_precision": target,
+                "kinds": moved(self.kinds),
+                "signatures": moved(self.signatures),
+            }
+        )
+
+    def to_json(self) -> str:
+        """The file's text: indented, each list of numbers on one line."""
+        text = self.model_dump_json(indent=1, exclude_none=True)
+        return _NUMBERS.sub(lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
 
     def of(self, kind: str) -> KindCalibration:
         """The kind's calibration (an uncalibrated one if the file has none)."""
@@ -98,10 +154,35 @@ class Calibration(BaseModel):
         return confidence is not None and threshold is not None and confidence >= threshold
 
 
+def judge_at(result: StepResult, threshold: float | None) -> StepResult:
+    """The result with its answers accepted or flagged by `threshold` (None: all
+    flagged): each field of `meta.fields`, where it has them, and the step, accepted
+    when all of them are. A result that states no confidence is returned as it is."""
+    if result.accepted is None:  # failed, or a kind without a confidence
+        return result
+
+    def accepts(confidence: Any) -> bool:
+        is_number = isinstance(confidence, int | float)
+        return threshold is not None and is_number and confidence >= threshold
+
+    fields = result.meta.get("fields")
+    if not (isinstance(fields, dict) and fields) and result.confidence is None:
+        return result  # judged by its review (generate)
+    meta = {**result.meta, "threshold": threshold}
+    if isinstance(fields, dict) and fields:
+        meta["fields"] = {
+            name: {**f, "accepted": accepts(f.get("confidence"))} for name, f in fields.items()
+        }
+        accepted = all(f["accepted"] for f in meta["fields"].values())
+    else:
+        accepted = accepts(result.confidence)
+    return result.model_copy(update={"accepted": accepted, "meta": meta})
+
+
 @functools.lru_cache(maxsize=8)
-def _load(path: str, mtime: float) -> Calibration:
+def _load(path: str, mtime: float, target: float | None) -> Calibration:
     try:
-        return Calibration.model_validate_json(Path(path).read_text())
+        return Calibration.model_validate_json(Path(path).read_text()).at(target)
     except (OSError, ValueError) as e:
         raise ConfigError(
             f"calibration file {path!r} can't be read ({e}); write one with "
@@ -109,8 +190,9 @@ def _load(path: str, mtime: float) -> Calibration:
         ) from e
 
 
-def load(path: str | Path | None = None) -> Calibration:
-    """The calibration at `path`, or the one the package ships (cached until it changes).
+def load(path: str | Path | None = None, *, target: float | None = None) -> Calibration:
+    """The calibration at `path`, or the one the package ships (cached until it changes),
+    judging at `target` precision (None: the file's own; `Calibration.at`).
 
     Raises:
         ConfigError: the file is missing or not a calibration file.
@@ -123,7 +205,7 @@ def load(path: str | Path | None = None) -> Calibration:
             f"calibration file {str(p)!r} does not exist; write one with "
             "`taskloom calibrate --examples FILE.jsonl` or unset TASKLOOM_CALIBRATION"
         ) from e
-    return _load(str(p), mtime)
+    return _load(str(p), mtime, target)
 
 
 def signature(kind: str, inputs: dict[str, Any], output: dict[str, Any] | None) -> str:
@@ -230,20 +312,10 @@ def fit_kind(
         current, scored = mapping(range(len(right))), oof
     else:
         scored = [confidence(current, x) for x in inputs]
-    threshold, coverage, precision = choose_threshold(scored, right, target=target, level=level)
-    return (
-        current.model_copy(
-            update={
-                # fitted on an adapted model's answers, not these: kept as the base had them
-                "adapted_weights": base.adapted_weights if base else None,
-                "threshold": rounded_down(threshold),
-                "examples": len(right),
-                "coverage": round(coverage, 4),
-                "precision": round(precision, 4),
-            }
-        ),
-        scored,
-    )
+    found = judged(frontier(scored, right, level=level), len(right), target=target, level=level)
+    # adapted weights were fitted on an adapted model's answers, not these: kept as they were
+    found["adapted_weights"] = base.adapted_weights if base else None
+    return current.model_copy(update=found), scored
 
 
 def can_refit(right: Sequence[bool], n_params: int) -> bool:
@@ -256,7 +328,13 @@ def can_refit(right: Sequence[bool], n_params: int) -> bool:
 
 def rounded_down(threshold: float | None) -> float | None:
     """A threshold to 4 decimals, rounded down so that the answer at it stays accepted."""
-    return None if threshold is None else math.floor(threshold * 10_000) / 10_000
+    return None if threshold is None else _floor(threshold, 4)
+
+
+def _floor(x: float, places: int) -> float:
+    scale = 10.0**places
+    # 1e-9: 0.1234 stays 0.1234; min: never above x, so the answer at x stays accepted
+    return min(math.floor(x * scale + 1e-9) / scale, x)
 
 
 def lower_bound(k: int, n: int, *, level: float = LEVEL) -> float:
@@ -298,15 +376,61 @@ def choose_threshold(
 ) -> tuple[float | None, float, float]:
     """The lowest threshold whose accepted answers reach `target` precision with the
     Clopper–Pearson bound; returns (threshold or None, coverage, precision there)."""
+    chosen = _lowest(frontier(confidences, right, level=level), target=target, level=level)
+    if chosen is None:
+        return None, 0.0, 0.0
+    c, n, k = chosen
+    return c, n / len(right), k / n
+
+
+def frontier(
+    confidences: Sequence[float], right: Sequence[bool], *, level: float = LEVEL
+) -> list[tuple[float, int, int]]:
+    """The thresholds worth choosing among: (threshold, answers accepted, right among
+    them), most confident first, at each confidence where the accepted answers change,
+    kept only where the lower bound on their precision beats every lower threshold's.
+    For any target, the lowest threshold reaching it is one of them."""
     pairs = sorted(zip(confidences, right, strict=True), key=lambda p: -p[0])
-    best: tuple[float | None, float, float] = (None, 0.0, 0.0)
+    ends = []
     k = 0
     for n, (c, ok) in enumerate(pairs, start=1):
         k += ok
-        is_last_of_tie = n == len(pairs) or pairs[n][0] < c
-        if is_last_of_tie and lower_bound(k, n, level=level) >= target:
-            best = (c, n / len(pairs), k / n)
-    return best
+        if n == len(pairs) or pairs[n][0] < c:
+            ends.append((_floor(c, 6), n, k))
+    kept: list[tuple[float, int, int]] = []
+    best = 0.0
+    for c, n, k in reversed(ends):  # the lowest threshold first
+        bound = lower_bound(k, n, level=level)
+        if bound > best:
+            kept.append((c, n, k))
+            best = bound
+    return kept[::-1]
+
+
+def _lowest(
+    points: Sequence[tuple[float, int, int]], *, target: float, level: float
+) -> tuple[float, int, int] | None:
+    """The frontier's lowest threshold whose precision's lower bound reaches `target`."""
+    for point in reversed(points):
+        if lower_bound(point[2], point[1], level=level) >= target:
+            return point
+    return None
+
+
+def judged(
+    points: Sequence[tuple[float, int, int]], total: int, *, target: float, level: float
+) -> dict[str, Any]:
+    """What a KindCalibration keeps of a `frontier` of `total` answers: the frontier,
+    and its threshold at `target` with the coverage and precision there."""
+    chosen = _lowest(points, target=target, level=level)
+    c, n, k = chosen if chosen is not None else (None, 0, 0)
+    return {
+        "threshold": None if c is None else _floor(c, 4),
+        "coverage": round(n / max(total, 1), 4),
+        "precision": round(k / max(n, 1), 4),
+        "examples": total,
+        "frontier": list(points),
+    }
 
 
 def risk_coverage(confidences: Sequence[float], right: Sequence[bool]) -> list[dict[str, float]]:

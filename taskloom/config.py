@@ -164,6 +164,14 @@ class Settings(BaseSettings):
         description="calibration file (taskloom calibrate) mapping SLM confidences to"
         " probabilities and saying which answers are accepted; None: the one shipped",
     )
+    target_precision: float | None = Field(
+        None,
+        ge=0.5,
+        le=0.999,
+        description="the precision accepted SLM answers must reach, with the calibration's"
+        " bound; each threshold is chosen again for it from the calibration's frontier;"
+        " None: the calibration's own (0.95 shipped)",
+    )
     max_cost_usd: float | None = Field(None, ge=0, description="budget: dollars per run")
     max_llm_calls: int | None = Field(None, ge=0, description="budget: LLM calls per run")
     step_timeout_s: float | None = Field(

@@ -35,9 +35,9 @@ from taskloom.calibration import (
     Calibration,
     KindCalibration,
     can_refit,
-    choose_threshold,
     fit_kind,
-    rounded_down,
+    frontier,
+    judged,
     signature,
 )
 from taskloom.chat import ChatModel
@@ -267,14 +267,9 @@ def recalibrate(
             if len(theirs) < min_per_signature:
                 continue
             conf = [confidence_of(probe, kind, g.evidence) for g in theirs]
-            threshold, coverage, precision = choose_threshold(
-                conf, [g.is_right for g in theirs], target=target, level=level
-            )
+            points = frontier(conf, [g.is_right for g in theirs], level=level)
             signatures[sig] = KindCalibration(
-                threshold=rounded_down(threshold),
-                examples=len(theirs),
-                coverage=round(coverage, 4),
-                precision=round(precision, 4),
+                **judged(points, len(theirs), target=target, level=level)
             )
     return Calibration(
         target_precision=target,

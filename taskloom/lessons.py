@@ -49,7 +49,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from taskloom.adapters.train import Pair
-from taskloom.calibration import DATA_INPUTS, Calibration, KindCalibration, signature
+from taskloom.calibration import (
+    DATA_INPUTS,
+    Calibration,
+    KindCalibration,
+    judge_at,
+    signature,
+)
 from taskloom.errors import ConfigError
 from taskloom.labelled import Labelled
 from taskloom.plan import SLM_KINDS, StepKind
@@ -241,27 +247,8 @@ def judge(result: StepResult, lesson: Lesson) -> StepResult:
     them), and its answers accepted or flagged by the lesson's threshold."""
     if result.accepted is None:  # failed, or a kind without a confidence
         return result
-    result = rescored(result, lesson)
-    threshold = lesson.threshold
-
-    def accepts(confidence: Any) -> bool:
-        return (
-            threshold is not None
-            and isinstance(confidence, int | float)
-            and confidence >= threshold
-        )
-
-    meta = {**result.meta, "lesson": lesson.signature, "threshold": threshold}
-    fields = {
-        name: {**f, "accepted": accepts(f.get("confidence"))}
-        for name, f in fields_of(result).items()
-    }
-    if fields:
-        meta["fields"] = fields
-        accepted = all(f["accepted"] for f in fields.values())
-    else:
-        accepted = accepts(result.confidence)
-    return result.model_copy(update={"accepted": accepted, "meta": meta})
+    judged = judge_at(rescored(result, lesson), lesson.threshold)
+    return judged.model_copy(update={"meta": {**judged.meta, "lesson": lesson.signature}})
 
 
 def rescored(result: StepResult, lesson: Lesson) -> StepResult:

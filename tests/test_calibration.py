@@ -12,6 +12,7 @@ from taskloom import calibration
 from taskloom.calibration import Calibration, KindCalibration
 from taskloom.errors import ConfigError
 from taskloom.labelled import ADAPTER_SIGNALS
+from taskloom.step import StepResult, StepStatus
 
 
 def test_clopper_pearson_lower_bound_matches_the_closed_form() -> None:
@@ -128,3 +129,86 @@ def test_weights_fitted_before_the_last_signals_leave_those_unweighed() -> None:
         calibration.sigmoid(-0.5)
     )
     assert older.field_confidence("extract", [1.0]) is None  # more weights than signals
+
+
+def _lowest_by_brute_force(conf: list[float], right: list[bool], target: float) -> float | None:
+    """The lowest confidence whose accepted answers reach `target` with the bound, trying
+    every one (what the frontier must agree with)."""
+    passing = [
+        c
+        for c in set(conf)
+        if calibration.lower_bound(
+            sum(ok for x, ok in zip(conf, right, strict=True) if x >= c),
+            sum(x >= c for x in conf),
+        )
+        >= target
+    ]
+    return min(passing) if passing else None
+
+
+def test_the_frontier_chooses_the_threshold_of_any_target_without_the_answers() -> None:
+    rng = random.Random(4)
+    conf = [rng.random() for _ in range(400)]
+    right = [rng.random() < 0.55 + 0.45 * c for c in conf]
+    kept = KindCalibration(
+        **calibration.judged(calibration.frontier(conf, right), len(conf), target=0.95, level=0.9)
+    )
+    assert kept.frontier and len(kept.frontier) < 100  # a few points, not every answer
+    for target in (0.8, 0.9, 0.95, 0.97):
+        moved = kept.at(target, was=0.95, level=0.9)
+        assert moved.threshold == calibration.rounded_down(
+            _lowest_by_brute_force(conf, right, target)
+        ), target
+        if moved.threshold is not None:
+            accepted = [ok for c, ok in zip(conf, right, strict=True) if c >= moved.threshold]
+            assert moved.coverage == round(len(accepted) / len(conf), 4)
+    lower, higher = (kept.at(t, was=0.95, level=0.9).coverage or 0 for t in (0.8, 0.95))
+    assert lower > higher  # a lower target accepts more
+
+
+def test_without_a_frontier_a_threshold_stands_for_lower_targets_only() -> None:
+    old = KindCalibration(threshold=0.9, coverage=0.2, precision=0.97)
+    assert old.at(0.8, was=0.95, level=0.9).threshold == 0.9
+    assert old.at(0.99, was=0.95, level=0.9).threshold is None
+
+
+def test_a_calibration_loaded_at_another_target_moves_kinds_and_signatures(
+    tmp_path: Path,
+) -> None:
+    conf = [1 - i / 200 for i in range(200)]
+    right = [i < 120 or i % 3 == 0 for i in range(200)]  # all right at the top
+    fitted = KindCalibration(
+        **calibration.judged(calibration.frontier(conf, right), len(conf), target=0.95, level=0.9)
+    )
+    path = tmp_path / "c.json"
+    cal = Calibration(kinds={"classify": fitted}, signatures={"abc": fitted})
+    path.write_text(cal.model_dump_json())
+    at_95 = calibration.load(path)
+    at_80 = calibration.load(path, target=0.8)
+    assert at_95.threshold("classify") == fitted.threshold
+    assert at_80.target_precision == 0.8
+    for sig in (None, "abc"):
+        low, high = at_80.threshold("classify", sig), at_95.threshold("classify", sig)
+        assert low is not None and high is not None and low < high
+    assert calibration.load(path, target=0.8) is at_80  # chosen once, not at each step
+
+
+def test_judging_at_a_threshold_flags_each_field_and_leaves_reviewed_kinds() -> None:
+    fields = {
+        "a": {"value": "x", "confidence": 0.9, "accepted": False},
+        "b": {"value": "y", "confidence": 0.7, "accepted": False},
+    }
+    result = StepResult(
+        run_id="r", step_id="s", status=StepStatus.DONE, value={"a": "x", "b": "y"},
+        confidence=0.7, accepted=False, meta={"fields": fields, "threshold": None},
+    )  # fmt: skip
+    judged = calibration.judge_at(result, 0.8)
+    assert judged.accepted is False and judged.meta["threshold"] == 0.8
+    assert [f["accepted"] for f in judged.meta["fields"].values()] == [True, False]
+    assert calibration.judge_at(result, 0.6).accepted is True
+    assert calibration.judge_at(result, None).accepted is False
+    reply = StepResult(
+        run_id="r", step_id="s", status=StepStatus.DONE, value="hi", accepted=False,
+        meta={"accepted": False},
+    )  # fmt: skip
+    assert calibration.judge_at(reply, 0.0) == reply  # generate: its review judged it

@@ -276,3 +276,18 @@ def test_a_concurrency_below_one_exits_2(
     code, _, err = cli(capsys, command, *args, "--concurrency", "0")
     assert code == 2 and err.count("\n") == 1, err
     assert "--concurrency" in err and "0" in err
+
+
+def test_a_target_precision_out_of_range_exits_2_with_one_line(
+    tmp_path: Path,
+    taskloom_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plan = write(tmp_path, "p.json", tool_plan(work("a")))
+    code, _, err = cli(capsys, "run", plan, "--tools", TOOLS, "--inline", "--precision", "1.2")
+    assert code == 2 and err.count("\n") == 1 and "--precision" in err
+    monkeypatch.setenv("TASKLOOM_TARGET_PRECISION", "0.2")
+    code, _, err = cli(capsys, "run", plan, "--tools", TOOLS, "--inline")
+    assert code == 2 and err.count("\n") == 1
+    assert "TASKLOOM_TARGET_PRECISION" in err and "fix or unset it" in err

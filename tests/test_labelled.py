@@ -86,3 +86,25 @@ def test_recalibrate_sets_thresholds_per_kind_and_signature() -> None:
     assert "s1" in fitted.signatures
     assert fitted.is_accepted("classify", fitted.step_confidence("classify", 0.99), "s1")
     assert not fitted.is_accepted("classify", fitted.step_confidence("classify", 0.3), "s1")
+
+
+def test_a_kind_without_a_threshold_says_which_precision_it_can_reach() -> None:
+    """`taskloom calibrate` on answers that never reach 95% says the highest target its
+    frontier reaches, and what --precision at it accepts; recalibrating keeps the
+    frontier for the signature too."""
+    from taskloom.views.calibration import calibration_table
+
+    graded = [
+        labelled.Graded("classify", "s1", i, None, "x", "x", None, i % 10 != 0, 0.9 - i / 1000)
+        for i in range(100)
+    ]
+    base = Calibration(kinds={"classify": KindCalibration(scale=(1.0, 0.0))})
+    fitted = labelled.recalibrate(base, graded, target=0.95, level=0.9)
+    kind = fitted.kinds["classify"]
+    assert kind.threshold is None and fitted.signatures["s1"].frontier
+    highest = kind.highest_target(0.9)
+    assert highest is not None and 0.8 < highest < 0.95
+    assert kind.at(highest, was=0.95, level=0.9).threshold is not None
+    assert kind.at(highest + 0.01, was=0.95, level=0.9).threshold is None
+    text = calibration_table(fitted, graded, target=0.95, level=0.9)
+    assert f"at most {highest:.0%} is reachable: --precision {highest} accepts" in text

@@ -493,18 +493,18 @@ def test_prune_deletes_old_adapters_no_lesson_names_but_the_newest(tmp_path: Pat
 
 
 class Sure:
-    """A small model's dispatcher whose every answer the lesson's threshold accepts."""
+    """A small model's dispatcher whose every answer the lesson's threshold accepts (or
+    that answers at `confidence`, judged `accepted` as a worker would)."""
 
-    def __init__(self, value: str) -> None:
-        self.value = value
+    def __init__(self, value: str, confidence: float = 0.99, accepted: bool = True) -> None:
+        self.value, self.confidence, self.accepted = value, confidence, accepted
 
     def dispatch(self, job: StepJob) -> StepResult:
-        fields = {
-            "order_id": {"value": self.value, "confidence": 0.99, "signals": signals(lp_min=-0.01)}
-        }
+        said = signals(lp_min=-0.01)
+        fields = {"order_id": {"value": self.value, "confidence": self.confidence, "signals": said}}
         return StepResult(
             run_id=job.run_id, step_id=job.step_id, status=StepStatus.DONE,
-            value={"order_id": self.value}, accepted=True,
+            value={"order_id": self.value}, confidence=self.confidence, accepted=self.accepted,
             meta={"fields": fields, "threshold": None},
         )  # fmt: skip
 
@@ -568,3 +568,32 @@ def test_the_table_says_what_the_audit_measured(
     )
     assert says in table
     assert ("below the 95% target" in table) == below
+
+
+def test_a_runs_target_precision_judges_the_workers_answers_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A run that asks for another precision (`--precision`) judges each SLM answer by
+    the threshold its calibration's frontier gives for it, whatever the worker was told."""
+    conf = [1 - i / 200 for i in range(200)]
+    right = [i < 120 or i % 3 == 0 for i in range(200)]
+    fitted = KindCalibration(
+        **calibration.judged(calibration.frontier(conf, right), len(conf), target=0.95, level=0.9)
+    )
+    path = tmp_path / "calibration.json"
+    path.write_text(Calibration(kinds={"extract": fitted}).model_dump_json())
+    lower = calibration.load(path, target=0.8).threshold("extract")
+    assert lower is not None and fitted.threshold is not None and lower < fitted.threshold
+    flagged = Sure("Q-19", confidence=(lower + fitted.threshold) / 2, accepted=False)
+
+    def run(target: float | None) -> StepResult:
+        at = settings.model_copy(update={"calibration": str(path), "target_precision": target})
+        return EscalatingDispatcher(flagged, llm=None, budget=Budget(), settings=at).dispatch(
+            job("Q-1")
+        )
+
+    assert run(None).accepted is False  # the worker's judgement stands
+    for target, accepted in ((0.8, True), (0.95, False)):
+        judged = run(target)
+        assert judged.accepted is accepted and judged.meta["threshold"] <= fitted.threshold
+        assert judged.meta["fields"]["order_id"]["accepted"] is accepted

@@ -33,12 +33,22 @@ def readme_command() -> list[str]:
     return [sys.executable, "-m", "taskloom", *words[1:]]
 
 
+def main_job(*flags: str) -> subprocess.CompletedProcess[str]:
+    """The README's command with these flags added, run to its end."""
+    return subprocess.run(
+        [*readme_command(), *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+
+
 def test_the_readme_main_job_replies_to_the_customer_in_a_few_whole_sentences(
     taskloom_home: Path,
 ) -> None:
-    done = subprocess.run(
-        readme_command(), cwd=ROOT, capture_output=True, text=True, timeout=540, check=False
-    )
+    done = main_job()
     assert done.returncode == 0, done.stderr[-2000:]
     output = json.loads(done.stdout)
     reply = output["reply"]
@@ -59,14 +69,7 @@ def test_the_readme_main_job_replies_to_the_customer_in_a_few_whole_sentences(
 def test_the_main_job_is_right_or_flagged_and_invents_no_id(taskloom_home: Path) -> None:
     """Every step's value is right or listed for review (the reply's refund term too); the
     reply's ids come from the email (grounded decoding); the order id is the email's."""
-    done = subprocess.run(
-        [*readme_command(), "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=540,
-        check=False,
-    )
+    done = main_job("--json")
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads(done.stdout)
     steps = {s["id"]: s for s in record["steps"]}
@@ -93,3 +96,26 @@ def test_the_main_job_is_right_or_flagged_and_invents_no_id(taskloom_home: Path)
     wrong_and_unflagged = [k for k, ok in right.items() if not ok and k not in flagged]
     assert not wrong_and_unflagged
     assert f"{len(record['review'])} values need review" in done.stderr or not record["review"]
+
+
+def test_the_main_job_at_a_lower_precision_accepts_by_the_frontiers_threshold(
+    taskloom_home: Path,
+) -> None:
+    """`--precision 0.9` judges each SLM field by the threshold the shipped calibration's
+    frontier gives for 90%: a field at or above it is accepted, and right here, and is no
+    longer listed for review."""
+    from taskloom import calibration
+
+    done = main_job("--precision", "0.9", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(done.stdout)
+    contact = next(s for s in record["steps"] if s["id"] == "contact")
+    threshold = calibration.load(target=0.9).threshold("extract")
+    assert threshold is not None and contact["meta"]["threshold"] == threshold
+    flagged = {(v["step"], v["field"]) for v in record["review"]}
+    expected = {"name": "Maria Lopez", "order_id": "A-1042"}
+    for name, field in contact["meta"]["fields"].items():
+        assert field["accepted"] is (field["confidence"] >= threshold), name
+        assert field["accepted"] is (("contact", name) not in flagged), name
+        if field["accepted"]:
+            assert field["value"] == expected[name], name

@@ -8,6 +8,11 @@ the SLM's; or when its confidence is below the `escalate_below` floor. It needs 
 configured and a budget that allows it. The same kind runs on the LLM's ChatModel
 (`run_task` works with any ChatModel), so the step's output keeps its shape.
 `kind: llm` steps always run on the LLM, here.
+
+A run that sets `target_precision` judges each SLM answer again by the threshold its
+calibration gives for that precision (`Calibration.at`), so the run's choice holds
+whatever the workers were told. A lesson's threshold, chosen when it was learned,
+stands.
 Every escalation (or one the budget refused) is kept in `escalations`.
 
 The cascade learns (docs/learning.md): an SLM step whose signature has a lesson
@@ -31,6 +36,7 @@ from typing import Any
 
 from taskloom.agents.budget import Budget
 from taskloom.bank import ExampleBank, Source, slm_answer
+from taskloom.calibration import judge_at, load, signature
 from taskloom.chat import ChatModel, Completion
 from taskloom.chat.openai import OpenAIChatModel
 from taskloom.config import Settings
@@ -79,6 +85,9 @@ class EscalatingDispatcher:
         learning = settings.examples_path
         self.lessons = Lessons(learning / "learned") if settings.learned else None
         self.bank = ExampleBank(learning) if settings.bank_answers else None
+        target = settings.target_precision
+        # Set for this run, the target is applied here too, whatever the workers were told.
+        self.calibration = None if target is None else load(settings.calibration, target=target)
         self._draw = random.Random()
 
     @classmethod
@@ -134,7 +143,11 @@ class EscalatingDispatcher:
     def _on_slm(self, job: StepJob, lesson: Lesson | None) -> StepResult:
         """Run the step on the inner dispatcher, with its signature's lesson if it has one."""
         if lesson is None or self.lessons is None:
-            return self.inner.dispatch(job)
+            result = self.inner.dispatch(job)
+            if self.calibration is None or job.kind not in SLM_KINDS:
+                return result
+            sig = signature(job.kind, job.inputs, job.output)
+            return judge_at(result, self.calibration.threshold(job.kind, sig))
         return judge(self.inner.dispatch(teach(job, lesson, self.lessons.root)), lesson)
 
     def reason_to_escalate(self, job: StepJob, result: StepResult) -> str | None:

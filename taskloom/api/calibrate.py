@@ -85,5 +85,5 @@ def calibrate(
     fitted = labelled.recalibrate(base, graded, target=target, level=level)
     path = Path(out) if out else settings.home / "calibration.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(fitted.model_dump_json(indent=1, exclude_none=True) + "\n")
+    path.write_text(fitted.to_json())
     return CalibrationReport(calibration=fitted, graded=graded, failed=failed, path=path)

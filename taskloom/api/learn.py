@@ -97,7 +97,7 @@ def learn(
         check_extra()
     groups = by_signature(examples)
     needed = MIN_HELD_BACK + shots
-    base = calibration.load(settings.calibration)
+    base = calibration.load(settings.calibration, target=settings.target_precision)
     model = model if model is not None else load_model(settings)
     store = Lessons(settings.examples_path / "learned")
     learnable = {sig: g for sig, g in groups.items() if len(g) >= needed}

@@ -66,9 +66,9 @@ def emit_record(record: RunRecord, *, as_json: bool) -> None:
         )
         if "no calibrated threshold yet" in whys:
             click.echo(
-                "taskloom: no calibrated threshold accepts those answers yet; set one from"
-                " your labelled answers with `taskloom calibrate` or `taskloom learn`"
-                " (docs/calibration.md)",
+                "taskloom: no calibrated threshold accepts those answers at the target"
+                " precision; set one from your labelled answers with `taskloom calibrate` or"
+                " `taskloom learn`, or ask for less with --precision (docs/calibration.md)",
                 err=True,
             )
     if record.status != "done" and record.error:

@@ -72,6 +72,13 @@ GOAL_ONLY = {
     metavar="0..1",
     help="Re-run SLM steps on the LLM below this confidence (default 0.5).",
 )
+@click.option(
+    "--precision",
+    "target_precision",
+    type=click.FloatRange(0.5, 0.999),
+    metavar="0.5..0.999",
+    help="Precision accepted SLM answers must reach (TASKLOOM_TARGET_PRECISION; default 0.95).",
+)
 @click.option("--max-replans", type=int, metavar="N", help="Replans the joiner may ask for.")
 @click.option("--no-stream", is_flag=True, help="Wait for the whole plan before running it.")
 @click.option(
@@ -139,7 +146,14 @@ def run(
         )
     where: dict[str, Any] = {"redis_url": flags["redis_url"], "model": flags["model"]}
     budgets = {
-        name: flags[name] for name in ("max_cost_usd", "max_llm_calls", "escalate_below", "learned")
+        name: flags[name]
+        for name in (
+            "max_cost_usd",
+            "max_llm_calls",
+            "escalate_below",
+            "target_precision",
+            "learned",
+        )
     }
     if not inline and settings_from(**where).redis_url:
         from taskloom.api import remote

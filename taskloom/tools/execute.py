@@ -56,7 +56,9 @@ def execute(
                 tool_name=job.tool,
                 output_retries=settings.output_retries,
                 calibration=(
-                    calibrations.load(settings.calibration) if job.kind in SLM_KINDS else None
+                    calibrations.load(settings.calibration, target=settings.target_precision)
+                    if job.kind in SLM_KINDS
+                    else None
                 ),
             )
     except Exception as e:  # a step's failure is data: the dispatcher decides on retries

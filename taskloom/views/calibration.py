@@ -35,6 +35,13 @@ def calibration_table(
                 f"  no threshold reaches {target:.0%} precision with {level:.0%} confidence:"
                 f" every {kind} answer is flagged for review"
             )
+            highest = cal.highest_target(level)
+            if highest is not None:
+                there = cal.at(highest, was=target, level=level)
+                lines.append(
+                    f"  at most {highest:.0%} is reachable: --precision {highest} accepts"
+                    f" {there.coverage:.1%} at {there.precision:.1%}"
+                )
         else:
             lines.append(
                 f"  threshold {cal.threshold}: accepts {cal.coverage:.1%} at {cal.precision:.1%}"
