@@ -21,11 +21,13 @@ SLM steps use the lesson of their signature automatically (`learned=False`, or
   confidence is recomputed from its signals with them. None: the calibration's (too few
   held-back answers to fit).
 - `threshold`: the confidence at and above which the signature's answers are accepted,
-  chosen on held-back answers (`calibration.choose_threshold`); it replaces the
+  chosen on held-back answers (`calibration.frontier`); it replaces the
   calibration's for this signature. None: every answer stays flagged. A lesson that
   runs its steps as written also chooses it on the small model's own answers to the
   learned-from part, banked when they escalated (`live`, `labelled.graded_live`).
-  A judged result's `meta.threshold` is the threshold it was judged by.
+  A judged result's `meta.threshold` is the threshold it was judged by. With its
+  `frontier` (`calibration.frontier`), a run that asks another precision
+  (`target_precision`) judges by the threshold for that one (`Lesson.judging_at`).
 
 Each `learn` writes its adapters under new names; `Lessons.prune` deletes the old ones
 no lesson names (`taskloom learn` keeps the newest `adapters_kept`).
@@ -51,6 +53,7 @@ from pydantic import BaseModel, Field, ValidationError
 from taskloom.adapters.train import Pair
 from taskloom.calibration import (
     DATA_INPUTS,
+    TARGET_PRECISION,
     Calibration,
     KindCalibration,
     judge_at,
@@ -100,6 +103,15 @@ class Lesson(BaseModel):
     choose: Choose = "fixed"
     shots: int = Field(3, ge=1, description="examples shown to each input")
     threshold: float | None = Field(None, description="accept at or above; None: flag all")
+    target_precision: float = Field(
+        TARGET_PRECISION, description="the precision its threshold was chosen for"
+    )
+    frontier: list[tuple[float, int, int]] | None = Field(
+        None,
+        description="the answers its threshold was chosen on, as `calibration.frontier`"
+        " (threshold, accepted, right); None: a lesson from before frontiers",
+    )
+    judged_on: int = Field(0, description="how many answers that frontier is of")
     trained_on: int = Field(0, description="labelled answers the examples came from")
     held_back: int = Field(0, description="labelled answers kept back to measure")
     before: dict[str, float] = Field(default_factory=dict, description="held-back scores")
@@ -114,6 +126,17 @@ class Lesson(BaseModel):
         "(graded live) its threshold was also chosen on",
     )
     at: float = 0.0
+
+    def judging_at(self, target: float | None, level: float) -> Lesson:
+        """The lesson judging at another target precision (None: its own), its
+        threshold chosen again on its frontier (`KindCalibration.at`)."""
+        if target is None or target == self.target_precision:
+            return self
+        kept = KindCalibration(
+            threshold=self.threshold, frontier=self.frontier, examples=self.judged_on
+        )
+        moved = kept.at(target, was=self.target_precision, level=level)
+        return self.model_copy(update={"threshold": moved.threshold, "target_precision": target})
 
     @property
     def as_written(self) -> bool:

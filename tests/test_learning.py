@@ -597,3 +597,32 @@ def test_a_runs_target_precision_judges_the_workers_answers_again(
         judged = run(target)
         assert judged.accepted is accepted and judged.meta["threshold"] <= fitted.threshold
         assert judged.meta["fields"]["order_id"]["accepted"] is accepted
+
+
+def test_a_runs_target_precision_moves_a_lessons_threshold_on_its_frontier(
+    settings: Settings,
+) -> None:
+    conf = [1 - i / 200 for i in range(200)]
+    right = [i < 120 or i % 3 == 0 for i in range(200)]
+    points = calibration.frontier(conf, right)
+    chosen = calibration.judged(points, 200, target=0.95, level=0.9)["threshold"]
+    sig = calibration.signature("extract", job("Q-1").inputs, SCHEMA)
+    lesson = Lesson(
+        signature=sig, kind="extract", examples=[], threshold=chosen, frontier=points,
+        judged_on=200,
+    )  # fmt: skip
+    Lessons(settings.examples_path / "learned").save(lesson)
+    lower = lesson.judging_at(0.8, 0.9).threshold
+    assert lower is not None and chosen is not None and lower < chosen
+    flagged = Sure("Q-19", confidence=(lower + chosen) / 2, accepted=False)
+
+    def run(target: float | None) -> StepResult:
+        at = settings.model_copy(update={"target_precision": target})
+        cascade = EscalatingDispatcher(flagged, llm=None, budget=Budget(), settings=at)
+        return cascade.dispatch(job("Q-1"))
+
+    assert run(None).accepted is False and run(None).meta["lesson"] == sig
+    assert run(0.8).accepted is True and run(0.8).meta["threshold"] == lower
+    older = Lesson(signature=sig, kind="extract", examples=[], threshold=0.9)  # no frontier
+    assert older.judging_at(0.8, 0.9).threshold == 0.9
+    assert older.judging_at(0.99, 0.9).threshold is None

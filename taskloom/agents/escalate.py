@@ -11,8 +11,8 @@ configured and a budget that allows it. The same kind runs on the LLM's ChatMode
 
 A run that sets `target_precision` judges each SLM answer again by the threshold its
 calibration gives for that precision (`Calibration.at`), so the run's choice holds
-whatever the workers were told. A lesson's threshold, chosen when it was learned,
-stands.
+whatever the workers were told; a lesson's threshold is chosen again too, on the
+frontier of the answers it was chosen on (`Lesson.judging_at`).
 Every escalation (or one the budget refused) is kept in `escalations`.
 
 The cascade learns (docs/learning.md): an SLM step whose signature has a lesson
@@ -148,6 +148,8 @@ class EscalatingDispatcher:
                 return result
             sig = signature(job.kind, job.inputs, job.output)
             return judge_at(result, self.calibration.threshold(job.kind, sig))
+        if self.calibration is not None:
+            lesson = lesson.judging_at(self.calibration.target_precision, self.calibration.level)
         return judge(self.inner.dispatch(teach(job, lesson, self.lessons.root)), lesson)
 
     def reason_to_escalate(self, job: StepJob, result: StepResult) -> str | None:

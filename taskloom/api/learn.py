@@ -9,7 +9,7 @@ ties to `fixed` (it keeps the prompt's prefix cached), and none at all when neit
 beats the step as written. An adapter's lessons get the adapted model's own signal
 weights, fitted on the held-back answers of the adapter's kind, pooled, or where those
 are too few the calibration's `adapted_weights` (`labelled.adapter_confidence`). The
-lesson's threshold is chosen on the same held-back answers (`calibration.choose_threshold`;
+lesson's threshold is chosen on the same held-back answers (`calibration.frontier`;
 an adapter's on its kind's, pooled, out of fold where weights were fitted on them; where
 the step stays as written, on the small model's banked answers to the learned-from part
 too, `labelled.graded_live`), and before/after accuracy and coverage at the target
@@ -36,9 +36,9 @@ from taskloom.adapters.train import train as train_lora
 from taskloom.bank import ExampleBank, step_signature
 from taskloom.calibration import (
     Calibration,
-    choose_threshold,
     coverage_at,
-    rounded_down,
+    frontier,
+    judged,
 )
 from taskloom.chat import ChatModel, load_model
 from taskloom.config import Settings
@@ -392,15 +392,16 @@ def _finished(trial: _Trial, base: Calibration) -> Lesson:
     """The lesson with its threshold, chosen on its held-back answers (or its adapter's),
     and its scores."""
     after, judged_on = trial.after, trial.judged_on or trial.after + trial.live
-    threshold, _, _ = choose_threshold(
-        [g.confidence or 0.0 for g in judged_on],
-        [g.is_right for g in judged_on],
-        target=base.target_precision,
-        level=base.level,
+    points = frontier(
+        [g.confidence or 0.0 for g in judged_on], [g.is_right for g in judged_on], level=base.level
     )
+    found = judged(points, len(judged_on), target=base.target_precision, level=base.level)
     return trial.lesson.model_copy(
         update={
-            "threshold": rounded_down(threshold),
+            "threshold": found["threshold"],
+            "target_precision": base.target_precision,
+            "frontier": points,
+            "judged_on": len(judged_on),
             "trained_on": trial.trained_on,
             "held_back": trial.held_back,
             "live": len({g.line for g in trial.live}),
