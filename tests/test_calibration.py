@@ -212,3 +212,34 @@ def test_judging_at_a_threshold_flags_each_field_and_leaves_reviewed_kinds() -> 
         meta={"accepted": False},
     )  # fmt: skip
     assert calibration.judge_at(reply, 0.0) == reply  # generate: its review judged it
+
+
+def test_a_worker_judges_at_the_target_precision_it_was_given(tmp_path: Path) -> None:
+    """TASKLOOM_TARGET_PRECISION on a worker: its SLM steps are judged by the threshold
+    the calibration's frontier gives for that precision."""
+    from taskloom.chat import ScriptedChatModel
+    from taskloom.config import Settings
+    from taskloom.step import StepJob
+    from taskloom.tools import ToolRegistry
+    from taskloom.tools.confidence import FEATURES
+    from taskloom.tools.execute import execute
+
+    conf = [1 - i / 200 for i in range(200)]
+    right = [i < 120 or i % 3 == 0 for i in range(200)]
+    found = calibration.judged(calibration.frontier(conf, right), 200, target=0.95, level=0.9)
+    kind = KindCalibration(weights=[1.0] + [0.0] * (len(FEATURES) - 1), **found)
+    path = tmp_path / "c.json"
+    path.write_text(Calibration(kinds={"extract": kind}).to_json())
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    job = StepJob(run_id="r", step_id="s", kind="extract", inputs={"text": "a b"}, output=schema)
+    for target in (None, 0.8):
+        settings = Settings(home=tmp_path, calibration=str(path), target_precision=target)
+        result = execute(
+            job, model=lambda: ScriptedChatModel(), tools=ToolRegistry(), settings=settings,
+            worker="w",
+        )  # fmt: skip
+        assert result.status == StepStatus.DONE
+        assert result.meta["threshold"] == calibration.load(path, target=target).threshold(
+            "extract"
+        )
+    assert calibration.load(path, target=0.8).threshold("extract") != kind.threshold
