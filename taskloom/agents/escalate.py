@@ -8,12 +8,12 @@ the SLM's; or when its confidence is below the `escalate_below` floor. It needs 
 configured and a budget that allows it. The same kind runs on the LLM's ChatModel
 (`run_task` works with any ChatModel), so the step's output keeps its shape.
 `kind: llm` steps always run on the LLM, here.
+Every escalation (or one the budget refused) is kept in `escalations`.
 
 A run that sets `target_precision` judges each SLM answer again by the threshold its
 calibration gives for that precision (`Calibration.at`), so the run's choice holds
 whatever the workers were told; a lesson's threshold is chosen again too, on the
 frontier of the answers it was chosen on (`Lesson.judging_at`).
-Every escalation (or one the budget refused) is kept in `escalations`.
 
 The cascade learns (docs/learning.md): an SLM step whose signature has a lesson
 (`taskloom learn`) runs with the lesson's examples, and its answers are accepted by the
