@@ -86,9 +86,16 @@ def test_rq_info_and_registries_show_executing_then_finished(
     args = [sys.executable, "-m", "taskloom.cli", "run", str(plan), "--redis-url", redis_url]
     run = subprocess.Popen([*args, "--run-id", "rq1", "--json"], stdout=subprocess.PIPE)
     try:
-        # `quick` finished and `held` runs (it waits for the gate)
+        # `quick` finished and `held` runs (it waits for the gate). The registries are
+        # read one after the other, so `quick` may be read as started, then as finished:
+        # wait until one job is started and it is not the finished one.
+        def settled() -> tuple[list[str], list[str], list[str]] | None:
+            lists = registries(redis_url)
+            started, finished = set(lists[0]), set(lists[1])
+            return lists if len(started) == 1 and finished and not started & finished else None
+
         started, _, _ = wait_for(
-            lambda: (lists := registries(redis_url))[0] and lists[1] and lists,
+            settled,
             timeout_s=60,
             what="one job finished and one in StartedJobRegistry",
         )
