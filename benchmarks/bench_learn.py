@@ -4,6 +4,7 @@
     python benchmarks/bench_learn.py --kinds extract --plots benchmarks/out
     python benchmarks/bench_learn.py --round 25 --adapter     # weights, extract
     python benchmarks/bench_learn.py --round 25 --adapter --kinds fill_slots
+    python benchmarks/bench_learn.py --round 25 --adapter --precision 0.9
 
 The stream: the dev halves of benchmarks/data/eval_{extract,slots,classify}.json,
 interleaved, run one by one through the cascade (`EscalatingDispatcher` over the real
@@ -30,7 +31,10 @@ a real LLM makes mistakes, which this does not measure). Learning is examples in
 the prompt (the lesson); with `--adapter`, it is a LoRA adapter per kind trained on the
 banked answers (`taskloom learn --adapter`: real training, on this machine's CPU), served
 by the same host, and recorded as `bench_learn_adapter`. Runs of other kinds than the
-default are recorded under their own names (`bench_learn_adapter_fill_slots`).
+default are recorded under their own names (`bench_learn_adapter_fill_slots`), and so
+are runs at another target precision than the default 95% (`--precision 0.9`:
+`bench_learn_adapter_at_90`; what is accepted and escalated, and each lesson's
+threshold, are chosen at that target, as `taskloom run --precision` chooses them).
 """
 
 from __future__ import annotations
@@ -312,6 +316,7 @@ def main() -> None:
     parser.add_argument("--plots", type=Path, default=Path(__file__).parent / "out")
     parser.add_argument("--limit", type=int, help="cases per kind and split (a smoke run)")
     parser.add_argument("--adapter", action="store_true", help="learn LoRA adapters")
+    parser.add_argument("--precision", type=float, help="the target precision (default 0.95)")
     args = parser.parse_args()
     default = "extract" if args.adapter else ",".join(KINDS)
     kinds = (args.kinds or default).split(",")
@@ -319,13 +324,20 @@ def main() -> None:
     name = "bench_learn_adapter" if args.adapter else "bench_learn"
     if args.kinds and args.kinds != default:
         name += "_" + "_".join(kinds)
+    if args.precision is not None:
+        name += f"_at_{round(args.precision * 100)}"
     global LIMIT
     LIMIT = args.limit
 
     host = ModelHost(default_model_path(), concurrency=16, n_ctx=2048)
     rows: list[results.Row] = []
     with TemporaryDirectory() as home:
-        settings = Settings(home=Path(home), concurrency=args.concurrency, escalate_below=0.0)
+        settings = Settings(
+            home=Path(home),
+            concurrency=args.concurrency,
+            escalate_below=0.0,
+            target_precision=args.precision,
+        )
         dev = [e for pair in zip(*[cases(k, "dev") for k in kinds], strict=False) for e in pair]
         recipe = Recipe() if args.adapter else None
         rounds, learning_s = stream(host, settings, dev, args.round, recipe)

@@ -150,32 +150,43 @@ class Calibration(BaseModel):
 
     def is_accepted(self, kind: str, confidence: float | None, sig: str | None = None) -> bool:
         """Whether an answer with this confidence is accepted (flagged otherwise)."""
-        threshold = self.threshold(kind, sig)
-        return confidence is not None and threshold is not None and confidence >= threshold
+        return accepts(confidence, self.threshold(kind, sig))
+
+
+def accepts(confidence: Any, threshold: float | None) -> bool:
+    """Whether an answer with this confidence is accepted at `threshold` (None: none is)."""
+    is_number = isinstance(confidence, int | float)
+    return threshold is not None and is_number and confidence >= threshold
+
+
+def judge_meta(
+    meta: dict[str, Any], confidence: float | None, threshold: float | None
+) -> tuple[dict[str, Any], bool | None]:
+    """An answer's meta judged at `threshold`, and whether the step is accepted: each
+    field of `meta.fields` accepted or flagged, and the step accepted when all of them
+    are; a step without fields, by its confidence. `meta.threshold` is the threshold it
+    was judged by. None: the answer states no confidence (`generate`: its review judges)."""
+    fields = meta.get("fields")
+    if isinstance(fields, dict) and fields:
+        judged = {
+            name: {**f, "accepted": accepts(f.get("confidence"), threshold)}
+            for name, f in fields.items()
+        }
+        accepted = all(f["accepted"] for f in judged.values())
+        return {**meta, "fields": judged, "threshold": threshold}, accepted
+    if confidence is None:
+        return meta, None
+    return {**meta, "threshold": threshold}, accepts(confidence, threshold)
 
 
 def judge_at(result: StepResult, threshold: float | None) -> StepResult:
-    """The result with its answers accepted or flagged by `threshold` (None: all
-    flagged): each field of `meta.fields`, where it has them, and the step, accepted
-    when all of them are. A result that states no confidence is returned as it is."""
+    """The result with its answers accepted or flagged by `threshold` (`judge_meta`).
+    A result that states no confidence is returned as it is."""
     if result.accepted is None:  # failed, or a kind without a confidence
         return result
-
-    def accepts(confidence: Any) -> bool:
-        is_number = isinstance(confidence, int | float)
-        return threshold is not None and is_number and confidence >= threshold
-
-    fields = result.meta.get("fields")
-    if not (isinstance(fields, dict) and fields) and result.confidence is None:
+    meta, accepted = judge_meta(result.meta, result.confidence, threshold)
+    if accepted is None:
         return result  # judged by its review (generate)
-    meta = {**result.meta, "threshold": threshold}
-    if isinstance(fields, dict) and fields:
-        meta["fields"] = {
-            name: {**f, "accepted": accepts(f.get("confidence"))} for name, f in fields.items()
-        }
-        accepted = all(f["accepted"] for f in meta["fields"].values())
-    else:
-        accepted = accepts(result.confidence)
     return result.model_copy(update={"accepted": accepted, "meta": meta})
 
 
@@ -425,7 +436,7 @@ def judged(
     chosen = _lowest(points, target=target, level=level)
     c, n, k = chosen if chosen is not None else (None, 0, 0)
     return {
-        "threshold": None if c is None else _floor(c, 4),
+        "threshold": rounded_down(c),
         "coverage": round(n / max(total, 1), 4),
         "precision": round(k / max(n, 1), 4),
         "examples": total,

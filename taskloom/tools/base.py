@@ -39,7 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from taskloom.calibration import Calibration, signature
+from taskloom.calibration import Calibration, judge_meta, signature
 from taskloom.chat import ChatModel, Completion, Message, TokenLogprob
 from taskloom.chat.base import COPY_KEYWORD
 from taskloom.errors import OutputValidationError, SchemaError, TaskInputError
@@ -404,20 +404,13 @@ def accept(
     looked: Review, kind: str, sig: str, calibration: Calibration
 ) -> tuple[dict[str, Any], bool | None]:
     """Each field (`meta.fields`) and the step accepted or flagged by the calibration's
-    thresholds; a step is accepted when every field is. A kind that states no confidence
-    (`generate`) is judged by its review's `accepted` in `meta`, if any. `meta.threshold`
-    is the threshold it was judged by (None: there is none, so every answer is flagged)."""
-    fields = looked.meta.get("fields")
-    if isinstance(fields, dict) and fields:
-        for f in fields.values():
-            f["accepted"] = calibration.is_accepted(kind, f.get("confidence"), sig)
-        looked.meta["threshold"] = calibration.threshold(kind, sig)
-        return looked.meta, all(f["accepted"] for f in fields.values())
-    if looked.confidence is not None:
-        looked.meta["threshold"] = calibration.threshold(kind, sig)
-        return looked.meta, calibration.is_accepted(kind, looked.confidence, sig)
-    said = looked.meta.get("accepted")
-    return looked.meta, said if isinstance(said, bool) else None
+    threshold for this kind and signature (`calibration.judge_meta`). A kind that states
+    no confidence (`generate`) is judged by its review's `accepted` in `meta`, if any."""
+    meta, accepted = judge_meta(looked.meta, looked.confidence, calibration.threshold(kind, sig))
+    if accepted is None:
+        said = looked.meta.get("accepted")
+        return looked.meta, said if isinstance(said, bool) else None
+    return meta, accepted
 
 
 def ask_until_valid(
