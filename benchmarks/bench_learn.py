@@ -7,14 +7,18 @@
     python benchmarks/bench_learn.py --round 25 --adapter --precision 0.9
 
 The stream: the dev halves of benchmarks/data/eval_{extract,slots,classify}.json,
-interleaved, run one by one through the cascade (`EscalatingDispatcher` over the real
-model in-process). Each answer the calibration (or its signature's lesson) does not
-accept escalates to the teacher, and the teacher's answer goes into the example bank.
-After every `--round` steps, `taskloom learn`'s code (`api.learn.learn`) learns every
-signature in the bank that has enough answers, and later steps use the lessons. Each
-round reports the share of steps escalated (the issue's measure) and the share of their
-fields: a step is accepted only when every field is, but the LLM answers only the
-flagged fields of `extract` and `fill_slots` (a `classify` step counts as one field).
+interleaved and shuffled (seeded), run one by one through the cascade
+(`EscalatingDispatcher` over the real model in-process). Each answer the calibration (or
+its signature's lesson) does not accept escalates to the teacher, and the teacher's
+answer goes into the example bank. After every `--round` steps, `taskloom learn`'s code
+(`api.learn.learn`) learns every signature in the bank that has enough answers, and
+later steps use the lessons. Each round reports the share of steps escalated (the
+issue's measure) and the share of their fields, in all and by kind: a step is accepted
+only when every field is, but the LLM answers only the flagged fields of `extract` and
+`fill_slots` (a `classify` step counts as one field). The shuffle makes each round a
+like mix of the signatures, as a deployed workflow's stream is: the eval sets list each
+signature's cases in a block, so in file order most of a round's steps would be of
+signatures no round before had learned.
 
 Then, on the test halves (never streamed, never seen by the teacher) and on the
 held-out voice sets, each step runs as the eval set writes it (with its hand-written
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -148,13 +153,15 @@ def stream(
         jobs = [_job(e, i) for i, e in enumerate(chunk, start=start)]
         with ThreadPoolExecutor(settings.concurrency) as pool:
             got = list(pool.map(dispatcher.dispatch, jobs))
-        escalated = right = flagged = answered = 0
+        escalated = right = 0
+        by_kind: dict[str, list[int]] = {}  # kind: [flagged fields, fields]
         for example, job, result in zip(chunk, jobs, got, strict=True):
             right += _all_right(example, result)
             # the LLM answers only a step's flagged fields (a kind without fields: the step)
             fields = fields_of(result)
-            answered += len(fields) or 1
-            flagged += (
+            counts = by_kind.setdefault(job.kind, [0, 0])
+            counts[1] += len(fields) or 1
+            counts[0] += (
                 sum(not f.get("accepted") for f in fields.values())
                 if fields
                 else (result.accepted is not True)
@@ -166,19 +173,24 @@ def stream(
                 said = slm_answer(result, as_written=lesson is None or lesson.as_written)
                 bank.add(example.step, teacher.answer(job), source=Source.LLM, slm=said)
         lessons = len(store.all())
+        flagged, answered = (sum(c[i] for c in by_kind.values()) for i in (0, 1))
+        kinds = {kind: f / n for kind, (f, n) in sorted(by_kind.items())}
         rounds.append(
             {
                 "round": len(rounds) + 1,
                 "steps": len(chunk),
                 "escalated": escalated / len(chunk),
                 "fields_escalated": flagged / answered,
+                "fields_escalated_by_kind": kinds,
                 "slm_right": right / len(chunk),
                 "lessons_in_use": lessons,
             }
         )
         print(
             f"round {len(rounds)}: {len(chunk)} steps, {escalated / len(chunk):.0%} escalated"
-            f" ({flagged / answered:.0%} of their fields),"
+            f" ({flagged / answered:.0%} of their fields: "
+            + ", ".join(f"{kind} {share:.0%}" for kind, share in kinds.items())
+            + "),"
             f" SLM right {right / len(chunk):.0%}, {lessons} lessons in use"
         )
         started = time.perf_counter()
@@ -196,6 +208,7 @@ def stream(
                     f" {b['accuracy']:.0%} → {a['accuracy']:.0%}"
                     f" ({runs_with(f.lesson)}),"
                     f" threshold {f.lesson.threshold}"
+                    + (" (inherits its kind's)" if f.lesson.inherits else "")
                     + (f", also chosen on {f.lesson.live} live answers" if f.lesson.live else "")
                 )
     return rounds, learning_s
@@ -339,6 +352,7 @@ def main() -> None:
             target_precision=args.precision,
         )
         dev = [e for pair in zip(*[cases(k, "dev") for k in kinds], strict=False) for e in pair]
+        random.Random(0).shuffle(dev)
         recipe = Recipe() if args.adapter else None
         rounds, learning_s = stream(host, settings, dev, args.round, recipe)
         draw(rounds, args.plots / f"{name.replace('bench_', '')}_escalated.png")

@@ -22,7 +22,11 @@ SLM steps use the lesson of their signature automatically (`learned=False`, or
   held-back answers to fit).
 - `threshold`: the confidence at and above which the signature's answers are accepted,
   chosen on held-back answers (`calibration.frontier`); it replaces the
-  calibration's for this signature. None: every answer stays flagged. A lesson that
+  calibration's for this signature. None: every answer stays flagged, unless the lesson
+  `inherits`: its confidences are the calibration's (no adapter, no weights of its own)
+  and its answers, too few to choose a threshold, do not contradict the calibration's
+  (the Clopper–Pearson upper bound on the precision of those it accepts reaches the
+  target), so it is judged by that one, as a step without a lesson is. A lesson that
   runs its steps as written also chooses it on the small model's own answers to the
   learned-from part, banked when they escalated (`live`, `labelled.graded_live`).
   A judged result's `meta.threshold` is the threshold it was judged by. With its
@@ -103,6 +107,11 @@ class Lesson(BaseModel):
     choose: Choose = "fixed"
     shots: int = Field(3, ge=1, description="examples shown to each input")
     threshold: float | None = Field(None, description="accept at or above; None: flag all")
+    inherits: bool = Field(
+        False,
+        description="its own answers were too few to choose a threshold and did not "
+        "contradict the calibration's for its kind: it is judged by that one (`judged_by`)",
+    )
     target_precision: float = Field(
         TARGET_PRECISION, description="the precision its threshold was chosen for"
     )
@@ -137,6 +146,13 @@ class Lesson(BaseModel):
         )
         moved = kept.at(target, was=self.target_precision, level=level)
         return self.model_copy(update={"threshold": moved.threshold, "target_precision": target})
+
+    def judged_by(self, calibration: Calibration | None) -> float | None:
+        """The threshold its answers are judged by: its own, or where it has none and
+        inherits, the calibration's for its kind (as a step without a lesson is)."""
+        if self.threshold is None and self.inherits and calibration is not None:
+            return calibration.threshold(self.kind, self.signature)
+        return self.threshold
 
     @property
     def as_written(self) -> bool:
@@ -265,12 +281,13 @@ def teach(job: StepJob, lesson: Lesson, root: Path) -> StepJob:
     return job.model_copy(update=update) if update else job
 
 
-def judge(result: StepResult, lesson: Lesson) -> StepResult:
+def judge(result: StepResult, lesson: Lesson, calibration: Calibration | None = None) -> StepResult:
     """The result with its fields' confidences under the lesson's weights (if it has
-    them), and its answers accepted or flagged by the lesson's threshold."""
+    them), and its answers accepted or flagged by the lesson's threshold (or, where it
+    inherits, by `calibration`'s: `Lesson.judged_by`)."""
     if result.accepted is None:  # failed, or a kind without a confidence
         return result
-    judged = judge_at(rescored(result, lesson), lesson.threshold)
+    judged = judge_at(rescored(result, lesson), lesson.judged_by(calibration))
     return judged.model_copy(update={"meta": {**judged.meta, "lesson": lesson.signature}})
 
 

@@ -626,3 +626,52 @@ def test_a_runs_target_precision_moves_a_lessons_threshold_on_its_frontier(
     older = Lesson(signature=sig, kind="extract", examples=[], threshold=0.9)  # no frontier
     assert older.judging_at(0.8, 0.9).threshold == 0.9
     assert older.judging_at(0.99, 0.9).threshold is None
+
+
+def test_a_lesson_too_small_for_a_threshold_inherits_its_kinds_unless_its_answers_refute_it() -> (
+    None
+):
+    """At 90%, `extract` has a threshold (0.855) but 5 answers cannot choose one of their
+    own (it takes 22): a lesson on the calibration's confidences inherits the kind's,
+    unless its answers above it show a precision below the target; an adapter's
+    confidences are its own, and at 95% the kind has no threshold to inherit."""
+    at_90, at_95 = calibration.load(target=0.9), calibration.load()
+
+    def trial(right: Sequence[bool], adapter: str | None = None) -> _Trial:
+        held = [
+            Graded("extract", "s", i, "f", "x", "x", 0.9, ok, None) for i, ok in enumerate(right)
+        ]
+        lesson = Lesson(signature="s", kind="extract", examples=[], adapter=adapter)
+        return _Trial(lesson, trained_on=20, held_back=len(held), before=held, after=held)
+
+    sure = _finished(trial([True] * 5), at_90)
+    assert sure.threshold is None and sure.inherits
+    assert sure.judged_by(at_90) == at_90.threshold("extract") == 0.855
+    assert sure.judged_by(None) is None and sure.judged_by(at_95) is None
+    # 6 of 10 right: the upper bound of their precision at 0.9 is below 90%
+    assert not _finished(trial([True, False] * 3 + [True] * 4), at_90).inherits
+    assert _finished(trial([True] * 9 + [False]), at_90).inherits  # 9 of 10 may be 90%
+    assert not _finished(trial([True] * 5, adapter="a.gguf"), at_90).inherits
+    assert not _finished(trial([True] * 5), at_95).inherits
+    table = lessons_table([Learned("s", "extract", 25, lesson=sure)], where=Path("x"))
+    assert "inherited" in table
+
+
+def test_an_inheriting_lesson_judges_by_the_runs_calibration(settings: Settings) -> None:
+    """A lesson without a threshold of its own flags every answer, unless it inherits:
+    then a run at 90% accepts by `extract`'s threshold there, as without the lesson."""
+    sig = calibration.signature("extract", job("Q-1").inputs, SCHEMA)
+    store = Lessons(settings.examples_path / "learned")
+    flagged = Sure("Q-19", confidence=0.9, accepted=False)
+
+    def run(target: float | None, *, inherits: bool) -> StepResult:
+        store.save(Lesson(signature=sig, kind="extract", examples=[], inherits=inherits))
+        at = settings.model_copy(update={"target_precision": target})
+        return EscalatingDispatcher(flagged, llm=None, budget=Budget(), settings=at).dispatch(
+            job("Q-1")
+        )
+
+    judged = run(0.9, inherits=True)
+    assert judged.accepted is True and judged.meta["threshold"] == 0.855
+    assert run(0.9, inherits=False).accepted is False
+    assert run(None, inherits=True).accepted is False  # the shipped file has none at 95%

@@ -150,7 +150,11 @@ class EscalatingDispatcher:
             return judge_at(result, self.calibration.threshold(job.kind, sig))
         if self.calibration is not None:
             lesson = lesson.judging_at(self.calibration.target_precision, self.calibration.level)
-        return judge(self.inner.dispatch(teach(job, lesson, self.lessons.root)), lesson)
+        taught = self.inner.dispatch(teach(job, lesson, self.lessons.root))
+        calibration = self.calibration
+        if calibration is None and lesson.inherits:  # judged by the calibration's threshold
+            calibration = load(self.settings.calibration)
+        return judge(taught, lesson, calibration)
 
     def reason_to_escalate(self, job: StepJob, result: StepResult) -> str | None:
         """Why this SLM result should go to the LLM, or None when it should stand."""

@@ -12,9 +12,12 @@ are too few the calibration's `adapted_weights` (`labelled.adapter_confidence`).
 lesson's threshold is chosen on the same held-back answers (`calibration.frontier`;
 an adapter's on its kind's, pooled, out of fold where weights were fitted on them; where
 the step stays as written, on the small model's banked answers to the learned-from part
-too, `labelled.graded_live`), and before/after accuracy and coverage at the target
-precision are kept in the lesson and printed. The accepted answers audited under the
-lesson each signature had (`labelled.graded_audit`) are counted for the table too.
+too, `labelled.graded_live`). Where they are too few to choose one, a lesson on the
+calibration's confidences inherits the calibration's threshold for its kind, unless they
+show its precision there below the target (`Lesson.inherits`). Before/after accuracy
+and coverage at the target precision are kept in the lesson and printed. The accepted
+answers audited under the lesson each signature had (`labelled.graded_audit`) are
+counted for the table too.
 """
 
 from __future__ import annotations
@@ -396,9 +399,13 @@ def _finished(trial: _Trial, base: Calibration) -> Lesson:
         [g.confidence or 0.0 for g in judged_on], [g.is_right for g in judged_on], level=base.level
     )
     found = judged(points, len(judged_on), target=base.target_precision, level=base.level)
-    return trial.lesson.model_copy(
+    lesson = trial.lesson
+    on_its_scale = lesson.adapter is None and lesson.weights is None
+    inherits = found["threshold"] is None and on_its_scale and _consistent(judged_on, base, lesson)
+    return lesson.model_copy(
         update={
             "threshold": found["threshold"],
+            "inherits": inherits,
             "target_precision": base.target_precision,
             "frontier": points,
             "judged_on": len(judged_on),
@@ -410,6 +417,20 @@ def _finished(trial: _Trial, base: Calibration) -> Lesson:
             "at": time.time(),
         }
     )
+
+
+def _consistent(answers: Sequence[labelled.Graded], base: Calibration, lesson: Lesson) -> bool:
+    """Whether a signature's answers leave the calibration's threshold for its kind
+    standing: there is one, and the precision of the answers it accepts is not shown to
+    be below the target (their Clopper–Pearson upper bound reaches it; none accepted
+    shows nothing)."""
+    threshold = base.threshold(lesson.kind, lesson.signature)
+    if threshold is None:
+        return False
+    accepted = [g.is_right for g in answers if (g.confidence or 0.0) >= threshold]
+    n, k = len(accepted), sum(accepted)
+    upper = 1 - calibration.lower_bound(n - k, n, level=base.level) if n else 1.0
+    return upper >= base.target_precision
 
 
 def adapter_training(settings: Settings) -> tuple[Recipe, ModelHost]:
