@@ -139,9 +139,7 @@ def lowered(kind: str, conf: list[float], right: list[bool], target: float) -> r
     """What the shipped calibration's frontier accepts at a lower target, and whether
     the precision of those answers reaches it here (texts it was not chosen on)."""
     threshold = calibration.load(target=target).threshold(kind)
-    kept = [
-        ok for c, ok in zip(conf, right, strict=True) if threshold is not None and c >= threshold
-    ]
+    kept = [ok for c, ok in zip(conf, right, strict=True) if calibration.accepts(c, threshold)]
     precision = sum(kept) / len(kept) if kept else float("nan")
     print(
         f"  at a {target:.0%} target: threshold {threshold}, accepts {len(kept)}"

@@ -27,9 +27,13 @@ def lessons_table(found: Sequence[Learned], *, where: Path) -> str:
         b, a = lesson.before, lesson.after
         accuracy = f"{b['accuracy']:.0%} → {a['accuracy']:.0%}"
         coverage = f"{b['coverage']:.0%} → {a['coverage']:.0%}"
-        threshold = "none" if lesson.threshold is None else f"{lesson.threshold:.3f}"
-        if lesson.threshold is None and lesson.inherits:
-            threshold = "inherited"
+        threshold = (
+            f"{lesson.threshold:.3f}"
+            if lesson.threshold is not None
+            else "inherited"
+            if lesson.inherits
+            else "none"
+        )
         live = f"; threshold also on {lesson.live} live answers" if lesson.live else ""
         lines.append(
             f"{head}{lesson.held_back:>10}  {accuracy:<15}{coverage:<15}{threshold:>9}"
